@@ -1,0 +1,554 @@
+"""The vocabularies: prompt terms by category, negative-prompt presets and subject templates.
+
+Pure Python: this module never imports torch. The data lives in TOML files, one per
+category, in the repository's ``vocab/`` folder. A user's own folder (``PROMPTLAB_VOCAB``,
+or ``dirs`` here, which the CLI's ``--vocab DIR`` passes) adds terms and categories and
+overrides the bundled ones; a user adds a category by adding a file, no code change.
+
+    >>> vocab = load_vocab(use_env=False)
+    >>> list(vocab.categories)[:3]
+    ['medium', 'style', 'artist']
+    >>> vocab.find("Pop-Art").category
+    'style'
+    >>> vocab.negative_preset("minimal").text
+    'ugly, bad anatomy'
+
+A category file (any ``NAME.toml`` other than ``negative.toml`` and ``subjects.toml``)::
+
+    category = "style"          # optional: defaults to the file name without .toml
+    description = "The art movement or visual style"
+    order = 20                  # place in the prompt; categories without one go last
+    [terms]
+    "pop-art" = "Bold flat colours and comic-book outlines"
+    "steampunk" = { description = "Victorian brass machinery", weight = 1.1 }
+
+``negative.toml`` holds one table per preset (``[photo]`` with ``text`` and
+``description``); ``subjects.toml`` holds ``subjects = ["a squirrel", ...]``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptlab.errors import VocabError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from promptlab.prompt import Prompt
+
+BUNDLED_VOCAB_DIR = Path(__file__).resolve().parent.parent / "vocab"
+NEGATIVE_FILE = "negative.toml"
+SUBJECTS_FILE = "subjects.toml"
+# Categories without an ``order`` key sort after the bundled ones (10..70), then by name.
+DEFAULT_ORDER = 1000
+
+CATEGORY_KEYS = ("category", "description", "order", "terms")
+TERM_KEYS = ("description", "weight")
+PRESET_KEYS = ("text", "description")
+SUBJECTS_KEYS = ("subjects",)
+# Commas separate prompt terms; brackets, parentheses and colons carry weights in compel/A1111 syntax.
+FORBIDDEN_TERM_CHARS = ",()[]{}<>:"
+NAME_RE = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class VocabTerm:
+    """One vocabulary term: its category, its text as written in a prompt, what it does, its default weight."""
+
+    category: str
+    text: str
+    description: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Category:
+    """A category of terms (medium, style, ...), its place in the prompt and the files it came from."""
+
+    name: str
+    description: str
+    order: int
+    terms: tuple[VocabTerm, ...]
+    source: tuple[Path, ...]
+
+    def find(self, text: str) -> VocabTerm | None:
+        """The term whose text matches ``text`` case-insensitively, or None."""
+        key = text.strip().casefold()
+        return next((term for term in self.terms if term.text.casefold() == key), None)
+
+
+@dataclass(frozen=True)
+class NegativePreset:
+    """A named negative prompt, e.g. ``universal``."""
+
+    name: str
+    text: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Every category (in prompt order), the negative presets and the subject templates."""
+
+    categories: dict[str, Category]
+    negative_presets: dict[str, NegativePreset]
+    subjects: tuple[str, ...]
+    dirs: tuple[Path, ...] = ()
+    _index: dict[str, VocabTerm] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, VocabTerm] = {}
+        for category in self.categories.values():
+            for term in category.terms:
+                # Prompt order decides when two categories share a term.
+                index.setdefault(term.text.casefold(), term)
+        object.__setattr__(self, "_index", index)
+
+    def category(self, name: str) -> Category:
+        """The category called ``name``; VocabError listing the known ones if there is none."""
+        if name not in self.categories:
+            known = ", ".join(self.categories)
+            raise VocabError(f"unknown vocabulary category '{name}'; known categories: {known}")
+        return self.categories[name]
+
+    def find(self, text: str) -> VocabTerm | None:
+        """The term whose text matches ``text`` case-insensitively, in any category, or None."""
+        return self._index.get(text.strip().casefold())
+
+    def negative_preset(self, name: str) -> NegativePreset:
+        """The negative preset called ``name``; VocabError listing the known ones if there is none."""
+        if name not in self.negative_presets:
+            known = ", ".join(self.negative_presets)
+            raise VocabError(f"unknown negative preset '{name}'; known presets: {known}")
+        return self.negative_presets[name]
+
+    def negative_text(self, prompt: Prompt) -> str:
+        """The prompt's presets' texts then its free negative text, joined with ", ", repeats dropped.
+
+        Items are the comma-separated parts (commas inside brackets do not split); a repeat is
+        an item equal to an earlier one ignoring case, and the first spelling and place are kept.
+        """
+        parts = [self.negative_preset(name).text for name in prompt.negative_presets]
+        parts.append(prompt.negative)
+        items: list[str] = []
+        seen: set[str] = set()
+        for part in parts:
+            for item in split_items(part):
+                if item.casefold() not in seen:
+                    seen.add(item.casefold())
+                    items.append(item)
+        return ", ".join(items)
+
+    def category_order(self, name: str) -> int:
+        """The place of category ``name`` in the prompt (smaller comes first)."""
+        return self.category(name).order
+
+
+def split_items(text: str) -> list[str]:
+    """``text`` split on commas outside brackets, each item stripped, empty items left out."""
+    items: list[str] = []
+    depth = 0
+    start = 0
+    for i, char in enumerate(text):
+        if char in "([{<":
+            depth += 1
+        elif char in ")]}>":
+            depth = max(depth - 1, 0)
+        elif char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return [item.strip() for item in items if item.strip()]
+
+
+def vocab_dirs(dirs: Sequence[Path | str] = (), *, use_env: bool = True) -> tuple[Path, ...]:
+    """The folders ``load_vocab`` reads, in order: bundled, ``PROMPTLAB_VOCAB``, then ``dirs``.
+
+    ``PROMPTLAB_VOCAB`` may name several folders separated by ``os.pathsep``. A folder that
+    does not exist raises VocabError naming it.
+    """
+    folders: list[tuple[Path, str]] = [(BUNDLED_VOCAB_DIR, " (the bundled vocabulary)")]
+    if use_env:
+        for part in os.environ.get("PROMPTLAB_VOCAB", "").split(os.pathsep):
+            if part.strip():
+                folders.append((Path(part.strip()).expanduser(), " (from PROMPTLAB_VOCAB)"))
+    folders.extend((Path(d).expanduser(), "") for d in dirs)
+    for folder, origin in folders:
+        if not folder.is_dir():
+            problem = "is not a folder" if folder.exists() else "does not exist"
+            raise VocabError(f"vocabulary folder '{folder}'{origin} {problem}")
+    return tuple(folder for folder, _ in folders)
+
+
+def load_vocab(dirs: Sequence[Path | str] = (), *, use_env: bool = True) -> Vocabulary:
+    """Load the bundled vocabulary, then ``PROMPTLAB_VOCAB``'s folder, then ``dirs``; later ones override.
+
+    Within a folder the ``*.toml`` files are read in name order. For the same category the
+    terms are merged: a later file's description and weight win for the same term (matched
+    ignoring case), its ``description`` and ``order`` win when given. Negative presets merge
+    the same way by name; subjects are appended, repeats dropped. Any malformed file raises
+    VocabError naming the file, the line where known, and the problem.
+    """
+    # 1. Find the folders, in override order.
+    folders = vocab_dirs(dirs, use_env=use_env)
+    categories: dict[str, _CategoryBuilder] = {}
+    presets: dict[str, NegativePreset] = {}
+    subjects: dict[str, str] = {}
+    # 2. Read each file and merge it over what came before.
+    for folder in folders:
+        for path in sorted(folder.glob("*.toml")):
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            doc = _read(path)
+            if path.name == NEGATIVE_FILE:
+                for preset in _parse_presets(doc):
+                    presets[preset.name] = _merge_preset(presets.get(preset.name), preset)
+            elif path.name == SUBJECTS_FILE:
+                for subject in _parse_subjects(doc):
+                    subjects.setdefault(subject.casefold(), subject)
+            else:
+                parsed = _parse_category(doc)
+                categories.setdefault(parsed.name, _CategoryBuilder(parsed.name)).merge(parsed)
+    # 3. Freeze the categories in prompt order.
+    built = sorted((builder.build() for builder in categories.values()), key=lambda c: (c.order, c.name))
+    return Vocabulary(
+        categories={category.name: category for category in built},
+        negative_presets=presets,
+        subjects=tuple(subjects.values()),
+        dirs=folders,
+    )
+
+
+@dataclass
+class _TermEntry:
+    text: str
+    description: str | None
+    weight: float | None
+
+
+@dataclass
+class _CategoryFile:
+    path: Path
+    name: str
+    description: str | None
+    order: int | None
+    terms: list[_TermEntry]
+
+
+@dataclass
+class _PresetEntry:
+    name: str
+    text: str
+    description: str | None
+
+
+@dataclass
+class _CategoryBuilder:
+    name: str
+    description: str = ""
+    order: int = DEFAULT_ORDER
+    terms: dict[str, VocabTerm] = field(default_factory=dict)
+    source: list[Path] = field(default_factory=list)
+
+    def merge(self, parsed: _CategoryFile) -> None:
+        if parsed.description is not None:
+            self.description = parsed.description
+        if parsed.order is not None:
+            self.order = parsed.order
+        self.source.append(parsed.path)
+        for entry in parsed.terms:
+            key = entry.text.casefold()
+            old = self.terms.get(key)
+            description = entry.description if entry.description is not None else (old.description if old else "")
+            weight = entry.weight if entry.weight is not None else (old.weight if old else 1.0)
+            self.terms[key] = VocabTerm(self.name, entry.text, description, weight)
+
+    def build(self) -> Category:
+        return Category(self.name, self.description, self.order, tuple(self.terms.values()), tuple(self.source))
+
+
+def _merge_preset(old: NegativePreset | None, new: _PresetEntry) -> NegativePreset:
+    description = new.description if new.description is not None else (old.description if old else "")
+    return NegativePreset(new.name, new.text, description)
+
+
+@dataclass
+class _Doc:
+    """A parsed TOML file with the line of each key, so errors can point at the line."""
+
+    path: Path
+    data: dict[str, Any]
+    lines: _KeyLines
+
+    def error(self, problem: str, *key_path: str) -> VocabError:
+        line = self.lines.line_of(key_path) if key_path else None
+        return _error(self.path, line, problem)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _error(path: Path, line: int | None, problem: str) -> VocabError:
+    where = _display(path) if line is None else f"{_display(path)} line {line}"
+    return VocabError(f"{where}: {problem}")
+
+
+def _read(path: Path) -> _Doc:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _error(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+    except OSError as exc:
+        raise _error(path, None, f"cannot be read ({exc.strerror})") from exc
+    lines = _KeyLines.scan(text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _toml_error(path, text, lines, exc) from exc
+    return _Doc(path, data, lines)
+
+
+_TOML_POSITION_RE = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of document\)")
+
+
+def _toml_error(path: Path, text: str, lines: _KeyLines, exc: tomllib.TOMLDecodeError) -> VocabError:
+    message = str(exc.args[0]) if exc.args else str(exc)
+    match = _TOML_POSITION_RE.search(message)
+    line: int | None = getattr(exc, "lineno", None)
+    if match:
+        line = int(match.group(1)) if match.group(1) else text.count("\n") + 1
+        message = message[: match.start()] + message[match.end() :]
+    for key_path, first, again in lines.duplicates:
+        if again == line:
+            if len(key_path) == 2 and key_path[0] == "terms":
+                return _error(path, line, f"duplicate term '{key_path[1]}' (first at line {first})")
+            return _error(path, line, f"duplicate key '{'.'.join(key_path)}' (first at line {first})")
+    return _error(path, line, f"invalid TOML: {message}")
+
+
+def _parse_category(doc: _Doc) -> _CategoryFile:
+    data = doc.data
+    _check_keys(doc, data, CATEGORY_KEYS, ())
+    name = data.get("category", doc.path.stem)
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        problem = (
+            f"category name {name!r} must be lowercase letters, digits, '_' or '-', starting with a letter; "
+            "rename the file or set category = \"...\""
+        )
+        raise doc.error(problem, "category")
+    description = _optional(doc, data, "description", str, ())
+    order = _optional(doc, data, "order", int, ())
+    terms = data.get("terms", {})
+    if not isinstance(terms, dict):
+        raise doc.error(f"'terms' must be a table of \"term\" = \"description\", got {_kind(terms)}", "terms")
+    entries: list[_TermEntry] = []
+    first_seen: dict[str, str] = {}
+    for text, value in terms.items():
+        where = ("terms", text)
+        problem = _term_text_problem(text)
+        if problem:
+            raise doc.error(problem, *where)
+        if text.casefold() in first_seen:
+            first = first_seen[text.casefold()]
+            first_line = doc.lines.line_of(("terms", first))
+            raise doc.error(f"duplicate term '{text}' (first at line {first_line}, as '{first}')", *where)
+        first_seen[text.casefold()] = text
+        if isinstance(value, str):
+            entries.append(_TermEntry(text, value, None))
+        elif isinstance(value, dict):
+            _check_keys(doc, value, TERM_KEYS, where, what=f"term '{text}'")
+            entries.append(_TermEntry(text, _optional(doc, value, "description", str, where), _weight(doc, value, where)))
+        else:
+            problem = f"term '{text}' must be a description string or a table {{ description = ..., weight = ... }}"
+            raise doc.error(f"{problem}, got {_kind(value)}", *where)
+    return _CategoryFile(doc.path, name, description, order, entries)
+
+
+def _parse_presets(doc: _Doc) -> list[_PresetEntry]:
+    presets: list[_PresetEntry] = []
+    for name, value in doc.data.items():
+        where = (name,)
+        if not isinstance(value, dict):
+            problem = f"'{name}' must be a preset table [{name}] with text and description, got {_kind(value)}"
+            raise doc.error(problem, *where)
+        if not NAME_RE.fullmatch(name):
+            problem = f"preset name '{name}' must be lowercase letters, digits, '_' or '-', starting with a letter"
+            raise doc.error(problem, *where)
+        _check_keys(doc, value, PRESET_KEYS, where, what=f"preset '{name}'")
+        text = value.get("text")
+        if not isinstance(text, str) or not text.strip():
+            got = "nothing" if text is None else repr(text)
+            raise doc.error(f"preset '{name}' needs a non-empty text = \"...\", got {got}", name, "text")
+        presets.append(_PresetEntry(name, text, _optional(doc, value, "description", str, where)))
+    return presets
+
+
+def _parse_subjects(doc: _Doc) -> list[str]:
+    _check_keys(doc, doc.data, SUBJECTS_KEYS, ())
+    subjects = doc.data.get("subjects", [])
+    if not isinstance(subjects, list):
+        raise doc.error(f"'subjects' must be a list of strings, got {_kind(subjects)}", "subjects")
+    item_lines = doc.lines.strings_after(("subjects",))
+    seen: dict[str, int | None] = {}
+    for i, subject in enumerate(subjects):
+        line = item_lines[i] if i < len(item_lines) else doc.lines.line_of(("subjects",))
+        if not isinstance(subject, str):
+            raise _error(doc.path, line, f"subject {i + 1} must be a string, got {_kind(subject)}")
+        if not subject.strip():
+            raise _error(doc.path, line, f"subject {i + 1} is empty")
+        if subject.casefold() in seen:
+            raise _error(doc.path, line, f"duplicate subject '{subject}' (first at line {seen[subject.casefold()]})")
+        seen[subject.casefold()] = line
+    return list(subjects)
+
+
+def _term_text_problem(text: str) -> str | None:
+    if not text.strip():
+        return "empty term: write the term text between the quotes"
+    if text != text.strip():
+        return f"term {text!r} has leading or trailing spaces"
+    if any(char in text for char in "\n\r\t"):
+        return f"term {text!r} contains a line break or tab"
+    bad = sorted({char for char in text if char in FORBIDDEN_TERM_CHARS}, key=FORBIDDEN_TERM_CHARS.index)
+    if bad:
+        shown = " ".join(f"'{char}'" for char in bad)
+        return (
+            f"term '{text}' contains {shown}: commas separate terms in a prompt and "
+            "brackets, parentheses and colons carry weights; remove them"
+        )
+    return None
+
+
+def _check_keys(doc: _Doc, table: dict[str, Any], allowed: tuple[str, ...], where: tuple[str, ...], what: str = "") -> None:
+    for key in table:
+        if key not in allowed:
+            place = f" in {what}" if what else ""
+            raise doc.error(f"unknown key '{key}'{place}; allowed keys: {', '.join(allowed)}", *where, key)
+
+
+def _optional(doc: _Doc, table: dict[str, Any], key: str, kind: type, where: tuple[str, ...]) -> Any:
+    value = table.get(key)
+    if value is None:
+        return None
+    # bool is an int subclass, but ``order = true`` is a mistake.
+    if not isinstance(value, kind) or isinstance(value, bool):
+        label = {str: "a string", int: "a whole number"}[kind]
+        raise doc.error(f"'{key}' must be {label}, got {_kind(value)} {value!r}", *where, key)
+    return value
+
+
+def _weight(doc: _Doc, table: dict[str, Any], where: tuple[str, ...]) -> float | None:
+    value = table.get("weight")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise doc.error(f"weight must be a number (1.0 = neutral), got {_kind(value)} {value!r}", *where, "weight")
+    if not math.isfinite(value) or value < 0:
+        raise doc.error(f"weight must be a finite number >= 0 (1.0 = neutral), got {value!r}", *where, "weight")
+    return float(value)
+
+
+def _kind(value: Any) -> str:
+    return {
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+_BARE_KEY = r"[A-Za-z0-9_-]+"
+_BASIC_STRING = r'"(?:[^"\\\n]|\\.)*"'
+_LITERAL_STRING = r"'[^'\n]*'"
+_KEY = rf"(?:{_BARE_KEY}|{_BASIC_STRING}|{_LITERAL_STRING})"
+_DOTTED_KEY = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
+_HEADER_RE = re.compile(rf"\s*\[\[?\s*({_DOTTED_KEY})\s*\]\]?\s*(?:#.*)?$")
+_KEYVAL_RE = re.compile(rf"\s*({_DOTTED_KEY})\s*=")
+_KEY_PART_RE = re.compile(_KEY)
+_STRING_OR_COMMENT_RE = re.compile(rf"{_BASIC_STRING}|{_LITERAL_STRING}|#.*")
+
+
+def _unquote(part: str) -> str:
+    if part[0] in "\"'":
+        return str(tomllib.loads(f"k = {part}")["k"])
+    return part
+
+
+def _key_parts(dotted: str) -> tuple[str, ...]:
+    return tuple(_unquote(part) for part in _KEY_PART_RE.findall(dotted))
+
+
+@dataclass
+class _KeyLines:
+    """Where each key of a TOML text is defined, found by scanning lines (tomllib keeps no positions)."""
+
+    first: dict[tuple[str, ...], int] = field(default_factory=dict)
+    duplicates: list[tuple[tuple[str, ...], int, int]] = field(default_factory=list)
+    # Each string value (not key) with its line, in file order, and the key path it follows.
+    strings: list[tuple[tuple[str, ...], int]] = field(default_factory=list)
+
+    @classmethod
+    def scan(cls, text: str) -> _KeyLines:
+        found = cls()
+        table: tuple[str, ...] = ()
+        current: tuple[str, ...] = ()
+        open_multiline: str | None = None
+        for number, line in enumerate(text.splitlines(), start=1):
+            if open_multiline is not None:
+                if line.count(open_multiline) % 2 == 1:
+                    open_multiline = None
+                continue
+            rest = line
+            header = _HEADER_RE.match(line)
+            keyval = _KEYVAL_RE.match(line)
+            if header:
+                table = current = _key_parts(header.group(1))
+                # An array of tables ([[x]]) may repeat its header; a plain table may not.
+                if not line.lstrip().startswith("[["):
+                    found.define(table, number)
+                continue
+            if keyval:
+                current = table + _key_parts(keyval.group(1))
+                found.define(current, number)
+                rest = line[keyval.end() :]
+            for token in _STRING_OR_COMMENT_RE.findall(rest):
+                if not token.startswith("#"):
+                    found.strings.append((current, number))
+            for quote in ('"""', "'''"):
+                if rest.count(quote) % 2 == 1:
+                    open_multiline = quote
+        return found
+
+    def define(self, key_path: tuple[str, ...], line: int) -> None:
+        if key_path in self.first:
+            self.duplicates.append((key_path, self.first[key_path], line))
+        else:
+            self.first[key_path] = line
+
+    def line_of(self, key_path: tuple[str, ...]) -> int | None:
+        """The line defining ``key_path``, or its nearest defined parent (an inline table's keys share its line)."""
+        for end in range(len(key_path), 0, -1):
+            if key_path[:end] in self.first:
+                return self.first[key_path[:end]]
+        return None
+
+    def strings_after(self, key_path: tuple[str, ...]) -> list[int]:
+        """The lines of the string values under ``key_path``, in order (one per array item)."""
+        return [line for path, line in self.strings if path == key_path]
