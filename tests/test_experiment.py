@@ -1,0 +1,340 @@
+"""Experiment files: the example, each strategy's variants counted by hand, validation messages, stable keys."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from promptlab.errors import ExperimentError
+from promptlab.experiment import (
+    PARAMS,
+    Variant,
+    cells,
+    expand,
+    load_experiment,
+    parse_experiment,
+    variant_key,
+)
+from promptlab.prompt import Prompt, Term
+from promptlab.vocab import load_vocab
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "squirrel-styles.toml"
+VOCAB = load_vocab(use_env=False)
+
+BASE = """
+name = "t"
+model = "tiny-sd"
+seeds = 2
+[params]
+guidance_scale = 7.5
+[prompt]
+subject = "a squirrel"
+terms = { medium = ["oil painting"], light = ["cinematic lighting:1.2"] }
+"""
+
+
+def parse(text: str, source: str | Path = "t.toml"):
+    return parse_experiment(textwrap.dedent(text), source, vocab=VOCAB)
+
+
+def with_axes(axes: str, top: str = "", base: str = BASE) -> str:
+    return top + base + "[axes]\n" + textwrap.dedent(axes)
+
+
+def texts(variant: Variant) -> list[tuple[str, float]]:
+    return [(t.text, t.weight) for t in variant.prompt.terms]
+
+
+def test_example_loads_and_expands_to_the_documented_grid() -> None:
+    spec = load_experiment(EXAMPLE)
+    variants = expand(spec)
+    assert spec.name == "squirrel-styles"
+    assert spec.seeds == (1, 2, 3, 4)
+    assert spec.scorer == "tiny-clip"
+    assert len(variants) == 3 * 2 * 3
+    assert len(cells(spec)) == 3 * 2 * 3 * 4
+    assert len({v.key for v in variants}) == len(variants)
+    first = variants[0]
+    assert first.label == "style=pop-art, artist=Alphonse Mucha, guidance_scale=5.0"
+    assert first.axis_values == {"style": "pop-art", "artist": "Alphonse Mucha", "guidance_scale": 5.0}
+    # Vocabulary order: medium, style, artist, then light; whatever the file's order.
+    assert first.prompt.to_compel() == "a squirrel, oil painting, pop-art, Alphonse Mucha, (cinematic lighting)1.2"
+    assert [t.category for t in first.prompt.terms] == ["medium", "style", "artist", "light"]
+    assert first.negative_prompt == "ugly, bad anatomy, blurry"
+    assert first.intent == "a squirrel"
+    assert first.params == {
+        "num_inference_steps": 20,
+        "guidance_scale": 5.0,
+        "width": 512,
+        "height": 512,
+        "scheduler": "DPM++ 2M Karras",
+    }
+    steampunk = next(v for v in variants if v.axis_values["style"] == "steampunk:1.3")
+    assert ("steampunk", 1.3) in texts(steampunk)
+
+
+def test_cells_pair_every_variant_with_every_seed() -> None:
+    spec = load_experiment(EXAMPLE)
+    all_cells = cells(spec)
+    assert {c.key for c in all_cells} == {(v.key, s) for v in expand(spec) for s in spec.seeds}
+    assert all_cells[0].label.endswith("seed=1")
+
+
+def test_seed_count_means_one_to_n() -> None:
+    assert parse(BASE).seeds == (1, 2)
+    assert parse(BASE.replace("seeds = 2", "seeds = [7, 0, 3]")).seeds == (7, 0, 3)
+
+
+def test_no_axes_is_one_base_variant() -> None:
+    variants = expand(parse(BASE))
+    assert [v.label for v in variants] == ["base"]
+    assert texts(variants[0]) == [("oil painting", 1.0), ("cinematic lighting", 1.2)]
+
+
+def test_grid_with_an_absent_level_and_a_parameter_axis() -> None:
+    spec = parse(with_axes('style = ["", "pop-art"]\nnum_inference_steps = [10, 20, 30]\n'))
+    variants = expand(spec)
+    assert len(variants) == 2 * 3
+    none = variants[0]
+    assert none.label == "style=(none), num_inference_steps=10"
+    assert none.axis_values == {"style": "", "num_inference_steps": 10}
+    assert [t.text for t in none.prompt.terms] == ["oil painting", "cinematic lighting"]
+    assert [t.text for t in variants[3].prompt.terms] == ["oil painting", "pop-art", "cinematic lighting"]
+    assert [v.params["num_inference_steps"] for v in variants] == [10, 20, 30, 10, 20, 30]
+
+
+def test_ablation_counted_by_hand() -> None:
+    spec = parse(
+        with_axes(
+            'style = ["pop-art", "steampunk:1.3"]\nartist = ["Van Gogh"]\nguidance_scale = [5.0, 7.5]\n',
+            top='strategy = "ablation"\n',
+        )
+    )
+    labels = [v.label for v in expand(spec)]
+    # base, 2 fixed terms removed, 2 styles and 1 artist added, guidance 5.0; 7.5 is the base again.
+    assert labels == [
+        "base",
+        "-oil painting",
+        "-cinematic lighting:1.2",
+        "+pop-art",
+        "+steampunk:1.3",
+        "+Van Gogh",
+        "guidance_scale=5.0",
+    ]
+    variants = {v.label: v for v in expand(spec)}
+    assert texts(variants["-oil painting"]) == [("cinematic lighting", 1.2)]
+    assert texts(variants["+steampunk:1.3"]) == [("oil painting", 1.0), ("steampunk", 1.3), ("cinematic lighting", 1.2)]
+    assert variants["guidance_scale=5.0"].params["guidance_scale"] == 5.0
+    assert variants["base"].axis_values == {"ablation": "base"}
+    assert len(cells(spec)) == 7 * 2
+
+
+def test_ablation_runs_per_subject() -> None:
+    base = BASE.replace('subject = "a squirrel"\n', "")
+    text = with_axes('style = ["pop-art"]\n', top='strategy = "ablation"\nsubjects = ["a squirrel", "a fox"]\n', base=base)
+    variants = expand(parse(text))
+    assert len(variants) == 2 * (1 + 2 + 1)
+    assert variants[4].axis_values == {"subject": "a fox", "ablation": "base"}
+    assert variants[4].label == "subject=a fox, base"
+    assert variants[4].intent == "a fox"
+
+
+def test_random_draws_distinct_grid_variants_deterministically() -> None:
+    axes = 'style = ["pop-art", "art nouveau", "steampunk"]\nartist = ["Van Gogh", "Alphonse Mucha"]\nguidance_scale = [5.0, 7.5, 10.0]\n'
+    grid = {v.key for v in expand(parse(with_axes(axes)))}
+    sampled = expand(parse(with_axes(axes, top='strategy = "random"\nsamples = 5\n')))
+    again = expand(parse(with_axes(axes, top='strategy = "random"\nsamples = 5\n')))
+    other = expand(parse(with_axes(axes, top='strategy = "random"\nsamples = 5\nrandom_seed = 1\n')))
+    assert len(sampled) == 5
+    assert len({v.key for v in sampled}) == 5
+    assert {v.key for v in sampled} <= grid
+    assert [v.key for v in sampled] == [v.key for v in again]
+    assert [v.key for v in other] != [v.key for v in sampled]
+    everything = expand(parse(with_axes(axes, top='strategy = "random"\nsamples = 18\n')))
+    assert {v.key for v in everything} == grid
+
+
+def test_weights_axis_sweeps_a_fixed_terms_weight() -> None:
+    spec = parse(with_axes('[axes.weights]\n"oil painting" = [0.8, 1.3]\n'))
+    variants = expand(spec)
+    assert [v.label for v in variants] == ["weight(oil painting)=0.8", "weight(oil painting)=1.3"]
+    assert texts(variants[1])[0] == ("oil painting", 1.3)
+    assert variants[1].axis_values == {"weight(oil painting)": 1.3}
+
+
+def test_order_axis_puts_the_listed_categories_first() -> None:
+    spec = parse(with_axes('style = ["pop-art"]\norder = [["light", "style"], ["medium", "style"]]\n'))
+    first, second = expand(spec)
+    assert [t.text for t in first.prompt.terms] == ["cinematic lighting", "pop-art", "oil painting"]
+    assert [t.text for t in second.prompt.terms] == ["oil painting", "pop-art", "cinematic lighting"]
+    assert first.axis_values["order"] == "light > style"
+    assert first.key != second.key
+
+
+def test_combinations_building_the_same_prompt_are_kept_once() -> None:
+    # Without a style, both orders build the same prompt.
+    spec = parse(with_axes('style = ["", "pop-art"]\norder = [["style", "medium"], ["medium", "style"]]\n'))
+    labels = [v.label for v in expand(spec)]
+    assert labels == [
+        "style=(none), order=style > medium",
+        "style=pop-art, order=style > medium",
+        "style=pop-art, order=medium > style",
+    ]
+
+
+def test_several_subjects_form_an_axis() -> None:
+    base = BASE.replace('subject = "a squirrel"\n', "")
+    spec = parse(with_axes('style = ["pop-art", "steampunk"]\n', top='subjects = ["a squirrel", "a fox"]\n', base=base))
+    variants = expand(spec)
+    assert len(variants) == 4
+    assert variants[2].label == "subject=a fox, style=pop-art"
+    assert variants[2].prompt.subject == "a fox"
+    assert variants[2].intent == "a fox"
+    assert spec.subject == "a squirrel | a fox"
+
+
+def test_image_task_reads_files_relative_to_the_experiment(tmp_path: Path) -> None:
+    (tmp_path / "in.png").write_bytes(b"first image")
+    text = BASE.replace('model = "tiny-sd"', 'model = "tiny-sd"\ntask = "img2img"\nimage = "in.png"')
+    text = text.replace("guidance_scale = 7.5", "guidance_scale = 7.5\nstrength = 0.6")
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    spec = load_experiment(path)
+    assert spec.inputs == {"image": tmp_path / "in.png"}
+    assert spec.params["strength"] == 0.6
+    key = expand(spec)[0].key
+    (tmp_path / "in.png").write_bytes(b"another image")
+    assert expand(load_experiment(path))[0].key != key
+
+
+def test_keys_are_stable_and_depend_on_what_decides_the_image() -> None:
+    prompt = Prompt("a squirrel", (Term("oil painting", 1.2, "medium"),))
+    args = dict(prompt=prompt, negative_prompt="ugly", model="tiny-sd", task="txt2img", params={"guidance_scale": 7.5})
+    key = variant_key(**args)
+    # The recipe written out: changing it orphans every stored run, so it must change on purpose
+    # (and bump KEY_VERSION); sorted-key compact JSON is the same on every machine.
+    canonical = (
+        '{"inputs":{},"long_prompt":"truncate","model":"tiny-sd","negative_prompt":"ugly",'
+        '"params":{"guidance_scale":7.5},"subject":"a squirrel","task":"txt2img",'
+        '"terms":[["oil painting",1.2]],"v":1}'
+    )
+    assert key == hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    assert variant_key(**{**args, "prompt": Prompt("a squirrel", (Term("oil painting", 1.2, None),))}) == key
+    assert variant_key(**{**args, "params": {"guidance_scale": 7.0}}) != key
+    assert variant_key(**{**args, "model": "other"}) != key
+    assert variant_key(**{**args, "negative_prompt": ""}) != key
+    assert variant_key(**{**args, "prompt": Prompt("a squirrel", (Term("oil painting", 1.3, "medium"),))}) != key
+    assert variant_key(**args, long_prompt="chunk") != key
+
+
+def test_keys_ignore_labels_seeds_and_spelling_of_numbers() -> None:
+    one = expand(parse(BASE))[0]
+    same = expand(parse(BASE.replace("seeds = 2", "seeds = [9]").replace("7.5", "7.50").replace('name = "t"', 'name = "u"')))[0]
+    assert one.key == same.key
+    whole = expand(parse(BASE.replace("guidance_scale = 7.5", "guidance_scale = 7")))[0]
+    assert whole.params["guidance_scale"] == 7.0
+    assert whole.key == expand(parse(BASE.replace("guidance_scale = 7.5", "guidance_scale = 7.0")))[0].key
+
+
+@settings(max_examples=40, deadline=None)
+@given(weight=st.floats(min_value=0, max_value=5, allow_nan=False).map(lambda w: round(w, 3)))
+def test_term_weight_suffix_round_trips(weight: float) -> None:
+    spec = parse(with_axes(f'style = ["pop-art:{weight}"]\n'))
+    (variant,) = expand(spec)
+    assert texts(variant)[1] == ("pop-art", weight)
+    assert variant.axis_values["style"] == ("pop-art" if weight == 1.0 else f"pop-art:{weight:g}")
+
+
+ERRORS = [
+    (BASE.replace("guidance_scale = 7.5", "num_inference_steps = -3"), "t.toml: [params] num_inference_steps = -3: expected an integer >= 1"),
+    (BASE.replace("guidance_scale = 7.5", "width = 500"), "[params] width = 500: expected a multiple of 8"),
+    (BASE.replace("guidance_scale = 7.5", 'guidance_scale = "high"'), '[params] guidance_scale = "high": expected a number >= 0'),
+    (BASE.replace("guidance_scale = 7.5", "steps = 20"), "unknown key 'steps' in [params]; known keys: num_inference_steps, guidance_scale"),
+    (BASE.replace("guidance_scale = 7.5", "strength = 0.5"), "[params] strength: only read by the image tasks"),
+    ("colour = 1\n" + BASE, "unknown key 'colour'; known keys: name, description, model"),
+    (BASE.replace("seeds = 2", "seeds = 0"), "seeds = 0: expected a count N >= 1 (seeds 1..N)"),
+    (BASE.replace("seeds = 2", "seeds = [1, 1]"), "seeds = [1, 1]: expected a count N >= 1 (seeds 1..N) or a list of distinct integers"),
+    (BASE.replace("seeds = 2", "seeds = [-1]"), "seeds = [-1]: expected"),
+    ('strategy = "grod"\n' + BASE, 'strategy = "grod": expected one of grid, ablation, random'),
+    ('strategy = "random"\n' + BASE, "missing key samples: expected an integer >= 1"),
+    ('strategy = "random"\nsamples = 0\n' + BASE, "samples = 0: expected an integer >= 1"),
+    ('strategy = "random"\nsamples = 2\n' + BASE, "samples = 2: expected at most 1, the number of combinations"),
+    ("samples = 3\n" + BASE, 'samples = 3: only allowed with strategy = "random"'),
+    ('task = "txt2image"\n' + BASE, 'task = "txt2image": expected one of txt2img, img2img, inpaint, depth2img'),
+    ('task = "img2img"\n' + BASE, "missing key image: expected an image file path"),
+    ('image = "in.png"\n' + BASE, 'image = "in.png": only allowed with task = img2img or inpaint or depth2img'),
+    ('task = "img2img"\nimage = "nowhere.png"\n' + BASE, 'image = "nowhere.png": expected an existing image file'),
+    ('long_prompt = "cut"\n' + BASE, 'long_prompt = "cut": expected one of truncate, chunk'),
+    ("batch_size = 0\n" + BASE, "batch_size = 0: expected an integer >= 1"),
+    (BASE.replace('name = "t"\n', ""), "missing key name: expected the experiment's name"),
+    (BASE.replace('model = "tiny-sd"\n', ""), "missing key model"),
+    (BASE.replace('subject = "a squirrel"\n', ""), "missing key [prompt] subject"),
+    (BASE.replace('subject = "a squirrel"', 'subject = ""'), '[prompt] subject = "": expected a non-empty string'),
+    (BASE.replace('subject = "a squirrel"', 'subject = "a squirrel"\nintent = 3'), "[prompt] intent = 3: expected a string"),
+    (BASE.replace('"cinematic lighting:1.2"', '"cinematic lighting:-1"'), '[prompt] terms.light = "cinematic lighting:-1": expected a term "TEXT" or "TEXT:WEIGHT" with a weight >= 0'),
+    (BASE.replace("light = ", "mood = "), "[prompt] terms.mood: unknown category 'mood'; known categories: medium, style"),
+    (BASE.replace('"oil painting"', '"oil, painting"'), '[prompt] terms.medium = "oil, painting": expected a term "TEXT" or "TEXT:WEIGHT" with a weight >= 0; the text may not contain ,'),
+    (BASE.replace('"oil painting"', '"c++"'), '[prompt] terms.medium = "c++": expected text compel reads as written'),
+    (BASE.replace('["oil painting"]', '["oil painting", "Oil Painting"]'), '[prompt] terms.medium = "Oil Painting": expected each fixed term once'),
+    (BASE.replace("[prompt]", '[prompt]\nnegative_presets = ["nope"]'), '[prompt] negative_presets = "nope": expected a negative preset: one of universal'),
+    (with_axes('sytle = ["pop-art"]\n'), "unknown key 'sytle' in [axes]; known keys: medium, style"),
+    (with_axes("style = []\n"), "[axes] style = []: expected a non-empty list of levels"),
+    (with_axes('style = ["steampunk:x"]\n'), '[axes] style = "steampunk:x": expected a term "TEXT" or "TEXT:WEIGHT"'),
+    (with_axes('style = ["pop-art", "Pop-Art"]\n'), '[axes] style = ["pop-art", "Pop-Art"]: expected each term once'),
+    (with_axes('medium = ["oil painting"]\n'), '[axes] medium = "oil painting": expected a term that is not also a fixed term'),
+    (with_axes("guidance_scale = [5.0, 5]\n"), "[axes] guidance_scale = [5.0, 5]: expected distinct levels"),
+    (with_axes("guidance_scale = [5.0, -1]\n"), "[axes] guidance_scale = -1: expected a number >= 0"),
+    (with_axes("strength = [0.5]\n"), "[axes] strength: only read by the image tasks"),
+    (with_axes('model = ["tiny-sd", ""]\n'), '[axes] model = "": expected a model'),
+    (with_axes('order = [["style", "medium"]]\n'), """[axes] order = ["style", "medium"]: expected categories that have terms; 'style' has none"""),
+    (with_axes('order = [["medium", "mood"]]\n'), "[axes] order: unknown category 'mood'"),
+    (with_axes('order = [["medium", "medium"]]\n'), '[axes] order = ["medium", "medium"]: expected a list of distinct categories'),
+    (with_axes('[axes.weights]\n"pop-art" = [1.0]\n'), '[axes.weights] "pop-art" = [1.0]: expected the weights of a fixed term in [prompt] terms; fixed terms: "oil painting", "cinematic lighting"'),
+    (with_axes('[axes.weights]\n"oil painting" = [1.0, -2]\n'), '[axes.weights] "oil painting" = -2: expected a non-empty list of distinct weights >= 0'),
+    (
+        BASE.replace('subject = "a squirrel"', 'intent = "an animal"').replace("[params]", 'subjects = ["a", "b"]\n[params]'),
+        '[prompt] intent = "an animal": expected no intent with several subjects',
+    ),
+    ('subjects = ["a squirrel"]\n' + BASE, '[prompt] subject = "a squirrel": only allowed with no top-level subjects'),
+    (BASE.replace("[params]\nguidance_scale = 7.5\n", "params = 3\n"), "params = 3: expected a table"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), ERRORS, ids=[m[:50] for _, m in ERRORS])
+def test_validation_errors_name_the_key_the_value_and_the_rule(text: str, message: str) -> None:
+    with pytest.raises(ExperimentError) as caught:
+        parse(text)
+    assert message in str(caught.value)
+
+
+def test_toml_syntax_error_names_the_line() -> None:
+    with pytest.raises(ExperimentError, match=r"t\.toml: invalid TOML: .*line 3"):
+        parse('name = "t"\nmodel = "m"\nseeds = = 3\n')
+
+
+def test_missing_file_is_an_experiment_error(tmp_path: Path) -> None:
+    with pytest.raises(ExperimentError, match="cannot read experiment file .*nope.toml"):
+        load_experiment(tmp_path / "nope.toml")
+
+
+def test_every_param_is_accepted_as_an_axis() -> None:
+    good = {"num_inference_steps": 4, "guidance_scale": 1.0, "width": 64, "height": 64, "scheduler": '"euler"',
+            "clip_skip": 1, "guidance_rescale": 0.5, "eta": 0.0}  # fmt: skip
+    for name in PARAMS:
+        if name == "strength":
+            continue
+        spec = parse(with_axes(f"{name} = [{good[name]}]\n"))
+        assert list(expand(spec)[0].axis_values) == [name]
+
+
+def test_grid_keys_differ_for_every_combination() -> None:
+    spec = parse(with_axes('style = ["", "pop-art"]\nartist = ["", "Van Gogh"]\nscheduler = ["euler", "ddim"]\n'))
+    variants = expand(spec)
+    assert len(variants) == len(list(itertools.product([0, 1], [0, 1], [0, 1])))
+    assert len({v.key for v in variants}) == len(variants)
