@@ -1,0 +1,64 @@
+"""Rendering: load Stable Diffusion models with diffusers and render prompts in seeded batches.
+
+- ``models``: find/load/cache models, detect the family, describe a model.
+- ``tiny``: built-in random-weight tiny models for tests (their images are noise).
+- ``schedulers``: scheduler names (diffusers classes and A1111 sampler names).
+- ``images``: input image reading and sizing for img2img, inpaint and depth2img.
+- ``params``: ``RenderParams``, ``RenderItem``, ``parse_size``.
+- ``conditioning``: prompt embeddings through compel (weighted prompts).
+- ``engine``: batched rendering and typed, JSON-serialisable results.
+
+Importing this package does not import torch or diffusers; they load on first use.
+"""
+
+from promptlab.render.engine import (
+    RenderedImage,
+    RenderProgress,
+    RenderRequest,
+    RenderResult,
+    RenderSetup,
+    render,
+    render_batches,
+    render_request,
+)
+from promptlab.render.models import (
+    FAMILIES,
+    TASKS,
+    ModelInfo,
+    ModelSource,
+    ModelSpec,
+    detect_family,
+    load_model,
+    model_info,
+)
+from promptlab.render.params import LONG_PROMPT_POLICIES, RenderItem, RenderParams, Size, parse_size
+from promptlab.render.schedulers import SCHEDULERS, SchedulerChoice, list_schedulers
+from promptlab.render.tiny import TINY_MODELS
+
+__all__ = [
+    "FAMILIES",
+    "LONG_PROMPT_POLICIES",
+    "SCHEDULERS",
+    "TASKS",
+    "TINY_MODELS",
+    "ModelInfo",
+    "ModelSource",
+    "ModelSpec",
+    "RenderItem",
+    "RenderParams",
+    "RenderProgress",
+    "RenderRequest",
+    "RenderResult",
+    "RenderSetup",
+    "RenderedImage",
+    "SchedulerChoice",
+    "Size",
+    "detect_family",
+    "list_schedulers",
+    "load_model",
+    "model_info",
+    "parse_size",
+    "render",
+    "render_batches",
+    "render_request",
+]

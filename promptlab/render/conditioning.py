@@ -1,0 +1,104 @@
+"""Prompt embeddings through compel, so weighted prompts (``(word)1.3``, ``word++``) work.
+
+SD 1.x/2.x use one encoder and its normalised last hidden states, as diffusers does. SDXL runs
+both encoders on their penultimate hidden states, unnormalised, concatenated, with the second
+encoder's pooled embedding, again as diffusers does. Each encoder gets its own ``Compel``
+(compel's list-of-encoders form is deprecated and prints a warning). Positive and negative
+prompts of a batch are encoded in one call, so compel pads them to a common length (this
+matters for the "chunk" long-prompt policy).
+
+An empty negative prompt on an SDXL model whose config has ``force_zeros_for_empty_prompt``
+gives zero negative embeddings, exactly what diffusers does when no negative prompt is passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from promptlab.errors import RenderError
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import DiffusionPipeline
+
+
+@dataclass
+class Conditioning:
+    """Embeddings for one batch, named as diffusers' pipeline arguments."""
+
+    prompt_embeds: torch.Tensor
+    negative_prompt_embeds: torch.Tensor
+    pooled_prompt_embeds: torch.Tensor | None = None
+    negative_pooled_prompt_embeds: torch.Tensor | None = None
+
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        kwargs = {"prompt_embeds": self.prompt_embeds, "negative_prompt_embeds": self.negative_prompt_embeds}
+        if self.pooled_prompt_embeds is not None:
+            kwargs["pooled_prompt_embeds"] = self.pooled_prompt_embeds
+            kwargs["negative_pooled_prompt_embeds"] = self.negative_pooled_prompt_embeds
+        return kwargs
+
+
+def _compel(tokenizer: Any, text_encoder: Any, *, truncate: bool, sdxl: bool, pooled: bool = False) -> Any:
+    from compel import Compel, ReturnedEmbeddingsType
+
+    embeddings = (
+        ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED
+        if sdxl
+        else ReturnedEmbeddingsType.LAST_HIDDEN_STATES_NORMALIZED
+    )
+    return Compel(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        truncate_long_prompts=truncate,
+        returned_embeddings_type=embeddings,
+        requires_pooled=pooled,
+        # Build weights in the encoder's dtype, not compel's float32 default.
+        dtype_for_device_getter=lambda device: text_encoder.dtype,
+    )
+
+
+def encode_prompts(
+    pipe: DiffusionPipeline,
+    family: str,
+    prompts: list[str],
+    negative_prompts: list[str],
+    long_prompt: str = "truncate",
+) -> Conditioning:
+    """Encode ``prompts`` and their ``negative_prompts`` (same length) for ``pipe``."""
+    import torch
+
+    if len(prompts) != len(negative_prompts):
+        raise RenderError(f"{len(prompts)} prompts but {len(negative_prompts)} negative prompts; give one each")
+    truncate = long_prompt == "truncate"
+    texts = list(prompts) + list(negative_prompts)
+    count = len(prompts)
+    dtype = pipe.unet.dtype
+    if family != "sdxl":
+        embeds = _compel(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=False)(texts).to(dtype)
+        return Conditioning(prompt_embeds=embeds[:count], negative_prompt_embeds=embeds[count:])
+
+    second = _compel(pipe.tokenizer_2, pipe.text_encoder_2, truncate=truncate, sdxl=True, pooled=True)
+    embeds, pooled = second(texts)
+    # The SDXL refiner has only the second encoder.
+    if pipe.text_encoder is not None:
+        first = _compel(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=True)(texts)
+        if first.shape[1] != embeds.shape[1]:
+            raise RenderError(
+                f"the two SDXL tokenizers split a prompt into different chunk counts ({first.shape[1]} vs "
+                f"{embeds.shape[1]} tokens); use long_prompt 'truncate'"
+            )
+        embeds = torch.cat([first, embeds], dim=-1)
+    embeds, pooled = embeds.to(dtype), pooled.to(dtype)
+    negative, negative_pooled = embeds[count:].clone(), pooled[count:].clone()
+    if pipe.config.get("force_zeros_for_empty_prompt", False):
+        empty = torch.tensor([text == "" for text in negative_prompts], device=embeds.device)
+        negative[empty] = 0
+        negative_pooled[empty] = 0
+    return Conditioning(
+        prompt_embeds=embeds[:count],
+        negative_prompt_embeds=negative,
+        pooled_prompt_embeds=pooled[:count],
+        negative_pooled_prompt_embeds=negative_pooled,
+    )

@@ -1,0 +1,537 @@
+"""Find, load and describe Stable Diffusion models; one load per process.
+
+A model is one of:
+
+- a built-in tiny model (``tiny-sd``, ``tiny-sdxl``, ... see ``promptlab.render.tiny``);
+- a local diffusers folder (holding ``model_index.json``);
+- a single checkpoint file: ``.safetensors`` through diffusers' ``from_single_file``; a pickle
+  ``.ckpt``/``.pt``/``.pth``/``.bin`` only with ``allow_pickle=True``, since unpickling runs code;
+- a Hugging Face hub id (``stabilityai/stable-diffusion-xl-base-1.0``), from the local hub
+  cache or downloaded.
+
+The family (``sd1``, ``sd2``, ``sdxl``) is read from the loaded components, not the name.
+Pipelines are cached per (model, task, dtype, device, vae); a second task on the same weights
+reuses the components through diffusers' ``Pipeline.from_pipe``.
+
+    >>> loaded = load_model(ModelSpec("tiny-sd"), task="txt2img")
+    >>> loaded.family, type(loaded.pipe).__name__
+    ('sd1', 'StableDiffusionPipeline')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptlab.errors import ModelError, RenderError
+from promptlab.render.tiny import TINY_MODELS, tiny_model_folder
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, DiffusionPipeline
+
+FAMILIES: dict[str, str] = {
+    "sd1": "Stable Diffusion 1.x (one CLIP ViT-L text encoder, 768-wide cross-attention)",
+    "sd2": "Stable Diffusion 2.x (OpenCLIP ViT-H text encoder, 1024-wide, linear-projection attention)",
+    "sdxl": "Stable Diffusion XL (two text encoders, pooled embeddings, size/crop conditioning)",
+}
+
+#: diffusers pipeline class per task and family; a missing family means diffusers has none.
+TASKS: dict[str, dict[str, str]] = {
+    "txt2img": {"sd1": "StableDiffusionPipeline", "sd2": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"},
+    "img2img": {
+        "sd1": "StableDiffusionImg2ImgPipeline",
+        "sd2": "StableDiffusionImg2ImgPipeline",
+        "sdxl": "StableDiffusionXLImg2ImgPipeline",
+    },
+    "inpaint": {
+        "sd1": "StableDiffusionInpaintPipeline",
+        "sd2": "StableDiffusionInpaintPipeline",
+        "sdxl": "StableDiffusionXLInpaintPipeline",
+    },
+    "depth2img": {"sd2": "StableDiffusionDepth2ImgPipeline"},
+}
+
+DTYPES = ("float16", "bfloat16", "float32")
+_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# UNet input channels: latents only, latents + depth, latents + mask + masked-image latents.
+_UNET_TASKS = {4: ("txt2img", "img2img", "inpaint"), 5: ("depth2img",), 9: ("inpaint",)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load: the model, an optional separate VAE, and device/dtype overrides (None = automatic)."""
+
+    model: str
+    vae: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    allow_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where weights came from: ``kind`` is builtin, hub, folder or file.
+
+    ``revision`` is the hub commit; ``sha256`` the checkpoint file's hash (files only).
+    """
+
+    model: str
+    kind: str
+    location: str
+    revision: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """One pipeline component: its name, class and the library that defines it (None when absent)."""
+
+    name: str
+    class_name: str | None
+    library: str | None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``promptlab model info`` shows."""
+
+    model: str
+    pipeline_class: str
+    family: str
+    components: tuple[ComponentInfo, ...]
+    source: ModelSource
+
+
+@dataclass
+class LoadedModel:
+    """A pipeline ready for one task, with everything a run records about it."""
+
+    pipe: DiffusionPipeline
+    source: ModelSource
+    family: str
+    task: str
+    dtype: str
+    device: str
+    vae: ModelSource | None
+    scheduler_config: Mapping[str, Any] = field(repr=False)
+    load_seconds: float = 0.0
+
+
+@dataclass
+class _Base:
+    pipe: DiffusionPipeline
+    source: ModelSource
+    family: str
+    vae: ModelSource | None
+    scheduler_config: Mapping[str, Any]
+    load_seconds: float
+
+
+_BASES: dict[tuple[str, str, str, str | None], _Base] = {}
+_TASK_PIPES: dict[tuple[str, str, str, str | None, str], DiffusionPipeline] = {}
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Library code never prints: silence diffusers'/transformers' loading bars and notices, then restore them."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    bars = (diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled())
+    levels = (diffusers_logging.get_verbosity(), transformers_logging.get_verbosity())
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    # Loading chatter (fp32-module notices, "will try the local cache") is not for users; errors still raise.
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
+        if bars[0]:
+            diffusers_logging.enable_progress_bar()
+        if bars[1]:
+            transformers_logging.enable_progress_bar()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, computed once per process per (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def _looks_like_path(model: str) -> bool:
+    return (
+        model.startswith((".", "~", "/"))
+        or "\\" in model
+        or model.count("/") > 1
+        or Path(model).is_absolute()
+        or model.lower().endswith((".safetensors", *_PICKLE_SUFFIXES))
+    )
+
+
+def resolve_model(model: str, *, allow_pickle: bool = False, what: str = "model") -> ModelSource:
+    """Decide what ``model`` names, without loading it; ModelError if it cannot be a model."""
+    if model in TINY_MODELS:
+        return ModelSource(model, "builtin", str(tiny_model_folder(model)))
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file() and not (path / "config.json").is_file():
+            raise ModelError(
+                f"{what} {model!r} is a folder but not a diffusers folder (no model_index.json or config.json)"
+            )
+        return ModelSource(model, "folder", str(path.resolve()))
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in _PICKLE_SUFFIXES and not allow_pickle:
+            raise ModelError(
+                f"{what} {model!r} is a pickle checkpoint ({suffix}); loading one can run arbitrary code. "
+                "Use a .safetensors file, or pass allow_pickle=True (--allow-pickle) if you trust its source"
+            )
+        if suffix != ".safetensors" and suffix not in _PICKLE_SUFFIXES:
+            raise ModelError(
+                f"{what} {model!r} is a {suffix or 'suffix-less'} file; expected a .safetensors checkpoint "
+                "(or .ckpt with allow_pickle) or a diffusers folder"
+            )
+        return ModelSource(model, "file", str(path.resolve()), sha256=file_sha256(path))
+    if _looks_like_path(model) or not _HUB_ID.match(model):
+        raise ModelError(
+            f"{what} {model!r}: no such file or folder, and not a hub id (owner/name) or built-in model "
+            f"({', '.join(TINY_MODELS)})"
+        )
+    return ModelSource(model, "hub", model)
+
+
+def _hub_failure(source: ModelSource, error: Exception, what: str = "model") -> ModelError:
+    reason = str(error).split("\n")[0][:300]
+    return ModelError(
+        f"{what} {source.model!r} is not in the local Hugging Face cache and could not be downloaded "
+        f"({type(error).__name__}: {reason}). Download it once with network access "
+        "(HF_HUB_OFFLINE unset), or pass a local diffusers folder or a .safetensors file instead, "
+        "e.g. --model ./models/my-model or --model ./my-model.safetensors"
+    )
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The cached snapshot's commit hash, read from the hub cache without network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "model_index.json")
+    if isinstance(cached, str):
+        return Path(cached).parent.name
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    return Path(cached).parent.name if isinstance(cached, str) else None
+
+
+def choose_device(requested: str | None = None) -> str:
+    """CUDA if available, else Apple MPS, else CPU; a requested device must exist here."""
+    import torch
+
+    if requested is None:
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError) as error:
+        raise ModelError(f"device {requested!r} is not a torch device name (cpu, cuda, cuda:1, mps)") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {requested!r}: CUDA is not available on this machine; use cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(f"device {requested!r}: Apple MPS is not available on this machine; use cpu")
+    return str(device)
+
+
+def choose_dtype(device: str, requested: str | None = None) -> str:
+    """float16 on CUDA and MPS (as diffusers' guides load them), float32 on CPU; bfloat16 on request."""
+    aliases = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
+    if requested is None:
+        return "float32" if device.startswith("cpu") else "float16"
+    name = aliases.get(requested.lower(), requested.lower())
+    if name not in DTYPES:
+        raise ModelError(f"dtype {requested!r} is not one of {', '.join(DTYPES)}")
+    return name
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, name)
+
+
+def detect_family(components: Mapping[str, Any]) -> str:
+    """``sd1``, ``sd2`` or ``sdxl`` from the loaded components' structure.
+
+    SDXL: a second text encoder or UNet ``addition_embed_type == "text_time"``. SD 2.x: 1024-wide
+    cross-attention or text encoder, v-prediction, linear-projection attention blocks, or a depth
+    estimator (depth2img exists only for SD 2). Otherwise SD 1.x.
+    """
+    unet = components.get("unet")
+    if unet is None:
+        raise ModelError("this pipeline has no UNet; promptlab renders Stable Diffusion 1.x/2.x/XL models only")
+    config = unet.config
+    if components.get("text_encoder_2") is not None or config.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    text_encoder = components.get("text_encoder")
+    hidden = getattr(getattr(text_encoder, "config", None), "hidden_size", None)
+    scheduler = components.get("scheduler")
+    prediction = getattr(scheduler, "config", {}).get("prediction_type") if scheduler is not None else None
+    if (
+        config.get("cross_attention_dim") == 1024
+        or hidden == 1024
+        or prediction == "v_prediction"
+        or config.get("use_linear_projection")
+        or components.get("depth_estimator") is not None
+    ):
+        return "sd2"
+    return "sd1"
+
+
+def _load_vae(spec: str, torch_dtype: Any) -> tuple[AutoencoderKL, ModelSource]:
+    from diffusers import AutoencoderKL
+
+    source = resolve_model(spec, allow_pickle=False, what="vae")
+    local_only = _env_flag("HF_HUB_OFFLINE")
+    try:
+        with _quiet_loading():
+            if source.kind == "file":
+                vae = AutoencoderKL.from_single_file(source.location, dtype=torch_dtype)
+            elif source.kind != "hub" and (Path(source.location) / "model_index.json").is_file():
+                # A whole pipeline folder (or built-in model) lends its VAE.
+                vae = AutoencoderKL.from_pretrained(source.location, subfolder="vae", dtype=torch_dtype)
+            else:
+                vae = AutoencoderKL.from_pretrained(source.location, dtype=torch_dtype, local_files_only=local_only)
+    except (OSError, ValueError) as error:
+        if source.kind == "hub":
+            raise _hub_failure(source, error, what="vae") from error
+        raise ModelError(f"vae {spec!r} cannot be loaded as an AutoencoderKL: {error}") from error
+    if source.kind == "hub":
+        source = ModelSource(source.model, "hub", source.location, revision=_hub_revision(source.location))
+    return vae, source
+
+
+class _LazyCheckpoint(Mapping[str, Any]):
+    """A safetensors file as a read-only mapping that reads a tensor only when asked."""
+
+    def __init__(self, path: str) -> None:
+        from safetensors import safe_open
+
+        self._file = safe_open(path, framework="pt")
+        self._keys = set(self._file.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._keys:
+            raise KeyError(key)
+        return self._file.get_tensor(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+_SINGLE_FILE_TYPES = {
+    "v1": ("sd1", "StableDiffusionPipeline"),
+    "inpainting": ("sd1", "StableDiffusionInpaintPipeline"),
+    "v2": ("sd2", "StableDiffusionPipeline"),
+    "inpainting_v2": ("sd2", "StableDiffusionInpaintPipeline"),
+    "xl_base": ("sdxl", "StableDiffusionXLPipeline"),
+    "xl_refiner": ("sdxl", "StableDiffusionXLImg2ImgPipeline"),
+    "xl_inpaint": ("sdxl", "StableDiffusionXLInpaintPipeline"),
+    "playground-v2-5": ("sdxl", "StableDiffusionXLPipeline"),
+}
+
+
+def _single_file_pipeline_class(source: ModelSource) -> str:
+    """The pipeline class for a checkpoint file, from diffusers' own key-based model-type detection."""
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
+
+    try:
+        if source.location.lower().endswith(".safetensors"):
+            checkpoint: Mapping[str, Any] = _LazyCheckpoint(source.location)
+        else:
+            checkpoint = load_single_file_checkpoint(source.location, local_files_only=True)
+        model_type = infer_diffusers_model_type(checkpoint)
+    except Exception as error:  # safetensors and torch.load raise many types for a corrupt file
+        raise ModelError(f"model {source.model!r} cannot be read as a checkpoint: {error}") from error
+    if model_type not in _SINGLE_FILE_TYPES:
+        raise ModelError(
+            f"model {source.model!r} is a {model_type!r} checkpoint by diffusers' detection; "
+            "promptlab renders Stable Diffusion 1.x, 2.x and XL checkpoints only"
+        )
+    return _SINGLE_FILE_TYPES[model_type][1]
+
+
+def _load_pipeline(source: ModelSource, torch_dtype: Any, vae: AutoencoderKL | None) -> DiffusionPipeline:
+    import diffusers
+
+    extra = {"vae": vae} if vae is not None else {}
+    if source.kind == "file":
+        pipeline_class = getattr(diffusers, _single_file_pipeline_class(source))
+        try:
+            return pipeline_class.from_single_file(
+                source.location, dtype=torch_dtype, local_files_only=_env_flag("HF_HUB_OFFLINE"), **extra
+            )
+        except (OSError, ValueError) as error:
+            raise ModelError(
+                f"model {source.model!r} cannot be loaded with from_single_file: {str(error)[:300]}. "
+                "diffusers reads a matching config from the hub for single files; with no network, "
+                "use a local diffusers folder instead"
+            ) from error
+    try:
+        return diffusers.DiffusionPipeline.from_pretrained(
+            source.location,
+            dtype=torch_dtype,
+            local_files_only=source.kind == "hub" and _env_flag("HF_HUB_OFFLINE"),
+            **extra,
+        )
+    except (OSError, ValueError) as error:
+        if source.kind == "hub":
+            raise _hub_failure(source, error) from error
+        raise ModelError(f"model {source.model!r} cannot be loaded from {source.location}: {error}") from error
+
+
+def _base(spec: ModelSpec, device: str, dtype: str) -> _Base:
+    source = resolve_model(spec.model, allow_pickle=spec.allow_pickle)
+    key = (source.location, dtype, device, spec.vae)
+    if key in _BASES:
+        return _BASES[key]
+    started = time.perf_counter()
+    torch_dtype = _torch_dtype(dtype)
+    vae, vae_source = _load_vae(spec.vae, torch_dtype) if spec.vae else (None, None)
+    with _quiet_loading():
+        pipe = _load_pipeline(source, torch_dtype, vae)
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    if source.kind == "hub":
+        source = ModelSource(source.model, "hub", source.location, revision=_hub_revision(source.location))
+    base = _Base(
+        pipe=pipe,
+        source=source,
+        family=detect_family(pipe.components),
+        vae=vae_source,
+        scheduler_config=dict(pipe.scheduler.config),
+        load_seconds=time.perf_counter() - started,
+    )
+    _BASES[key] = base
+    return base
+
+
+def check_task(task: str, family: str, unet_in_channels: int, model: str) -> str:
+    """The pipeline class name for ``task`` on this model; RenderError if diffusers has none for it."""
+    if task not in TASKS:
+        raise RenderError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    if family not in TASKS[task]:
+        have = ", ".join(sorted(TASKS[task]))
+        raise RenderError(
+            f"diffusers has no {task} pipeline for {family} models such as {model!r} (it has one for: {have})"
+        )
+    allowed = _UNET_TASKS.get(unet_in_channels, ())
+    if task not in allowed:
+        kind = {5: "a depth model", 9: "an inpainting model"}.get(unet_in_channels, "a standard model")
+        needs = {
+            "depth2img": "a depth model (UNet in_channels 5), e.g. stabilityai/stable-diffusion-2-depth or tiny-sd2-depth",
+            "inpaint": "an inpainting model or a standard one",
+        }.get(task, "a standard model (UNet in_channels 4)")
+        raise RenderError(
+            f"model {model!r} is {kind} (UNet in_channels {unet_in_channels}); it renders task(s) "
+            f"{', '.join(allowed) or 'none'}, and {task} needs {needs}"
+        )
+    return TASKS[task][family]
+
+
+def load_model(spec: ModelSpec | str, task: str = "txt2img") -> LoadedModel:
+    """Load (once per process) the pipeline that runs ``task`` with ``spec``'s model.
+
+    ModelError when the model cannot be found or loaded; RenderError when the model cannot
+    run the task (e.g. depth2img on an SDXL model).
+    """
+    import diffusers
+
+    spec = ModelSpec(spec) if isinstance(spec, str) else spec
+    if task not in TASKS:
+        raise RenderError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    device = choose_device(spec.device)
+    dtype = choose_dtype(device, spec.dtype)
+    started = time.perf_counter()
+    base = _base(spec, device, dtype)
+    class_name = check_task(task, base.family, base.pipe.unet.config.in_channels, spec.model)
+    key = (base.source.location, dtype, device, spec.vae, task)
+    pipe = _TASK_PIPES.get(key)
+    if pipe is None:
+        # Always a new pipeline object sharing the weights: renders swap its scheduler, never the base's.
+        with _quiet_loading():
+            # from_pipe casts the shared weights to float32 unless told the dtype.
+            pipe = getattr(diffusers, class_name).from_pipe(base.pipe, dtype=_torch_dtype(dtype))
+        pipe.set_progress_bar_config(disable=True)
+        _TASK_PIPES[key] = pipe
+    return LoadedModel(
+        pipe=pipe,
+        source=base.source,
+        family=base.family,
+        task=task,
+        dtype=dtype,
+        device=device,
+        vae=base.vae,
+        scheduler_config=base.scheduler_config,
+        load_seconds=time.perf_counter() - started,
+    )
+
+
+def base_pipeline(spec: ModelSpec | str) -> DiffusionPipeline:
+    """The model's own pipeline (its ``model_index.json`` class), loaded once, never modified by renders."""
+    spec = ModelSpec(spec) if isinstance(spec, str) else spec
+    device = choose_device(spec.device)
+    return _base(spec, device, choose_dtype(device, spec.dtype)).pipe
+
+
+def _component_info(name: str, component: Any) -> ComponentInfo:
+    if component is None:
+        return ComponentInfo(name, None, None)
+    cls = type(component)
+    return ComponentInfo(name, cls.__name__, cls.__module__.split(".")[0])
+
+
+def model_info(spec: ModelSpec | str) -> ModelInfo:
+    """Load ``spec``'s model (or reuse the loaded one) and describe its pipeline and components."""
+    spec = ModelSpec(spec) if isinstance(spec, str) else spec
+    device = choose_device(spec.device)
+    base = _base(spec, device, choose_dtype(device, spec.dtype))
+    components = tuple(_component_info(name, comp) for name, comp in sorted(base.pipe.components.items()))
+    return ModelInfo(
+        model=spec.model,
+        pipeline_class=type(base.pipe).__name__,
+        family=base.family,
+        components=components,
+        source=base.source,
+    )
+
+
+def clear_cache() -> None:
+    """Forget every loaded pipeline (tests; freeing memory between models)."""
+    _BASES.clear()
+    _TASK_PIPES.clear()

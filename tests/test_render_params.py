@@ -1,0 +1,89 @@
+"""RenderParams/RenderItem validation and the size parser: pure Python, no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from promptlab.errors import RenderError
+from promptlab.render.params import LONG_PROMPT_POLICIES, RenderItem, RenderParams, Size, parse_size
+
+
+def test_defaults_are_valid_txt2img() -> None:
+    params = RenderParams()
+    assert (params.task, params.scheduler, params.long_prompt) == ("txt2img", None, "truncate")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"num_inference_steps": 0}, "num_inference_steps 0"),
+        ({"num_inference_steps": 2.5}, "num_inference_steps 2.5"),
+        ({"num_inference_steps": True}, "num_inference_steps True"),
+        ({"guidance_scale": -0.5}, "guidance_scale -0.5"),
+        ({"guidance_scale": float("nan")}, "guidance_scale nan"),
+        ({"height": 500}, "height 500"),
+        ({"width": 0}, "width 0"),
+        ({"width": -64}, "width -64"),
+        ({"strength": 0.0}, "strength 0.0"),
+        ({"strength": 1.5}, "strength 1.5"),
+        ({"long_prompt": "wrap"}, "long_prompt 'wrap'"),
+        ({"task": "upscale"}, "task 'upscale'"),
+        ({"task": "img2img"}, "needs image"),
+        ({"task": "inpaint", "image": "a.png"}, "needs mask_image"),
+        ({"task": "txt2img", "image": "a.png"}, "takes no image"),
+        ({"task": "img2img", "image": "a.png", "mask_image": "m.png"}, "takes no mask_image"),
+        ({"task": "img2img", "image": "a.png", "depth_map": "d.png"}, "takes no depth_map"),
+        ({"task": "img2img", "image": "a.png", "num_inference_steps": 2, "strength": 0.3}, "strength 0.3"),
+    ],
+)
+def test_bad_parameters_are_named(kwargs: dict, named: str) -> None:
+    with pytest.raises(RenderError, match=named.replace("(", r"\(").replace(".", r"\.")):
+        RenderParams(**kwargs)
+
+
+def test_guidance_zero_and_full_strength_are_allowed() -> None:
+    params = RenderParams(task="depth2img", image="a.png", depth_map="d.png", guidance_scale=0, strength=1.0)
+    assert params.guidance_scale == 0
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.0, "7", None, False])
+def test_bad_seeds_are_named(seed: object) -> None:
+    with pytest.raises(RenderError, match=f"seed {seed!r}"):
+        RenderItem("a cat", seed)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [0, 2**64 - 1])
+def test_seed_range_edges(seed: int) -> None:
+    assert RenderItem("a cat", seed).seed == seed
+
+
+@given(st.integers(1, 1024), st.integers(1, 1024), st.sampled_from(["x", "X", "×"]))
+def test_parse_size_round_trip(w: int, h: int, sep: str) -> None:
+    width, height = w * 8, h * 8
+    assert parse_size(f"{width}{sep}{height}") == Size(width, height)
+    assert parse_size(f" {width} {sep} {height} ") == (width, height)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("512", "WIDTHxHEIGHT"), ("512x", "WIDTHxHEIGHT"), ("-512x512", "WIDTHxHEIGHT"), ("500x512", "width 500"),
+     ("512x0", "height 0"), ("512 by 768", "WIDTHxHEIGHT")],
+)
+def test_parse_size_errors(text: str, named: str) -> None:
+    with pytest.raises(RenderError, match=named):
+        parse_size(text)
+
+
+def test_long_prompt_policies_are_described() -> None:
+    assert set(LONG_PROMPT_POLICIES) == {"truncate", "chunk"}
+
+
+def test_importing_render_does_not_import_torch() -> None:
+    code = "import sys, promptlab.render; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
