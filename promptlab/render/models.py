@@ -224,7 +224,8 @@ def resolve_model(model: str, *, allow_pickle: bool = False, what: str = "model"
 
 
 def _hub_failure(source: ModelSource, error: Exception, what: str = "model") -> ModelError:
-    reason = str(error).split("\n")[0][:300]
+    # The first sentence says why; the rest of hub errors give advice about hub internals.
+    reason = re.split(r"\.\s|\n", str(error), maxsplit=1)[0][:300]
     return ModelError(
         f"{what} {source.model!r} is not in the local Hugging Face cache and could not be downloaded "
         f"({type(error).__name__}: {reason}). Download it once with network access "
@@ -354,6 +355,7 @@ class _LazyCheckpoint(Mapping[str, Any]):
         return len(self._keys)
 
 
+_SD_UNET_KEY = "model.diffusion_model.input_blocks.0.0.weight"
 _SINGLE_FILE_TYPES = {
     "v1": ("sd1", "StableDiffusionPipeline"),
     "inpainting": ("sd1", "StableDiffusionInpaintPipeline"),
@@ -378,9 +380,11 @@ def _single_file_pipeline_class(source: ModelSource) -> str:
         model_type = infer_diffusers_model_type(checkpoint)
     except Exception as error:  # safetensors and torch.load raise many types for a corrupt file
         raise ModelError(f"model {source.model!r} cannot be read as a checkpoint: {error}") from error
-    if model_type not in _SINGLE_FILE_TYPES:
+    # diffusers falls back to "v1" for any unknown file, so require an SD UNet's first layer.
+    if model_type not in _SINGLE_FILE_TYPES or _SD_UNET_KEY not in checkpoint:
         raise ModelError(
-            f"model {source.model!r} is a {model_type!r} checkpoint by diffusers' detection; "
+            f"model {source.model!r} is not a Stable Diffusion checkpoint by diffusers' detection "
+            f"(type {model_type!r}, UNet weights {'found' if _SD_UNET_KEY in checkpoint else 'missing'}); "
             "promptlab renders Stable Diffusion 1.x, 2.x and XL checkpoints only"
         )
     return _SINGLE_FILE_TYPES[model_type][1]
