@@ -1,0 +1,1118 @@
+"""The run store: every experiment, run, image and score, in SQL through sqlmodel.
+
+    store = open_store()            # PROMPTLAB_DB, else PROMPTLAB_HOME/promptlab.db
+    experiment = store.get_or_create_experiment(spec.name, spec.raw, spec.path, subject=spec.subject)
+    done = store.existing_cells(experiment.id)
+    for cell in cells(spec):
+        if cell.key in done:
+            continue
+        record = RunRecord.for_variant(experiment.id, cell.variant, cell.seed, render_s=1.2)
+        store.record_run(record, image, [ScoreRecord("intent", "clip", 0.31, "a squirrel")])
+    store.list_runs(search="oil painting", limit=50)
+    store.runs_frame("squirrel-styles")      # one row per run, for promptlab.analysis
+
+How it stays safe:
+
+1. SQLite runs in WAL mode (``synchronous=NORMAL``, a busy timeout), so the dashboard reads
+   while a sweep writes. Transactions that write start with ``BEGIN IMMEDIATE``: a writer waits
+   for another rather than failing half-way.
+2. An image is a content-addressed file ``images/<sha256>.png`` under ``PROMPTLAB_HOME``,
+   written to a temporary name, fsynced and renamed before the rows that name it are written
+   in one short transaction. A crash leaves at worst a file no row names, never a row naming
+   no file.
+3. A cell (experiment, variant key, seed) exists once: a unique constraint. A failed cell is
+   recorded with its error, and a later success or failure of the same cell replaces it.
+4. Schema changes are numbered migrations (``MIGRATIONS``) recorded in ``_migration`` and
+   applied on open; opening twice changes nothing.
+5. Text search is a case-insensitive substring match on the prompt's plain text: on SQLite an
+   FTS5 trigram index (3 characters or more), otherwise ``ILIKE``.
+6. Any failure to read or write raises ``StoreError`` naming the database; nothing is swallowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from pydantic import BaseModel
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    case,
+    column,
+    event,
+    func,
+    inspect,
+    insert,
+    literal,
+    table,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from promptlab.errors import PromptSyntaxError, StoreError
+from promptlab.paths import database_url, home_dir
+from promptlab.prompt import Prompt
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+    from promptlab.experiment import Variant
+
+STATUSES = ("ok", "failed")
+SCORE_KINDS = ("intent", "prompt")
+# Parameters with a column of their own on Run (diffusers' names); the rest go to Run.params.
+PARAM_COLUMNS = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# FTS5's trigram tokenizer matches substrings of 3 characters or more.
+FTS_MIN_CHARS = 3
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Experiment(SQLModel, table=True):
+    """An experiment: its file's parsed contents, where it came from, what it draws."""
+
+    __tablename__ = "experiment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    spec: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    source_path: str | None = None
+    subject: str = ""
+    intent: str = ""
+    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+
+
+class Image(SQLModel, table=True):
+    """A content-addressed PNG file under the home folder."""
+
+    __tablename__ = "image"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    path: str
+    width: int
+    height: int
+    size_bytes: int
+    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+
+
+class Run(SQLModel, table=True):
+    """One image of one cell (experiment, variant, seed), or the error that prevented it."""
+
+    __tablename__ = "run"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "variant_key", "seed", name="uq_run_cell"),
+        # Listings filter by experiment or model and show the newest first.
+        Index("ix_run_experiment_id_created_at", "experiment_id", "created_at"),
+        Index("ix_run_model_created_at", "model", "created_at"),
+        # Run ids are never reused, even after a failed run is replaced: links stay true.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id")
+    variant_key: str = Field(index=True)
+    label: str = ""
+    seed: int = Field(sa_type=BigInteger)
+    prompt: str
+    prompt_a1111: str = ""
+    prompt_plain: str = ""
+    subject: str = ""
+    intent: str = ""
+    negative_prompt: str = ""
+    model: str
+    task: str = "txt2img"
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    scheduler: str | None = None
+    strength: float | None = None
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    axes: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    terms: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    status: str = "ok"
+    error: str | None = Field(default=None, sa_type=Text)
+    render_s: float | None = None
+    score_s: float | None = None
+    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True), index=True)
+    image_sha256: str | None = Field(default=None, foreign_key="image.sha256")
+
+
+class RunTerm(SQLModel, table=True):
+    """One term of a run's prompt, so "runs with term X" is an indexed query."""
+
+    __tablename__ = "run_term"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    position: int
+    category: str | None = None
+    text: str = Field(index=True)
+    weight: float = 1.0
+
+
+class Score(SQLModel, table=True):
+    """A score of a run's image against a text: ``intent`` (what it should show) or ``prompt``."""
+
+    __tablename__ = "score"
+    __table_args__ = (UniqueConstraint("run_id", "kind", "scorer", name="uq_score_run_kind_scorer"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    kind: str
+    scorer: str
+    model: str = ""
+    pretrained: str | None = None
+    weights_sha256: str | None = None
+    text: str = ""
+    value: float
+
+
+# 1. Migrations: each builds its schema from its own frozen definitions, never from the models.
+
+_migration_table = Table(
+    "_migration",
+    MetaData(),
+    Column("name", String, primary_key=True),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def m001_initial(conn: Connection) -> None:
+    """Experiment, Image, Run, RunTerm and Score with the dashboard's indexes."""
+    meta = MetaData()
+    stamp = DateTime(timezone=True)
+    Table(
+        "experiment", meta,
+        Column("id", Integer, primary_key=True),
+        Column("name", String, nullable=False),
+        Column("spec", JSON, nullable=False),
+        Column("source_path", String),
+        Column("subject", String, nullable=False),
+        Column("intent", String, nullable=False),
+        Column("created_at", stamp, nullable=False),
+        Index("ix_experiment_name", "name", unique=True),
+    )  # fmt: skip
+    Table(
+        "image", meta,
+        Column("sha256", String(64), primary_key=True),
+        Column("path", String, nullable=False),
+        Column("width", Integer, nullable=False),
+        Column("height", Integer, nullable=False),
+        Column("size_bytes", Integer, nullable=False),
+        Column("created_at", stamp, nullable=False),
+    )  # fmt: skip
+    Table(
+        "run", meta,
+        Column("id", Integer, primary_key=True),
+        Column("experiment_id", Integer, ForeignKey("experiment.id"), nullable=False),
+        Column("variant_key", String, nullable=False),
+        Column("label", String, nullable=False),
+        Column("seed", BigInteger, nullable=False),
+        Column("prompt", String, nullable=False),
+        Column("prompt_a1111", String, nullable=False),
+        Column("prompt_plain", String, nullable=False),
+        Column("subject", String, nullable=False),
+        Column("intent", String, nullable=False),
+        Column("negative_prompt", String, nullable=False),
+        Column("model", String, nullable=False),
+        Column("task", String, nullable=False),
+        Column("num_inference_steps", Integer),
+        Column("guidance_scale", Float),
+        Column("width", Integer),
+        Column("height", Integer),
+        Column("scheduler", String),
+        Column("strength", Float),
+        Column("params", JSON, nullable=False),
+        Column("axes", JSON, nullable=False),
+        Column("terms", JSON, nullable=False),
+        Column("status", String, nullable=False),
+        Column("error", Text),
+        Column("render_s", Float),
+        Column("score_s", Float),
+        Column("created_at", stamp, nullable=False),
+        Column("image_sha256", String, ForeignKey("image.sha256")),
+        UniqueConstraint("experiment_id", "variant_key", "seed", name="uq_run_cell"),
+        Index("ix_run_experiment_id_created_at", "experiment_id", "created_at"),
+        Index("ix_run_model_created_at", "model", "created_at"),
+        Index("ix_run_variant_key", "variant_key"),
+        Index("ix_run_created_at", "created_at"),
+        sqlite_autoincrement=True,
+    )  # fmt: skip
+    Table(
+        "run_term", meta,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", Integer, ForeignKey("run.id"), nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("category", String),
+        Column("text", String, nullable=False),
+        Column("weight", Float, nullable=False),
+        Index("ix_run_term_run_id", "run_id"),
+        Index("ix_run_term_text", "text"),
+    )  # fmt: skip
+    Table(
+        "score", meta,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", Integer, ForeignKey("run.id"), nullable=False),
+        Column("kind", String, nullable=False),
+        Column("scorer", String, nullable=False),
+        Column("model", String, nullable=False),
+        Column("pretrained", String),
+        Column("weights_sha256", String),
+        Column("text", String, nullable=False),
+        Column("value", Float, nullable=False),
+        UniqueConstraint("run_id", "kind", "scorer", name="uq_score_run_kind_scorer"),
+        Index("ix_score_run_id", "run_id"),
+    )  # fmt: skip
+    meta.create_all(conn, checkfirst=True)
+
+
+def m002_run_search(conn: Connection) -> None:
+    """SQLite: an FTS5 trigram index of the runs' plain prompts, kept in sync by triggers."""
+    if conn.dialect.name != "sqlite":
+        return
+    conn.exec_driver_sql(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS run_fts USING fts5("
+        "prompt_plain, content='run', content_rowid='id', tokenize='trigram')"
+    )
+    conn.exec_driver_sql(
+        "CREATE TRIGGER IF NOT EXISTS run_fts_insert AFTER INSERT ON run BEGIN "
+        "INSERT INTO run_fts(rowid, prompt_plain) VALUES (new.id, new.prompt_plain); END"
+    )
+    conn.exec_driver_sql(
+        "CREATE TRIGGER IF NOT EXISTS run_fts_delete AFTER DELETE ON run BEGIN "
+        "INSERT INTO run_fts(run_fts, rowid, prompt_plain) VALUES ('delete', old.id, old.prompt_plain); END"
+    )
+    conn.exec_driver_sql(
+        "CREATE TRIGGER IF NOT EXISTS run_fts_update AFTER UPDATE OF prompt_plain ON run BEGIN "
+        "INSERT INTO run_fts(run_fts, rowid, prompt_plain) VALUES ('delete', old.id, old.prompt_plain); "
+        "INSERT INTO run_fts(rowid, prompt_plain) VALUES (new.id, new.prompt_plain); END"
+    )
+    conn.exec_driver_sql("INSERT INTO run_fts(run_fts) VALUES ('rebuild')")
+
+
+#: Applied in order on open; a name, once released, never changes meaning.
+MIGRATIONS: dict[str, Callable[[Connection], None]] = {
+    "m001_initial": m001_initial,
+    "m002_run_search": m002_run_search,
+}
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Apply the migrations ``_migration`` does not list, each in its own transaction; return their names."""
+    with engine.begin() as conn:
+        _migration_table.create(conn, checkfirst=True)
+    applied: list[str] = []
+    for name, step in MIGRATIONS.items():
+        with engine.begin() as conn:
+            done = conn.execute(select(_migration_table.c.name).where(_migration_table.c.name == name)).first()
+            if done:
+                continue
+            step(conn)
+            conn.execute(insert(_migration_table).values(name=name, applied_at=_now()))
+            applied.append(name)
+    return applied
+
+
+# 2. What goes in and what comes out.
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """A score to record with a run."""
+
+    kind: str
+    scorer: str
+    value: float
+    text: str
+    model: str = ""
+    pretrained: str | None = None
+    weights_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything about one cell but its image and scores; ``params`` uses diffusers' names.
+
+    ``params`` holds the generation parameters and whatever else describes the render (model
+    family, dtype, device, scheduler class and config, library versions): the names in
+    ``PARAM_COLUMNS`` get columns of their own, the rest is kept as JSON.
+    """
+
+    experiment_id: int
+    variant_key: str
+    seed: int
+    prompt: Prompt
+    model: str
+    negative_prompt: str = ""
+    task: str = "txt2img"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+    axes: Mapping[str, Any] = field(default_factory=dict)
+    intent: str = ""
+    render_s: float | None = None
+    score_s: float | None = None
+
+    @classmethod
+    def for_variant(cls, experiment_id: int, variant: Variant, seed: int, **extra: Any) -> RunRecord:
+        """The record of ``variant`` at ``seed``; ``extra`` sets timings, and ``params`` adds to the variant's."""
+        params = {**variant.params, "long_prompt": variant.long_prompt, **extra.pop("params", {})}
+        return cls(
+            experiment_id=experiment_id,
+            variant_key=variant.key,
+            seed=seed,
+            prompt=variant.prompt,
+            model=variant.model,
+            negative_prompt=variant.negative_prompt,
+            task=variant.task,
+            params=params,
+            label=variant.label,
+            axes=dict(variant.axis_values),
+            intent=variant.intent,
+            **extra,
+        )
+
+    @property
+    def cell(self) -> str:
+        return f"experiment {self.experiment_id}, variant {self.variant_key}, seed {self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape stored in the image's ``promptlab`` chunk."""
+        compel, a1111, plain = _prompt_texts(self.prompt, strict=False)
+        return {
+            "experiment_id": self.experiment_id,
+            "variant_key": self.variant_key,
+            "label": self.label,
+            "seed": self.seed,
+            "subject": self.prompt.subject,
+            "prompt": compel,
+            "prompt_a1111": a1111,
+            "prompt_plain": plain,
+            "terms": _terms_json(self.prompt),
+            "negative_prompt": self.negative_prompt,
+            "intent": self.intent or self.prompt.subject,
+            "model": self.model,
+            "task": self.task,
+            "params": dict(self.params),
+            "axes": dict(self.axes),
+        }
+
+
+class ScoreView(BaseModel):
+    """A recorded score."""
+
+    kind: str
+    scorer: str
+    model: str
+    pretrained: str | None
+    weights_sha256: str | None
+    text: str
+    value: float
+
+
+class RunView(BaseModel):
+    """A recorded run as the dashboard and CLI show it; ``model_dump(mode="json")`` is its JSON."""
+
+    id: int
+    experiment_id: int
+    experiment: str
+    variant_key: str
+    label: str
+    seed: int
+    prompt: str
+    prompt_a1111: str
+    prompt_plain: str
+    negative_prompt: str
+    subject: str
+    intent: str
+    model: str
+    task: str
+    params: dict[str, Any]
+    terms: list[dict[str, Any]]
+    axes: dict[str, Any]
+    status: str
+    error: str | None
+    image_sha256: str | None
+    image_path: Path | None
+    render_s: float | None
+    score_s: float | None
+    created_at: datetime
+    scores: list[ScoreView]
+
+    def score(self, kind: str = "intent", scorer: str | None = None) -> float | None:
+        """The value of the first score of ``kind`` (from ``scorer`` if given), or None."""
+        return next((s.value for s in self.scores if s.kind == kind and scorer in (None, s.scorer)), None)
+
+
+class ExperimentSummary(BaseModel):
+    """An experiment with its run counts, for listings."""
+
+    id: int
+    name: str
+    source_path: str | None
+    subject: str
+    intent: str
+    created_at: datetime
+    runs: int
+    ok: int
+    failed: int
+    models: list[str]
+    last_run_at: datetime | None
+
+
+# 3. The store.
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open (creating and migrating as needed) the store at ``url``, default ``paths.database_url()``."""
+    url = url or database_url()
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"invalid database URL {url!r}: {exc}; expected e.g. sqlite:///path/to/promptlab.db") from exc
+    display = parsed.render_as_string(hide_password=True)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database not in (None, "", ":memory:"):
+        try:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of database {display}: {exc}") from exc
+    try:
+        engine = create_engine(parsed, pool_pre_ping=not sqlite)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise StoreError(f"cannot open database {display}: {exc}") from exc
+    if sqlite:
+        _configure_sqlite(engine)
+    try:
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open database {display}: {exc}") from exc
+    return Store(engine, home_dir().resolve())
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, and transactions begun by us (pysqlite's own leave DDL outside any transaction)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes the write lock up front, so busy_timeout applies instead of a mid-way failure.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("promptlab_write") else "BEGIN")
+
+
+class Store:
+    """The run store. Each method runs its own short session; the object is cheap to keep open."""
+
+    def __init__(self, engine: Engine, home: Path) -> None:
+        self.engine = engine
+        self.home = Path(home)
+        self.url = engine.url.render_as_string(hide_password=True)
+        self._writer = engine.execution_options(promptlab_write=True)
+        self._fts = engine.dialect.name == "sqlite" and inspect(engine).has_table("run_fts")
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def db_path(self) -> Path | None:
+        """The SQLite file, or None for another database (see ``url``)."""
+        if self.engine.dialect.name != "sqlite" or self.engine.url.database in (None, "", ":memory:"):
+            return None
+        return Path(self.engine.url.database)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    def image_path(self, sha256: str) -> Path:
+        """Where the image with this hash lives."""
+        return self.images_dir / f"{sha256}.png"
+
+    @contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        """A short session; database errors become StoreError naming the database."""
+        try:
+            with Session(self._writer if write else self.engine, expire_on_commit=False) as session:
+                yield session
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            action = "write to" if write else "read"
+            raise StoreError(f"cannot {action} database {self.url}: {exc}") from exc
+
+    # Experiments.
+
+    def add_experiment(
+        self,
+        name: str,
+        spec: Mapping[str, Any],
+        source_path: str | Path | None = None,
+        *,
+        subject: str = "",
+        intent: str = "",
+    ) -> Experiment:
+        """Record a new experiment; StoreError if the name is taken."""
+        row = Experiment(
+            name=name,
+            spec=_check_json(dict(spec), f"experiment {name!r} spec"),
+            source_path=str(source_path) if source_path is not None else None,
+            subject=subject,
+            intent=intent,
+        )
+        try:
+            with self._session(write=True) as session:
+                session.add(row)
+                session.commit()
+        except IntegrityError as exc:
+            raise StoreError(f"experiment {name!r} already exists in {self.url}") from exc
+        return row
+
+    def get_or_create_experiment(
+        self,
+        name: str,
+        spec: Mapping[str, Any],
+        source_path: str | Path | None = None,
+        *,
+        subject: str = "",
+        intent: str = "",
+    ) -> Experiment:
+        """The experiment called ``name``, created if new; an existing one takes the given spec.
+
+        Running an edited file again keeps its recorded cells and adds the new ones, so the
+        stored spec is the latest file's.
+        """
+        spec = _check_json(dict(spec), f"experiment {name!r} spec")
+        source = str(source_path) if source_path is not None else None
+        try:
+            with self._session(write=True) as session:
+                row = session.exec(select(Experiment).where(Experiment.name == name)).first()
+                if row is None:
+                    row = Experiment(name=name, spec=spec, source_path=source, subject=subject, intent=intent)
+                else:
+                    row.spec, row.source_path, row.subject, row.intent = spec, source, subject, intent
+                session.add(row)
+                session.commit()
+                return row
+        except IntegrityError:
+            # Another process created it between our read and our write.
+            return self.get_or_create_experiment(name, spec, source_path, subject=subject, intent=intent)
+
+    def get_experiment(self, experiment: str | int) -> Experiment:
+        """The experiment with this name or id; StoreError if there is none."""
+        with self._session() as session:
+            column_ = Experiment.id if isinstance(experiment, int) else Experiment.name
+            row = session.exec(select(Experiment).where(column_ == experiment)).first()
+        if row is None:
+            raise StoreError(f"no experiment {experiment!r} in {self.url}")
+        return row
+
+    def list_experiments(self) -> list[ExperimentSummary]:
+        """Every experiment, newest first, with its run counts and models."""
+        counts = (
+            select(
+                Experiment,
+                func.count(Run.id),
+                func.coalesce(func.sum(case((Run.status == "ok", 1), else_=0)), 0),
+                func.coalesce(func.sum(case((Run.status == "failed", 1), else_=0)), 0),
+                func.max(Run.created_at),
+            )
+            .outerjoin(Run, Run.experiment_id == Experiment.id)
+            .group_by(Experiment.id)
+            .order_by(Experiment.created_at.desc(), Experiment.id.desc())
+        )
+        with self._session() as session:
+            rows = session.exec(counts).all()
+            models: dict[int, list[str]] = {}
+            for experiment_id, model in session.exec(
+                select(Run.experiment_id, Run.model).distinct().order_by(Run.experiment_id, Run.model)
+            ):
+                models.setdefault(experiment_id, []).append(model)
+        return [
+            ExperimentSummary(
+                id=row.id,
+                name=row.name,
+                source_path=row.source_path,
+                subject=row.subject,
+                intent=row.intent,
+                created_at=_utc(row.created_at),
+                runs=runs,
+                ok=ok,
+                failed=failed,
+                models=models.get(row.id, []),
+                last_run_at=_utc(last) if last is not None else None,
+            )
+            for row, runs, ok, failed, last in rows
+        ]
+
+    # Writing runs.
+
+    def existing_cells(self, experiment_id: int, *, include_failed: bool = False) -> set[tuple[str, int]]:
+        """The (variant key, seed) cells already recorded; failed ones only with ``include_failed``.
+
+        A runner skips these; failed cells are left out by default so a rerun retries them.
+        """
+        query = select(Run.variant_key, Run.seed).where(Run.experiment_id == experiment_id)
+        if not include_failed:
+            query = query.where(Run.status == "ok")
+        with self._session() as session:
+            return {(key, seed) for key, seed in session.exec(query)}
+
+    def record_run(
+        self, record: RunRecord, image: bytes | PILImage, scores: Sequence[ScoreRecord] = ()
+    ) -> Run:
+        """Record a rendered cell: image file first, then its rows in one transaction.
+
+        ``image`` is PNG bytes, stored as given, or a PIL image, saved as PNG with A1111's
+        ``parameters`` chunk and a ``promptlab`` chunk holding the record and its scores.
+        """
+        # 1. Check everything before touching the disk.
+        for score in scores:
+            _check_score(score, record)
+        run = _run_row(record, "ok", None, None)
+        if isinstance(image, (bytes, bytearray)):
+            data = bytes(image)
+        else:
+            data = self._encode_png(record, image, scores)
+        if not data.startswith(PNG_SIGNATURE):
+            raise StoreError(f"run ({record.cell}): the image bytes are not a PNG file")
+        width, height = _png_size(data, record)
+        # 2. The file, durable under its final name, before any row names it.
+        sha256 = hashlib.sha256(data).hexdigest()
+        self._write_image(sha256, data)
+        # 3. The rows, in one transaction.
+        image_row = Image(
+            sha256=sha256,
+            path=self.image_path(sha256).relative_to(self.home).as_posix(),
+            width=width,
+            height=height,
+            size_bytes=len(data),
+        )
+        run.image_sha256 = sha256
+        return self._insert_run(record, run, scores, image_row)
+
+    def record_failure(self, record: RunRecord, error: str) -> Run:
+        """Record a cell that could not be rendered or scored, with its error text."""
+        return self._insert_run(record, _run_row(record, "failed", error, None), (), None)
+
+    def _encode_png(self, record: RunRecord, image: PILImage, scores: Sequence[ScoreRecord]) -> bytes:
+        from promptlab.metadata import png_bytes
+
+        chunk = record.to_dict()
+        chunk["experiment"] = self.get_experiment(record.experiment_id).name
+        chunk["scores"] = [score.__dict__.copy() for score in scores]
+        return png_bytes(image, _generation_parameters(record, image.size), _check_json(chunk, f"run ({record.cell})"))
+
+    def _write_image(self, sha256: str, data: bytes) -> None:
+        """Write ``data`` to ``images/<sha256>.png`` whole or not at all: temp file, fsync, rename."""
+        path = self.image_path(sha256)
+        if path.is_file() and path.stat().st_size == len(data):
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=f".{sha256}.", suffix=".partial", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, path)
+            except BaseException:
+                Path(temp).unlink(missing_ok=True)
+                raise
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot write image {path}: {exc}") from exc
+
+    def _insert_run(
+        self, record: RunRecord, run: Run, scores: Sequence[ScoreRecord], image: Image | None
+    ) -> Run:
+        try:
+            with self._session(write=True) as session:
+                if session.get(Experiment, record.experiment_id) is None:
+                    raise StoreError(f"cannot record run ({record.cell}): no experiment {record.experiment_id} in {self.url}")
+                previous = session.exec(
+                    select(Run).where(
+                        Run.experiment_id == record.experiment_id,
+                        Run.variant_key == record.variant_key,
+                        Run.seed == record.seed,
+                    )
+                ).first()
+                if previous is not None and previous.status == "ok":
+                    raise StoreError(f"cannot record run ({record.cell}) in {self.url}: the cell is already recorded as run {previous.id}")
+                if previous is not None:
+                    # A failed attempt at the same cell gives way to this one.
+                    _delete_run(session, previous)
+                if image is not None and session.get(Image, image.sha256) is None:
+                    session.add(image)
+                session.add(run)
+                session.flush()
+                assert run.id is not None
+                for position, term in enumerate(record.prompt.terms):
+                    session.add(RunTerm(run_id=run.id, position=position, category=term.category, text=term.text, weight=term.weight))
+                for score in scores:
+                    session.add(Score(run_id=run.id, **score.__dict__))
+                session.commit()
+        except IntegrityError as exc:
+            raise StoreError(f"cannot record run ({record.cell}) in {self.url}: {exc.orig}") from exc
+        return run
+
+    # Reading runs.
+
+    def get_run(self, run_id: int) -> RunView:
+        """The run with this id; StoreError if there is none."""
+        views = self._views(select(*_VIEW_COLUMNS).where(Run.id == run_id))
+        if not views:
+            raise StoreError(f"no run {run_id} in {self.url}")
+        return views[0]
+
+    def list_runs(
+        self,
+        experiment: str | int | None = None,
+        search: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        term: str | None = None,
+        status: str | None = None,
+    ) -> list[RunView]:
+        """Runs newest first, filtered; ``search`` matches the plain prompt text, ignoring case.
+
+        ``term`` keeps runs whose prompt has that term (exactly as written); ``since`` and
+        ``until`` bound ``created_at`` (naive datetimes are UTC; ``until`` is exclusive).
+        """
+        if limit < 0 or offset < 0:
+            raise StoreError(f"list_runs: limit = {limit}, offset = {offset}: expected numbers >= 0")
+        query = self._filtered(select(*_VIEW_COLUMNS), experiment, search, model, since, until, term, status)
+        return self._views(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset))
+
+    def count_runs(
+        self,
+        experiment: str | int | None = None,
+        search: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        term: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """How many runs ``list_runs`` would return without a limit."""
+        query = self._filtered(select(func.count(Run.id)), experiment, search, model, since, until, term, status)
+        with self._session() as session:
+            return int(session.exec(query).one())
+
+    def runs_frame(self, experiment: str | int, score_kind: str = "intent", scorer: str | None = None) -> pd.DataFrame:
+        """One row per run of ``experiment``, in recording order, for ``promptlab.analysis``.
+
+        Columns: run_id, variant_key, label, seed, subject, intent, prompt (compel syntax),
+        prompt_a1111, prompt_plain, negative_prompt, model, task, the ``PARAM_COLUMNS``,
+        status, error, terms, params, axes, score (NaN when failed or unscored), image (the
+        file's path, or None), render_s, score_s, created_at, and one ``axis:<name>`` column
+        per axis (the subject axis is the ``subject`` column). ``scorer`` picks among several
+        scorers of ``score_kind``; with several and none picked, StoreError lists them.
+        """
+        if score_kind not in SCORE_KINDS:
+            raise StoreError(f"score kind {score_kind!r}: expected one of {', '.join(SCORE_KINDS)}")
+        row = self.get_experiment(experiment)
+        scorer = scorer or self._only_scorer(row, score_kind)
+        score_join = and_(Score.run_id == Run.id, Score.kind == score_kind, Score.scorer == scorer)
+        query = (
+            select(
+                Run.id.label("run_id"), Run.variant_key, Run.label, Run.seed, Run.subject, Run.intent,
+                Run.prompt, Run.prompt_a1111, Run.prompt_plain, Run.negative_prompt, Run.model, Run.task,
+                *(getattr(Run, name) for name in PARAM_COLUMNS),
+                Run.status, Run.error, Run.terms, Run.params, Run.axes,
+                Score.value.label("score"), (literal(f"{self.home.as_posix()}/") + Image.path).label("image"),
+                Run.render_s, Run.score_s, Run.created_at,
+            )  # fmt: skip
+            .outerjoin(Score, score_join)
+            .outerjoin(Image, Image.sha256 == Run.image_sha256)
+            .where(Run.experiment_id == row.id)
+            .order_by(Run.id)
+        )
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execute(query)
+                frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read database {self.url}: {exc}") from exc
+        frame["score"] = pd.to_numeric(frame["score"]).astype(float)
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        axes = pd.DataFrame(frame["axes"].tolist(), index=frame.index).drop(columns="subject", errors="ignore")
+        return pd.concat([frame, axes.add_prefix("axis:")], axis=1)
+
+    def _only_scorer(self, experiment: Experiment, kind: str) -> str | None:
+        query = (
+            select(Score.scorer)
+            .join(Run, Run.id == Score.run_id)
+            .where(Run.experiment_id == experiment.id, Score.kind == kind)
+            .distinct()
+        )
+        with self._session() as session:
+            scorers = sorted(session.exec(query).all())
+        if len(scorers) > 1:
+            raise StoreError(
+                f"experiment {experiment.name!r} has {kind} scores from several scorers "
+                f"({', '.join(scorers)}); pass scorer= one of them"
+            )
+        return scorers[0] if scorers else None
+
+    def _filtered(
+        self,
+        query: Any,
+        experiment: str | int | None,
+        search: str | None,
+        model: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        term: str | None,
+        status: str | None,
+    ) -> Any:
+        if experiment is not None:
+            query = query.where(Run.experiment_id == self.get_experiment(experiment).id)
+        if search and search.strip():
+            query = query.where(self._search_clause(search.strip()))
+        if model is not None:
+            query = query.where(Run.model == model)
+        if since is not None:
+            query = query.where(Run.created_at >= self._stamp(since))
+        if until is not None:
+            query = query.where(Run.created_at < self._stamp(until))
+        if term is not None:
+            query = query.where(Run.id.in_(select(RunTerm.run_id).where(RunTerm.text == term)))
+        if status is not None:
+            if status not in STATUSES:
+                raise StoreError(f"status {status!r}: expected one of {', '.join(STATUSES)}")
+            query = query.where(Run.status == status)
+        return query
+
+    def _search_clause(self, needle: str) -> Any:
+        if self._fts and len(needle) >= FTS_MIN_CHARS:
+            phrase = '"' + needle.replace('"', '""') + '"'
+            matches = select(column("rowid")).select_from(table("run_fts")).where(text("run_fts MATCH :phrase"))
+            return Run.id.in_(matches.params(phrase=phrase))
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return Run.prompt_plain.ilike(f"%{escaped}%", escape="\\")
+
+    def _stamp(self, moment: datetime) -> datetime:
+        # SQLite keeps datetimes as text without a zone: compare in UTC, as they are stored.
+        moment = _utc(moment)
+        return moment.replace(tzinfo=None) if self.engine.dialect.name == "sqlite" else moment
+
+    def _views(self, query: Any) -> list[RunView]:
+        with self._session() as session:
+            rows = session.exec(query.join(Experiment).outerjoin(Image, Image.sha256 == Run.image_sha256)).all()
+            ids = [row[0].id for row in rows]
+            scores: dict[int, list[ScoreView]] = {}
+            if ids:
+                for score in session.exec(select(Score).where(Score.run_id.in_(ids)).order_by(Score.id)):
+                    scores.setdefault(score.run_id, []).append(ScoreView.model_validate(score, from_attributes=True))
+        return [self._view(run, name, path, scores.get(run.id, [])) for run, name, path in rows]
+
+    def _view(self, run: Run, experiment: str, path: str | None, scores: list[ScoreView]) -> RunView:
+        columns = {name: getattr(run, name) for name in PARAM_COLUMNS if getattr(run, name) is not None}
+        assert run.id is not None
+        return RunView(
+            id=run.id,
+            experiment_id=run.experiment_id,
+            experiment=experiment,
+            variant_key=run.variant_key,
+            label=run.label,
+            seed=run.seed,
+            prompt=run.prompt,
+            prompt_a1111=run.prompt_a1111,
+            prompt_plain=run.prompt_plain,
+            negative_prompt=run.negative_prompt,
+            subject=run.subject,
+            intent=run.intent,
+            model=run.model,
+            task=run.task,
+            params={**columns, **run.params},
+            terms=run.terms,
+            axes=run.axes,
+            status=run.status,
+            error=run.error,
+            image_sha256=run.image_sha256,
+            image_path=self.home / path if path is not None else None,
+            render_s=run.render_s,
+            score_s=run.score_s,
+            created_at=_utc(run.created_at),
+            scores=scores,
+        )
+
+
+_VIEW_COLUMNS = (Run, Experiment.name, Image.path)
+
+
+# 4. Small steps.
+
+
+def _utc(moment: datetime) -> datetime:
+    """The moment in UTC; naive datetimes (SQLite's) are UTC already."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _check_json(value: Any, what: str) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{what} cannot be stored as JSON: {exc}; convert the value to a string or number") from exc
+    return value
+
+
+def _check_score(score: ScoreRecord, record: RunRecord) -> None:
+    if score.kind not in SCORE_KINDS:
+        raise StoreError(f"run ({record.cell}): score kind {score.kind!r}: expected one of {', '.join(SCORE_KINDS)}")
+    if isinstance(score.value, bool) or not isinstance(score.value, (int, float)) or not math.isfinite(score.value):
+        raise StoreError(
+            f"run ({record.cell}): {score.kind} score from {score.scorer!r} = {score.value!r}: expected a finite number; "
+            "record a scorer failure with record_failure"
+        )
+
+
+def _prompt_texts(prompt: Prompt, *, strict: bool) -> tuple[str, str, str]:
+    """The prompt in compel, A1111 and plain syntax; a prompt compel cannot hold keeps its plain text when not strict."""
+    try:
+        return prompt.to_compel(), prompt.to_a1111(), prompt.to_plain()
+    except PromptSyntaxError:
+        if strict:
+            raise
+        plain = prompt.to_plain()
+        return plain, plain, plain
+
+
+def _terms_json(prompt: Prompt) -> list[dict[str, Any]]:
+    return [{"text": t.text, "weight": t.weight, "category": t.category} for t in prompt.terms]
+
+
+def _run_row(record: RunRecord, status: str, error: str | None, image_sha256: str | None) -> Run:
+    # A failure may be the prompt's own fault; it is still recorded, with the text it has.
+    compel, a1111, plain = _prompt_texts(record.prompt, strict=status == "ok")
+    params = dict(record.params)
+    columns = {name: params.pop(name, None) for name in PARAM_COLUMNS}
+    return Run(
+        experiment_id=record.experiment_id,
+        variant_key=record.variant_key,
+        label=record.label,
+        seed=record.seed,
+        prompt=compel,
+        prompt_a1111=a1111,
+        prompt_plain=plain,
+        subject=record.prompt.subject,
+        intent=record.intent or record.prompt.subject,
+        negative_prompt=record.negative_prompt,
+        model=record.model,
+        task=record.task,
+        params=_check_json(params, f"run ({record.cell}) params"),
+        axes=_check_json(dict(record.axes), f"run ({record.cell}) axes"),
+        terms=_terms_json(record.prompt),
+        status=status,
+        error=error,
+        render_s=record.render_s,
+        score_s=record.score_s,
+        image_sha256=image_sha256,
+        **columns,
+    )
+
+
+def _delete_run(session: Session, run: Run) -> None:
+    for child in (RunTerm, Score):
+        for row in session.exec(select(child).where(child.run_id == run.id)):
+            session.delete(row)
+    session.flush()
+    session.delete(run)
+    session.flush()
+
+
+def _png_size(data: bytes, record: RunRecord) -> tuple[int, int]:
+    from PIL import Image as PILImageModule
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImageModule.open(io.BytesIO(data)) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise StoreError(f"run ({record.cell}): the image bytes are not a readable PNG: {exc}") from exc
+
+
+def _generation_parameters(record: RunRecord, size: tuple[int, int]) -> Any:
+    from promptlab.metadata import GenerationParameters
+
+    params = record.params
+    clip_skip = params.get("clip_skip")
+    return GenerationParameters(
+        prompt=_prompt_texts(record.prompt, strict=False)[1],
+        negative_prompt=record.negative_prompt,
+        steps=params.get("num_inference_steps"),
+        sampler=params.get("scheduler"),
+        cfg_scale=params.get("guidance_scale"),
+        seed=record.seed,
+        width=size[0],
+        height=size[1],
+        model=record.model,
+        denoising_strength=params.get("strength"),
+        # A1111 counts the last CLIP layer as 1; diffusers' clip_skip counts layers skipped.
+        clip_skip=clip_skip + 1 if isinstance(clip_skip, int) else None,
+    )
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); Windows cannot open a folder and needs nothing."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+

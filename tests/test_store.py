@@ -1,0 +1,550 @@
+"""The run store on a real SQLite file (and a real PostgreSQL server when PROMPTLAB_TEST_POSTGRES_URL is set)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import create_engine, event, insert, inspect, text
+from sqlmodel import Session, SQLModel, select
+
+from promptlab.analysis import REQUIRED_COLUMNS, analyze
+from promptlab.errors import StoreError
+from promptlab.experiment import cells, load_experiment
+from promptlab.metadata import read_image_metadata
+from promptlab.prompt import Prompt, Term
+from promptlab.store import (
+    MIGRATIONS,
+    Image,
+    Run,
+    RunRecord,
+    RunTerm,
+    Score,
+    ScoreRecord,
+    Store,
+    migrate,
+    open_store,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "squirrel-styles.toml"
+POSTGRES_URL = os.environ.get("PROMPTLAB_TEST_POSTGRES_URL")
+NO_POSTGRES = "PROMPTLAB_TEST_POSTGRES_URL is not set (.ci/postgres.sh starts a throwaway server and sets it)"
+
+
+class Crash(BaseException):
+    """Stands in for the process dying: nothing catches it."""
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the test server, dropped afterwards, so runs never see each other."""
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    schema = f"promptlab_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    with open_store(url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_store() -> Iterator[Store]:
+    with open_store() as opened:
+        yield opened
+
+
+def png(shade: int, size: tuple[int, int] = (8, 6)) -> PILImage.Image:
+    return PILImage.new("RGB", size, (shade, 255 - shade, 40))
+
+
+def make_record(experiment_id: int, seed: int = 1, *terms: Term, key: str = "v1", model: str = "tiny-sd", **extra: Any) -> RunRecord:
+    prompt = Prompt("a squirrel", terms or (Term("oil painting", 1.2, "medium"),))
+    params = {"num_inference_steps": 4, "guidance_scale": 7.5, "width": 8, "height": 6, "dtype": "float32"}
+    return RunRecord(
+        experiment_id=experiment_id,
+        variant_key=key,
+        seed=seed,
+        prompt=prompt,
+        model=model,
+        negative_prompt="ugly",
+        params=params,
+        label=f"variant {key}",
+        axes={"style": key},
+        **extra,
+    )
+
+
+def intent(value: float, scorer: str = "tiny-clip") -> ScoreRecord:
+    return ScoreRecord("intent", scorer, value, "a squirrel", model="tiny", pretrained=None, weights_sha256="ab" * 32)
+
+
+def rows(store: Store, model: type[SQLModel]) -> list[Any]:
+    with Session(store.engine) as session:
+        return list(session.exec(select(model)).all())
+
+
+def assert_no_row_points_at_nothing(store: Store) -> None:
+    images = {image.sha256: image for image in rows(store, Image)}
+    for image in images.values():
+        assert (store.home / image.path).is_file()
+    for run in rows(store, Run):
+        assert run.image_sha256 is None or run.image_sha256 in images
+
+
+# Opening: SQLite file, WAL, migrations.
+
+
+def test_default_store_is_a_sqlite_file_under_home_in_wal_mode(sqlite_store: Store, promptlab_home: Path) -> None:
+    assert sqlite_store.db_path() == (promptlab_home / "promptlab.db").resolve()
+    assert sqlite_store.url.startswith("sqlite:///")
+    with sqlite_store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    # WAL is a property of the file: a plain sqlite3 connection sees it too.
+    with sqlite3.connect(sqlite_store.db_path()) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_promptlab_db_overrides_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMPTLAB_DB", f"sqlite:///{tmp_path / 'elsewhere' / 'runs.db'}")
+    with open_store() as opened:
+        assert opened.db_path() == tmp_path / "elsewhere" / "runs.db"
+        assert opened.db_path().is_file()
+
+
+def test_reader_sees_committed_rows_while_a_writer_holds_the_lock(sqlite_store: Store) -> None:
+    experiment = sqlite_store.add_experiment("e", {})
+    sqlite_store.record_run(make_record(experiment.id), png(1))
+    writer = sqlite3.connect(sqlite_store.db_path(), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE experiment SET subject = 'changing'")
+    try:
+        assert [run.seed for run in sqlite_store.list_runs()] == [1]
+        assert sqlite_store.get_experiment("e").subject == ""
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_migrations_are_recorded_and_safe_to_repeat(store: Store) -> None:
+    experiment = store.add_experiment("e", {"a": 1})
+    store.record_run(make_record(experiment.id), png(1))
+    with store.engine.connect() as conn:
+        names = [row[0] for row in conn.execute(text("SELECT name FROM _migration ORDER BY name"))]
+    assert names == list(MIGRATIONS)
+    assert migrate(store.engine) == []
+    with open_store(store.engine.url.render_as_string(hide_password=False)) as again:
+        assert [run.id for run in again.list_runs()] == [run.id for run in store.list_runs()]
+        assert again.list_experiments()[0].ok == 1
+
+
+def test_migrated_schema_matches_the_models(store: Store) -> None:
+    found = inspect(store.engine)
+    for name, model_table in SQLModel.metadata.tables.items():
+        if name not in {"experiment", "image", "run", "run_term", "score"}:
+            continue
+        columns = {c["name"]: c["nullable"] for c in found.get_columns(name)}
+        assert columns == {c.name: c.nullable for c in model_table.columns}, name
+        indexes = {i["name"]: (tuple(i["column_names"]), bool(i["unique"])) for i in found.get_indexes(name) if not i.get("duplicates_constraint")}
+        assert indexes == {i.name: (tuple(c.name for c in i.columns), bool(i.unique)) for i in model_table.indexes}, name
+        uniques = {u["name"]: tuple(u["column_names"]) for u in found.get_unique_constraints(name)}
+        expected = {c.name: tuple(col.name for col in c.columns) for c in model_table.constraints if c.__class__.__name__ == "UniqueConstraint"}
+        assert uniques == expected, name
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "invalid database URL 'not a url'"),
+        ("nosuchdialect://x/y", "cannot open database nosuchdialect://x/y"),
+        ("sqlite:////proc/promptlab/x.db", "sqlite:////proc/promptlab/x.db"),
+    ],
+)
+def test_unopenable_database_names_the_url(url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=re.escape(message)):
+        open_store(url)
+
+
+# Experiments.
+
+
+def test_get_or_create_experiment_keeps_one_row_and_the_latest_spec(store: Store) -> None:
+    first = store.get_or_create_experiment("squirrels", {"seeds": [1]}, "/x/squirrels.toml", subject="a squirrel")
+    again = store.get_or_create_experiment("squirrels", {"seeds": [1, 2]}, "/x/squirrels.toml", subject="a squirrel")
+    assert again.id == first.id
+    assert store.get_experiment("squirrels").spec == {"seeds": [1, 2]}
+    assert store.get_experiment(first.id).source_path == "/x/squirrels.toml"
+    with pytest.raises(StoreError, match="experiment 'squirrels' already exists in sqlite|experiment 'squirrels' already exists in postgresql"):
+        store.add_experiment("squirrels", {})
+    with pytest.raises(StoreError, match="no experiment 'nope' in"):
+        store.get_experiment("nope")
+
+
+def test_list_experiments_counts_runs_and_models(store: Store) -> None:
+    older = store.add_experiment("older", {})
+    newer = store.add_experiment("newer", {}, subject="a fox")
+    store.record_run(make_record(newer.id, 1), png(1))
+    store.record_run(make_record(newer.id, 2, model="sd15"), png(2))
+    store.record_failure(make_record(newer.id, 3), "out of memory")
+    summaries = store.list_experiments()
+    assert [s.name for s in summaries] == ["newer", "older"]
+    assert (summaries[0].runs, summaries[0].ok, summaries[0].failed) == (3, 2, 1)
+    assert summaries[0].models == ["sd15", "tiny-sd"]
+    assert summaries[0].subject == "a fox"
+    assert summaries[0].last_run_at is not None and summaries[0].last_run_at.tzinfo is not None
+    assert (summaries[1].runs, summaries[1].models, summaries[1].last_run_at) == (0, [], None)
+    assert summaries[1].id == older.id
+
+
+# Recording runs.
+
+
+def test_record_run_writes_a_content_addressed_png_then_its_rows(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    run = store.record_run(make_record(experiment.id, render_s=1.5, score_s=0.25), png(10), [intent(0.31)])
+    path = store.home / "images" / f"{run.image_sha256}.png"
+    data = path.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == run.image_sha256
+    (image,) = rows(store, Image)
+    assert (image.path, image.width, image.height, image.size_bytes) == (f"images/{run.image_sha256}.png", 8, 6, len(data))
+    meta = read_image_metadata(path)
+    assert meta.parameters.prompt == "a squirrel, (oil painting:1.2)"
+    assert (meta.parameters.steps, meta.parameters.cfg_scale, meta.parameters.seed) == (4, 7.5, 1)
+    assert meta.promptlab_record is not None
+    assert meta.promptlab_record["experiment"] == "e"
+    assert meta.promptlab_record["scores"][0]["value"] == 0.31
+    assert meta.promptlab_record["params"]["dtype"] == "float32"
+    view = store.get_run(run.id)
+    assert view.image_path == path
+    assert view.status == "ok" and view.error is None
+    assert (view.render_s, view.score_s) == (1.5, 0.25)
+    assert [(t.text, t.weight, t.position) for t in rows(store, RunTerm)] == [("oil painting", 1.2, 0)]
+
+
+def test_png_bytes_are_stored_as_given_and_other_bytes_refused(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    buffer = io.BytesIO()
+    png(3).save(buffer, format="PNG")
+    run = store.record_run(make_record(experiment.id), buffer.getvalue())
+    assert (store.home / "images" / f"{run.image_sha256}.png").read_bytes() == buffer.getvalue()
+    with pytest.raises(StoreError, match=r"run \(experiment \d+, variant v1, seed 2\): the image bytes are not a PNG"):
+        store.record_run(make_record(experiment.id, 2), b"GIF89a...")
+    assert len(rows(store, Run)) == 1
+
+
+def test_the_same_image_twice_is_one_file_and_one_image_row(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    buffer = io.BytesIO()
+    png(3).save(buffer, format="PNG")
+    first = store.record_run(make_record(experiment.id, 1), buffer.getvalue())
+    second = store.record_run(make_record(experiment.id, 2), buffer.getvalue())
+    assert first.image_sha256 == second.image_sha256
+    assert len(rows(store, Image)) == 1
+    assert len(list((store.home / "images").iterdir())) == 1
+
+
+def test_the_image_file_exists_before_the_run_row_is_written(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    seen: list[bool] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def check(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith(("INSERT INTO RUN ", "INSERT INTO IMAGE ")):
+            seen.append(any((store.home / "images").glob("*.png")))
+
+    store.record_run(make_record(experiment.id), png(5))
+    assert seen == [True, True]
+
+
+def test_a_crash_after_the_file_write_leaves_no_row_pointing_at_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    experiment = store.add_experiment("e", {})
+
+    def crash(self: Session) -> None:
+        raise Crash()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Session, "commit", crash)
+        with pytest.raises(Crash):
+            store.record_run(make_record(experiment.id), png(7), [intent(0.2)])
+    assert len(list((store.home / "images").glob("*.png"))) == 1
+    assert rows(store, Run) == [] and rows(store, Image) == [] and rows(store, Score) == []
+    assert store.existing_cells(experiment.id) == set()
+    # The rerun finds the file already there and writes the rows.
+    run = store.record_run(make_record(experiment.id), png(7), [intent(0.2)])
+    assert store.get_run(run.id).score() == 0.2
+    assert_no_row_points_at_nothing(store)
+
+
+def test_a_crash_during_the_file_write_leaves_no_file_and_no_row(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    experiment = store.add_experiment("e", {})
+
+    def fail(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", fail)
+        with pytest.raises(StoreError, match=r"cannot write image .*images/[0-9a-f]{64}\.png: .*No space left"):
+            store.record_run(make_record(experiment.id), png(7))
+    assert list((store.home / "images").iterdir()) == []
+    assert rows(store, Run) == []
+
+
+def test_a_cell_exists_once(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    first = store.record_run(make_record(experiment.id, 1), png(1))
+    with pytest.raises(StoreError, match=rf"variant v1, seed 1\) in .*: the cell is already recorded as run {first.id}"):
+        store.record_run(make_record(experiment.id, 1), png(2))
+    with pytest.raises(StoreError, match="already recorded"):
+        store.record_failure(make_record(experiment.id, 1), "late failure")
+    # The database itself refuses a second row for the cell, whatever writes it.
+    row = {c.name: getattr(rows(store, Run)[0], c.name) for c in Run.__table__.columns if c.name != "id"}
+    with pytest.raises(Exception, match="(?i)unique"):
+        with store.engine.begin() as conn:
+            conn.execute(insert(Run.__table__), row)
+    assert len(rows(store, Run)) == 1
+    assert store.existing_cells(experiment.id) == {("v1", 1)}
+
+
+def test_a_failed_cell_is_retried_and_replaced(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    failed = store.record_failure(make_record(experiment.id, 1), "CUDA out of memory")
+    assert store.get_run(failed.id).error == "CUDA out of memory"
+    assert store.get_run(failed.id).image_path is None
+    assert store.existing_cells(experiment.id) == set()
+    assert store.existing_cells(experiment.id, include_failed=True) == {("v1", 1)}
+    again = store.record_failure(make_record(experiment.id, 1), "still out of memory")
+    done = store.record_run(make_record(experiment.id, 1), png(1), [intent(0.4)])
+    assert [run.id for run in rows(store, Run)] == [done.id]
+    assert {term.run_id for term in rows(store, RunTerm)} == {done.id}
+    assert again.id != done.id
+    assert store.existing_cells(experiment.id) == {("v1", 1)}
+    assert store.count_runs(search="oil painting") == 1
+
+
+def test_failure_of_a_prompt_compel_cannot_hold_is_still_recorded(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    run = store.record_failure(make_record(experiment.id, 1, Term("c++", 1.0, "medium")), "PromptSyntaxError: c++")
+    view = store.get_run(run.id)
+    assert view.prompt == "a squirrel, c++" == view.prompt_plain
+    assert view.status == "failed"
+
+
+@pytest.mark.parametrize(
+    ("record_changes", "scores", "message"),
+    [
+        ({}, [intent(math.nan)], r"intent score from 'tiny-clip' = nan: expected a finite number"),
+        ({}, [ScoreRecord("beauty", "x", 0.1, "t")], r"score kind 'beauty': expected one of intent, prompt"),
+        ({"params": {"dtype": object()}}, [], r"params cannot be stored as JSON"),
+        ({"experiment_id": 999}, [], r"no experiment 999 in"),
+    ],
+)
+def test_bad_records_are_refused_and_nothing_is_kept(
+    store: Store, record_changes: dict[str, Any], scores: list[ScoreRecord], message: str
+) -> None:
+    experiment = store.add_experiment("e", {})
+    record = make_record(experiment.id)
+    record = RunRecord(**{**record.__dict__, **record_changes})
+    with pytest.raises(StoreError, match=message):
+        store.record_run(record, png(1), scores)
+    assert rows(store, Run) == [] and rows(store, Score) == []
+
+
+# Reading runs.
+
+
+@pytest.fixture
+def filled(store: Store) -> tuple[Store, dict[str, int]]:
+    """Two experiments; runs made in a known order with known terms, models and times."""
+    a = store.add_experiment("a", {})
+    b = store.add_experiment("b", {})
+    ids = {}
+    ids["pop"] = store.record_run(make_record(a.id, 1, Term("Pop-Art", 1.0, "style"), key="pop"), png(1), [intent(0.5)]).id
+    ids["nouveau"] = store.record_run(make_record(a.id, 1, Term("art nouveau", 1.3, "style"), key="nouveau"), png(2), [intent(0.1)]).id
+    ids["percent"] = store.record_run(make_record(a.id, 1, Term("100% cotton", 1.0, "medium"), key="pct"), png(3)).id
+    ids["sd15"] = store.record_run(make_record(b.id, 1, Term("pop-art", 1.0, "style"), key="pop", model="sd15"), png(4)).id
+    ids["failed"] = store.record_failure(make_record(b.id, 2, Term("steampunk", 1.0, "style"), key="steam"), "boom").id
+    return store, ids
+
+
+def test_list_runs_newest_first_with_limit_and_offset(filled: tuple[Store, dict[str, int]]) -> None:
+    store, ids = filled
+    everything = [ids[k] for k in ("failed", "sd15", "percent", "nouveau", "pop")]
+    assert [r.id for r in store.list_runs()] == everything
+    assert [r.id for r in store.list_runs(limit=2, offset=1)] == everything[1:3]
+    assert store.count_runs() == 5
+    with pytest.raises(StoreError, match="limit = -1"):
+        store.list_runs(limit=-1)
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ("pop-art", {"pop", "sd15"}),
+        ("POP-ART", {"pop", "sd15"}),
+        ("nouv", {"nouveau"}),
+        ("t n", {"nouveau"}),
+        ("a squirrel, art", {"nouveau"}),
+        ("op", {"pop", "sd15"}),
+        ("100%", {"percent"}),
+        ("%", {"percent"}),
+        ("_", set()),
+        ('"', set()),
+        ('pop"-art', set()),
+        ("watercolor", set()),
+        ("   ", {"pop", "nouveau", "percent", "sd15", "failed"}),
+    ],
+)
+def test_search_is_a_case_insensitive_substring_of_the_prompt(filled: tuple[Store, dict[str, int]], search: str, expected: set[str]) -> None:
+    store, ids = filled
+    names = {ids[name]: name for name in ids}
+    assert {names[r.id] for r in store.list_runs(search=search)} == expected
+    assert store.count_runs(search=search) == len(expected)
+
+
+def test_filters_combine(filled: tuple[Store, dict[str, int]]) -> None:
+    store, ids = filled
+    experiment_b = store.get_experiment("b").id
+    assert [r.id for r in store.list_runs(experiment="a", search="pop")] == [ids["pop"]]
+    assert [r.id for r in store.list_runs(experiment=experiment_b)] == [ids["failed"], ids["sd15"]]
+    assert [r.id for r in store.list_runs(model="sd15")] == [ids["sd15"]]
+    assert [r.id for r in store.list_runs(term="pop-art")] == [ids["sd15"]]
+    assert [r.id for r in store.list_runs(term="art nouveau", experiment="a")] == [ids["nouveau"]]
+    assert [r.id for r in store.list_runs(status="failed")] == [ids["failed"]]
+    assert store.count_runs(experiment="a", status="ok") == 3
+    with pytest.raises(StoreError, match="no experiment 'c'"):
+        store.list_runs(experiment="c")
+    with pytest.raises(StoreError, match="status 'done': expected one of ok, failed"):
+        store.list_runs(status="done")
+
+
+def test_since_and_until_bound_the_creation_time(filled: tuple[Store, dict[str, int]]) -> None:
+    store, ids = filled
+    runs = store.list_runs()
+    middle = store.get_run(ids["percent"]).created_at
+    assert middle.tzinfo is not None
+    assert {r.id for r in store.list_runs(since=middle)} == {ids["percent"], ids["sd15"], ids["failed"]}
+    assert {r.id for r in store.list_runs(until=middle)} == {ids["pop"], ids["nouveau"]}
+    # Another zone, and a naive datetime (UTC), mean the same instant.
+    elsewhere = middle.astimezone(timezone(timedelta(hours=-5)))
+    assert {r.id for r in store.list_runs(since=elsewhere)} == {r.id for r in store.list_runs(since=middle)}
+    naive = middle.replace(tzinfo=None)
+    assert {r.id for r in store.list_runs(until=naive)} == {ids["pop"], ids["nouveau"]}
+    assert store.list_runs(since=datetime.now(timezone.utc) + timedelta(days=1)) == []
+    assert len(runs) == 5
+
+
+def test_run_view_is_typed_and_json_able(filled: tuple[Store, dict[str, int]]) -> None:
+    store, ids = filled
+    view = store.get_run(ids["nouveau"])
+    assert view.experiment == "a"
+    assert view.prompt == "a squirrel, (art nouveau)1.3"
+    assert view.prompt_a1111 == "a squirrel, (art nouveau:1.3)"
+    assert view.params == {"num_inference_steps": 4, "guidance_scale": 7.5, "width": 8, "height": 6, "dtype": "float32"}
+    assert view.terms == [{"text": "art nouveau", "weight": 1.3, "category": "style"}]
+    assert view.axes == {"style": "nouveau"}
+    assert view.score("intent") == 0.1 and view.score("prompt") is None
+    assert view.scores[0].weights_sha256 == "ab" * 32
+    data = json.loads(json.dumps(view.model_dump(mode="json")))
+    assert data["image_path"] == str(view.image_path)
+    assert data["seed"] == 1
+    with pytest.raises(StoreError, match=r"no run 12345 in (sqlite|postgresql)"):
+        store.get_run(12345)
+
+
+# The analysis frame.
+
+
+def test_runs_frame_has_one_row_per_run_and_what_analysis_needs(store: Store) -> None:
+    spec = load_experiment(EXAMPLE)
+    experiment = store.get_or_create_experiment(spec.name, spec.raw, spec.path, subject=spec.subject)
+    chosen = cells(spec)[:12]
+    for number, cell in enumerate(chosen):
+        record = RunRecord.for_variant(experiment.id, cell.variant, cell.seed, render_s=0.1)
+        if number == 5:
+            store.record_failure(record, "boom")
+        else:
+            store.record_run(record, png(number), [intent(number / 100), ScoreRecord("prompt", "tiny-clip", 0.5, "p")])
+    frame = store.runs_frame(spec.name)
+    assert set(REQUIRED_COLUMNS) <= set(frame.columns)
+    assert len(frame) == len(chosen)
+    assert list(frame["run_id"]) == sorted(frame["run_id"])
+    assert list(frame["seed"]) == [cell.seed for cell in chosen]
+    assert list(frame["variant_key"]) == [cell.variant.key for cell in chosen]
+    assert [c for c in frame.columns if c.startswith("axis:")] == ["axis:style", "axis:artist", "axis:guidance_scale"]
+    assert list(frame["axis:guidance_scale"][:4]) == [5.0, 5.0, 5.0, 5.0]
+    assert math.isnan(frame["score"][5]) and frame["status"][5] == "failed" and pd.isna(frame["image"][5])
+    assert frame["score"][6] == 0.06
+    assert Path(frame["image"][0]).is_file()
+    assert frame["guidance_scale"][4] == 7.5
+    assert frame["params"][0]["long_prompt"] == "truncate"
+    assert (store.runs_frame(spec.name, "prompt")["score"].dropna() == 0.5).all()
+    # The analysis reads it as it comes.
+    result = analyze(frame, score_kind="intent", n_boot=200)
+    assert {effect.axis for effect in result.effects} <= {"style", "artist", "guidance_scale"}
+
+
+def test_runs_frame_is_one_query_whatever_the_number_of_runs(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+
+    def statements() -> int:
+        count = 0
+
+        def counter(*args: Any) -> None:
+            nonlocal count
+            count += 1
+
+        event.listen(store.engine, "before_cursor_execute", counter)
+        store.runs_frame("e")
+        event.remove(store.engine, "before_cursor_execute", counter)
+        return count
+
+    store.record_run(make_record(experiment.id, 1), png(1), [intent(0.1)])
+    few = statements()
+    for seed in range(2, 8):
+        store.record_run(make_record(experiment.id, seed), png(seed), [intent(0.1)])
+    assert statements() == few
+
+
+def test_runs_frame_asks_which_scorer_when_there_are_several(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    store.record_run(make_record(experiment.id, 1), png(1), [intent(0.1, "clip"), intent(0.2, "tiny-clip")])
+    with pytest.raises(StoreError, match=r"experiment 'e' has intent scores from several scorers \(clip, tiny-clip\); pass scorer="):
+        store.runs_frame("e")
+    assert list(store.runs_frame("e", scorer="tiny-clip")["score"]) == [0.2]
+    with pytest.raises(StoreError, match="score kind 'beauty'"):
+        store.runs_frame("e", "beauty")
+
+
+def test_runs_frame_of_an_empty_experiment_has_the_columns(store: Store) -> None:
+    store.add_experiment("empty", {})
+    frame = store.runs_frame("empty")
+    assert frame.empty
+    assert set(REQUIRED_COLUMNS) <= set(frame.columns)
