@@ -27,8 +27,16 @@ app = typer.Typer(
 )
 vocab_app = typer.Typer(help="Browse the prompt vocabularies.", no_args_is_help=True)
 prompt_app = typer.Typer(help="Build, count and convert prompts.", no_args_is_help=True)
+model_app = typer.Typer(help="Inspect Stable Diffusion models.", no_args_is_help=True)
+runs_app = typer.Typer(help="Browse recorded runs.", no_args_is_help=True)
+experiments_app = typer.Typer(help="Browse experiments.", no_args_is_help=True)
+db_app = typer.Typer(help="The run database.", no_args_is_help=True)
 app.add_typer(vocab_app, name="vocab")
 app.add_typer(prompt_app, name="prompt")
+app.add_typer(model_app, name="model")
+app.add_typer(runs_app, name="runs")
+app.add_typer(experiments_app, name="experiments")
+app.add_typer(db_app, name="db")
 
 
 class OutputFormat(str, Enum):
@@ -137,6 +145,310 @@ def prompt_convert(
     if fmt is OutputFormat.json:
         return emit_json({"prompt": converted})
     typer.echo(converted)
+    return None
+
+
+class Task(str, Enum):
+    txt2img = "txt2img"
+    img2img = "img2img"
+    inpaint = "inpaint"
+    depth2img = "depth2img"
+
+
+class ScoreKind(str, Enum):
+    intent = "intent"
+    prompt = "prompt"
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A plain aligned table: one line per row, the given columns."""
+    if not rows:
+        typer.echo("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        typer.echo("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+@model_app.command("info")
+def model_info(
+    model: str = typer.Argument(..., help="Hub id, local diffusers folder, .safetensors file, or tiny-sd/tiny-sdxl."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Show a model's pipeline class, family and components (class and library of each)."""
+    import dataclasses
+
+    from promptlab.render import model_info as describe
+
+    info = describe(model)
+    if fmt is OutputFormat.json:
+        return emit_json(dataclasses.asdict(info))
+    typer.echo(f"model:    {info.model}")
+    typer.echo(f"pipeline: {info.pipeline_class}")
+    typer.echo(f"family:   {info.family}")
+    typer.echo(f"source:   {info.source.kind} {info.source.location}")
+    _print_rows([dataclasses.asdict(c) for c in info.components], ["name", "class_name", "library"])
+    return None
+
+
+@model_app.command("schedulers")
+def model_schedulers(
+    model: str = typer.Argument(..., help="Hub id, local folder, .safetensors file, or a tiny model."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """List the scheduler names a model can render with (diffusers classes and A1111 sampler names)."""
+    import dataclasses
+
+    from promptlab.render import list_schedulers
+
+    rows = [dataclasses.asdict(c) for c in list_schedulers(model)]
+    if fmt is OutputFormat.json:
+        return emit_json(rows)
+    _print_rows(rows, ["label", "name", "class_name"])
+    return None
+
+
+@app.command()
+def render(
+    prompt: str = typer.Argument(..., help="The prompt, in Compel syntax (weights like term++ or (term)1.3)."),
+    model: str = typer.Option(..., "--model", help="Hub id, local folder, .safetensors file, or tiny-sd/tiny-sdxl."),
+    task: Task = typer.Option(Task.txt2img, "--task", help="What to render."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Init image (img2img, inpaint, depth2img)."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Inpaint mask: white is repainted."),
+    depth: Optional[Path] = typer.Option(None, "--depth", help="Depth map for depth2img (default: estimated)."),
+    strength: float = typer.Option(0.8, "--strength", help="How much of the init image is repainted (0..1]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="First seed; images get seed, seed+1, ... (default: random)."),
+    count: int = typer.Option(1, "-n", "--count", help="How many images."),
+    steps: int = typer.Option(30, "--steps", help="num_inference_steps."),
+    guidance: float = typer.Option(7.5, "--guidance", help="guidance_scale (CFG)."),
+    size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT, multiples of 8 (default: the model's)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Scheduler or A1111 sampler name, e.g. 'DPM++ 2M Karras'."),
+    negative: str = typer.Option("", "--negative", help="Negative prompt."),
+    vae: Optional[str] = typer.Option(None, "--vae", help="A separate VAE: hub id, folder or file."),
+    out: Path = typer.Option(Path("."), "--out", help="Folder for the PNG files."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Render a prompt to PNG files (with A1111-readable metadata) and log the runs in the store."""
+    from promptlab.render import ModelSpec, RenderParams, RenderRequest, parse_size
+    from promptlab.runner import render_to_files
+    from promptlab.store import open_store
+
+    width, height = parse_size(size) if size else (None, None)
+    params = RenderParams(
+        task=task.value,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        width=width,
+        height=height,
+        negative_prompt=negative,
+        strength=strength,
+        scheduler=scheduler,
+        image=str(image) if image else None,
+        mask_image=str(mask) if mask else None,
+        depth_map=str(depth) if depth else None,
+    )
+    request = RenderRequest(prompt=prompt, model=ModelSpec(model, vae=vae), params=params, seed=seed, count=count)
+    with open_store() as store:
+        files = render_to_files(request, out, store)
+    if fmt is OutputFormat.json:
+        return emit_json([f.to_dict() for f in files])
+    for f in files:
+        typer.echo(str(f.path))
+    return None
+
+
+@app.command()
+def run(
+    experiment: Path = typer.Argument(..., help="An experiment TOML file (see examples/squirrel-styles.toml)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per pipeline call (default: the file's)."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Run an experiment: render, score and record every cell not yet in the store (resumable)."""
+    from promptlab.experiment import load_experiment
+    from promptlab.runner import run_experiment
+    from promptlab.store import open_store
+
+    spec = load_experiment(experiment)
+    with open_store() as store, _progress_bar(f"{spec.name}") as progress:
+        summary = run_experiment(spec, store, batch_size=batch_size, progress=progress)
+    _report_summary(summary, fmt)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(fmt: OutputFormat = FORMAT_OPTION) -> None:
+    """Run the bundled demo experiment on the tiny built-in models (seconds on a CPU; images are noise)."""
+    from promptlab.demo import run_demo
+    from promptlab.store import open_store
+
+    with open_store() as store, _progress_bar("demo") as progress:
+        summary = run_demo(store, progress=progress)
+    _report_summary(summary, fmt)
+    if fmt is OutputFormat.text:
+        typer.echo("Next: promptlab analyze demo   |   promptlab dashboard   (or: streamlit run app.py)")
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def _progress_bar(name: str) -> Any:
+    """A tqdm bar fed by the runner's progress callback: cells done / total, images/s, ETA."""
+    from contextlib import contextmanager
+
+    from tqdm import tqdm
+
+    @contextmanager
+    def bar() -> Any:
+        with tqdm(desc=name, unit="img", file=sys.stderr, dynamic_ncols=True) as t:
+
+            def update(p: Any) -> None:
+                t.total = p.total
+                t.n = p.done
+                t.set_postfix(failed=p.failed, skipped=p.skipped, refresh=False)
+                t.refresh()
+
+            yield update
+
+    return bar()
+
+
+def _report_summary(summary: Any, fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.json:
+        emit_json(summary.to_dict())
+        return
+    typer.echo(
+        f"{summary.experiment}: {summary.rendered} rendered, {summary.skipped} already done, "
+        f"{summary.failed} failed of {summary.total_cells} cells in {summary.seconds:.1f}s"
+    )
+    for error in summary.to_dict()["errors"][:10]:
+        typer.secho(f"failed: {error['label']} seed {error['seed']}: {error['error']}", fg=typer.colors.RED, err=True)
+
+
+@runs_app.command("list")
+def runs_list(
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="Only this experiment (name or id)."),
+    search: Optional[str] = typer.Option(None, "--search", help="Only runs whose prompt contains this text."),
+    limit: int = typer.Option(50, "--limit", help="At most this many runs, newest first."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many runs first."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """List recorded runs, newest first."""
+    from promptlab.store import open_store
+
+    with open_store() as store:
+        runs = store.list_runs(experiment=experiment, search=search, limit=limit, offset=offset)
+    rows = [_run_json(r) for r in runs]
+    if fmt is OutputFormat.json:
+        return emit_json(rows)
+    for row in rows:
+        row["score"] = "" if row["scores"].get("intent") is None else f"{row['scores']['intent']:.2f}"
+    _print_rows(rows, ["id", "experiment", "seed", "status", "score", "prompt"])
+    return None
+
+
+@runs_app.command("show")
+def runs_show(run_id: int = typer.Argument(..., help="The run's id."), fmt: OutputFormat = FORMAT_OPTION) -> None:
+    """Show everything recorded about one run."""
+    from promptlab.store import open_store
+
+    with open_store() as store:
+        row = _run_json(store.get_run(run_id), full=True)
+    if fmt is OutputFormat.json:
+        return emit_json(row)
+    for key, value in row.items():
+        typer.echo(f"{key + ':':<17}{json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+    return None
+
+
+def _run_json(view: Any, full: bool = False) -> dict[str, Any]:
+    """A run as the CLI prints it: its columns, params flattened in, scores by kind."""
+    data = view.model_dump(mode="json")
+    row: dict[str, Any] = {
+        "id": data["id"],
+        "experiment": data["experiment"],
+        "label": data["label"],
+        "prompt": data["prompt"],
+        "negative_prompt": data["negative_prompt"],
+        "seed": data["seed"],
+        "model": data["model"],
+        "task": data["task"],
+    }
+    params = data["params"]
+    for name in ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength"):
+        row[name] = params.get(name)
+    row.update(
+        status=data["status"],
+        error=data["error"],
+        image=data["image_path"],
+        scores={s["kind"]: s["value"] for s in data["scores"]},
+        created_at=data["created_at"],
+    )
+    if full:
+        row.update(
+            prompt_a1111=data["prompt_a1111"],
+            intent=data["intent"],
+            terms=data["terms"],
+            axes=data["axes"],
+            params=params,
+            score_details=data["scores"],
+            render_s=data["render_s"],
+            score_s=data["score_s"],
+        )
+    return row
+
+
+@experiments_app.command("list")
+def experiments_list(fmt: OutputFormat = FORMAT_OPTION) -> None:
+    """List experiments with their run counts."""
+    from promptlab.store import open_store
+
+    with open_store() as store:
+        rows = [e.model_dump(mode="json") for e in store.list_experiments()]
+    if fmt is OutputFormat.json:
+        return emit_json(rows)
+    _print_rows(rows, ["id", "name", "runs", "ok", "failed", "subject"])
+    return None
+
+
+@db_app.command("path")
+def db_path(fmt: OutputFormat = FORMAT_OPTION) -> None:
+    """Print where the database lives (the SQLite file, or the database URL)."""
+    from promptlab.store import open_store
+
+    with open_store() as store:
+        path = store.db_path()
+        data = {"url": store.url, "path": str(path) if path else None, "home": str(store.home)}
+    if fmt is OutputFormat.json:
+        return emit_json(data)
+    typer.echo(data["path"] or data["url"])
+    return None
+
+
+@app.command()
+def analyze(
+    experiment: str = typer.Argument(..., help="Experiment name or id."),
+    score: ScoreKind = typer.Option(ScoreKind.intent, "--score", help="intent: against what the image should show; prompt: against its own prompt."),
+    effect_size: float = typer.Option(1.0, "--effect-size", help="The effect (score points) the seeds-needed column plans for."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Variants with mean score and 95% CI, and each term's and parameter's paired effect."""
+    from promptlab.analysis import analyze as run_analysis
+    from promptlab.analysis import format_effect
+    from promptlab.store import open_store
+
+    with open_store() as store:
+        frame = store.runs_frame(experiment, score.value)
+    result = run_analysis(frame, score_kind=score.value, effect_size=effect_size)
+    if fmt is OutputFormat.json:
+        return emit_json(result.to_dict())
+    typer.echo(f"Variants ({score.value} score, mean over seeds, 95% CI):")
+    for v in sorted(result.variants, key=lambda v: -v.mean if v.mean == v.mean else 0):
+        typer.echo(f"  {v.mean:6.2f} ({v.ci_low:.2f}..{v.ci_high:.2f}) n={v.n}  {v.label}")
+    typer.echo("Effects (paired on seeds; * = CI excludes 0 after Holm):")
+    for e in result.effects:
+        needed = f", {e.seeds_needed} seeds to detect {effect_size:g}" if e.seeds_needed else ""
+        typer.echo(f"  {'*' if e.significant else ' '} {format_effect(e)}{needed}")
     return None
 
 

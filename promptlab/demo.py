@@ -1,0 +1,17 @@
+"""``promptlab demo``: run the bundled demo experiment on the built-in tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from promptlab.experiment import load_experiment
+from promptlab.runner import ProgressCallback, RunSummary, run_experiment
+from promptlab.store import Store
+
+#: The demo experiment file (tiny-sd and tiny-clip: seconds on a CPU, images are noise).
+DEMO_EXPERIMENT = Path(__file__).resolve().parent.parent / "examples" / "demo.toml"
+
+
+def run_demo(store: Store, progress: ProgressCallback | None = None) -> RunSummary:
+    """Run (or finish) the demo experiment into ``store``; a second call renders nothing new."""
+    return run_experiment(load_experiment(DEMO_EXPERIMENT), store, progress=progress)
