@@ -158,8 +158,8 @@ def library_versions() -> dict[str, str]:
 
 def _scheduler_choice(params: RenderParams, loaded: LoadedModel) -> SchedulerChoice:
     if params.scheduler is not None:
-        return find_scheduler(params.scheduler, loaded.pipe.scheduler)
-    class_name = loaded.scheduler_config.get("_class_name", type(loaded.pipe.scheduler).__name__)
+        return find_scheduler(params.scheduler, loaded.scheduler)
+    class_name = type(loaded.scheduler).__name__
     return SchedulerChoice(class_scheduler_name(class_name), class_name, class_name)
 
 

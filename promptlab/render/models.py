@@ -34,7 +34,7 @@ from promptlab.errors import ModelError, RenderError
 from promptlab.render.tiny import TINY_MODELS, tiny_model_folder
 
 if TYPE_CHECKING:
-    from diffusers import AutoencoderKL, DiffusionPipeline
+    from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
 
 FAMILIES: dict[str, str] = {
     "sd1": "Stable Diffusion 1.x (one CLIP ViT-L text encoder, 768-wide cross-attention)",
@@ -121,8 +121,13 @@ class LoadedModel:
     dtype: str
     device: str
     vae: ModelSource | None
-    scheduler_config: Mapping[str, Any] = field(repr=False)
+    scheduler: SchedulerMixin = field(repr=False)
     load_seconds: float = 0.0
+
+    @property
+    def scheduler_config(self) -> Mapping[str, Any]:
+        """The model's own scheduler config, which every swap starts from."""
+        return self.scheduler.config
 
 
 @dataclass
@@ -131,7 +136,6 @@ class _Base:
     source: ModelSource
     family: str
     vae: ModelSource | None
-    scheduler_config: Mapping[str, Any]
     load_seconds: float
 
 
@@ -438,7 +442,6 @@ def _base(spec: ModelSpec, device: str, dtype: str) -> _Base:
         source=source,
         family=detect_family(pipe.components),
         vae=vae_source,
-        scheduler_config=dict(pipe.scheduler.config),
         load_seconds=time.perf_counter() - started,
     )
     _BASES[key] = base
@@ -501,7 +504,8 @@ def load_model(spec: ModelSpec | str, task: str = "txt2img") -> LoadedModel:
         dtype=dtype,
         device=device,
         vae=base.vae,
-        scheduler_config=base.scheduler_config,
+        # The base pipeline's scheduler: renders swap the task pipeline's, never this one.
+        scheduler=base.pipe.scheduler,
         load_seconds=time.perf_counter() - started,
     )
 
