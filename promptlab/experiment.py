@@ -267,6 +267,9 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
         raise ExperimentError(f"{name}: cannot load the vocabulary: {exc}") from exc
 
     # 2. The plain top-level keys.
+    experiment_name = check.string(raw, "name", "", required=True, nonempty=True, expected='the experiment\'s name, e.g. name = "squirrel-styles"')
+    model = check.string(raw, "model", "", required=True, nonempty=True, expected=MODEL_RULE.expected)
+    seeds = _seeds(check, raw)
     task = check.choice(raw, "task", TASKS, "", default="txt2img")
     strategy = check.choice(raw, "strategy", STRATEGIES, "", default="grid")
     if strategy == "random":
@@ -305,13 +308,13 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
             check.fail("samples", samples, f"at most {total}, the number of combinations of the axes")
 
     return ExperimentSpec(
-        name=check.string(raw, "name", "", required=True, nonempty=True, expected='the experiment\'s name, e.g. name = "squirrel-styles"'),
+        name=experiment_name,
         description=check.string(raw, "description", "") or "",
         source=name,
         path=path.resolve() if path is not None else None,
-        model=check.string(raw, "model", "", required=True, nonempty=True, expected=MODEL_RULE.expected),
+        model=model,
         task=task,
-        seeds=_seeds(check, raw),
+        seeds=seeds,
         strategy=strategy,
         samples=samples,
         random_seed=check.integer(raw, "random_seed", "", minimum=0) or 0,

@@ -703,6 +703,12 @@ class Store:
         with self._session() as session:
             return {(key, seed) for key, seed in session.exec(query)}
 
+    def find_run(self, experiment_id: int, variant_key: str, seed: int) -> Run | None:
+        """The run recorded for a cell, ok or failed, or None."""
+        query = select(Run).where(Run.experiment_id == experiment_id, Run.variant_key == variant_key, Run.seed == seed)
+        with self._session() as session:
+            return session.exec(query).first()
+
     def record_run(
         self, record: RunRecord, image: bytes | PILImage, scores: Sequence[ScoreRecord] = ()
     ) -> Run:

@@ -331,6 +331,9 @@ def test_a_cell_exists_once(store: Store) -> None:
             conn.execute(insert(Run.__table__), row)
     assert len(rows(store, Run)) == 1
     assert store.existing_cells(experiment.id) == {("v1", 1)}
+    found = store.find_run(experiment.id, "v1", 1)
+    assert found is not None and found.id == first.id
+    assert store.find_run(experiment.id, "v1", 2) is None
 
 
 def test_a_failed_cell_is_retried_and_replaced(store: Store) -> None:
