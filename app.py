@@ -1,0 +1,18 @@
+"""The promptlab dashboard: ``streamlit run app.py``. It only routes; the pages live in promptlab.dashboard."""
+
+import streamlit as st
+
+from promptlab.dashboard import build, compare, export, history, home, insights, run
+
+st.set_page_config(page_title="promptlab", layout="wide")
+st.navigation(
+    [
+        st.Page(home.page, title="Home", url_path="home", default=True),
+        st.Page(build.page, title="Build", url_path="build"),
+        st.Page(run.page, title="Run", url_path="run"),
+        st.Page(compare.page, title="Compare", url_path="compare"),
+        st.Page(insights.page, title="Insights", url_path="insights"),
+        st.Page(history.page, title="History", url_path="history"),
+        st.Page(export.page, title="Export", url_path="export"),
+    ]
+).run()

@@ -1,0 +1,127 @@
+"""What every page shares: the store opened once per database, cached reads keyed by the data's
+version (run count and last run time), so a finished run shows without a manual refresh."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from promptlab.analysis import Analysis, analyze
+from promptlab.errors import PromptlabError
+from promptlab.paths import database_url, home_dir
+from promptlab.store import ExperimentSummary, Store, open_store
+from promptlab.vocab import Vocabulary, load_vocab
+
+THUMBNAIL_PX = 256
+# Bootstrap resamples for the dashboard: enough for stable whiskers, fast with 10,000 runs.
+N_BOOT = 1000
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> Store:
+    return open_store(url)
+
+
+def store() -> Store:
+    """The store of PROMPTLAB_DB / PROMPTLAB_HOME, opened once per database URL."""
+    return _store(database_url())
+
+
+@st.cache_resource(show_spinner=False)
+def vocab() -> Vocabulary:
+    return load_vocab()
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _experiments(url: str) -> list[ExperimentSummary]:
+    return _store(url).list_experiments()
+
+
+def experiments() -> list[ExperimentSummary]:
+    """Every experiment with its run counts (re-read at most every 5 seconds)."""
+    return _experiments(database_url())
+
+
+def experiment(name: str) -> ExperimentSummary:
+    return next(e for e in experiments() if e.name == name)
+
+
+def _version(name: str) -> str:
+    summary = experiment(name)
+    return f"{summary.runs}:{summary.last_run_at}"
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _runs_frame(url: str, name: str, score_kind: str, version: str) -> pd.DataFrame:
+    return _store(url).runs_frame(name, score_kind)
+
+
+def runs_frame(name: str, score_kind: str = "intent") -> pd.DataFrame:
+    """``Store.runs_frame``, cached until the experiment gets new runs."""
+    return _runs_frame(database_url(), name, score_kind, _version(name))
+
+
+@st.cache_data(max_entries=32, show_spinner="Analysing...")
+def _analysis(url: str, name: str, score_kind: str, version: str) -> Analysis:
+    return analyze(_runs_frame(url, name, score_kind, version), score_kind=score_kind, n_boot=N_BOOT)
+
+
+def analysis(name: str, score_kind: str = "intent") -> Analysis:
+    """``analyze`` of the experiment's runs, cached until the experiment gets new runs."""
+    return _analysis(database_url(), name, score_kind, _version(name))
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def thumbnail(path: str, size: int = THUMBNAIL_PX) -> bytes:
+    """A PNG no larger than ``size`` pixels a side, so a page of images stays light."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.thumbnail((size, size))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def refresh() -> None:
+    """Forget cached reads after this session wrote to the store."""
+    _experiments.clear()
+    _runs_frame.clear()
+    _analysis.clear()
+
+
+def experiments_dir() -> Path:
+    """Where the Build page saves experiment files: PROMPTLAB_HOME/experiments."""
+    return home_dir() / "experiments"
+
+
+def show_error(error: PromptlabError) -> None:
+    """A user's mistake: one red box, no traceback."""
+    st.error(str(error))
+
+
+def score_text(value: Any) -> str:
+    return "no score" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def pick_experiment(key: str) -> str | None:
+    """An experiment select box shared by the pages (remembers the choice across pages)."""
+    names = [e.name for e in experiments()]
+    if not names:
+        st.info("No experiments yet: run one on the **Run** page, or the demo on the **Home** page.")
+        return None
+    default = st.session_state.get("experiment")
+    index = names.index(default) if default in names else 0
+    name = st.selectbox("Experiment", names, index=index, key=key)
+    st.session_state["experiment"] = name
+    return name
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str)

@@ -1,0 +1,107 @@
+"""History: every run, searchable by prompt text, filtered by experiment, model and date, paged;
+open any run, and render it again from what was recorded."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, time, timedelta, timezone
+
+import pandas as pd
+import streamlit as st
+
+from promptlab.dashboard import data
+from promptlab.errors import PromptlabError
+
+PAGE_SIZE = 50
+ANY = "(any)"
+
+
+def page() -> None:
+    st.title("History")
+    summaries = data.experiments()
+    top = st.columns([3, 2, 2, 2])
+    search = top[0].text_input("Search prompts", key="history_search")
+    experiment = top[1].selectbox("Experiment", [ANY] + [e.name for e in summaries], key="history_experiment")
+    models = sorted({m for e in summaries for m in e.models})
+    model = top[2].selectbox("Model", [ANY] + models, key="history_model")
+    dates = top[3].date_input("Dates", value=(), key="history_dates")
+    filters = {
+        "experiment": None if experiment == ANY else experiment,
+        "search": search or None,
+        "model": None if model == ANY else model,
+        **_date_bounds(dates),
+    }
+    store = data.store()
+    try:
+        total = store.count_runs(**filters)
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        number = st.number_input(f"Page (of {pages}; {total} runs)", 1, pages, 1, key="history_page")
+        runs = store.list_runs(**filters, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
+    except PromptlabError as error:
+        data.show_error(error)
+        return
+    if not runs:
+        st.info("No run matches." if total == 0 and any(filters.values()) else "No runs yet.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {"id": r.id, "created": r.created_at, "experiment": r.experiment, "variant": r.label, "seed": r.seed,
+                 "model": r.model, "status": r.status, "score": r.score("intent"), "prompt": r.prompt}
+                for r in runs
+            ]  # fmt: skip
+        ),
+        hide_index=True,
+        use_container_width=True,
+    )
+    labels = {f"#{r.id} {r.experiment}: {r.label}, seed {r.seed}": r.id for r in runs}
+    picked = st.selectbox("Open run", list(labels), index=None, key="history_open")
+    if picked is not None:
+        _show_run(labels[picked])
+
+
+def _date_bounds(dates: tuple) -> dict[str, datetime]:
+    """The picked days as UTC bounds: ``until`` is the start of the day after the last one."""
+    if not dates:
+        return {}
+    first, last = dates[0], dates[-1]
+    return {
+        "since": datetime.combine(first, time.min, timezone.utc),
+        "until": datetime.combine(last + timedelta(days=1), time.min, timezone.utc),
+    }
+
+
+def _show_run(run_id: int) -> None:
+    run = data.store().get_run(run_id)
+    st.subheader(f"Run #{run.id}")
+    left, right = st.columns([1, 2])
+    if run.image_path is not None:
+        left.image(str(run.image_path), caption=f"seed {run.seed}")
+    else:
+        left.error(f"failed: {run.error}")
+    right.code(run.prompt, language=None)
+    if run.negative_prompt:
+        right.caption(f"Negative: {run.negative_prompt}")
+    right.json({"experiment": run.experiment, "model": run.model, "task": run.task, "seed": run.seed,
+                "params": run.params, "axes": run.axes,
+                "scores": {f"{s.kind}/{s.scorer}": s.value for s in run.scores}}, expanded=False)  # fmt: skip
+    if st.button("Render again", key="history_rerender"):
+        _render_again(run)
+
+
+def _render_again(run) -> None:  # type: ignore[no-untyped-def]
+    from promptlab.render.engine import render
+    from promptlab.render.params import RenderItem, RenderParams
+
+    if run.task != "txt2img":
+        st.warning(f"Render again covers txt2img runs; this one is {run.task}: run its experiment file again.")
+        return
+    names = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler")
+    params = RenderParams(task=run.task, **{k: run.params[k] for k in names if run.params.get(k) is not None})
+    with st.spinner("Rendering..."):
+        try:
+            result = render([RenderItem(run.prompt, run.seed, run.negative_prompt)], params, run.model)
+        except PromptlabError as error:
+            data.show_error(error)
+            return
+    st.image(result.images[0].image, caption=f"rendered again: seed {run.seed}")

@@ -1,0 +1,153 @@
+"""Run: pick an experiment file (saved or just built), set model, task, params and seeds, upload
+input images for the image tasks, and run it with a progress bar, images showing as they finish."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from promptlab.dashboard import data
+from promptlab.dashboard.toml_file import experiment_toml
+from promptlab.errors import PromptlabError
+from promptlab.experiment import TASK_INPUTS, TASKS, parse_experiment
+from promptlab.render.tiny import TINY_MODELS
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples"
+COLUMNS = 6
+
+
+def experiment_files() -> list[Path]:
+    """Saved experiment files (PROMPTLAB_HOME/experiments), then the bundled examples."""
+    saved = sorted(data.experiments_dir().glob("*.toml"))
+    return saved + sorted(EXAMPLES_DIR.glob("*.toml"))
+
+
+def page() -> None:
+    st.title("Run an experiment")
+    files = experiment_files()
+    if not files:
+        st.info("No experiment file yet: build one on the **Build** page.")
+        return
+    chosen = st.session_state.get("run_file")
+    names = [str(f) for f in files]
+    source = Path(st.selectbox("Experiment file", names, index=names.index(chosen) if chosen in names else 0,
+                               key="run_source"))  # fmt: skip
+    raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    raw = _settings(raw, source)
+    text = experiment_toml(raw)
+    with st.expander("Experiment file to run"):
+        st.code(text, language="toml")
+    target = data.experiments_dir() / f"{raw['name']}.toml"
+    try:
+        spec = parse_experiment(text, target, vocab=data.vocab())
+    except PromptlabError as error:
+        data.show_error(error)
+        return
+    st.caption(f"{len(spec.seeds)} seeds; saved to {target} when run.")
+    if st.button("Run", type="primary", key="run_start"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        _run(spec)
+
+
+def _settings(raw: dict[str, Any], source: Path) -> dict[str, Any]:
+    """The file's values, as changed by the widgets (the widgets start at the file's values)."""
+    key = f"run_{source.stem}"
+    raw["name"] = st.text_input("Experiment name", value=raw.get("name", source.stem), key=f"{key}_name")
+    left, middle, right = st.columns(3)
+    models = list(TINY_MODELS)
+    model = raw.get("model", "tiny-sd")
+    raw["model"] = left.text_input("Model (hub id, folder, .safetensors or " + ", ".join(models) + ")",
+                                   value=model, key=f"{key}_model")  # fmt: skip
+    task = raw.get("task", "txt2img")
+    raw["task"] = middle.selectbox("Task", TASKS, index=TASKS.index(task) if task in TASKS else 0, key=f"{key}_task")
+    raw["scorer"] = right.text_input("Scorer", value=raw.get("scorer", "clip"), key=f"{key}_scorer")
+    seeds = raw.get("seeds", 4)
+    written = ", ".join(map(str, seeds)) if isinstance(seeds, list) else str(seeds)
+    seeds_text = st.text_input("Seeds: a count N (seeds 1..N) or a list", value=written, key=f"{key}_seeds")
+    raw["seeds"] = _seeds(seeds_text)
+    params = dict(raw.get("params", {}))
+    cols = st.columns(5)
+    params["num_inference_steps"] = int(cols[0].number_input("Steps", 1, 500, int(params.get("num_inference_steps", 20)), key=f"{key}_steps"))
+    params["guidance_scale"] = float(cols[1].number_input("Guidance scale", 0.0, 50.0, float(params.get("guidance_scale", 7.5)), 0.5, key=f"{key}_cfg"))
+    params["width"] = int(cols[2].number_input("Width", 8, 4096, int(params.get("width", 512)), 8, key=f"{key}_width"))
+    params["height"] = int(cols[3].number_input("Height", 8, 4096, int(params.get("height", 512)), 8, key=f"{key}_height"))
+    scheduler = cols[4].text_input("Scheduler", value=params.get("scheduler", ""), key=f"{key}_scheduler")
+    params.pop("scheduler", None)
+    if scheduler.strip():
+        params["scheduler"] = scheduler.strip()
+    if raw["task"] != "txt2img":
+        params["strength"] = float(st.slider("Strength", 0.0, 1.0, float(params.get("strength", 0.75)), 0.05, key=f"{key}_strength"))
+    else:
+        params.pop("strength", None)
+    raw["params"] = params
+    _, accepted = TASK_INPUTS[raw["task"]]
+    for name in ("image", "mask", "depth"):
+        if name not in accepted:
+            raw.pop(name, None)
+            continue
+        upload = st.file_uploader(f"{name.capitalize()} ({raw['task']})", type=["png", "jpg", "jpeg", "webp"],
+                                  key=f"{key}_{name}_upload")  # fmt: skip
+        if upload is not None:
+            raw[name] = str(_keep_upload(upload.getvalue(), Path(upload.name).suffix))
+        elif name in raw:
+            raw[name] = str((source.parent / raw[name]).resolve())
+    return raw
+
+
+def _seeds(text: str) -> int | list[int] | str:
+    """A count or a list of integers; anything else goes to parse_experiment as written, to be refused there."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        return text
+    return numbers[0] if len(numbers) == 1 and "," not in text else numbers
+
+
+def _keep_upload(content: bytes, suffix: str) -> Path:
+    """An uploaded input image, kept by content under PROMPTLAB_HOME/inputs so a run can be repeated."""
+    folder = data.experiments_dir().parent / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(content).hexdigest()}{suffix.lower() or '.png'}"
+    if not path.exists():
+        path.write_bytes(content)
+    return path
+
+
+def _run(spec) -> None:  # type: ignore[no-untyped-def]
+    from promptlab.runner import run_experiment
+
+    bar = st.progress(0.0, text="Loading the model...")
+    grid = st.container()
+    row: list[Any] = []
+    count = [0]
+
+    def progress(p) -> None:  # type: ignore[no-untyped-def]
+        bar.progress(p.done / p.total if p.total else 1.0,
+                     text=f"{p.done} of {p.total} images ({p.failed} failed, {p.skipped} already done), {p.elapsed_s:.1f} s")  # fmt: skip
+        last = p.last
+        if last is None:
+            return
+        if count[0] % COLUMNS == 0:
+            row[:] = grid.columns(COLUMNS)
+        cell = row[count[0] % COLUMNS]
+        count[0] += 1
+        if last.image:
+            cell.image(data.thumbnail(last.image), caption=f"{last.label}, seed {last.seed}: {data.score_text(last.scores.get('intent'))}")
+        else:
+            cell.error(f"{last.label}, seed {last.seed}: {last.error}")
+
+    try:
+        summary = run_experiment(spec, data.store(), progress=progress)
+    except PromptlabError as error:
+        data.show_error(error)
+        return
+    finally:
+        data.refresh()
+    st.success(f"{summary.rendered} rendered, {summary.failed} failed, {summary.skipped} already done, "
+               f"in {summary.seconds:.1f} s.")  # fmt: skip

@@ -1,0 +1,200 @@
+"""Every dashboard page under streamlit's AppTest, against a store filled by a real tiny-model run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from promptlab.dashboard import APP_PATH, dashboard_command
+
+EXPERIMENT = """
+name = "dash"
+model = "tiny-sd"
+seeds = 2
+scorer = "tiny-clip"
+batch_size = 4
+
+[params]
+num_inference_steps = 2
+width = 64
+height = 64
+
+[prompt]
+subject = "a squirrel"
+terms = { medium = ["oil painting"] }
+
+[axes]
+style = ["", "pop-art"]
+"""
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="session")
+def filled_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PROMPTLAB_HOME holding one real tiny run: 2 styles x 2 seeds, 64x64, 2 steps."""
+    from promptlab.experiment import parse_experiment
+    from promptlab.runner import run_experiment
+    from promptlab.store import open_store
+
+    home = tmp_path_factory.mktemp("dashboard-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PROMPTLAB_HOME", str(home))
+        patch.setenv("PROMPTLAB_CACHE", str(tmp_path_factory.getbasetemp() / "promptlab-cache"))
+        patch.delenv("PROMPTLAB_DB", raising=False)
+        with open_store() as store:
+            summary = run_experiment(parse_experiment(EXPERIMENT, home / "dash.toml"), store)
+    assert summary.rendered == 4, summary.to_dict()
+    return home
+
+
+@pytest.fixture
+def filled(filled_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PROMPTLAB_HOME", str(filled_home))
+    return filled_home
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_string(f"from promptlab.dashboard import {name}\n{name}.page()", default_timeout=TIMEOUT)
+    return at.run()
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_dashboard_command_binds_localhost() -> None:
+    argv = dashboard_command(8600)
+    assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
+    assert argv[argv.index("--server.port") + 1] == "8600"
+    assert Path(argv[argv.index("run") + 1]) == APP_PATH
+    assert dashboard_command(8600, "0.0.0.0")[argv.index("--server.address") + 1] == "0.0.0.0"
+
+
+def test_app_routes_to_home_on_an_empty_store() -> None:
+    at = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT).run()
+    no_errors(at)
+    assert at.title[0].value == "promptlab"
+    assert "No runs yet" in at.subheader[0].value
+    assert at.button(key="run_demo").label == "Run the demo"
+
+
+def test_home_lists_experiments(filled: Path) -> None:
+    at = page("home")
+    no_errors(at)
+    assert at.dataframe[0].value["experiment"].tolist() == ["dash"]
+
+
+def test_build_composes_and_saves(promptlab_home: Path) -> None:
+    at = page("build")
+    no_errors(at)
+    at.text_input(key="build_subject").set_value("a red fox").run()
+    at.multiselect(key="build_terms_style").select("pop-art").run()
+    at.multiselect(key="build_terms_medium").select("oil painting").run()
+    at.slider(key="build_w_style_pop-art").set_value(1.3).run()
+    # pop-art first: the style category moves before medium.
+    at.number_input(key="build_pos_medium_oil painting").set_value(5).run()
+    no_errors(at)
+    codes = [c.value for c in at.code]
+    assert codes[0] == "a red fox, (pop-art)1.3, oil painting"
+    assert codes[1] == "a red fox, (pop-art:1.3), oil painting"
+    assert at.metric[0].value.endswith("/75")
+    at.text_input(key="build_name").set_value("fox").run()
+    at.button(key="build_save").click().run()
+    no_errors(at)
+    saved = promptlab_home / "experiments" / "fox.toml"
+    from promptlab.experiment import load_experiment
+
+    spec = load_experiment(saved)
+    assert spec.subject == "a red fox"
+    assert [t.text for t in spec.terms] == ["pop-art", "oil painting"] or {t.text for t in spec.terms} == {"pop-art", "oil painting"}
+
+
+def test_build_marks_terms_past_the_window() -> None:
+    at = page("build")
+    at.text_input(key="build_subject").set_value(" ".join(["squirrel"] * 80)).run()
+    at.multiselect(key="build_terms_style").select("pop-art").run()
+    no_errors(at)
+    table = at.dataframe[0].value
+    assert table.loc[table["term"] == "pop-art", "past the window"].item() == "wholly"
+    assert any("window" in w.value for w in at.warning)
+
+
+def test_build_suggests_terms_with_clip_and_effects(filled: Path) -> None:
+    at = page("build")
+    at.text_input(key="build_suggest_model").set_value("tiny-clip").run()
+    at.button(key="build_suggest").click().run()
+    no_errors(at)
+    suggestions = at.dataframe[-2].value if len(at.dataframe) > 1 else at.dataframe[-1].value
+    assert "similarity" in suggestions.columns and len(suggestions) == 10
+
+
+def test_run_page_runs_an_experiment_file(filled: Path) -> None:
+    folder = filled / "experiments"
+    folder.mkdir(exist_ok=True)
+    (folder / "again.toml").write_text(EXPERIMENT.replace('name = "dash"', 'name = "again"'), encoding="utf-8")
+    at = page("run")
+    no_errors(at)
+    at.selectbox(key="run_source").select(str(folder / "again.toml")).run()
+    at.text_input(key="run_again_seeds").set_value("1").run()
+    at.button(key="run_start").click().run()
+    no_errors(at)
+    assert "2 rendered, 0 failed" in at.success[0].value
+    assert len(at.get("imgs")) == 2
+    from promptlab.store import open_store
+
+    with open_store() as store:
+        assert store.count_runs(experiment="again") == 2
+
+
+def test_run_page_refuses_bad_seeds(filled: Path) -> None:
+    at = page("run")
+    key = next(w.key for w in at.text_input if w.key.endswith("_seeds"))
+    at.text_input(key=key).set_value("one, two").run()
+    assert at.error and "seeds" in at.error[0].value
+    assert not at.exception
+
+
+def test_compare_grid_and_side_by_side(filled: Path) -> None:
+    at = page("compare")
+    no_errors(at)
+    assert len(at.get("imgs")) == 4
+    assert sum("score" in c.value for c in at.caption) == 4
+    at.selectbox(key="compare_y").select("style").run()
+    at.selectbox(key="compare_x").select("seed").run()
+    no_errors(at)
+    options = at.multiselect(key="compare_pick").options
+    at.multiselect(key="compare_pick").select(options[0]).select(options[-1]).run()
+    no_errors(at)
+    table = at.dataframe[-1].value
+    assert "term: pop-art" in table.index
+
+
+def test_insights_shows_effects_and_best(filled: Path) -> None:
+    at = page("insights")
+    no_errors(at)
+    assert [s.value for s in at.subheader] == ["Term and parameter effects", "Score distributions per variant", "Best prompts"]
+    assert len(at.get("arrow_vega_lite_chart")) == 2
+    assert len(at.dataframe[-1].value) == 2
+
+
+def test_history_search_open_and_render_again(filled: Path) -> None:
+    at = page("history")
+    no_errors(at)
+    assert len(at.dataframe[0].value) == 4
+    at.text_input(key="history_search").set_value("pop-art").run()
+    assert len(at.dataframe[0].value) == 2
+    at.selectbox(key="history_open").select_index(0).run()
+    no_errors(at)
+    assert at.subheader[0].value.startswith("Run #")
+    at.button(key="history_rerender").click().run()
+    no_errors(at)
+    assert len(at.get("imgs")) == 2
+
+
+def test_export_offers_downloads(filled: Path) -> None:
+    at = page("export")
+    no_errors(at)
+    assert len(at.get("download_button")) >= 2
