@@ -142,7 +142,7 @@ def test_run_page_runs_an_experiment_file(filled: Path) -> None:
     at.button(key="run_start").click().run()
     no_errors(at)
     assert "2 rendered, 0 failed" in at.success[0].value
-    assert len(at.get("imgs")) == 2
+    assert len(at.get("image")) == 2
     from promptlab.store import open_store
 
     with open_store() as store:
@@ -159,8 +159,9 @@ def test_run_page_refuses_bad_seeds(filled: Path) -> None:
 
 def test_compare_grid_and_side_by_side(filled: Path) -> None:
     at = page("compare")
+    at.selectbox(key="compare_experiment").select("dash").run()
     no_errors(at)
-    assert len(at.get("imgs")) == 4
+    assert len(at.get("image")) == 4
     assert sum("score" in c.value for c in at.caption) == 4
     at.selectbox(key="compare_y").select("style").run()
     at.selectbox(key="compare_x").select("seed").run()
@@ -174,14 +175,16 @@ def test_compare_grid_and_side_by_side(filled: Path) -> None:
 
 def test_insights_shows_effects_and_best(filled: Path) -> None:
     at = page("insights")
+    at.selectbox(key="insights_experiment").select("dash").run()
     no_errors(at)
     assert [s.value for s in at.subheader] == ["Term and parameter effects", "Score distributions per variant", "Best prompts"]
-    assert len(at.get("arrow_vega_lite_chart")) == 2
+    assert len(at.get("vega_lite_chart")) == 2
     assert len(at.dataframe[-1].value) == 2
 
 
 def test_history_search_open_and_render_again(filled: Path) -> None:
     at = page("history")
+    at.selectbox(key="history_experiment").select("dash").run()
     no_errors(at)
     assert len(at.dataframe[0].value) == 4
     at.text_input(key="history_search").set_value("pop-art").run()
@@ -191,10 +194,11 @@ def test_history_search_open_and_render_again(filled: Path) -> None:
     assert at.subheader[0].value.startswith("Run #")
     at.button(key="history_rerender").click().run()
     no_errors(at)
-    assert len(at.get("imgs")) == 2
+    assert len(at.get("image")) == 2
 
 
 def test_export_offers_downloads(filled: Path) -> None:
     at = page("export")
+    at.selectbox(key="export_experiment").select("dash").run()
     no_errors(at)
     assert len(at.get("download_button")) >= 2

@@ -78,7 +78,7 @@ def _grid(frame: pd.DataFrame) -> None:
             run = group.iloc[0]
             more = f" (+{len(group) - 1} more)" if len(group) > 1 else ""
             if run["image"]:
-                col.image(data.thumbnail(run["image"]), use_container_width=True)
+                col.image(data.thumbnail(run["image"]), width="stretch")
                 col.caption(f"score {data.score_text(run['score'])}{more} · #{run['run_id']}")
             else:
                 col.error(f"failed: {run['error']}")
@@ -110,7 +110,7 @@ def _side_by_side(frame: pd.DataFrame) -> None:
         table.astype(str).style.apply(
             lambda row: ["background-color: #fff3b0; font-weight: bold" if differs[row.name] else ""] * len(row), axis=1
         ),
-        use_container_width=True,
+        width="stretch",
     )
     st.caption("Highlighted: the terms and parameters that differ.")
 

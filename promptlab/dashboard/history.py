@@ -52,7 +52,7 @@ def page() -> None:
             ]  # fmt: skip
         ),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
     labels = {f"#{r.id} {r.experiment}: {r.label}, seed {r.seed}": r.id for r in runs}
     picked = st.selectbox("Open run", list(labels), index=None, key="history_open")

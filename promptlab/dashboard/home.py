@@ -32,7 +32,7 @@ def page() -> None:
             ]
         ),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
     st.caption("Build a prompt, Run an experiment, then Compare its images and read its Insights.")
 

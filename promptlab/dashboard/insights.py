@@ -47,7 +47,7 @@ def _effects(effects) -> None:  # type: ignore[no-untyped-def]
         tooltip=["effect", "mean_diff", "ci_low", "ci_high", "win_rate", "n_seeds", "p_holm", "seeds_needed"],
     )
     whiskers = base.mark_rule(color="black").encode(x="ci_low:Q", x2="ci_high:Q")
-    st.altair_chart((bars + whiskers).properties(height=28 * len(table) + 40), use_container_width=True)
+    st.altair_chart((bars + whiskers).properties(height=28 * len(table) + 40), width="stretch")
     with st.expander("Effects as text"):
         for effect in effects:
             st.text(format_effect(effect))
@@ -63,7 +63,7 @@ def _distributions(frame: pd.DataFrame) -> None:
         x=alt.X("score:Q", scale=alt.Scale(zero=False)), y=alt.Y("label:N", title=None)
     )
     points = alt.Chart(scored).mark_circle(size=30, opacity=0.6).encode(x="score:Q", y="label:N", tooltip=["label", "seed", "score"])
-    st.altair_chart((chart + points).properties(height=30 * scored["label"].nunique() + 40), use_container_width=True)
+    st.altair_chart((chart + points).properties(height=30 * scored["label"].nunique() + 40), width="stretch")
 
 
 def _best(best) -> None:  # type: ignore[no-untyped-def]
@@ -74,5 +74,5 @@ def _best(best) -> None:  # type: ignore[no-untyped-def]
     st.dataframe(
         pd.DataFrame([{k: v for k, v in asdict(b).items() if k not in ("image", "variant_key")} for b in best]),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
