@@ -1,0 +1,83 @@
+"""The real dashboard in a real browser: ``streamlit run app.py`` against a filled store, driven
+by Playwright with Debian's Chromium; screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from promptlab.dashboard import APP_PATH, dashboard_command
+from test_dashboard import filled, filled_home  # noqa: F401 - the shared filled-store fixtures
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = APP_PATH.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]  # fmt: skip
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dashboard_url(filled: Path):  # type: ignore[no-untyped-def]
+    port = free_port()
+    env = {**os.environ, "PROMPTLAB_HOME": str(filled)}
+    process = subprocess.Popen(dashboard_command(port), cwd=APP_PATH.parent, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"streamlit did not start: {process.stdout.read().decode() if process.poll() is not None else 'timeout'}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_compare_and_insights_in_a_browser(dashboard_url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{dashboard_url}/compare")
+        expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=60_000)
+        page.get_by_test_id("stSelectbox").first.click()
+        page.get_by_role("option", name="dash").click()
+        images = page.locator("[data-testid='stImage'] img")
+        expect(images).to_have_count(4, timeout=30_000)
+        expect(page.get_by_text(re.compile(r"^score -?\d+\.\d{4}"))).to_have_count(4)
+        for i in range(4):
+            assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
+        page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+        page.goto(f"{dashboard_url}/insights")
+        expect(page.get_by_role("heading", name="Term and parameter effects")).to_be_visible(timeout=60_000)
+        page.get_by_test_id("stSelectbox").first.click()
+        page.get_by_role("option", name="dash").click()
+        charts = page.locator("[data-testid='stVegaLiteChart']")
+        expect(charts).to_have_count(2, timeout=30_000)
+        expect(charts.first.locator("canvas, svg").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Best prompts")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "insights.png"), full_page=True)
+        browser.close()
