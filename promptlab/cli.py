@@ -452,6 +452,37 @@ def analyze(
     return None
 
 
+@app.command()
+def score(
+    images: list[Path] = typer.Argument(..., help="PNG/JPEG/WebP files to score."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="The text to score against (default: each image's own prompt from its metadata)."),
+    model: str = typer.Option("clip", "--model", help="open_clip model name, 'clip' (ViT-L-14 OpenAI), or tiny-clip."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Pretrained tag or local weights file for --model."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """CLIPScore (100 * max(cos, 0)) of each image against a prompt or its own recorded prompt."""
+    from promptlab.scoring import load_scorer, score_files
+
+    texts = [prompt if prompt is not None else _image_prompt(path) for path in images]
+    scorer = load_scorer(f"{model}:{pretrained}" if pretrained else model)
+    results = score_files(images, texts, scorer)
+    if fmt is OutputFormat.json:
+        return emit_json([r.to_dict() for r in results])
+    for r in results:
+        typer.echo(f"{r.value:6.2f}  {r.image}")
+    return None
+
+
+def _image_prompt(path: Path) -> str:
+    """The plain prompt an image was made with, from its PNG metadata (A1111's or promptlab's)."""
+    from promptlab.metadata import read_image_metadata
+    from promptlab.prompt import convert
+
+    meta = read_image_metadata(path)
+    syntax = "compel" if meta.parameters.source in ("promptlab", "invokeai") else "a1111"
+    return convert(meta.parameters.prompt, syntax, "plain")
+
+
 def main() -> None:
     """Console entry point: promptlab's errors become one red line and exit code 1."""
     try:
