@@ -479,7 +479,11 @@ def _image_prompt(path: Path) -> str:
     from promptlab.prompt import convert
 
     meta = read_image_metadata(path)
-    syntax = "compel" if meta.parameters.source in ("promptlab", "invokeai") else "a1111"
+    record = meta.promptlab_record or {}
+    if record.get("prompt_plain"):
+        return str(record["prompt_plain"])
+    # ComfyUI writes A1111's (text:1.2) weights; InvokeAI writes compel's.
+    syntax = "compel" if meta.parameters.source == "invokeai" else "a1111"
     return convert(meta.parameters.prompt, syntax, "plain")
 
 

@@ -1,0 +1,98 @@
+"""CLI commands over the renderer, runner and store, through typer's CliRunner on the tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from promptlab.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> object:
+    result = runner.invoke(app, list(args))
+    return result
+
+
+@pytest.fixture()
+def demo_store() -> None:
+    result = runner.invoke(app, ["demo", "--format", "json"])
+    assert result.exit_code == 0, result.output
+
+
+def test_demo_then_listings_and_analysis(demo_store: None) -> None:
+    experiments = json.loads(runner.invoke(app, ["experiments", "list", "--format", "json"]).stdout)
+    assert [e["name"] for e in experiments] == ["demo"] and experiments[0]["ok"] == 18
+    runs = json.loads(runner.invoke(app, ["runs", "list", "--experiment", "demo", "--format", "json"]).stdout)
+    assert len(runs) == 18
+    first = runs[0]
+    for key in ("id", "experiment", "prompt", "negative_prompt", "seed", "num_inference_steps", "guidance_scale",
+                "width", "height", "scheduler", "status", "error", "image", "scores"):
+        assert key in first
+    assert Path(first["image"]).is_file() and set(first["scores"]) == {"intent", "prompt"}
+    shown = json.loads(runner.invoke(app, ["runs", "show", str(first["id"]), "--format", "json"]).stdout)
+    assert shown["id"] == first["id"] and shown["params"]["family"] == "sd1"
+    text = runner.invoke(app, ["runs", "show", str(first["id"])]).stdout
+    assert "prompt:" in text
+    analysis = json.loads(runner.invoke(app, ["analyze", "demo", "--format", "json"]).stdout)
+    assert len(analysis["variants"]) == 6 and analysis["effects"]
+    assert "Effects" in runner.invoke(app, ["analyze", "demo", "--score", "prompt"]).stdout
+    again = json.loads(runner.invoke(app, ["demo", "--format", "json"]).stdout)
+    assert again["rendered"] == 0 and again["skipped"] == 18
+
+
+def test_db_path(promptlab_home: Path) -> None:
+    data = json.loads(runner.invoke(app, ["db", "path", "--format", "json"]).stdout)
+    assert data["path"] == str((promptlab_home / "promptlab.db").resolve())
+
+
+def test_runs_show_unknown_id_is_an_error() -> None:
+    result = runner.invoke(app, ["runs", "show", "999"])
+    assert result.exit_code != 0
+    assert "999" in str(result.exception)
+
+
+def test_render_writes_pngs_with_metadata_and_logs_runs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["render", "a cat, (oil painting)1.3", "--model", "tiny-sd", "--size", "64x64",
+                                 "--steps", "2", "-n", "2", "--seed", "7", "--out", str(out), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)
+    assert [f["seed"] for f in files] == [7, 8]
+    with Image.open(files[0]["path"]) as image:
+        parameters = image.text["parameters"]
+    assert parameters.startswith("a cat, (oil painting:1.3)\n")
+    assert "Seed: 7" in parameters and "Size: 64x64" in parameters
+    runs = json.loads(runner.invoke(app, ["runs", "list", "--experiment", "renders", "--format", "json"]).stdout)
+    assert sorted(r["seed"] for r in runs) == [7, 8]
+    scored = json.loads(runner.invoke(app, ["score", files[0]["path"], "--model", "tiny-clip", "--format", "json"]).stdout)
+    assert scored[0]["prompt"] == "a cat, oil painting" and 0 <= scored[0]["value"] <= 100
+
+
+@pytest.mark.parametrize("args", [["--size", "65x64"], ["--steps", "0"], ["--scheduler", "Nope"]])
+def test_render_mistakes(args: list[str], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["render", "a cat", "--model", "tiny-sd", "--out", str(tmp_path), *args])
+    assert result.exit_code != 0
+
+
+def test_model_info_and_schedulers() -> None:
+    info = json.loads(runner.invoke(app, ["model", "info", "tiny-sd", "--format", "json"]).stdout)
+    assert info["family"] == "sd1"
+    assert {c["name"] for c in info["components"]} >= {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}
+    schedulers = json.loads(runner.invoke(app, ["model", "schedulers", "tiny-sd", "--format", "json"]).stdout)
+    labels = {s["label"] for s in schedulers}
+    assert {"Euler a", "DPM++ 2M Karras", "DDIM"} <= labels
+    assert "DPM++ 2M Karras" in runner.invoke(app, ["model", "schedulers", "tiny-sd"]).stdout
+
+
+def test_score_without_prompt_or_metadata_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "plain.png"
+    Image.new("RGB", (32, 32)).save(path)
+    result = runner.invoke(app, ["score", str(path), "--model", "tiny-clip"])
+    assert result.exit_code != 0
+    assert "plain.png" in str(result.exception)
