@@ -40,14 +40,14 @@ def _effects(effects) -> None:  # type: ignore[no-untyped-def]
     table = pd.DataFrame([asdict(e) for e in effects])
     table["effect"] = [f"{e.axis} = {e.level if e.level != '' else '(none)'} vs {e.reference if e.reference != '' else '(none)'}" for e in effects]
     table["significant"] = table["significant"].map({True: "significant", False: "not significant"})
-    base = alt.Chart(table).encode(y=alt.Y("effect:N", sort="-x", title=None))
-    bars = base.mark_bar().encode(
+    base = alt.Chart(table).encode(y=alt.Y("effect:N", sort="-x", title=None, axis=alt.Axis(labelLimit=400)))
+    bars = base.mark_bar(size=22).encode(
         x=alt.X("mean_diff:Q", title="mean score difference (paired by seed)"),
         color=alt.Color("significant:N", scale=alt.Scale(domain=["significant", "not significant"], range=["#2a9d8f", "#b0b0b0"])),
         tooltip=["effect", "mean_diff", "ci_low", "ci_high", "win_rate", "n_seeds", "p_holm", "seeds_needed"],
     )
     whiskers = base.mark_rule(color="black").encode(x="ci_low:Q", x2="ci_high:Q")
-    st.altair_chart((bars + whiskers).properties(height=28 * len(table) + 40), width="stretch")
+    st.altair_chart((bars + whiskers).properties(height=max(120, 40 * len(table))), width="stretch")
     with st.expander("Effects as text"):
         for effect in effects:
             st.text(format_effect(effect))
@@ -60,10 +60,10 @@ def _distributions(frame: pd.DataFrame) -> None:
         st.caption("No scored runs.")
         return
     chart = alt.Chart(scored).mark_boxplot(extent="min-max").encode(
-        x=alt.X("score:Q", scale=alt.Scale(zero=False)), y=alt.Y("label:N", title=None)
+        x=alt.X("score:Q", scale=alt.Scale(zero=False)), y=alt.Y("label:N", title=None, axis=alt.Axis(labelLimit=400))
     )
     points = alt.Chart(scored).mark_circle(size=30, opacity=0.6).encode(x="score:Q", y="label:N", tooltip=["label", "seed", "score"])
-    st.altair_chart((chart + points).properties(height=30 * scored["label"].nunique() + 40), width="stretch")
+    st.altair_chart((chart + points).properties(height=max(150, 50 * scored["label"].nunique())), width="stretch")
 
 
 def _best(best) -> None:  # type: ignore[no-untyped-def]
