@@ -487,6 +487,19 @@ def _image_prompt(path: Path) -> str:
     return convert(meta.parameters.prompt, syntax, "plain")
 
 
+@app.command()
+def dashboard(
+    port: int = typer.Option(8501, "--port", help="Port to serve on."),
+    address: str = typer.Option("127.0.0.1", "--address", help="Address to bind; localhost unless you open it up."),
+) -> None:
+    """Open the Streamlit dashboard (the same as `streamlit run app.py`)."""
+    import subprocess
+
+    from promptlab.dashboard import dashboard_command
+
+    raise typer.Exit(subprocess.call(dashboard_command(port, address)))
+
+
 def main() -> None:
     """Console entry point: promptlab's errors become one red line and exit code 1."""
     try:
