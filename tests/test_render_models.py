@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,15 @@ EXPECTED_FAMILY = {
     "tiny-sdxl-inpaint": "sdxl",
     "tiny-sd2-depth": "sd2",
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    # Profiled: on the shared 2-core test machine two intra-op threads contend and run ~2x slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _sha(path: Path) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import torch
 from diffusers import EulerDiscreteScheduler, PNDMScheduler
 
 from promptlab.errors import RenderError
@@ -18,6 +20,15 @@ ALL_NAMES = sorted({c.name for c in scheduler_choices(_SD_SCHEDULER, include_una
 # diffusers' schedulers trip numpy 2 deprecation notices thousands of times per render.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 _NEEDS = {"LMSDiscreteScheduler": "scipy", "DPMSolverSDEScheduler": "torchsde"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    # Profiled: on the shared 2-core test machine two intra-op threads contend and run ~2x slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _missing(class_name: str) -> str | None:
