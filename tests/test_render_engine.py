@@ -116,7 +116,7 @@ def test_image_tasks_record_input_hashes_and_size(inputs: dict[str, str]) -> Non
     recorded = {f.role: f.sha256 for f in result.setup.inputs}
     assert recorded["image"] == hashlib.sha256(Path(inputs["image"]).read_bytes()).hexdigest()
     assert set(recorded) == {"image", "mask_image"}
-    assert (result.setup.width, result.setup.height, result.setup.params.strength) == (64, 64, 0.5)
+    assert (result.setup.params.width, result.setup.params.height, result.setup.params.strength) == (64, 64, 0.5)
 
 
 def test_image_task_resizes_to_requested_size(inputs: dict[str, str]) -> None:
@@ -248,7 +248,7 @@ def test_errors_surface_before_the_first_batch() -> None:
 
 def test_default_size_is_the_model_default() -> None:
     result = render([RenderItem("x", 1)], RenderParams(num_inference_steps=1), "tiny-sdxl")
-    assert (result.setup.width, result.setup.height) == (64, 64)
+    assert (result.setup.params.width, result.setup.params.height) == (64, 64)
     assert result.images[0].image.size == (64, 64)
 
 

@@ -31,7 +31,6 @@ from promptlab.render.params import RenderItem, RenderParams, check_seed
 from promptlab.render.schedulers import SchedulerChoice, build_scheduler, class_scheduler_name, find_scheduler
 
 if TYPE_CHECKING:
-    from diffusers import SchedulerMixin
     from PIL import Image
 
 _VERSIONED = ("torch", "diffusers", "transformers", "compel", "promptlab")
@@ -94,7 +93,10 @@ class InputFile:
 
 @dataclass(frozen=True)
 class RenderSetup:
-    """Everything shared by a render's images: enough to render them again."""
+    """Everything shared by a render's images: enough to render them again.
+
+    ``params`` are the parameters as rendered: ``width``/``height`` always filled in.
+    """
 
     model: ModelSource
     vae: ModelSource | None
@@ -104,8 +106,6 @@ class RenderSetup:
     dtype: str
     device: str
     params: RenderParams
-    width: int
-    height: int
     scheduler: SchedulerUsed
     inputs: tuple[InputFile, ...]
     versions: Mapping[str, str]
@@ -207,6 +207,18 @@ def _task_kwargs(task: str, images: InputImages | None, count: int, width: int, 
     return kwargs
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A checked render: the setup to record plus what each batch needs to run."""
+
+    setup: RenderSetup
+    loaded: LoadedModel
+    choice: SchedulerChoice
+    images: InputImages | None
+    width: int
+    height: int
+
+
 def render_batches(
     items: Sequence[RenderItem],
     params: RenderParams,
@@ -245,15 +257,15 @@ def render_batches(
         task=params.task,
         dtype=loaded.dtype,
         device=loaded.device,
-        params=params,
-        width=width,
-        height=height,
+        # The size as rendered, so the record replays exactly even where the model chose it.
+        params=dataclasses.replace(params, width=width, height=height),
         scheduler=SchedulerUsed(choice.name, choice.label, choice.class_name, _json_safe(dict(scheduler.config))),
         inputs=files,
         versions=library_versions(),
         load_seconds=loaded.load_seconds,
     )
-    return _run(items, setup, loaded, choice, images, batch_size, progress)
+    plan = _Plan(setup, loaded, choice, images, width, height)
+    return _run(items, plan, batch_size, progress)
 
 
 def _is_positive_int(value: object) -> bool:
@@ -261,25 +273,19 @@ def _is_positive_int(value: object) -> bool:
 
 
 def _run(
-    items: list[RenderItem],
-    setup: RenderSetup,
-    loaded: LoadedModel,
-    choice: SchedulerChoice,
-    images: InputImages | None,
-    batch_size: int,
-    progress: ProgressCallback | None,
+    items: list[RenderItem], plan: _Plan, batch_size: int, progress: ProgressCallback | None
 ) -> Iterator[RenderResult]:
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     done = 0
     for number, batch in enumerate(batches):
         started = time.perf_counter()
-        rendered = _render_batch(batch, done, setup, loaded, build_scheduler(choice, loaded.scheduler_config),
-                                 images, _step_reporter(progress, number, len(batches), done, len(items)))
+        on_step_end = _step_reporter(progress, number, len(batches), done, len(items))
+        rendered = _render_batch(batch, done, plan, on_step_end)
         done += len(batch)
         if progress is not None:
-            steps = getattr(loaded.pipe, "num_timesteps", setup.params.num_inference_steps)
+            steps = getattr(plan.loaded.pipe, "num_timesteps", plan.setup.params.num_inference_steps)
             progress(RenderProgress(number + 1, len(batches), steps, steps, done, len(items)))
-        yield RenderResult(setup=setup, images=rendered, batch_seconds=[time.perf_counter() - started])
+        yield RenderResult(setup=plan.setup, images=rendered, batch_seconds=[time.perf_counter() - started])
 
 
 def _step_reporter(
@@ -297,22 +303,18 @@ def _step_reporter(
 
 
 def _render_batch(
-    batch: list[RenderItem],
-    first_index: int,
-    setup: RenderSetup,
-    loaded: LoadedModel,
-    scheduler: SchedulerMixin,
-    images: InputImages | None,
-    on_step_end: Callable[..., dict[str, Any]] | None,
+    batch: list[RenderItem], first_index: int, plan: _Plan, on_step_end: Callable[..., dict[str, Any]] | None
 ) -> list[RenderedImage]:
     import torch
 
-    params = setup.params
-    pipe = loaded.pipe
-    pipe.scheduler = scheduler
+    params = plan.setup.params
+    pipe = plan.loaded.pipe
+    # A fresh scheduler per batch, from the model's config: no state carries between batches.
+    pipe.scheduler = build_scheduler(plan.choice, plan.loaded.scheduler_config)
     negatives = [params.negative_prompt if item.negative_prompt is None else item.negative_prompt for item in batch]
-    conditioning = encode_prompts(pipe, loaded.family, [item.prompt for item in batch], negatives, params.long_prompt)
-    generators = [torch.Generator("cpu").manual_seed(check_seed(item.seed)) for item in batch]
+    prompts = [item.prompt for item in batch]
+    conditioning = encode_prompts(pipe, plan.loaded.family, prompts, negatives, params.long_prompt)
+    generators = [torch.Generator("cpu").manual_seed(item.seed) for item in batch]
     with warnings.catch_warnings():
         # depth2img opens a CPU autocast context that torch declines for float32; harmless.
         warnings.filterwarnings("ignore", message=".*CPU [Aa]utocast.*")
@@ -323,7 +325,7 @@ def _render_batch(
             output_type="pil",
             callback_on_step_end=on_step_end,
             **({"strength": params.strength} if params.task != "txt2img" else {}),
-            **_task_kwargs(params.task, images, len(batch), setup.width, setup.height),
+            **_task_kwargs(params.task, plan.images, len(batch), plan.width, plan.height),
             **conditioning.pipeline_kwargs(),
         )
     return [
