@@ -276,9 +276,26 @@ def test_vae_swap_from_folder_and_builtin() -> None:
     assert from_builtin.pipe.vae.config.scaling_factor == pytest.approx(0.13025)
 
 
-def test_bad_vae_is_named(tmp_path: Path) -> None:
+def test_bad_vae_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ModelError, match="vae './missing-vae'"):
         load_model(ModelSpec("tiny-sd", vae="./missing-vae"))
     (tmp_path / "config.json").write_text('{"_class_name": "UNet2DModel"}')
     with pytest.raises(ModelError, match="cannot be loaded as an AutoencoderKL"):
         load_model(ModelSpec("tiny-sd", vae=str(tmp_path)))
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "vae.safetensors"))
+    with pytest.raises(ModelError, match=r"vae '.*vae\.safetensors' cannot be loaded.*use a VAE folder"):
+        load_model(ModelSpec("tiny-sd", vae=str(tmp_path / "vae.safetensors")))
+
+
+def test_sd_checkpoint_file_offline_names_the_missing_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "sd15-finetune.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}, str(path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"sd15-finetune\.safetensors' cannot be loaded with from_single_file.*local diffusers folder"):
+        load_model(str(path))
+    assert models.resolve_model(str(path)).sha256 == _sha(path)

@@ -323,7 +323,7 @@ def _load_vae(spec: str, torch_dtype: Any) -> tuple[AutoencoderKL, ModelSource]:
     try:
         with _quiet_loading():
             if source.kind == "file":
-                vae = AutoencoderKL.from_single_file(source.location, dtype=torch_dtype)
+                vae = AutoencoderKL.from_single_file(source.location, dtype=torch_dtype, local_files_only=local_only)
             elif source.kind != "hub" and (Path(source.location) / "model_index.json").is_file():
                 # A whole pipeline folder (or built-in model) lends its VAE.
                 vae = AutoencoderKL.from_pretrained(source.location, subfolder="vae", dtype=torch_dtype)
@@ -332,7 +332,13 @@ def _load_vae(spec: str, torch_dtype: Any) -> tuple[AutoencoderKL, ModelSource]:
     except (OSError, ValueError) as error:
         if source.kind == "hub":
             raise _hub_failure(source, error, what="vae") from error
-        raise ModelError(f"vae {spec!r} cannot be loaded as an AutoencoderKL: {error}") from error
+        hint = (
+            "; diffusers reads a matching VAE config from the hub for single files, so with no network "
+            "use a VAE folder (config.json + weights) instead"
+            if source.kind == "file"
+            else ""
+        )
+        raise ModelError(f"vae {spec!r} cannot be loaded as an AutoencoderKL: {error}{hint}") from error
     if source.kind == "hub":
         source = ModelSource(source.model, "hub", source.location, revision=_hub_revision(source.location))
     return vae, source
