@@ -1,0 +1,668 @@
+"""Prompts made elsewhere, brought in: image metadata, A1111 styles.csv and Fooocus style files.
+
+What ``promptlab import`` calls::
+
+    batch = import_paths([Path("00012-1234.png"), Path("styles.csv")])
+    batch.prompts[0].prompt          # compel syntax, ready to render again
+    batch.prompts[0].to_dict()       # what --format json prints
+    store_imported(store, batch.prompts[0])             # a run of the experiment "imported"
+    save_styles_as_vocab(batch.styles, Path("my-vocab"))  # presets + templates for the builder
+
+The choices, and why:
+
+1. Images are read by ``metadata.read_image_metadata`` (A1111 ``parameters``, ComfyUI
+   ``prompt`` graph, InvokeAI ``invokeai_metadata``/``sd-metadata``, promptlab's own chunk);
+   its ``ImportMetadataError`` names the file. Prompts become compel syntax: A1111's with
+   ``prompt.convert``; ComfyUI's the same way after escaping ``[`` ``]`` (ComfyUI reads them
+   as text, A1111 as a down-weight); InvokeAI's are compel already and are normalised;
+   promptlab's come from its own record. A prompt the model cannot hold (A1111's ``BREAK``)
+   raises ``ImportMetadataError`` naming the file.
+2. ``scheduler`` is an A1111 sampler name, which promptlab's renderer resolves. ComfyUI's
+   ``sampler_name`` + ``scheduler`` and InvokeAI's scheduler map through the tables below;
+   A1111 1.9+'s ``Sampler`` + ``Schedule type`` join into the older single name
+   ("DPM++ 2M" + "Karras" -> "DPM++ 2M Karras"). A choice with no A1111 name (ComfyUI's
+   ``exponential`` schedule, ``lcm``) leaves ``scheduler`` unset and says so in ``notes``;
+   the source's own names stay in ``source_sampler``/``source_scheduler``. promptlab's own
+   images keep the scheduler name they were rendered with.
+3. ``clip_skip`` counts as diffusers does (layers skipped: A1111's "Clip skip: 2" is 1).
+4. ``store_imported`` records an image as a run of the experiment ``imported``: PNG bytes as
+   they are (metadata intact); a JPEG/WebP is stored as PNG carrying its text chunks. Each
+   image is its own variant (``experiment.variant_key`` of its prompt, parameters and image
+   hash: LoRAs or hires passes made elsewhere are not all in the metadata), so importing it
+   again finds its run; an unknown seed is stored as -1 (A1111's "random"); no score is recorded. The run is txt2img: a denoising
+   strength does not tell img2img from a hires-fix pass, so it is kept as ``source_strength``.
+5. Style files are read as their tools read them: ``styles.csv`` with ``utf-8-sig`` and
+   ``csv.DictReader(skipinitialspace=True)``, rows whose name starts with ``#`` skipped, the
+   old ``text`` column for ``prompt``; a Fooocus file is a JSON list of ``{name, prompt,
+   negative_prompt}``. A name given twice keeps the later style, as both tools do.
+6. ``save_styles_as_vocab`` adds each style's negative prompt as a preset to
+   ``<vocab_dir>/negative.toml`` (what ``vocab.load_vocab`` reads) and its prompt template to
+   ``<vocab_dir>/templates/styles.toml``: the loader reads every top-level ``*.toml`` other
+   than ``negative.toml`` and ``subjects.toml`` as a category, so the templates live one
+   folder down, where ``load_styles`` reads them. Names become preset names (lowercase,
+   ``-``); a name already taken raises ``VocabError`` rather than overwrite it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from promptlab.errors import ImportMetadataError, PromptSyntaxError, VocabError
+from promptlab.metadata import ImageMetadata, Source, read_image_metadata
+from promptlab.prompt import Prompt, convert, parse_compel
+from promptlab.vocab import NAME_RE, NEGATIVE_FILE
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from promptlab.store import Run, Store
+
+IMPORT_EXPERIMENT = "imported"
+UNKNOWN_SEED = -1
+STYLES_FILE = Path("templates") / "styles.toml"
+STYLE_PLACEHOLDER = "{prompt}"
+StyleSource = Literal["a1111", "fooocus", "promptlab"]
+# File suffixes read as style files; anything else is read as an image.
+STYLE_SUFFIXES: dict[str, StyleSource] = {".csv": "a1111", ".json": "fooocus"}
+
+# A1111 sampler -> its Karras-schedule twin, where A1111 had one (before 1.9 they were one name).
+A1111_KARRAS: dict[str, str] = {
+    "LMS": "LMS Karras",
+    "DPM2": "DPM2 Karras",
+    "DPM2 a": "DPM2 a Karras",
+    "DPM++ 2S a": "DPM++ 2S a Karras",
+    "DPM++ 2M": "DPM++ 2M Karras",
+    "DPM++ SDE": "DPM++ SDE Karras",
+    "DPM++ 2M SDE": "DPM++ 2M SDE Karras",
+}
+# A1111 1.9+ "Schedule type" values that leave the sampler's own name unchanged.
+A1111_DEFAULT_SCHEDULES = ("Automatic",)
+# ComfyUI KSampler ``sampler_name`` -> A1111 sampler (k-diffusion's names, which both tools wrap).
+COMFYUI_SAMPLERS: dict[str, str] = {
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "heun": "Heun",
+    "lms": "LMS",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "dpmpp_2s_ancestral": "DPM++ 2S a",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde_gpu": "DPM++ SDE",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
+    "ddim": "DDIM",
+    "uni_pc": "UniPC",
+    "deis": "DEIS",
+}
+# ComfyUI ``scheduler`` values A1111 has: "normal" is the sampler's plain schedule, "karras" its twin.
+COMFYUI_PLAIN_SCHEDULES = ("normal",)
+COMFYUI_KARRAS_SCHEDULES = ("karras",)
+# InvokeAI's scheduler names (3.x+, and 2.x's ``k_`` names) -> A1111 sampler.
+INVOKEAI_SCHEDULERS: dict[str, str] = {
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "heun": "Heun",
+    "lms": "LMS",
+    "lms_k": "LMS Karras",
+    "kdpm_2": "DPM2",
+    "kdpm_2_a": "DPM2 a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_k": "DPM++ 2M Karras",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_k": "DPM++ 2M SDE Karras",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde_k": "DPM++ SDE Karras",
+    "ddim": "DDIM",
+    "pndm": "PNDM",
+    "unipc": "UniPC",
+    "deis": "DEIS",
+    "k_euler": "Euler",
+    "k_euler_a": "Euler a",
+    "k_heun": "Heun",
+    "k_lms": "LMS",
+    "k_dpm_2": "DPM2",
+    "k_dpm_2_a": "DPM2 a",
+    "k_dpmpp_2": "DPM++ 2M",
+    "k_dpmpp_2_a": "DPM++ 2S a",
+}
+_LORA_TAG = re.compile(r"<(?:lora|lyco|hypernet):", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ImportedPrompt:
+    """A prompt and its generation parameters read from an image, in diffusers' names, ready to render again.
+
+    ``prompt`` and ``negative_prompt`` are compel syntax; ``source_prompt`` and
+    ``source_negative_prompt`` keep the text as the tool wrote it. ``notes`` says what could
+    not be carried over.
+    """
+
+    file: Path
+    source: Source
+    prompt: str
+    negative_prompt: str = ""
+    seed: int | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    scheduler: str | None = None
+    width: int | None = None
+    height: int | None = None
+    model: str | None = None
+    strength: float | None = None
+    clip_skip: int | None = None
+    source_prompt: str = ""
+    source_negative_prompt: str = ""
+    source_sampler: str | None = None
+    source_scheduler: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_prompt(self) -> Prompt:
+        """The positive prompt as promptlab's prompt model, its negative as free text."""
+        parsed = parse_compel(self.prompt)
+        return Prompt(parsed.subject, parsed.terms, negative=self.negative_prompt)
+
+    def generation_params(self) -> dict[str, Any]:
+        """The known txt2img parameters, in diffusers' names (what a render request and a run take).
+
+        ``strength`` is left out: A1111 writes a denoising strength for img2img and for its
+        hires-fix pass alike, and ComfyUI's ``denoise`` is 1.0 on txt2img, so it does not say
+        the image was an img2img render.
+        """
+        params = {
+            "num_inference_steps": self.num_inference_steps,
+            "guidance_scale": self.guidance_scale,
+            "scheduler": self.scheduler,
+            "width": self.width,
+            "height": self.height,
+            "clip_skip": self.clip_skip,
+        }
+        return {key: value for key, value in params.items() if value is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, in diffusers' names plus A1111's (``steps``, ``cfg_scale``, ``sampler``) for people who know those."""
+        return {
+            "file": str(self.file),
+            "source": self.source,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "seed": self.seed,
+            "num_inference_steps": self.num_inference_steps,
+            "steps": self.num_inference_steps,
+            "guidance_scale": self.guidance_scale,
+            "cfg_scale": self.guidance_scale,
+            "scheduler": self.scheduler,
+            "sampler": self.scheduler,
+            "width": self.width,
+            "height": self.height,
+            "model": self.model,
+            "strength": self.strength,
+            "clip_skip": self.clip_skip,
+            "source_prompt": self.source_prompt,
+            "source_negative_prompt": self.source_negative_prompt,
+            "source_sampler": self.source_sampler,
+            "source_scheduler": self.source_scheduler,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Style:
+    """A style from A1111 or Fooocus: a prompt template (``{prompt}`` marks where the user's prompt goes) and a negative prompt.
+
+    ``prompt`` and ``negative_prompt`` are as the tool wrote them, in A1111 syntax.
+    """
+
+    name: str
+    prompt: str
+    negative_prompt: str
+    source: StyleSource
+    file: Path | None = None
+
+    @property
+    def key(self) -> str:
+        """The name as a vocabulary preset name: lowercase letters, digits, ``-``."""
+        return style_key(self.name)
+
+    def apply(self, prompt: str) -> str:
+        """``prompt`` with this style, as A1111 applies one: into ``{prompt}``, else appended after a comma."""
+        return _merge(self.prompt, prompt)
+
+    def apply_negative(self, negative_prompt: str) -> str:
+        """``negative_prompt`` with this style's negative, by the same rule."""
+        return _merge(self.negative_prompt, negative_prompt)
+
+    def compel_prompt(self) -> str:
+        """The template in compel syntax (``{prompt}`` kept), for promptlab's builder."""
+        return self._compel(self.prompt, "prompt")
+
+    def compel_negative_prompt(self) -> str:
+        """The negative prompt in compel syntax."""
+        return self._compel(self.negative_prompt, "negative_prompt")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "source": self.source,
+            "file": None if self.file is None else str(self.file),
+        }
+
+    def _compel(self, text: str, what: str) -> str:
+        if not text.strip():
+            return ""
+        try:
+            return convert(text, "a1111", "compel")
+        except PromptSyntaxError as error:
+            where = f"{self.file}: " if self.file is not None else ""
+            raise ImportMetadataError(f"{where}style {self.name!r}: its {what} {text!r} cannot be read: {error}") from error
+
+
+@dataclass(frozen=True)
+class ImportBatch:
+    """What ``import_paths`` read: prompts from images, styles from style files, in argument order."""
+
+    prompts: list[ImportedPrompt] = field(default_factory=list)
+    styles: list[Style] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prompts": [p.to_dict() for p in self.prompts], "styles": [s.to_dict() for s in self.styles]}
+
+
+@dataclass(frozen=True)
+class SavedStyles:
+    """What ``save_styles_as_vocab`` wrote: the files (None when nothing went there) and the names added."""
+
+    negative_file: Path | None
+    styles_file: Path | None
+    presets: list[str]
+    templates: list[str]
+
+
+# 1. Images.
+
+
+def import_image(path: Path) -> ImportedPrompt:
+    """The prompt and parameters in an image's metadata; ``ImportMetadataError`` naming the file if there are none."""
+    path = Path(path)
+    return imported_prompt(read_image_metadata(path))
+
+
+def imported_prompt(meta: ImageMetadata) -> ImportedPrompt:
+    """``meta`` (from ``metadata.read_image_metadata``) as a prompt promptlab can render again."""
+    params = meta.parameters
+    notes: list[str] = []
+    record = meta.promptlab_record or {}
+    # 1. prompts in compel syntax
+    if params.source == "promptlab" and isinstance(record.get("prompt"), str):
+        prompt = record["prompt"]
+        negative = record.get("negative_prompt", params.negative_prompt)
+        negative = negative if isinstance(negative, str) else params.negative_prompt
+    else:
+        prompt = _to_compel(params.prompt, params.source, meta.path, "prompt")
+        negative = _to_compel(params.negative_prompt, params.source, meta.path, "negative prompt")
+    if _LORA_TAG.search(params.prompt) or _LORA_TAG.search(params.negative_prompt):
+        notes.append("the prompt holds LoRA/LyCORIS/hypernetwork tags (<lora:...>); they stay as text, promptlab does not load them")
+    # 2. the sampler as an A1111 name
+    scheduler, note = _scheduler(params.source, params.sampler, params.scheduler, record)
+    if note:
+        notes.append(note)
+    # 3. the rest, in diffusers' names
+    model = params.model
+    if params.source == "promptlab" and isinstance(record.get("model"), str):
+        model = record["model"]
+    return ImportedPrompt(
+        file=meta.path,
+        source=params.source,
+        prompt=prompt,
+        negative_prompt=negative,
+        seed=params.seed,
+        num_inference_steps=params.steps,
+        guidance_scale=params.cfg_scale,
+        scheduler=scheduler,
+        width=params.width,
+        height=params.height,
+        model=model,
+        strength=params.denoising_strength,
+        clip_skip=params.clip_skip - 1 if params.clip_skip is not None else None,
+        source_prompt=params.prompt,
+        source_negative_prompt=params.negative_prompt,
+        source_sampler=params.sampler,
+        source_scheduler=params.scheduler,
+        notes=tuple(notes),
+    )
+
+
+def _to_compel(text: str, source: Source, path: Path, what: str) -> str:
+    if not text.strip():
+        return ""
+    try:
+        if source == "invokeai":
+            return convert(text, "compel", "compel")
+        if source == "comfyui":
+            # ComfyUI weighs only round brackets; its square brackets are text
+            return convert(re.sub(r"(?<!\\)([\[\]])", r"\\\1", text), "a1111", "compel")
+        return convert(text, "a1111", "compel")
+    except PromptSyntaxError as error:
+        syntax = "compel" if source == "invokeai" else "A1111"
+        raise ImportMetadataError(f"{path}: {source} {what} {text!r} cannot be read as {syntax} syntax: {error}") from error
+
+
+def _scheduler(source: Source, sampler: str | None, schedule: str | None, record: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The A1111 sampler name for the source's sampler (and schedule), and a note when there is none."""
+    if source == "promptlab":
+        recorded = record.get("params", {}).get("scheduler") if isinstance(record.get("params"), dict) else None
+        return (recorded if isinstance(recorded, str) else sampler), None
+    if sampler is None:
+        return None, None
+    if source == "comfyui":
+        base = COMFYUI_SAMPLERS.get(sampler)
+        if base is not None and (schedule in COMFYUI_PLAIN_SCHEDULES or (sampler == "ddim" and schedule == "ddim_uniform")):
+            return base, None
+        if base is not None and schedule in COMFYUI_KARRAS_SCHEDULES and base in A1111_KARRAS:
+            return A1111_KARRAS[base], None
+        return None, f"ComfyUI sampler {sampler!r} with scheduler {schedule!r} has no A1111 sampler name; scheduler left unset"
+    if source == "invokeai":
+        name = INVOKEAI_SCHEDULERS.get(sampler)
+        if name is None:
+            return None, f"InvokeAI scheduler {sampler!r} has no A1111 sampler name; scheduler left unset"
+        return name, None
+    if schedule is None or schedule in A1111_DEFAULT_SCHEDULES:
+        return sampler, None
+    if schedule == "Karras" and sampler in A1111_KARRAS:
+        return A1111_KARRAS[sampler], None
+    return None, f"A1111 sampler {sampler!r} with schedule type {schedule!r} has no single A1111 sampler name; scheduler left unset"
+
+
+# 2. Style files.
+
+
+def import_styles(path: Path) -> list[Style]:
+    """The styles in an A1111 ``styles.csv`` (``.csv``) or a Fooocus style file (``.json``), in file order."""
+    path = Path(path)
+    kind = STYLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ImportMetadataError(
+            f"{path}: not a style file; promptlab reads A1111 styles.csv (.csv) and Fooocus styles (.json)"
+        )
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ImportMetadataError(f"{path}: no such file") from None
+    except OSError as error:
+        raise ImportMetadataError(f"{path}: cannot be read ({error.strerror or error})") from error
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ImportMetadataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    styles = _a1111_styles(text, path) if kind == "a1111" else _fooocus_styles(text, path)
+    # a name given twice keeps its first place and its last definition, as a dict does in both tools
+    by_name: dict[str, Style] = {}
+    for style in styles:
+        by_name[style.name] = style
+    return list(by_name.values())
+
+
+def _a1111_styles(text: str, path: Path) -> list[Style]:
+    reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)
+    fields = reader.fieldnames or []
+    if "name" not in fields or not ({"prompt", "text"} & set(fields)):
+        raise ImportMetadataError(
+            f"{path}: A1111 styles.csv needs the columns name,prompt,negative_prompt (or the old name,text); "
+            f"its header is {','.join(fields) or 'empty'}"
+        )
+    styles = []
+    for row in reader:
+        name = row.get("name") or ""
+        if not name or name.startswith("#"):
+            continue
+        prompt = row.get("prompt") if "prompt" in fields else row.get("text")
+        styles.append(Style(name, prompt or "", row.get("negative_prompt") or "", "a1111", path))
+    return styles
+
+
+def _fooocus_styles(text: str, path: Path) -> list[Style]:
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise ImportMetadataError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(data, list):
+        raise ImportMetadataError(f"{path}: a Fooocus style file is a JSON list of {{name, prompt, negative_prompt}}, got {type(data).__name__}")
+    styles = []
+    for index, entry in enumerate(data):
+        where = f"{path}: entry {index + 1}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
+            raise ImportMetadataError(f"{where} is {entry!r}; expected an object with a non-empty \"name\"")
+        values = {}
+        for key in ("prompt", "negative_prompt"):
+            value = entry.get(key, "")
+            if not isinstance(value, str):
+                raise ImportMetadataError(f"{where} ({entry['name']!r}): {key!r} is {value!r}; expected text")
+            values[key] = value
+        styles.append(Style(entry["name"], values["prompt"], values["negative_prompt"], "fooocus", path))
+    return styles
+
+
+def style_key(name: str) -> str:
+    """A style name as a vocabulary name: ``"Cinematic Photo"`` -> ``cinematic-photo``; a name with no letters gets a hash."""
+    key = re.sub(r"[^a-z0-9]+", "-", name.casefold()).strip("-")
+    if not key:
+        return "style-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return key if key[0].isalpha() else f"style-{key}"
+
+
+def _merge(style_text: str, text: str) -> str:
+    # modules/styles.py merge_prompts
+    if STYLE_PLACEHOLDER in style_text:
+        return style_text.replace(STYLE_PLACEHOLDER, text)
+    return ", ".join(part for part in (text.strip(), style_text.strip()) if part)
+
+
+def save_styles_as_vocab(styles: Sequence[Style], vocab_dir: Path) -> SavedStyles:
+    """Add the styles' negative prompts as presets and their templates to ``vocab_dir`` (see point 6).
+
+    Both files are appended to, their comments kept. Raises ``VocabError`` before writing
+    anything if two styles share a key or a key is already in the file.
+    """
+    vocab_dir = Path(vocab_dir)
+    # 1. names and texts, all checked before anything is written
+    seen: dict[str, str] = {}
+    for style in styles:
+        if not NAME_RE.fullmatch(style.key):
+            raise VocabError(f"style {style.name!r}: key {style.key!r} is not a valid vocabulary name")
+        if style.key in seen:
+            raise VocabError(f"styles {seen[style.key]!r} and {style.name!r} both become the name {style.key!r}; rename one")
+        seen[style.key] = style.name
+    presets = [(style, style.compel_negative_prompt()) for style in styles if style.negative_prompt.strip()]
+    templates = [(style, style.compel_prompt()) for style in styles if style.prompt.strip()]
+    negative_file = vocab_dir / NEGATIVE_FILE
+    styles_file = vocab_dir / STYLES_FILE
+    _check_free(negative_file, [style.key for style, _ in presets])
+    _check_free(styles_file, [style.key for style, _ in templates])
+    # 2. the tables
+    preset_text = "".join(
+        f"\n[{style.key}]\n"
+        f"description = {_toml_string(_described(style))}\n"
+        f"text = {_toml_string(text)}\n"
+        for style, text in presets
+    )
+    template_text = "".join(
+        f"\n[{style.key}]\n"
+        f"name = {_toml_string(style.name)}\n"
+        f"prompt = {_toml_string(style.prompt)}\n"
+        f"prompt_compel = {_toml_string(compel)}\n"
+        f"negative_prompt = {_toml_string(style.negative_prompt)}\n"
+        + (f"negative_preset = {_toml_string(style.key)}\n" if style.negative_prompt.strip() else "")
+        + f"source = {_toml_string(style.source)}\n"
+        for style, compel in templates
+    )
+    # 3. append
+    if presets:
+        _append(negative_file, preset_text, "# Negative-prompt presets imported from style files.\n")
+    if templates:
+        _append(styles_file, template_text, "# Prompt templates imported from style files; {prompt} marks the user's prompt.\n")
+    return SavedStyles(
+        negative_file=negative_file if presets else None,
+        styles_file=styles_file if templates else None,
+        presets=[style.key for style, _ in presets],
+        templates=[style.key for style, _ in templates],
+    )
+
+
+def load_styles(vocab_dir: Path) -> list[Style]:
+    """The prompt templates ``save_styles_as_vocab`` wrote to ``<vocab_dir>/templates/styles.toml``; none if absent."""
+    path = Path(vocab_dir) / STYLES_FILE
+    if not path.is_file():
+        return []
+    data = _read_toml(path)
+    styles = []
+    for key, table in data.items():
+        if not isinstance(table, dict) or not isinstance(table.get("prompt"), str):
+            raise VocabError(f"{path}: [{key}] must be a table with prompt = \"...\"")
+        styles.append(
+            Style(
+                name=str(table.get("name", key)),
+                prompt=table["prompt"],
+                negative_prompt=str(table.get("negative_prompt", "")),
+                source="promptlab",
+                file=path,
+            )
+        )
+    return styles
+
+
+def _described(style: Style) -> str:
+    origin = {"a1111": "A1111", "fooocus": "Fooocus", "promptlab": "promptlab"}[style.source]
+    where = f" ({style.file.name})" if style.file is not None else ""
+    return f"Imported from {origin} style {style.name!r}{where}"
+
+
+def _check_free(path: Path, keys: Iterable[str]) -> None:
+    keys = list(keys)
+    if not keys or not path.is_file():
+        return
+    taken = [key for key in keys if key in _read_toml(path)]
+    if taken:
+        raise VocabError(f"{path}: already has {', '.join(taken)}; remove those tables or rename the styles first")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise VocabError(f"{path}: cannot be read as TOML ({error})") from error
+
+
+def _append(path: Path, text: str, header: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.read_text(encoding="utf-8") if path.is_file() else header
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(existing + text, encoding="utf-8")
+    partial.replace(path)
+
+
+def _toml_string(text: str) -> str:
+    # a JSON string is a TOML basic string: same escapes, and json never writes TOML's invalid ones
+    return json.dumps(text, ensure_ascii=False)
+
+
+# 3. Many files at once, and the store.
+
+
+def import_paths(paths: Iterable[Path]) -> ImportBatch:
+    """Images and style files (``STYLE_SUFFIXES``), read in order; the first file that fails raises, naming it."""
+    prompts: list[ImportedPrompt] = []
+    styles: list[Style] = []
+    for path in map(Path, paths):
+        if path.suffix.lower() in STYLE_SUFFIXES:
+            styles.extend(import_styles(path))
+        else:
+            prompts.append(import_image(path))
+    return ImportBatch(prompts=prompts, styles=styles)
+
+
+def store_imported(store: Store, imported: ImportedPrompt, image_path: Path | None = None) -> Run:
+    """Record ``imported`` and its image (``imported.file`` unless given) as a run of the experiment ``imported``.
+
+    Importing the same image again returns the run already recorded.
+    """
+    from promptlab.experiment import variant_key
+    from promptlab.store import RunRecord
+
+    image_path = Path(image_path) if image_path is not None else imported.file
+    # 1. everything that can fail on the input, before the store is touched
+    prompt = imported.to_prompt()
+    data = _png_data(image_path)
+    params = imported.generation_params()
+    source_params = {"source_strength": imported.strength} if imported.strength is not None else {}
+    model = imported.model or ""
+    seed = imported.seed if imported.seed is not None else UNKNOWN_SEED
+    # what made an image elsewhere is never fully known (LoRAs, hires passes), so each image is its own variant
+    key = variant_key(
+        prompt=prompt,
+        negative_prompt=imported.negative_prompt,
+        model=model,
+        task="txt2img",
+        params=params,
+        input_hashes={"imported_image": hashlib.sha256(data).hexdigest()},
+    )
+    # 2. the experiment and the run
+    experiment = store.get_or_create_experiment(
+        IMPORT_EXPERIMENT, {"name": IMPORT_EXPERIMENT, "description": "images read by promptlab import"}
+    )
+    assert experiment.id is not None
+    existing = store.find_run(experiment.id, key, seed)
+    if existing is not None and existing.status == "ok":
+        return existing
+    record = RunRecord(
+        experiment_id=experiment.id,
+        variant_key=key,
+        seed=seed,
+        prompt=prompt,
+        model=model,
+        negative_prompt=imported.negative_prompt,
+        params={**params, **source_params, "imported_from": imported.source, "source_file": str(image_path)},
+        label=image_path.name,
+    )
+    return store.record_run(record, data)
+
+
+def _png_data(path: Path) -> bytes:
+    """The file's bytes if it is a PNG; otherwise the image as PNG carrying the file's metadata text."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ImportMetadataError(f"{path}: cannot be read ({error.strerror or error})") from error
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data
+    chunks = read_image_metadata(path).chunks
+    info = PngInfo()
+    for key, value in chunks.items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            # the store keeps PNGs; CMYK JPEGs and the like have no PNG mode
+            picture = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            picture.save(buffer, format="PNG", pnginfo=info)
+    except (OSError, ValueError) as error:
+        raise ImportMetadataError(f"{path}: cannot be stored as PNG ({error})") from error
+    return buffer.getvalue()
