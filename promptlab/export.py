@@ -30,8 +30,9 @@ converted with ``promptlab.prompt.convert`` where a format wants A1111's. The ch
    Images of another size than the cell are fitted inside it (``ImageOps.pad``), never
    stretched.
 5. The zip holds ``best.csv`` and ``best.json`` (the ranked table), ``runs.csv`` (every run of
-   the ranked variants; of the experiment without ``top``) and ``images/`` with those runs' image files copied byte for byte,
-   so their PNG metadata stays intact; the tables name images by their path in the zip.
+   the ranked variants; of the whole experiment without ``top``) and ``images/`` with those
+   runs' image files copied byte for byte, so their PNG metadata stays intact; the tables
+   name images by their path in the zip.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ MARKDOWN_COLUMNS = (
     ("image", "best image"),
 )
 MARKDOWN_DECIMALS = 3
+NUMBER_COLUMNS = ("rank", "best_score", "mean", "ci_low", "ci_high", "n")
 # Axis names the grid accepts besides the frame's ``axis:<name>`` columns.
 GRID_PLAIN_AXES = ("seed", "subject")
 GRID_BACKGROUND = (255, 255, 255)
@@ -115,7 +117,10 @@ class ExportRow:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN becomes null."""
-        return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in asdict(self).items()}
+        return {
+            key: None if isinstance(value, float) and math.isnan(value) else value
+            for key, value in asdict(self).items()
+        }
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,8 @@ def write_best(
 
 def write_json(rows: Sequence[ExportRow], experiment: str) -> str:
     """``{"experiment": ..., "prompts": [row, ...]}``, NaN as null."""
-    return json.dumps({"experiment": experiment, "prompts": [row.to_dict() for row in rows]}, indent=2, ensure_ascii=False) + "\n"
+    data = {"experiment": experiment, "prompts": [row.to_dict() for row in rows]}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def write_csv(rows: Sequence[ExportRow], experiment: str) -> str:
@@ -180,7 +186,7 @@ def write_markdown(rows: Sequence[ExportRow], experiment: str) -> str:
     """A GitHub-flavoured Markdown table: numbers to 3 decimals, prompts as code spans."""
     lines = [
         "| " + " | ".join(title for _, title in MARKDOWN_COLUMNS) + " |",
-        "|" + "|".join("---:" if key in ("rank", "mean", "ci_low", "ci_high", "n") else "---" for key, _ in MARKDOWN_COLUMNS) + "|",
+        "|" + "|".join("---:" if key in NUMBER_COLUMNS else "---" for key, _ in MARKDOWN_COLUMNS) + "|",
     ]
     for row in rows:
         values = row.to_dict()
@@ -208,19 +214,13 @@ def write_a1111_styles(rows: Sequence[ExportRow], experiment: str) -> str:
     writer = csv.DictWriter(buffer, fieldnames=A1111_STYLE_COLUMNS)
     writer.writeheader()
     for row in rows:
-        writer.writerow(
-            {"name": _style_name(row, experiment), "prompt": style_template(row), "negative_prompt": row.negative_prompt_a1111}
-        )
+        writer.writerow(_style(row, experiment))
     return buffer.getvalue()
 
 
 def write_fooocus_styles(rows: Sequence[ExportRow], experiment: str) -> str:
     """A Fooocus style file (``sdxl_styles/*.json``): a list of ``{name, prompt, negative_prompt}``."""
-    styles = [
-        {"name": _style_name(row, experiment), "prompt": style_template(row), "negative_prompt": row.negative_prompt_a1111}
-        for row in rows
-    ]
-    return json.dumps(styles, indent=4, ensure_ascii=False) + "\n"
+    return json.dumps([_style(row, experiment) for row in rows], indent=4, ensure_ascii=False) + "\n"
 
 
 def write_compel_list(rows: Sequence[ExportRow], experiment: str) -> str:
@@ -295,7 +295,9 @@ def _to_a1111(text: str, what: str, best: BestPrompt) -> str:
     try:
         return convert(text, "compel", "a1111")
     except PromptSyntaxError as error:
-        raise ExportError(f"variant {best.label!r}: its {what} {text!r} cannot be written in A1111 syntax: {error}") from error
+        raise ExportError(
+            f"variant {best.label!r}: its {what} {text!r} cannot be written in A1111 syntax: {error}"
+        ) from error
 
 
 def _terms_without_subject(row: ExportRow) -> tuple[Any, ...]:
@@ -303,7 +305,11 @@ def _terms_without_subject(row: ExportRow) -> tuple[Any, ...]:
     parsed = parse_compel(row.prompt)
     if not row.subject.strip():
         return parsed.terms
-    subject = parse_compel(row.subject)
+    try:
+        # the subject as the prompt spells it, escapes and all
+        subject = parse_compel(Prompt(row.subject).to_compel())
+    except PromptSyntaxError as error:
+        raise ExportError(f"variant {row.label!r}: subject {row.subject!r} cannot be written in compel: {error}") from error
     lead = len(subject.terms)
     if parsed.subject == subject.subject and parsed.terms[:lead] == subject.terms:
         return parsed.terms[lead:]
@@ -313,8 +319,9 @@ def _terms_without_subject(row: ExportRow) -> tuple[Any, ...]:
     )
 
 
-def _style_name(row: ExportRow, experiment: str) -> str:
-    return f"{experiment} #{row.rank} {row.label}".strip()
+def _style(row: ExportRow, experiment: str) -> dict[str, str]:
+    name = f"{experiment} #{row.rank} {row.label}".strip()
+    return {"name": name, "prompt": style_template(row), "negative_prompt": row.negative_prompt_a1111}
 
 
 def _one_line(text: str, what: str, row: ExportRow) -> str:
@@ -524,7 +531,8 @@ def draw_grid(plan: GridPlan) -> Image.Image:
     # 2. row labels, centred beside their row
     for row, lines in enumerate(plan.y_lines):
         top = plan.header_height + row * (plan.cell_height + plan.score_height)
-        _draw_lines(draw, font, lines, (0, top, plan.label_width, top + plan.cell_height + plan.score_height), GRID_TEXT)
+        bottom = top + plan.cell_height + plan.score_height
+        _draw_lines(draw, font, lines, (0, top, plan.label_width, bottom), GRID_TEXT)
     # 3. the cells
     for cell in plan.cells:
         left, top = plan.cell_origin(cell.row, cell.column)
@@ -672,7 +680,9 @@ def _break_word(word: str, font: Any, width: int) -> list[str]:
     return [*pieces, current] if current else pieces
 
 
-def _draw_lines(draw: ImageDraw.ImageDraw, font: Any, lines: list[str], box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
+def _draw_lines(
+    draw: ImageDraw.ImageDraw, font: Any, lines: list[str], box: tuple[int, int, int, int], fill: tuple[int, int, int]
+) -> None:
     line_height = _line_height(font)
     left, top, right, bottom = box
     y = top + (bottom - top - line_height * len(lines)) // 2

@@ -29,8 +29,9 @@ The choices, and why:
    they are (metadata intact); a JPEG/WebP is stored as PNG carrying its text chunks. Each
    image is its own variant (``experiment.variant_key`` of its prompt, parameters and image
    hash: LoRAs or hires passes made elsewhere are not all in the metadata), so importing it
-   again finds its run; an unknown seed is stored as -1 (A1111's "random"); no score is recorded. The run is txt2img: a denoising
-   strength does not tell img2img from a hires-fix pass, so it is kept as ``source_strength``.
+   again finds its run; an unknown seed is stored as -1 (A1111's "random"); no score is
+   recorded. The run is txt2img: a denoising strength does not tell img2img from a hires-fix
+   pass, so it is kept as ``source_strength``.
 5. Style files are read as their tools read them: ``styles.csv`` with ``utf-8-sig`` and
    ``csv.DictReader(skipinitialspace=True)``, rows whose name starts with ``#`` skipped, the
    old ``text`` column for ``prompt``; a Fooocus file is a JSON list of ``{name, prompt,
@@ -195,7 +196,7 @@ class ImportedPrompt:
         return {key: value for key, value in params.items() if value is not None}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, in diffusers' names plus A1111's (``steps``, ``cfg_scale``, ``sampler``) for people who know those."""
+        """JSON-ready: diffusers' names, plus A1111's (``steps``, ``cfg_scale``, ``sampler``) as aliases."""
         return {
             "file": str(self.file),
             "source": self.source,
@@ -223,9 +224,10 @@ class ImportedPrompt:
 
 @dataclass(frozen=True)
 class Style:
-    """A style from A1111 or Fooocus: a prompt template (``{prompt}`` marks where the user's prompt goes) and a negative prompt.
+    """A style from A1111 or Fooocus: a prompt template and a negative prompt.
 
-    ``prompt`` and ``negative_prompt`` are as the tool wrote them, in A1111 syntax.
+    ``{prompt}`` in the template marks where the user's prompt goes. ``prompt`` and
+    ``negative_prompt`` are as the tool wrote them, in A1111 syntax.
     """
 
     name: str
@@ -271,7 +273,9 @@ class Style:
             return convert(text, "a1111", "compel")
         except PromptSyntaxError as error:
             where = f"{self.file}: " if self.file is not None else ""
-            raise ImportMetadataError(f"{where}style {self.name!r}: its {what} {text!r} cannot be read: {error}") from error
+            raise ImportMetadataError(
+                f"{where}style {self.name!r}: its {what} {text!r} cannot be read: {error}"
+            ) from error
 
 
 @dataclass(frozen=True)
@@ -318,7 +322,10 @@ def imported_prompt(meta: ImageMetadata) -> ImportedPrompt:
         prompt = _to_compel(params.prompt, params.source, meta.path, "prompt")
         negative = _to_compel(params.negative_prompt, params.source, meta.path, "negative prompt")
     if _LORA_TAG.search(params.prompt) or _LORA_TAG.search(params.negative_prompt):
-        notes.append("the prompt holds LoRA/LyCORIS/hypernetwork tags (<lora:...>); they stay as text, promptlab does not load them")
+        notes.append(
+            "the prompt holds LoRA/LyCORIS/hypernetwork tags (<lora:...>); they stay as text, "
+            "promptlab does not load them"
+        )
     # 2. the sampler as an A1111 name
     scheduler, note = _scheduler(params.source, params.sampler, params.scheduler, record)
     if note:
@@ -361,10 +368,14 @@ def _to_compel(text: str, source: Source, path: Path, what: str) -> str:
         return convert(text, "a1111", "compel")
     except PromptSyntaxError as error:
         syntax = "compel" if source == "invokeai" else "A1111"
-        raise ImportMetadataError(f"{path}: {source} {what} {text!r} cannot be read as {syntax} syntax: {error}") from error
+        raise ImportMetadataError(
+            f"{path}: {source} {what} {text!r} cannot be read as {syntax} syntax: {error}"
+        ) from error
 
 
-def _scheduler(source: Source, sampler: str | None, schedule: str | None, record: dict[str, Any]) -> tuple[str | None, str | None]:
+def _scheduler(
+    source: Source, sampler: str | None, schedule: str | None, record: dict[str, Any]
+) -> tuple[str | None, str | None]:
     """The A1111 sampler name for the source's sampler (and schedule), and a note when there is none."""
     if source == "promptlab":
         recorded = record.get("params", {}).get("scheduler") if isinstance(record.get("params"), dict) else None
@@ -373,11 +384,14 @@ def _scheduler(source: Source, sampler: str | None, schedule: str | None, record
         return None, None
     if source == "comfyui":
         base = COMFYUI_SAMPLERS.get(sampler)
-        if base is not None and (schedule in COMFYUI_PLAIN_SCHEDULES or (sampler == "ddim" and schedule == "ddim_uniform")):
+        plain = schedule in COMFYUI_PLAIN_SCHEDULES or (sampler == "ddim" and schedule == "ddim_uniform")
+        if base is not None and plain:
             return base, None
         if base is not None and schedule in COMFYUI_KARRAS_SCHEDULES and base in A1111_KARRAS:
             return A1111_KARRAS[base], None
-        return None, f"ComfyUI sampler {sampler!r} with scheduler {schedule!r} has no A1111 sampler name; scheduler left unset"
+        return None, (
+            f"ComfyUI sampler {sampler!r} with scheduler {schedule!r} has no A1111 sampler name; scheduler left unset"
+        )
     if source == "invokeai":
         name = INVOKEAI_SCHEDULERS.get(sampler)
         if name is None:
@@ -387,7 +401,10 @@ def _scheduler(source: Source, sampler: str | None, schedule: str | None, record
         return sampler, None
     if schedule == "Karras" and sampler in A1111_KARRAS:
         return A1111_KARRAS[sampler], None
-    return None, f"A1111 sampler {sampler!r} with schedule type {schedule!r} has no single A1111 sampler name; scheduler left unset"
+    return None, (
+        f"A1111 sampler {sampler!r} with schedule type {schedule!r} has no single A1111 sampler name; "
+        "scheduler left unset"
+    )
 
 
 # 2. Style files.
@@ -443,7 +460,10 @@ def _fooocus_styles(text: str, path: Path) -> list[Style]:
     except ValueError as error:
         raise ImportMetadataError(f"{path}: not valid JSON ({error})") from error
     if not isinstance(data, list):
-        raise ImportMetadataError(f"{path}: a Fooocus style file is a JSON list of {{name, prompt, negative_prompt}}, got {type(data).__name__}")
+        raise ImportMetadataError(
+            f"{path}: a Fooocus style file is a JSON list of {{name, prompt, negative_prompt}}, "
+            f"got {type(data).__name__}"
+        )
     styles = []
     for index, entry in enumerate(data):
         where = f"{path}: entry {index + 1}"
@@ -460,7 +480,7 @@ def _fooocus_styles(text: str, path: Path) -> list[Style]:
 
 
 def style_key(name: str) -> str:
-    """A style name as a vocabulary name: ``"Cinematic Photo"`` -> ``cinematic-photo``; a name with no letters gets a hash."""
+    """A style name as a vocabulary name: ``"Cinematic Photo"`` -> ``cinematic-photo``; one without letters, a hash."""
     key = re.sub(r"[^a-z0-9]+", "-", name.casefold()).strip("-")
     if not key:
         return "style-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
@@ -487,7 +507,9 @@ def save_styles_as_vocab(styles: Sequence[Style], vocab_dir: Path) -> SavedStyle
         if not NAME_RE.fullmatch(style.key):
             raise VocabError(f"style {style.name!r}: key {style.key!r} is not a valid vocabulary name")
         if style.key in seen:
-            raise VocabError(f"styles {seen[style.key]!r} and {style.name!r} both become the name {style.key!r}; rename one")
+            raise VocabError(
+                f"styles {seen[style.key]!r} and {style.name!r} both become the name {style.key!r}; rename one"
+            )
         seen[style.key] = style.name
     presets = [(style, style.compel_negative_prompt()) for style in styles if style.negative_prompt.strip()]
     templates = [(style, style.compel_prompt()) for style in styles if style.prompt.strip()]
@@ -516,7 +538,8 @@ def save_styles_as_vocab(styles: Sequence[Style], vocab_dir: Path) -> SavedStyle
     if presets:
         _append(negative_file, preset_text, "# Negative-prompt presets imported from style files.\n")
     if templates:
-        _append(styles_file, template_text, "# Prompt templates imported from style files; {prompt} marks the user's prompt.\n")
+        header = "# Prompt templates imported from style files; {prompt} marks the user's prompt.\n"
+        _append(styles_file, template_text, header)
     return SavedStyles(
         negative_file=negative_file if presets else None,
         styles_file=styles_file if templates else None,

@@ -32,7 +32,9 @@ from promptlab.prompt import Prompt, Term, parse_a1111, parse_compel
 STYLES = {"": (), "pop-art": (Term("pop-art", 1.1),), "oil painting": (Term("oil painting", 1.21), Term("detailed"))}
 GUIDANCE = (5.0, 7.5)
 SEEDS = (0, 1)
-SUBJECT = "a red fox, in the snow"
+SUBJECT = "a red fox (vulpes), in the snow"
+# what a user types into A1111 or Fooocus for that subject: brackets escaped
+SUBJECT_A1111 = Prompt(SUBJECT).to_a1111()
 NEGATIVE = "blurry, (ugly)1.2"
 
 
@@ -113,7 +115,7 @@ def _terms(prompt: Prompt) -> tuple[str, list[tuple[str, float]]]:
 
 def _styles_csv_prompts(text: str) -> list[Prompt]:
     rows = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
-    return [parse_a1111(r["prompt"].replace("{prompt}", SUBJECT)) for r in rows]
+    return [parse_a1111(r["prompt"].replace("{prompt}", SUBJECT_A1111)) for r in rows]
 
 
 # How each format's prompts are read back, in file order.
@@ -122,7 +124,7 @@ READERS = {
     "csv": lambda text: [parse_compel(r["prompt"]) for r in csv.DictReader(io.StringIO(text))],
     "markdown": lambda text: [parse_compel(r["prompt"]) for r in parse_markdown_table(text)],
     "a1111-styles": _styles_csv_prompts,
-    "fooocus-styles": lambda text: [parse_a1111(s["prompt"].replace("{prompt}", SUBJECT)) for s in json.loads(text)],
+    "fooocus-styles": lambda text: [parse_a1111(s["prompt"].replace("{prompt}", SUBJECT_A1111)) for s in json.loads(text)],
     "compel": lambda text: [parse_compel(line) for line in text.splitlines()],
     "a1111": lambda text: [parse_a1111(line) for line in text.splitlines()],
 }
@@ -207,7 +209,7 @@ def test_a1111_styles_read_as_a1111_reads_them(experiment: tuple[pd.DataFrame, P
     for style, b in zip(styles, best):
         assert style["prompt"].startswith("{prompt}")
         # A1111 puts the user's prompt where {prompt} stands: with the subject typed, the variant comes back
-        _same_terms(style["prompt"].replace("{prompt}", SUBJECT), parse_a1111, b.prompt)
+        _same_terms(style["prompt"].replace("{prompt}", SUBJECT_A1111), parse_a1111, b.prompt)
         _same_terms(style["negative_prompt"], parse_a1111, b.negative_prompt)
     assert any(s["prompt"] == "{prompt}" for s in styles)  # the no-style variant adds no terms
 
@@ -220,7 +222,7 @@ def test_fooocus_styles_round_trip(experiment: tuple[pd.DataFrame, Path]) -> Non
     assert len({s["name"] for s in styles}) == len(styles)
     for style, b in zip(styles, best):
         assert "{prompt}" in style["prompt"]
-        _same_terms(style["prompt"].replace("{prompt}", SUBJECT), parse_a1111, b.prompt)
+        _same_terms(style["prompt"].replace("{prompt}", SUBJECT_A1111), parse_a1111, b.prompt)
 
 
 @pytest.mark.parametrize(("fmt", "parse"), [("compel", parse_compel), ("a1111", parse_a1111)])
@@ -245,6 +247,9 @@ def test_export_errors(experiment: tuple[pd.DataFrame, Path]) -> None:
     with pytest.raises(ExportError, match="line break.*json or csv"):
         export_best(broken, "markdown", experiment="fox")
     assert "blurry\\nugly" in export_best(broken, "json", experiment="fox")
+    elsewhere = frame.assign(subject="a grey wolf")
+    with pytest.raises(ExportError, match="does not start with its subject 'a grey wolf'"):
+        export_best(elsewhere, "a1111-styles", experiment="fox")
 
 
 def test_grid_size_labels_and_pixels(experiment: tuple[pd.DataFrame, Path]) -> None:
@@ -336,7 +341,7 @@ def test_zip_holds_tables_and_untouched_images(experiment: tuple[pd.DataFrame, P
     assert [r["image"] for r in table] == [r["image"] for r in best] == [f"images/{b.image}" for b in expected]
     assert {r["image"] for r in runs} == {f"images/{i}" for i in ok["image"]} | {""}
     meta = read_image_metadata(tmp_path / "unzipped" / best[0]["image"])
-    assert meta.promptlab_record is not None and meta.parameters.prompt.startswith(SUBJECT)
+    assert meta.promptlab_record is not None and meta.parameters.prompt.startswith(SUBJECT_A1111)
 
 
 def test_zip_top_keeps_only_those_variants(experiment: tuple[pd.DataFrame, Path], tmp_path: Path) -> None:
