@@ -227,9 +227,13 @@ def resolve_model(model: str, *, allow_pickle: bool = False, what: str = "model"
     return ModelSource(model, "hub", model)
 
 
+def _reason(error: Exception) -> str:
+    """The first sentence of a library error: it says why; the rest is advice about library internals."""
+    return re.split(r"\.\s|\n", str(error), maxsplit=1)[0][:300]
+
+
 def _hub_failure(source: ModelSource, error: Exception, what: str = "model") -> ModelError:
-    # The first sentence says why; the rest of hub errors give advice about hub internals.
-    reason = re.split(r"\.\s|\n", str(error), maxsplit=1)[0][:300]
+    reason = _reason(error)
     return ModelError(
         f"{what} {source.model!r} is not in the local Hugging Face cache and could not be downloaded "
         f"({type(error).__name__}: {reason}). Download it once with network access "
@@ -338,7 +342,7 @@ def _load_vae(spec: str, torch_dtype: Any) -> tuple[AutoencoderKL, ModelSource]:
             if source.kind == "file"
             else ""
         )
-        raise ModelError(f"vae {spec!r} cannot be loaded as an AutoencoderKL: {error}{hint}") from error
+        raise ModelError(f"vae {spec!r} cannot be loaded as an AutoencoderKL ({_reason(error)}){hint}") from error
     if source.kind == "hub":
         source = ModelSource(source.model, "hub", source.location, revision=_hub_revision(source.location))
     return vae, source
@@ -412,7 +416,7 @@ def _load_pipeline(source: ModelSource, torch_dtype: Any, vae: AutoencoderKL | N
             )
         except (OSError, ValueError) as error:
             raise ModelError(
-                f"model {source.model!r} cannot be loaded with from_single_file: {str(error)[:300]}. "
+                f"model {source.model!r} cannot be loaded with from_single_file ({_reason(error)}). "
                 "diffusers reads a matching config from the hub for single files; with no network, "
                 "use a local diffusers folder instead"
             ) from error
