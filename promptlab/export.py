@@ -4,7 +4,7 @@ What ``promptlab export`` and the dashboard's export page call::
 
     frame = store.runs_frame("squirrel-styles")
     text = export_best(frame, "a1111-styles", experiment="squirrel-styles", top=5)
-    grid_image(frame, "style", "seed", images_root=store.home).save("grid.png")
+    grid_image(frame, "style", "seed").save("grid.png")   # the store frame's image paths need no root
     export_zip(frame, Path("squirrel-styles.zip"), experiment="squirrel-styles")
 
 The frame is ``promptlab.analysis``'s runs frame; its prompts are in compel syntax and are
