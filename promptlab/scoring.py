@@ -8,39 +8,51 @@ Evaluation Metric for Image Captioning", EMNLP; also torchmetrics' ``CLIPScore``
 with both embeddings L2-normalised. Two deliberate differences from torchmetrics: the clamp
 at 0 is applied per image, as in the paper (torchmetrics clamps the batch mean), and texts
 past CLIP's 77-token context are cut by open_clip's own tokenizer, which keeps the end token
-(torchmetrics' truncation drops it, which lowers scores of long prompts).
+(torchmetrics slices the token ids, dropping the end token CLIP pools at, which lowers the
+scores of long prompts). The text is the prompt as the encoder saw it: plain text, weight
+syntax already removed by the caller (``Prompt.to_plain()``).
 
 The default model is ViT-L/14 with OpenAI's weights, the CLIPScore standard, loaded as
 ``ViT-L-14-quickgelu`` because those weights were trained with QuickGELU (plain ``ViT-L-14``
-only warns about the mismatch). Stronger alternatives: ``ViT-H-14:laion2b_s32b_b79k`` and
-``ViT-bigG-14:laion2b_s39b_b160k``. A scorer spec is one of:
+only warns about the mismatch and gives different embeddings). Stronger alternatives:
+``ViT-H-14:laion2b_s32b_b79k`` and ``ViT-bigG-14:laion2b_s39b_b160k``. A scorer spec is one of:
 
-- ``"clip"``: the default model;
-- ``"NAME:PRETRAINED_TAG"`` (``"ViT-B-32:openai"``) or ``"NAME"`` (its first pretrained tag);
-- ``"NAME:/path/to/weights.safetensors"``: a local checkpoint for an open_clip architecture;
-- a built-in tiny model: ``"tiny-clip"`` (random weights, for tests and the demo).
+- ``"clip"``: the default model, ``ViT-L-14-quickgelu:openai``;
+- ``"NAME:PRETRAINED_TAG"``: an open_clip model and one of its tags
+  (``open_clip.list_pretrained_tags_by_model(NAME)``). A bare ``"NAME"`` is refused: the tag
+  picks the weights, and open_clip's order of tags is no promise;
+- ``"NAME:/path/to/weights.safetensors"`` (or ``.bin``, ``.pt``, ``.pth``): a local checkpoint
+  for an open_clip architecture or a built-in one; scores record the file's sha256;
+- ``"/path/to/weights.safetensors"`` alone: a file whose safetensors metadata names its model,
+  as the built-ins' files do;
+- a built-in model (``BUILTIN_CLIP_MODELS``): ``"tiny-clip"``, random weights for tests and the
+  demo, written once to a file under ``cache_dir() / "tiny-clip"`` and then loaded like any
+  local file, so its sha256 identifies it.
 
 Each image gets two scores when variants are compared: against the **intent** (what the user
-wants to see) and against its **own prompt**. Ranking variants by their own prompts moves the
-target with every added word, so rankings use the intent score; the own-prompt score shows
+wants to see) and against its **own prompt**. Rank variants by the intent score: ranking by
+their own prompts moves the target with every added word. The own-prompt score shows
 whether the added words show up in the image.
 
+    >>> from PIL import Image
     >>> scorer = load_scorer("tiny-clip")
-    >>> [s.value for s in scorer.score(images, ["a red circle"] * len(images))]
+    >>> [score] = scorer.score([Image.new("RGB", (64, 64), "red")], ["a red circle"])
+    >>> 0 <= score.value <= 100, score.scorer
+    (True, 'tiny-clip')
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from promptlab.errors import ScoringError
 from promptlab.paths import cache_dir
@@ -49,13 +61,18 @@ if TYPE_CHECKING:
     import torch
     from PIL.Image import Image
 
+DEFAULT_SPEC = "clip"
 DEFAULT_MODEL = "ViT-L-14-quickgelu"
 DEFAULT_PRETRAINED = "openai"
 DEFAULT_BATCH_SIZE = 32
+#: Text embeddings kept per scorer (least recently used ones go first).
 TEXT_CACHE_SIZE = 4096
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+#: The safetensors metadata key naming a weights file's model. One key only: safetensors writes
+#: several in hash-map order, which would change the file's sha256 from process to process.
+METADATA_MODEL = "open_clip_model"
 
-#: A tiny CLIP with open_clip's text tower and tokenizer, for tests and the demo (random weights).
+#: A tiny CLIP with open_clip's text tower and tokenizer (49,408 tokens, 77 positions).
 TINY_CLIP_CONFIG: dict[str, Any] = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
@@ -63,40 +80,65 @@ TINY_CLIP_CONFIG: dict[str, Any] = {
 }
 
 
-def _build_tiny_clip(folder: Path) -> None:
+def _tiny_clip_state() -> dict[str, torch.Tensor]:
     import torch
-    from safetensors.torch import save_file
-
     from open_clip.model import CLIP
 
-    torch.manual_seed(0)
-    model = CLIP(**TINY_CLIP_CONFIG)
-    # Random towers give cosines around 0, which the clamp turns into 0 for most pairs; a shared
-    # projection and a shared final-norm offset put scores in a readable range, still random.
+    # A private RNG state: building the model must not move the caller's random stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CLIP(**TINY_CLIP_CONFIG)
+        offset = torch.randn(model.ln_final.bias.shape) * 0.6
+    # Independent random towers give cosines around 0, most clamped to 0; a shared projection
+    # and final-norm offset spread scores over a readable range (some cosines stay negative).
     with torch.no_grad():
         model.visual.proj.copy_(model.text_projection)
-        offset = torch.randn(model.ln_final.bias.shape) * 0.6
         model.ln_final.bias.copy_(offset)
         model.visual.ln_post.bias.copy_(offset)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "open_clip_model.safetensors"))
-    config = {"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {}}
-    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    return {key: value.contiguous() for key, value in model.state_dict().items()}
 
 
-#: Built-in CLIP models: name -> builder writing an open_clip ``local-dir`` folder.
-BUILTIN_CLIP_MODELS: dict[str, Callable[[Path], None]] = {"tiny-clip": _build_tiny_clip}
+@dataclass(frozen=True)
+class BuiltinClip:
+    """A CLIP model that comes with promptlab: its open_clip config and its weights."""
+
+    config: dict[str, Any]
+    #: Bumped whenever ``state`` changes; part of the file name, so a stale cached file is not used.
+    version: int
+    #: The model's state dict, the same tensors on every machine.
+    state: Callable[[], dict[str, torch.Tensor]]
+
+
+#: Built-in models by name; each is saved once to ``cache_dir() / NAME / NAME-vVERSION.safetensors``.
+BUILTIN_CLIP_MODELS: dict[str, BuiltinClip] = {
+    "tiny-clip": BuiltinClip(TINY_CLIP_CONFIG, 1, _tiny_clip_state),
+}
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """A parsed scorer spec: the name its scores are stored under and what open_clip loads."""
+
+    #: Stored as ``Score.scorer``: the spec in a canonical form (weights files as absolute paths).
+    name: str
+    #: An open_clip model name or a built-in's name.
+    model: str
+    #: A pretrained tag, an absolute weights file, or None for a built-in's own weights.
+    pretrained: str | None
+    #: The key of the scorer class in ``SCORERS``.
+    kind: str = "clip"
 
 
 @dataclass(frozen=True)
 class ScorerInfo:
-    """Exactly which model a score came from: open_clip name, pretrained tag or file, file hash."""
+    """Exactly which model a scorer runs: open_clip name, pretrained tag or file, file hash."""
 
     scorer: str
     model: str
     pretrained: str | None
     weights_sha256: str | None
     device: str
+    context_length: int
 
 
 @dataclass(frozen=True)
@@ -113,15 +155,22 @@ class Score:
 
 @dataclass(frozen=True)
 class ImageScores:
-    """An image's score against the intent and against its own prompt."""
+    """An image's score against the intent (for ranking) and against its own prompt."""
 
     intent: Score
     prompt: Score
 
 
+class TermSuggestion(NamedTuple):
+    """A vocabulary term and its CLIP text similarity to a prompt."""
+
+    term: str
+    similarity: float
+
+
 @dataclass(frozen=True)
 class FileScore:
-    """What ``promptlab score`` prints for one image file."""
+    """One image file's score, as ``promptlab score`` shows it."""
 
     image: str
     prompt: str
@@ -132,167 +181,318 @@ class FileScore:
         return {"image": self.image, "prompt": self.prompt, "scorer": self.scorer, "value": self.value}
 
 
-def builtin_clip_folder(name: str) -> Path:
-    """The folder of a built-in CLIP model, built on first use (atomically, safe across processes)."""
-    if name not in BUILTIN_CLIP_MODELS:
-        raise ScoringError(f"unknown built-in CLIP model {name!r}; built-in: {', '.join(BUILTIN_CLIP_MODELS)}")
-    folder = cache_dir() / "clip" / name
-    if (folder / "open_clip_config.json").is_file():
-        return folder
-    import tempfile
+def _spec_forms() -> str:
+    builtins = ", ".join(f"'{name}'" for name in BUILTIN_CLIP_MODELS)
+    return (
+        "valid forms: 'clip' (ViT-L-14-quickgelu, OpenAI weights), 'NAME:PRETRAINED_TAG' "
+        "(e.g. 'ViT-H-14:laion2b_s32b_b79k'), 'NAME:/path/to/weights.safetensors', "
+        f"'/path/to/weights.safetensors' (a file that names its model), or a built-in: {builtins}"
+    )
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
-    BUILTIN_CLIP_MODELS[name](temp)
+
+def _looks_like_path(text: str) -> bool:
+    return text.lower().endswith(WEIGHT_SUFFIXES) or "/" in text or os.sep in text or text.startswith("~")
+
+
+def _weights_file(spec: str, text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ScoringError(f"scorer {spec!r}: weights file {path} does not exist")
+    return path.resolve()
+
+
+def file_model(path: Path) -> str | None:
+    """The model a weights file names in its safetensors metadata, or None."""
+    if path.suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
     try:
-        temp.rename(folder)
-    except OSError:
-        # Another process finished first: its folder is identical.
-        import shutil
-
-        shutil.rmtree(temp, ignore_errors=True)
-    return folder
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own untyped errors on bad headers
+        raise ScoringError(f"cannot read weights file {path} as safetensors: {error}") from error
+    return metadata.get(METADATA_MODEL)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _activations(name: str, tag: str) -> tuple[bool, bool]:
+    """Whether the tag's weights were trained with QuickGELU, and whether model ``name`` uses it."""
+    import open_clip
+
+    trained = bool(open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False))
+    return trained, bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
 
 
-@dataclass(frozen=True)
-class ScorerSpec:
-    """A parsed scorer spec: what to hand open_clip."""
+def _same_activation(name: str, tag: str) -> bool:
+    trained, built = _activations(name, tag)
+    return trained == built
 
-    name: str
-    model: str
-    pretrained: str | None
-    local_dir: Path | None = None
+
+def _check_quick_gelu(spec: str, name: str, tag: str) -> None:
+    trained, built = _activations(name, tag)
+    if trained == built:
+        return
+    import open_clip
+
+    twin = f"{name}-quickgelu" if trained else name.removesuffix("-quickgelu")
+    fix = f"use '{twin}:{tag}'" if twin in open_clip.list_models() else "give a local file for a matching model"
+    act = {True: "QuickGELU", False: "GELU"}
+    raise ScoringError(
+        f"scorer {spec!r}: the {tag!r} weights were trained with {act[trained]} but {name} uses "
+        f"{act[built]}, which gives wrong embeddings (open_clip only warns); {fix}"
+    )
 
 
 def parse_scorer_spec(spec: str) -> ScorerSpec:
-    """Read a scorer spec (see the module docstring); ScoringError names a spec of no known form."""
+    """Read a scorer spec (forms in the module docstring); ScoringError names a bad one."""
     import open_clip
 
     text = spec.strip()
     if not text:
-        raise ScoringError("scorer spec is empty: use 'clip', 'NAME:PRETRAINED_TAG', 'NAME:/path/to/weights' or 'tiny-clip'")
+        raise ScoringError(f"scorer spec is empty; {_spec_forms()}")
+    if text == DEFAULT_SPEC:
+        return ScorerSpec(DEFAULT_SPEC, DEFAULT_MODEL, DEFAULT_PRETRAINED)
     if text in BUILTIN_CLIP_MODELS:
-        return ScorerSpec(text, text, None, builtin_clip_folder(text))
-    if text == "clip":
-        return ScorerSpec("clip", DEFAULT_MODEL, DEFAULT_PRETRAINED)
+        return ScorerSpec(text, text, None)
     name, sep, pretrained = text.partition(":")
-    if name not in open_clip.list_models():
+    builtin = name in BUILTIN_CLIP_MODELS
+    known = builtin or name in open_clip.list_models()
+    if not known and _looks_like_path(text):
+        path = _weights_file(spec, text)
+        model = file_model(path)
+        if model is None or not (model in BUILTIN_CLIP_MODELS or model in open_clip.list_models()):
+            raise ScoringError(
+                f"scorer {spec!r}: {path} does not name a known model in its safetensors metadata "
+                f"({METADATA_MODEL}={model!r}); give the model too: 'NAME:{path}' with NAME from "
+                "open_clip.list_models()"
+            )
+        return ScorerSpec(f"{model}:{path}", model, str(path))
+    if not known:
         raise ScoringError(
-            f"scorer {spec!r}: {name!r} is not an open_clip model; use 'clip', a built-in "
-            f"({', '.join(BUILTIN_CLIP_MODELS)}), or NAME[:PRETRAINED_TAG] with NAME from open_clip.list_models()"
+            f"scorer {spec!r}: {name!r} is not an open_clip model (open_clip.list_models()) "
+            f"nor a built-in; {_spec_forms()}"
         )
-    if not sep:
-        tags = open_clip.list_pretrained_tags_by_model(name)
-        if not tags:
-            raise ScoringError(f"scorer {spec!r}: open_clip knows no pretrained weights for {name}; add :/path/to/weights")
-        pretrained = tags[0]
-    if pretrained.endswith(_WEIGHT_SUFFIXES) or os.sep in pretrained:
-        if not Path(pretrained).expanduser().is_file():
-            raise ScoringError(f"scorer {spec!r}: weights file {pretrained} does not exist")
-        pretrained = str(Path(pretrained).expanduser().resolve())
-    elif pretrained not in open_clip.list_pretrained_tags_by_model(name):
-        known = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
-        raise ScoringError(f"scorer {spec!r}: {name} has no pretrained tag {pretrained!r}; known tags: {known}")
-    return ScorerSpec(text, name, pretrained)
+    tags = [tag for tag in open_clip.list_pretrained_tags_by_model(name) if _same_activation(name, tag)]
+    if sep and not pretrained:
+        raise ScoringError(f"scorer {spec!r}: nothing after ':'; {_spec_forms()}")
+    if not pretrained:
+        choices = f"'{name}:TAG' with one of its tags ({', '.join(tags)}) or " if tags else ""
+        raise ScoringError(
+            f"scorer {spec!r}: name {name}'s weights too: {choices}a local file, '{name}:/path/to/weights.safetensors'"
+        )
+    if _looks_like_path(pretrained):
+        path = _weights_file(spec, pretrained)
+        return ScorerSpec(f"{name}:{path}", name, str(path))
+    if builtin:
+        raise ScoringError(
+            f"scorer {spec!r}: built-in {name} has no pretrained tags; use '{name}' or '{name}:/path/to/weights.safetensors'"
+        )
+    if pretrained not in open_clip.list_pretrained_tags_by_model(name):
+        raise ScoringError(
+            f"scorer {spec!r}: {name} has no pretrained tag {pretrained!r}; its tags: {', '.join(tags) or 'none'} "
+            f"(or give a local file, '{name}:/path/to/weights.safetensors')"
+        )
+    _check_quick_gelu(spec, name, pretrained)
+    return ScorerSpec(f"{name}:{pretrained}", name, pretrained)
 
 
-def choose_device(requested: str | None = None) -> str:
-    import torch
+def write_builtin_clip(name: str, path: Path) -> None:
+    """Build built-in model ``name`` and save it to ``path`` (the same bytes on every machine)."""
+    from safetensors.torch import save_file
 
-    if requested:
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    save_file(BUILTIN_CLIP_MODELS[name].state(), str(path), metadata={METADATA_MODEL: name})
+
+
+def builtin_clip_weights(name: str) -> Path:
+    """The weights file of built-in model ``name``, written on first use and registered with open_clip."""
+    if name not in BUILTIN_CLIP_MODELS:
+        raise ScoringError(f"unknown built-in CLIP model {name!r}; built-in: {', '.join(BUILTIN_CLIP_MODELS)}")
+    folder = cache_dir() / name
+    path = folder / f"{name}-v{BUILTIN_CLIP_MODELS[name].version}.safetensors"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not path.is_file():
+        # Written beside the target and renamed into place: a parallel process sees no file or a whole one.
+        handle, temp = tempfile.mkstemp(prefix=f".{name}-", suffix=".safetensors", dir=folder)
+        os.close(handle)
+        try:
+            write_builtin_clip(name, Path(temp))
+            os.replace(temp, path)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+    _register_builtin(name, folder)
+    return path
+
+
+def _register_builtin(name: str, folder: Path) -> None:
+    import open_clip
+
+    config = BUILTIN_CLIP_MODELS[name].config
+    if open_clip.get_model_config(name) == config:
+        return
+    # open_clip registers architectures from JSON files named after the model.
+    path = folder / f"{name}.json"
+    text = json.dumps(config, indent=2, sort_keys=True)
+    if not path.is_file() or path.read_text() != text:
+        handle, temp = tempfile.mkstemp(prefix=f".{name}-", suffix=".json", dir=folder)
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(temp, path)
+    open_clip.add_model_config(path)
+
+
+@dataclass(frozen=True)
+class _LoadedClip:
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+    weights_sha256: str | None
+
+
+@lru_cache(maxsize=4)
+def _load_clip(model_name: str, pretrained: str | None, device: str) -> _LoadedClip:
+    """An open_clip model, loaded once per process per (model, weights, device)."""
+    import open_clip
+
+    from promptlab.render.models import file_sha256
+
+    if model_name in BUILTIN_CLIP_MODELS:
+        # Also registers the built-in's architecture with open_clip, for its own file or another.
+        own = builtin_clip_weights(model_name)
+        pretrained = pretrained or str(own)
+    is_file = Path(pretrained).is_file() if pretrained else False
+    sha = file_sha256(Path(pretrained)) if pretrained and is_file else None
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device)
+    except Exception as error:  # noqa: BLE001 - hub, network and checkpoint failures come in many types
+        detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if is_file:
+            raise ScoringError(
+                f"cannot load weights file {pretrained} into open_clip model {model_name}: {detail}"
+            ) from error
+        hub = open_clip.get_pretrained_cfg(model_name, pretrained or "").get("hf_hub", "the Hugging Face hub")
+        raise ScoringError(
+            f"cannot load CLIP model {model_name} with pretrained weights {pretrained!r} ({hub}): {detail}. "
+            "Offline? Download the weights once on a machine with network (open_clip caches them under "
+            f"HF_HOME; HF_HUB_OFFLINE=1 skips the network), or point at a local file: "
+            f"'{model_name}:/path/to/open_clip_model.safetensors'"
+        ) from error
+    model.eval()
+    return _LoadedClip(model, preprocess, open_clip.get_tokenizer(model_name), sha)
 
 
 class ClipScorer:
     """CLIPScore with one open_clip model: batched images, cached text embeddings."""
 
-    def __init__(self, spec: ScorerSpec, model: Any, preprocess: Any, tokenizer: Any, device: str, weights_sha256: str | None) -> None:
+    def __init__(
+        self, spec: ScorerSpec, loaded: _LoadedClip, device: str, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> None:
         self.spec = spec
-        self.model = model
-        self.preprocess = preprocess
-        self.tokenizer = tokenizer
+        self.model = loaded.model
+        self.preprocess = loaded.preprocess
+        self.tokenizer = loaded.tokenizer
         self.device = device
-        self.info = ScorerInfo(spec.name, spec.model, spec.pretrained, weights_sha256, device)
+        self.batch_size = batch_size
+        self.info = ScorerInfo(
+            spec.name, spec.model, spec.pretrained, loaded.weights_sha256, device, loaded.tokenizer.context_length
+        )
         self._texts: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _score(self, value: float, text: str) -> Score:
-        i = self.info
-        return Score(value, text, i.scorer, i.model, i.pretrained, i.weights_sha256)
+    def _check_images(self, images: Sequence[Image], batch_size: int) -> None:
+        from PIL.Image import Image as PILImage
 
-    def embed_images(self, images: Sequence[Image], batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
-        """L2-normalised image embeddings, computed in batches on the model's device."""
+        if batch_size < 1:
+            raise ScoringError(f"batch_size {batch_size}: expected at least 1")
+        for index, image in enumerate(images):
+            if not isinstance(image, PILImage):
+                raise ScoringError(f"image {index}: expected a PIL image, got {type(image).__name__}")
+
+    def embed_images(self, images: Sequence[Image], batch_size: int | None = None) -> torch.Tensor:
+        """L2-normalised image embeddings, preprocessed and encoded in batches on the model's device."""
         import torch
 
+        size = self.batch_size if batch_size is None else batch_size
+        self._check_images(images, size)
         out = []
         with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                chunk = images[start : start + batch_size]
-                pixels = torch.stack([self.preprocess(im.convert("RGB")) for im in chunk]).to(self.device)
+            for start in range(0, len(images), size):
+                chunk = images[start : start + size]
+                pixels = torch.stack([self.preprocess(im) for im in chunk]).to(self.device)
                 features = self.model.encode_image(pixels).float()
                 out.append(features / features.norm(dim=-1, keepdim=True))
-        return torch.cat(out) if out else torch.empty(0)
+        return torch.cat(out) if out else torch.empty(0, 0)
 
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """L2-normalised text embeddings; each distinct text is encoded once (LRU cache)."""
         import torch
 
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ScoringError(f"text {index}: expected a string, got {type(text).__name__}")
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._texts))
-            if missing:
-                with torch.inference_mode():
-                    tokens = self.tokenizer(missing).to(self.device)
+            with torch.inference_mode():
+                for start in range(0, len(missing), self.batch_size):
+                    chunk = missing[start : start + self.batch_size]
+                    # open_clip's tokenizer cuts at the context length and keeps the end token there
+                    # (torchmetrics slices token ids instead, losing the token CLIP pools at).
+                    tokens = self.tokenizer(chunk).to(self.device)
                     features = self.model.encode_text(tokens).float()
-                    features = features / features.norm(dim=-1, keepdim=True)
-                for text, row in zip(missing, features):
-                    self._texts[text] = row
+                    for text, row in zip(chunk, features / features.norm(dim=-1, keepdim=True)):
+                        self._texts[text] = row
             for text in texts:
                 self._texts.move_to_end(text)
-            embedded = torch.stack([self._texts[t] for t in texts])
+            embedded = torch.stack([self._texts[t] for t in texts]) if texts else torch.empty(0, 0)
             while len(self._texts) > TEXT_CACHE_SIZE:
                 self._texts.popitem(last=False)
             return embedded
 
-    def score(self, images: Sequence[Image], texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[Score]:
+    def _scores(self, image_emb: torch.Tensor, texts: Sequence[str]) -> list[Score]:
+        import torch
+
+        with torch.inference_mode():
+            text_emb = self.embed_texts(texts).to(image_emb.device)
+            # Clamped per image, as Hessel et al. define it (torchmetrics clamps the batch mean).
+            values = 100 * (image_emb * text_emb).sum(dim=-1).clamp(min=0)
+        i = self.info
+        return [
+            Score(float(v), t, i.scorer, i.model, i.pretrained, i.weights_sha256) for v, t in zip(values.tolist(), texts)
+        ]
+
+    def score(self, images: Sequence[Image], texts: Sequence[str], batch_size: int | None = None) -> list[Score]:
         """CLIPScore of each image against its text (one text per image), each in 0..100."""
         if len(images) != len(texts):
             raise ScoringError(f"score: {len(images)} images but {len(texts)} texts; give one text per image")
         if not images:
             return []
-        image_emb = self.embed_images(images, batch_size)
-        text_emb = self.embed_texts(texts)
-        cosines = (image_emb * text_emb).sum(dim=-1).clamp(min=0) * 100
-        return [self._score(float(v), t) for v, t in zip(cosines.tolist(), texts)]
+        return self._scores(self.embed_images(images, batch_size), texts)
 
-    def score_pairs(self, images: Sequence[Image], intents: Sequence[str], prompts: Sequence[str]) -> list[ImageScores]:
-        """Each image against its intent and against its own prompt (plain text)."""
-        intent = self.score(images, intents)
-        prompt = self.score(images, prompts)
-        return [ImageScores(a, b) for a, b in zip(intent, prompt)]
+    def score_pairs(
+        self, images: Sequence[Image], intents: Sequence[str], prompts: Sequence[str], batch_size: int | None = None
+    ) -> list[ImageScores]:
+        """Each image against its intent (rank by this) and its own plain-text prompt; images encoded once."""
+        if not len(images) == len(intents) == len(prompts):
+            raise ScoringError(
+                f"score_pairs: {len(images)} images, {len(intents)} intents and {len(prompts)} prompts; "
+                "give one intent and one prompt per image"
+            )
+        if not images:
+            return []
+        image_emb = self.embed_images(images, batch_size)
+        return [ImageScores(a, b) for a, b in zip(self._scores(image_emb, intents), self._scores(image_emb, prompts))]
 
     def text_similarity(self, query: str, candidates: Sequence[str]) -> list[float]:
-        """Cosine similarity of ``query`` to each candidate text (for related-term suggestions)."""
+        """Cosine similarity of ``query`` to each candidate text (-1..1), for related-term suggestions."""
         if not candidates:
             return []
         emb = self.embed_texts([query, *candidates])
         return (emb[1:] @ emb[0]).tolist()
 
-    def image_similarity(self, images: Sequence[Image]) -> list[list[float]]:
-        """The matrix of cosine similarities between images."""
-        emb = self.embed_images(images)
+    def image_similarity(self, images: Sequence[Image], batch_size: int | None = None) -> list[list[float]]:
+        """The matrix of cosine similarities between images (1.0 on the diagonal)."""
+        if not images:
+            return []
+        emb = self.embed_images(images, batch_size)
         return (emb @ emb.T).tolist()
 
 
@@ -306,60 +506,56 @@ def seed_diversity(scorer: ClipScorer, images: Sequence[Image]) -> float:
     return total / (n * (n - 1) / 2)
 
 
-def suggest_terms(scorer: ClipScorer, prompt: str, terms: Sequence[str], top: int = 10) -> list[tuple[str, float]]:
+def suggest_terms(scorer: ClipScorer, prompt: str, terms: Sequence[str], top: int = 10) -> list[TermSuggestion]:
     """The ``top`` terms closest to ``prompt`` by CLIP text similarity, best first."""
-    sims = scorer.text_similarity(prompt, terms)
-    return sorted(zip(terms, sims), key=lambda pair: -pair[1])[:top]
+    if top < 1:
+        raise ScoringError(f"suggest_terms: top={top}, expected at least 1")
+    ranked = sorted(zip(terms, scorer.text_similarity(prompt, terms)), key=lambda pair: -pair[1])
+    return [TermSuggestion(term, similarity) for term, similarity in ranked[:top]]
 
 
-@lru_cache(maxsize=4)
-def _load(spec_text: str, device: str) -> ClipScorer:
-    import open_clip
-
-    spec = parse_scorer_spec(spec_text)
-    if spec.local_dir is not None:
-        name = f"local-dir:{spec.local_dir}"
-        weights = spec.local_dir / "open_clip_model.safetensors"
-        model, _, preprocess = open_clip.create_model_and_transforms(name, device=device)
-        tokenizer = open_clip.get_tokenizer(name)
-        sha = file_sha256(weights)
-    else:
-        sha = file_sha256(Path(spec.pretrained)) if spec.pretrained and Path(spec.pretrained).is_file() else None
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.model, pretrained=spec.pretrained, device=device
-            )
-        except Exception as error:  # noqa: BLE001 - hub/network failures come in many types
-            raise ScoringError(
-                f"cannot load CLIP model {spec.model} with pretrained {spec.pretrained!r}: "
-                f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}. Offline? Download the "
-                f"weights once elsewhere and point at the file: scorer = \"{spec.model}:/path/to/open_clip_model.safetensors\""
-            ) from error
-        tokenizer = open_clip.get_tokenizer(spec.model)
-    model.eval()
-    return ClipScorer(spec, model, preprocess, tokenizer, device, sha)
+#: Scorer classes by kind (``ScorerSpec.kind``); each scores PIL images against texts.
+SCORERS: dict[str, type[ClipScorer]] = {"clip": ClipScorer}
 
 
-def load_scorer(spec: str = "clip", *, device: str | None = None) -> ClipScorer:
-    """The scorer for ``spec``, loaded once per process and device."""
-    return _load(spec.strip(), choose_device(device))
+@lru_cache(maxsize=8)
+def _scorer(spec: ScorerSpec, device: str) -> ClipScorer:
+    return SCORERS[spec.kind](spec, _load_clip(spec.model, spec.pretrained, device), device)
 
 
-def score_files(paths: Sequence[Path], prompts: Sequence[str], scorer: ClipScorer) -> list[FileScore]:
-    """Score image files against texts (one per file); an unreadable file raises ScoringError naming it."""
+def load_scorer(spec: str = DEFAULT_SPEC, *, device: str | None = None) -> ClipScorer:
+    """The scorer for ``spec`` on ``device`` (default: cuda, else mps, else cpu), loaded once per process."""
+    from promptlab.render.models import choose_device
+
+    return _scorer(parse_scorer_spec(spec), choose_device(device))
+
+
+def open_image(path: Path | str) -> Image:
+    """An image file as RGB; ScoringError names a file Pillow cannot read."""
     from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
 
-    images = []
-    for path in paths:
-        try:
-            with PILImage.open(path) as opened:
-                images.append(opened.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as error:
-            raise ScoringError(f"cannot read image {path}: {error}") from error
-    scores = scorer.score(images, list(prompts))
-    return [FileScore(str(p), s.text, scorer.info.scorer, s.value) for p, s in zip(paths, scores)]
+    try:
+        with PILImage.open(path) as opened:
+            return opened.convert("RGB")
+    except (OSError, ValueError, PILImage.DecompressionBombError) as error:
+        raise ScoringError(f"cannot read image {path}: {error}") from error
 
 
-#: Scorers by name: each builds a ClipScorer from a spec string.
-SCORERS: dict[str, Callable[..., ClipScorer]] = {"clip": load_scorer}
+def score_files(
+    paths: Sequence[Path | str], prompts: Sequence[str], scorer: ClipScorer, batch_size: int | None = None
+) -> list[FileScore]:
+    """Score image files against texts (one per file), reading one batch of files at a time."""
+    if len(paths) != len(prompts):
+        raise ScoringError(
+            f"score_files: {len(paths)} images but {len(prompts)} prompts; give one prompt per image"
+        )
+    size = scorer.batch_size if batch_size is None else batch_size
+    if size < 1:
+        raise ScoringError(f"batch_size {size}: expected at least 1")
+    results = []
+    for start in range(0, len(paths), size):
+        chunk = paths[start : start + size]
+        images = [open_image(path) for path in chunk]
+        scores = scorer.score(images, prompts[start : start + size], batch_size=size)
+        results += [FileScore(str(p), s.text, s.scorer, s.value) for p, s in zip(chunk, scores)]
+    return results
