@@ -226,6 +226,10 @@ def render(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Scheduler or A1111 sampler name, e.g. 'DPM++ 2M Karras'."),
     negative: str = typer.Option("", "--negative", help="Negative prompt."),
     vae: Optional[str] = typer.Option(None, "--vae", help="A separate VAE: hub id, folder or file."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float16, bfloat16 or float32 (default: fp16 on CUDA, fp32 on CPU)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available)."),
+    long_prompt: str = typer.Option("truncate", "--long-prompt", help="Past 75 tokens: truncate, or chunk (compel)."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow a pickle .ckpt file (loading one can run code)."),
     out: Path = typer.Option(Path("."), "--out", help="Folder for the PNG files."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
@@ -247,8 +251,10 @@ def render(
         image=str(image) if image else None,
         mask_image=str(mask) if mask else None,
         depth_map=str(depth) if depth else None,
+        long_prompt=long_prompt,
     )
-    request = RenderRequest(prompt=prompt, model=ModelSpec(model, vae=vae), params=params, seed=seed, count=count)
+    spec = ModelSpec(model, vae=vae, dtype=dtype, device=device, allow_pickle=allow_pickle)
+    request = RenderRequest(prompt=prompt, model=spec, params=params, seed=seed, count=count)
     with open_store() as store:
         files = render_to_files(request, out, store)
     if fmt is OutputFormat.json:
@@ -456,8 +462,8 @@ def analyze(
 def score(
     images: list[Path] = typer.Argument(..., help="PNG/JPEG/WebP files to score."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="The text to score against (default: each image's own prompt from its metadata)."),
-    model: str = typer.Option("clip", "--model", help="open_clip model name, 'clip' (ViT-L-14 OpenAI), or tiny-clip."),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Pretrained tag or local weights file for --model."),
+    model: str = typer.Option("clip", "--model", help="'clip' (ViT-L-14-quickgelu, OpenAI weights), tiny-clip, or an open_clip model name with --pretrained."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Pretrained tag (e.g. laion2b_s32b_b79k) or local weights file for --model."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """CLIPScore (100 * max(cos, 0)) of each image against a prompt or its own recorded prompt."""
@@ -485,6 +491,84 @@ def _image_prompt(path: Path) -> str:
     # ComfyUI writes A1111's (text:1.2) weights; InvokeAI writes compel's.
     syntax = "compel" if meta.parameters.source == "invokeai" else "a1111"
     return convert(meta.parameters.prompt, syntax, "plain")
+
+
+class ExportFormat(str, Enum):
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+    a1111_styles = "a1111-styles"
+    fooocus_styles = "fooocus-styles"
+    compel = "compel"
+    a1111 = "a1111"
+
+
+@app.command()
+def export(
+    experiment: str = typer.Argument(..., help="Experiment name or id."),
+    to: ExportFormat = typer.Option(ExportFormat.json, "--to", help="Format of the best-prompts export."),
+    top: int = typer.Option(5, "--top", help="How many of the best prompts."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: print; required for --grid/--zip)."),
+    grid: bool = typer.Option(False, "--grid", help="Write a labelled X/Y grid image instead (with --x, --y, --out FILE.png)."),
+    x: Optional[str] = typer.Option(None, "--x", help="Grid columns: an axis (e.g. style) or seed."),
+    y: Optional[str] = typer.Option(None, "--y", help="Grid rows: an axis or seed."),
+    zip_: bool = typer.Option(False, "--zip", help="Write a zip of the images (metadata intact) and the table."),
+    score: ScoreKind = typer.Option(ScoreKind.intent, "--score", help="Rank by the intent or the own-prompt score."),
+) -> None:
+    """Export an experiment's best prompts (JSON, CSV, Markdown, A1111/Fooocus styles, prompt lists), a grid, or a zip."""
+    from promptlab.errors import ExportError
+    from promptlab.export import export_best, export_zip, grid_image, write_best
+    from promptlab.store import open_store
+
+    if (grid or zip_) and out is None:
+        raise ExportError(f"--{'grid' if grid else 'zip'} needs --out FILE")
+    with open_store() as store:
+        frame = store.runs_frame(experiment, score.value)
+        name = store.get_experiment(experiment).name
+        if grid:
+            if not x or not y:
+                raise ExportError("--grid needs --x AXIS and --y AXIS (an axis name such as style, or seed)")
+            grid_image(frame, x, y).save(out)
+        elif zip_:
+            export_zip(frame, out, top=top, experiment=name)
+        elif out is not None:
+            write_best(frame, to.value, out, experiment=name, top=top)
+        else:
+            typer.echo(export_best(frame, to.value, experiment=name, top=top), nl=False)
+            return None
+    typer.echo(str(out), err=True)
+    return None
+
+
+@app.command("import")
+def import_(
+    files: list[Path] = typer.Argument(..., help="Images (A1111, ComfyUI, InvokeAI, promptlab) or styles.csv / Fooocus style JSON."),
+    store_runs: bool = typer.Option(False, "--store", help="Add the images to the store as runs of the experiment 'imported'."),
+    vocab_dir: Optional[Path] = typer.Option(None, "--vocab", help="Save imported styles as negative presets and templates into this vocabulary folder."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Read prompts and parameters from other tools' images and style files."""
+    from promptlab.importer import import_paths, save_styles_as_vocab, store_imported
+    from promptlab.store import open_store
+
+    batch = import_paths(files)
+    if store_runs and batch.prompts:
+        with open_store() as store:
+            for imported in batch.prompts:
+                store_imported(store, imported)
+    if vocab_dir is not None and batch.styles:
+        save_styles_as_vocab(batch.styles, vocab_dir)
+    if fmt is OutputFormat.json:
+        return emit_json(batch.to_dict())
+    for imported in batch.prompts:
+        data = imported.to_dict()
+        typer.echo(f"{data.get('file', '')}:")
+        for key, value in data.items():
+            if key != "file" and value not in (None, "", [], {}):
+                typer.echo(f"  {key + ':':<22}{value}")
+    for style in batch.styles:
+        typer.echo(f"style {style.name!r}: {style.prompt}  |  negative: {style.negative_prompt}")
+    return None
 
 
 @app.command()

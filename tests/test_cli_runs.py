@@ -96,3 +96,45 @@ def test_score_without_prompt_or_metadata_says_so(tmp_path: Path) -> None:
     result = runner.invoke(app, ["score", str(path), "--model", "tiny-clip"])
     assert result.exit_code != 0
     assert "plain.png" in str(result.exception)
+
+
+def test_export_formats_grid_zip_and_import(demo_store: None, tmp_path: Path) -> None:
+    import csv
+    import zipfile
+
+    styles = tmp_path / "styles.csv"
+    result = runner.invoke(app, ["export", "demo", "--to", "a1111-styles", "--top", "3", "--out", str(styles)])
+    assert result.exit_code == 0, result.output
+    assert styles.read_bytes().startswith(b"\xef\xbb\xbf")
+    with styles.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 and list(rows[0]) == ["name", "prompt", "negative_prompt"]
+    listed = runner.invoke(app, ["export", "demo", "--to", "compel", "--top", "2"]).stdout.splitlines()
+    assert len(listed) == 2 and listed[0].startswith("fat cat lies on the couch")
+    best = json.loads(runner.invoke(app, ["export", "demo", "--to", "json", "--top", "1"]).stdout)
+    analysis = json.loads(runner.invoke(app, ["analyze", "demo", "--format", "json"]).stdout)
+    top_mean = max(v["mean"] for v in analysis["variants"])
+    assert best["prompts"][0]["mean"] == pytest.approx(top_mean)
+    grid = tmp_path / "grid.png"
+    assert runner.invoke(app, ["export", "demo", "--grid", "--x", "style", "--y", "light", "--out", str(grid)]).exit_code == 0
+    with Image.open(grid) as image:
+        assert image.width > 3 * 64 and image.height > 2 * 64
+    bad_axis = runner.invoke(app, ["export", "demo", "--grid", "--x", "nope", "--y", "seed", "--out", str(grid)])
+    assert bad_axis.exit_code != 0
+    archive = tmp_path / "demo.zip"
+    assert runner.invoke(app, ["export", "demo", "--zip", "--out", str(archive)]).exit_code == 0
+    with zipfile.ZipFile(archive) as z:
+        pngs = [n for n in z.namelist() if n.endswith(".png")]
+    assert pngs
+    runs = json.loads(runner.invoke(app, ["runs", "list", "--experiment", "demo", "--limit", "1", "--format", "json"]).stdout)
+    imported = json.loads(runner.invoke(app, ["import", runs[0]["image"], "--format", "json", "--store"]).stdout)
+    assert imported["prompts"][0]["prompt"] == runs[0]["prompt"]
+    assert imported["prompts"][0]["seed"] == runs[0]["seed"]
+    assert json.loads(runner.invoke(app, ["runs", "list", "--experiment", "imported", "--format", "json"]).stdout)
+
+
+def test_import_file_without_metadata_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "bare.png"
+    Image.new("RGB", (16, 16)).save(path)
+    result = runner.invoke(app, ["import", str(path)])
+    assert result.exit_code != 0 and "bare.png" in str(result.exception)
