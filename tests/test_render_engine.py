@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +32,8 @@ WORDS = "fox owl cat dog boat house tree river moon sun car bird fish lamp chair
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Profiled: on the shared 2-core test machine two intra-op threads contend and run ~2x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """Render tests run torch on one thread (see conftest)."""
 
 
 def _pixels(image: Image.Image) -> np.ndarray:

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,8 @@ EXPECTED_FAMILY = {
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Profiled: on the shared 2-core test machine two intra-op threads contend and run ~2x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """Render tests run torch on one thread (see conftest)."""
 
 
 def _sha(path: Path) -> str:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 from diffusers import EulerDiscreteScheduler, PNDMScheduler
 
 from promptlab.errors import RenderError
@@ -23,12 +21,8 @@ _NEEDS = {"LMSDiscreteScheduler": "scipy", "DPMSolverSDEScheduler": "torchsde"}
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Profiled: on the shared 2-core test machine two intra-op threads contend and run ~2x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """Render tests run torch on one thread (see conftest)."""
 
 
 def _missing(class_name: str) -> str | None:

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from promptlab.experiment import cells, parse_experiment
 from promptlab.runner import render_groups, run_experiment

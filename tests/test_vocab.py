@@ -324,7 +324,7 @@ def test_invalid_file_raises_vocab_error_with_file_and_line(tmp_path: Path, case
 @pytest.mark.parametrize("char", list(FORBIDDEN_TERM_CHARS))
 def test_every_forbidden_character_is_rejected(tmp_path: Path, char: str) -> None:
     write(tmp_path, "style.toml", f'[terms]\n"a{char}b" = "x"\n')
-    with pytest.raises(VocabError, match=f"style.toml line 2: term 'a.b' contains '.'"):
+    with pytest.raises(VocabError, match="style.toml line 2: term 'a.b' contains '.'"):
         load_vocab([tmp_path], use_env=False)
 
 
