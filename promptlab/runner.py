@@ -191,8 +191,8 @@ def _run_batch(
         render_s = (time.perf_counter() - t0) / len(batch)
         t1 = time.perf_counter()
         images = [r.image for r in result.images]
-        intents = scorer.score(images, [c.variant.intent for c in batch])
-        own = scorer.score(images, [c.variant.prompt.to_plain() for c in batch])
+        # One image encoding for both texts: scoring twice would encode every image twice.
+        pairs = scorer.score_pairs(images, [c.variant.intent for c in batch], [c.variant.prompt.to_plain() for c in batch])
         score_s = (time.perf_counter() - t1) / len(batch)
     except PromptlabError as error:
         return [_record_failure(store, experiment_id, cell, str(error)) for cell in batch]
@@ -201,7 +201,8 @@ def _run_batch(
         return [_record_failure(store, experiment_id, cell, detail) for cell in batch]
     setup = _setup_params(result.setup)
     outcomes = []
-    for cell, image, intent, prompt_score in zip(batch, images, intents, own):
+    for cell, image, pair in zip(batch, images, pairs):
+        intent, prompt_score = pair.intent, pair.prompt
         record = RunRecord.for_variant(
             experiment_id, cell.variant, cell.seed, render_s=render_s, score_s=score_s, params=setup
         )
