@@ -67,8 +67,12 @@ def test_compare_and_insights_in_a_browser(dashboard_url: str) -> None:
         images = page.locator("[data-testid='stImage'] img")
         expect(images).to_have_count(4, timeout=30_000)
         expect(page.get_by_text(re.compile(r"^score -?\d+\.\d{4}"))).to_have_count(4)
-        for i in range(4):
-            assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
+        # Every image decoded, not just placed: Streamlit serves them after the elements appear.
+        page.wait_for_function(
+            """() => { const imgs = [...document.querySelectorAll("[data-testid='stImage'] img")];
+                     return imgs.length === 4 && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
+            timeout=30_000,
+        )
         page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
 
         page.goto(f"{dashboard_url}/insights")
