@@ -162,6 +162,20 @@ def test_unweighted_prompt_matches_diffusers_own_encoding(model: str) -> None:
     assert torch.allclose(ours.prompt_embeds, embeds, atol=1e-5)
 
 
+def test_plain_texts_batched_through_diffusers_equal_compel() -> None:
+    from promptlab.render.conditioning import _compel, has_weight_syntax
+
+    loaded = load_model("tiny-sd")
+    prompts = ["a red fox, pop-art", "a red fox, (pop-art)1.3", "an owl++", "a red fox, pop-art"]
+    negatives = ["blurry", "blurry", "", "ugly, (blurry)0.8"]
+    assert [has_weight_syntax(p) for p in prompts] == [False, True, True, False]
+    ours = encode_prompts(loaded.pipe, loaded.family, prompts, negatives)
+    compel = _compel(loaded.pipe.tokenizer, loaded.pipe.text_encoder, truncate=True, sdxl=False)
+    expected = compel(prompts + negatives)
+    assert torch.allclose(ours.prompt_embeds, expected[:4], atol=1e-5)
+    assert torch.allclose(ours.negative_prompt_embeds, expected[4:], atol=1e-5)
+
+
 @pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl"])
 def test_unweighted_render_matches_diffusers_pipeline_call(model: str) -> None:
     params = RenderParams(num_inference_steps=3, width=64, height=64, guidance_scale=5.0)

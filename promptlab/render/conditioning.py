@@ -5,7 +5,11 @@ both encoders on their penultimate hidden states, unnormalised, concatenated, wi
 encoder's pooled embedding, again as diffusers does. Each encoder gets its own ``Compel``
 (compel's list-of-encoders form is deprecated and prints a warning). Positive and negative
 prompts of a batch are encoded in one call, so compel pads them to a common length (this
-matters for the "chunk" long-prompt policy).
+matters for the "chunk" long-prompt policy). Compel runs the encoder once per text, so each
+distinct text of a batch is encoded once (a sweep repeats prompts across seeds, and usually
+one negative prompt across everything). On SD 1.x/2.x with the "truncate" policy, texts
+without weight syntax skip compel and go through the pipeline's own ``encode_prompt`` in one
+batched call: compel gives the same embeddings for them (tested), one encoder call per text.
 
 An empty negative prompt on an SDXL model whose config has ``force_zeros_for_empty_prompt``
 gives zero negative embeddings, exactly what diffusers does when no negative prompt is passed.
@@ -13,6 +17,7 @@ gives zero negative embeddings, exactly what diffusers does when no negative pro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +26,15 @@ from promptlab.errors import RenderError
 if TYPE_CHECKING:
     import torch
     from diffusers import DiffusionPipeline
+
+
+# Characters and word endings that compel reads as syntax: groups, quotes, escapes, word+ / word-.
+_COMPEL_SYNTAX = re.compile(r'[()"\\]|[+-](?=\s|,|$)')
+
+
+def has_weight_syntax(text: str) -> bool:
+    """Whether compel would read anything in ``text`` other than plain words."""
+    return _COMPEL_SYNTAX.search(text) is not None
 
 
 @dataclass
@@ -73,24 +87,28 @@ def encode_prompts(
         raise RenderError(f"{len(prompts)} prompts but {len(negative_prompts)} negative prompts; give one each")
     truncate = long_prompt == "truncate"
     texts = list(prompts) + list(negative_prompts)
+    distinct = list(dict.fromkeys(texts))
+    index = torch.tensor([distinct.index(text) for text in texts])
     count = len(prompts)
     dtype = pipe.unet.dtype
     if family != "sdxl":
-        embeds = _compel(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=False)(texts).to(dtype)
+        embeds = _encode_sd(pipe, distinct, truncate).to(dtype)
+        embeds = embeds[index.to(embeds.device)]
         return Conditioning(prompt_embeds=embeds[:count], negative_prompt_embeds=embeds[count:])
 
     second = _compel(pipe.tokenizer_2, pipe.text_encoder_2, truncate=truncate, sdxl=True, pooled=True)
-    embeds, pooled = second(texts)
+    embeds, pooled = second(distinct)
     # The SDXL refiner has only the second encoder.
     if pipe.text_encoder is not None:
-        first = _compel(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=True)(texts)
+        first = _compel(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=True)(distinct)
         if first.shape[1] != embeds.shape[1]:
             raise RenderError(
                 f"the two SDXL tokenizers split a prompt into different chunk counts ({first.shape[1]} vs "
                 f"{embeds.shape[1]} tokens); use long_prompt 'truncate'"
             )
         embeds = torch.cat([first, embeds], dim=-1)
-    embeds, pooled = embeds.to(dtype), pooled.to(dtype)
+    index = index.to(embeds.device)
+    embeds, pooled = embeds.to(dtype)[index], pooled.to(dtype)[index]
     negative, negative_pooled = embeds[count:].clone(), pooled[count:].clone()
     if pipe.config.get("force_zeros_for_empty_prompt", False):
         empty = torch.tensor([text == "" for text in negative_prompts], device=embeds.device)
@@ -102,3 +120,19 @@ def encode_prompts(
         pooled_prompt_embeds=pooled[:count],
         negative_pooled_prompt_embeds=negative_pooled,
     )
+
+
+def _encode_sd(pipe: DiffusionPipeline, texts: list[str], truncate: bool) -> torch.Tensor:
+    """SD 1.x/2.x embeddings of ``texts``: plain ones batched through diffusers, the rest through compel."""
+    import torch
+
+    weighted = [t for t in texts if has_weight_syntax(t)] if truncate else list(texts)
+    plain = [t for t in texts if t not in set(weighted)]
+    parts: dict[str, torch.Tensor] = {}
+    if weighted:
+        encoded = _compel(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=False)(weighted)
+        parts.update(zip(weighted, encoded))
+    if plain:
+        encoded = pipe.encode_prompt(plain, pipe.text_encoder.device, 1, do_classifier_free_guidance=False)[0]
+        parts.update(zip(plain, encoded))
+    return torch.stack([parts[t] for t in texts])
