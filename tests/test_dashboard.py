@@ -201,4 +201,5 @@ def test_export_offers_downloads(filled: Path) -> None:
     at = page("export")
     at.selectbox(key="export_experiment").select("dash").run()
     no_errors(at)
-    assert len(at.get("download_button")) >= 2
+    assert len(at.get("download_button")) == 7 + 2  # every export format, the grid, the zip
+    assert len(at.get("image")) == 1  # the grid

@@ -1,10 +1,37 @@
-"""Export: a download button for every export format and for the grid image of an experiment."""
+"""Export: a download button for every export format, the X/Y grid image, and the zip."""
 
 from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
 
 import streamlit as st
 
 from promptlab.dashboard import data
+from promptlab.errors import PromptlabError
+from promptlab.export import EXPORT_FILE_TYPES, EXPORT_FORMATS, export_best, export_zip, grid_axes, grid_image
+from promptlab.paths import database_url
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _export_text(url: str, name: str, kind: str, version: str, fmt: str, top: int) -> str:
+    return export_best(data._runs_frame(url, name, kind, version), fmt, experiment=name, top=top)
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing the grid...")
+def _grid_png(url: str, name: str, kind: str, version: str, x: str, y: str) -> bytes:
+    buffer = io.BytesIO()
+    grid_image(data._runs_frame(url, name, kind, version), x, y).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@st.cache_data(max_entries=4, show_spinner="Packing the zip...")
+def _zip_bytes(url: str, name: str, kind: str, version: str, top: int) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{name}.zip"
+        export_zip(data._runs_frame(url, name, kind, version), path, top=top, experiment=name)
+        return path.read_bytes()
 
 
 def page() -> None:
@@ -12,8 +39,29 @@ def page() -> None:
     name = data.pick_experiment("export_experiment")
     if name is None:
         return
-    frame = data.runs_frame(name)
-    st.download_button("Runs (CSV)", frame.drop(columns=["terms", "params", "axes"]).to_csv(index=False),
-                       file_name=f"{name}-runs.csv", mime="text/csv", key="export_csv")  # fmt: skip
-    st.download_button("Analysis (JSON)", data.to_json(data.analysis(name).to_dict()),
-                       file_name=f"{name}-analysis.json", mime="application/json", key="export_analysis")  # fmt: skip
+    left, right = st.columns(2)
+    top = left.number_input("Best prompts", min_value=1, max_value=100, value=5, key="export_top")
+    kind = right.radio("Rank by score", ["intent", "prompt"], horizontal=True, key="export_score")
+    key = (database_url(), name, kind, data._version(name))
+    try:
+        st.subheader("Best prompts")
+        columns = st.columns(4)
+        for i, fmt in enumerate(EXPORT_FORMATS):
+            file_type = EXPORT_FILE_TYPES[fmt]
+            columns[i % 4].download_button(
+                fmt, _export_text(*key, fmt, int(top)), file_name=f"{name}-{fmt}{file_type.suffix}",
+                mime=file_type.mime, key=f"export_{fmt}",
+            )  # fmt: skip
+        st.subheader("X/Y grid")
+        axes = grid_axes(data.runs_frame(name, kind))
+        x_col, y_col = st.columns(2)
+        x = x_col.selectbox("Columns (X)", axes, index=0, key="export_grid_x")
+        y = y_col.selectbox("Rows (Y)", axes, index=min(1, len(axes) - 1), key="export_grid_y")
+        png = _grid_png(*key, x, y)
+        st.image(png, caption=f"{name}: {y} by {x}")
+        st.download_button("Grid image (PNG)", png, file_name=f"{name}-grid.png", mime="image/png", key="export_grid")
+        st.subheader("Everything")
+        st.download_button("Images and table (zip)", _zip_bytes(*key, int(top)), file_name=f"{name}.zip",
+                           mime="application/zip", key="export_zip")  # fmt: skip
+    except PromptlabError as error:
+        data.show_error(error)
