@@ -10,13 +10,15 @@ import streamlit as st
 
 from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
-from promptlab.export import EXPORT_FILE_TYPES, EXPORT_FORMATS, export_best, export_zip, grid_axes, grid_image
+from promptlab.export import EXPORT_FILE_TYPES, EXPORT_FORMATS, export_rows, export_zip, grid_axes, grid_image
 from promptlab.paths import database_url
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _export_text(url: str, name: str, kind: str, version: str, fmt: str, top: int) -> str:
-    return export_best(data._runs_frame(url, name, kind, version), fmt, experiment=name, top=top)
+@st.cache_data(max_entries=8, show_spinner="Ranking the prompts...")
+def _export_texts(url: str, name: str, kind: str, version: str, top: int) -> dict[str, str]:
+    """Every format's text from one ranking (the bootstrap runs once, not once per format)."""
+    rows = export_rows(data._runs_frame(url, name, kind, version), top, n_boot=data.N_BOOT)
+    return {fmt: writer(rows, name) for fmt, writer in EXPORT_FORMATS.items()}
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing the grid...")
@@ -46,10 +48,11 @@ def page() -> None:
     try:
         st.subheader("Best prompts")
         columns = st.columns(4)
+        texts = _export_texts(*key, int(top))
         for i, fmt in enumerate(EXPORT_FORMATS):
             file_type = EXPORT_FILE_TYPES[fmt]
             columns[i % 4].download_button(
-                fmt, _export_text(*key, fmt, int(top)), file_name=f"{name}-{fmt}{file_type.suffix}",
+                fmt, texts[fmt], file_name=f"{name}-{fmt}{file_type.suffix}",
                 mime=file_type.mime, key=f"export_{fmt}",
             )  # fmt: skip
         st.subheader("X/Y grid")
