@@ -197,9 +197,83 @@ def test_history_search_open_and_render_again(filled: Path) -> None:
     assert len(at.get("image")) == 2
 
 
-def test_export_offers_downloads(filled: Path) -> None:
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[bytes, str]]:
+    """Every download button's file as the page handed it to streamlit: file name -> (bytes, MIME)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    files: dict[str, tuple[bytes, str]] = {}
+    add = MediaFileManager.add
+
+    def recording_add(self: MediaFileManager, data: bytes | str, mimetype: str, *args: object, **kwargs: object) -> str:
+        if kwargs.get("is_for_static_download"):
+            files[str(kwargs["file_name"])] = (data if isinstance(data, bytes) else data.encode(), mimetype)
+        return add(self, data, mimetype, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MediaFileManager, "add", recording_add)
+    return files
+
+
+def test_export_offers_downloads(filled: Path, downloads: dict[str, tuple[bytes, str]]) -> None:
+    import csv
+    import io
+    import json
+    import zipfile
+
+    from PIL import Image
+
+    from promptlab.export import EXPORT_FILE_TYPES, EXPORT_FORMATS, parse_markdown_table
+
     at = page("export")
     at.selectbox(key="export_experiment").select("dash").run()
+    at.number_input(key="export_top").set_value(2).run()
     no_errors(at)
-    assert len(at.get("download_button")) == 7 + 2  # every export format, the grid, the zip
-    assert len(at.get("image")) == 1  # the grid
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert sorted(labels) == sorted([*EXPORT_FORMATS, "Grid image (PNG)", "Images and table (zip)"])
+    for fmt, file_type in EXPORT_FILE_TYPES.items():
+        data, mime = downloads[f"dash-{fmt}{file_type.suffix}"]
+        assert mime == file_type.mime, fmt
+        data.decode("utf-8")
+    assert [p["rank"] for p in json.loads(downloads["dash-json.json"][0])["prompts"]] == [1, 2]
+    assert len(list(csv.DictReader(io.StringIO(downloads["dash-csv.csv"][0].decode())))) == 2
+    assert len(parse_markdown_table(downloads["dash-markdown.md"][0].decode())) == 2
+    styles = downloads["dash-a1111-styles.csv"][0]
+    assert styles.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(styles.decode("utf-8-sig"))))
+    assert [r["name"].split(" ")[1] for r in rows] == ["#1", "#2"]
+    assert all("{prompt}" in r["prompt"] for r in rows)
+    assert len(json.loads(downloads["dash-fooocus-styles.json"][0])) == 2
+    assert len(downloads["dash-compel.txt"][0].decode().splitlines()) == 2
+    assert len(downloads["dash-a1111.txt"][0].decode().splitlines()) == 2
+    # the grid: 2 styles (X) by 2 seeds (Y)
+    assert len(at.get("image")) == 1
+    png, mime = downloads["dash-grid.png"]
+    assert mime == "image/png"
+    with Image.open(io.BytesIO(png)) as grid:
+        assert grid.format == "PNG" and grid.width > 2 * 64 and grid.height > 2 * 64
+    x, y = at.selectbox(key="export_grid_x").value, at.selectbox(key="export_grid_y").value
+    assert {x, y} == {"style", "seed"}
+    at.selectbox(key="export_grid_x").select(y).run()
+    at.selectbox(key="export_grid_y").select(x).run()
+    no_errors(at)
+    assert downloads["dash-grid.png"][0] != png  # transposed
+    zipped, mime = downloads["dash.zip"]
+    assert mime == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        names = archive.namelist()
+    assert {"best.csv", "best.json", "runs.csv"} <= set(names)
+    assert sum(n.startswith("images/") for n in names) == 4
+
+
+def test_export_shows_a_library_error_without_traceback(promptlab_home: Path) -> None:
+    from promptlab.prompt import Prompt
+    from promptlab.store import RunRecord, open_store
+
+    with open_store() as store:
+        experiment = store.add_experiment("broken", {})
+        record = RunRecord(experiment.id, "v0", 1, Prompt("a squirrel"), "tiny-sd")
+        store.record_failure(record, "out of memory")
+    at = page("export")
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and "no scored runs" in at.error[0].value
+    assert not at.get("download_button")
