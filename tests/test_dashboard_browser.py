@@ -53,7 +53,7 @@ def dashboard_url(filled: Path):  # type: ignore[no-untyped-def]
         process.wait(timeout=20)
 
 
-def test_compare_and_insights_in_a_browser(dashboard_url: str) -> None:
+def test_compare_insights_and_export_in_a_browser(dashboard_url: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -84,4 +84,20 @@ def test_compare_and_insights_in_a_browser(dashboard_url: str) -> None:
         expect(charts.first.locator("canvas, svg").first).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Best prompts")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "insights.png"), full_page=True)
+
+        page.goto(f"{dashboard_url}/export")
+        expect(page.get_by_role("heading", name="Export")).to_be_visible(timeout=60_000)
+        page.get_by_test_id("stSelectbox").first.click()
+        page.get_by_role("option", name="dash").click()
+        expect(page.get_by_test_id("stDownloadButton")).to_have_count(9, timeout=60_000)
+        page.wait_for_function(
+            """() => { const img = document.querySelector("[data-testid='stImage'] img");
+                     return img && img.complete && img.naturalWidth > 0; }""",
+            timeout=30_000,
+        )
+        with page.expect_download() as download:
+            page.get_by_test_id("stDownloadButton").filter(has_text="a1111-styles").click()
+        assert download.value.suggested_filename == "dash-a1111-styles.csv"
+        assert Path(download.value.path()).read_bytes().startswith(b"\xef\xbb\xbfname,prompt,negative_prompt")
+        page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)
         browser.close()

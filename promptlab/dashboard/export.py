@@ -32,7 +32,7 @@ def _grid_png(url: str, name: str, kind: str, version: str, x: str, y: str) -> b
 def _zip_bytes(url: str, name: str, kind: str, version: str, top: int) -> bytes:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{name}.zip"
-        export_zip(data._runs_frame(url, name, kind, version), path, top=top, experiment=name)
+        export_zip(data._runs_frame(url, name, kind, version), path, top=top, experiment=name, n_boot=data.N_BOOT)
         return path.read_bytes()
 
 
