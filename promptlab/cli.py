@@ -480,17 +480,11 @@ def score(
 
 
 def _image_prompt(path: Path) -> str:
-    """The plain prompt an image was made with, from its PNG metadata (A1111's or promptlab's)."""
-    from promptlab.metadata import read_image_metadata
+    """The plain prompt an image was made with, read from its metadata by the importer."""
+    from promptlab.importer import import_image
     from promptlab.prompt import convert
 
-    meta = read_image_metadata(path)
-    record = meta.promptlab_record or {}
-    if record.get("prompt_plain"):
-        return str(record["prompt_plain"])
-    # ComfyUI writes A1111's (text:1.2) weights; InvokeAI writes compel's.
-    syntax = "compel" if meta.parameters.source == "invokeai" else "a1111"
-    return convert(meta.parameters.prompt, syntax, "plain")
+    return convert(import_image(path).prompt, "compel", "plain")
 
 
 class ExportFormat(str, Enum):

@@ -257,6 +257,9 @@ def _record_failure(store: Store, experiment_id: int, cell: Cell, error: str) ->
     return CellOutcome(cell.variant.key, cell.variant.label, cell.seed, run.id, "failed", error=error)
 
 
+# RenderParams fields that are not part of a render's recipe key (kept elsewhere on the run).
+_SETUP_NOT_PARAMS = ("task", "negative_prompt", "long_prompt", "image", "mask_image", "depth_map")
+
 #: The experiment that logs ad-hoc renders (``promptlab render``), so no image is ever lost.
 RENDERS_EXPERIMENT = "renders"
 
@@ -286,9 +289,9 @@ class RenderedFile:
 def render_to_files(request: Any, out_dir: Path, store: Store) -> list[RenderedFile]:
     """Render a ``RenderRequest``, log each image as a run of the ``renders`` experiment, and
     copy the PNG (A1111 ``parameters`` + ``promptlab`` chunks) to ``out_dir``."""
-    import hashlib
     import shutil
 
+    from promptlab.experiment import variant_key
     from promptlab.prompt import parse_compel
     from promptlab.render.engine import render_request
 
@@ -296,15 +299,20 @@ def render_to_files(request: Any, out_dir: Path, store: Store) -> list[RenderedF
     prompt = parse_compel(request.prompt)
     result = render_request(request)
     setup = result.setup.to_dict()
-    params = {k: v for k, v in setup["params"].items() if k not in ("task", "negative_prompt")}
-    params.update(_setup_params(result.setup))
+    # Input images count by content (their hashes), not by path.
+    recipe = {k: v for k, v in setup["params"].items() if k not in _SETUP_NOT_PARAMS}
+    key = variant_key(
+        prompt=prompt,
+        negative_prompt=request.params.negative_prompt,
+        model=request.model.model,
+        task=request.params.task,
+        params=recipe,
+        long_prompt=request.params.long_prompt,
+        input_hashes={i["role"]: i["sha256"] for i in setup["inputs"]},
+    )
+    params = {**recipe, **_setup_params(result.setup)}
     experiment = store.get_or_create_experiment(RENDERS_EXPERIMENT, {"name": RENDERS_EXPERIMENT}, None)
     assert experiment.id is not None
-    key = hashlib.sha256(
-        json.dumps([request.prompt, request.params.negative_prompt, request.model.model, setup["params"]],
-                   sort_keys=True, default=str).encode()
-    ).hexdigest()[:16]
-    done = store.existing_cells(experiment.id)
     # 2. Record each image (file first, then rows), then copy it out with its metadata.
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
@@ -321,9 +329,8 @@ def render_to_files(request: Any, out_dir: Path, store: Store) -> list[RenderedF
             label=request.prompt,
             render_s=sum(result.batch_seconds) / len(result.images),
         )
-        if (key, rendered.seed) in done:
-            run = store.find_run(experiment.id, key, rendered.seed)
-        else:
+        run = store.find_run(experiment.id, key, rendered.seed)
+        if run is None or run.status != "ok":
             run = store.record_run(record, rendered.image)
         target = out_dir / f"{rendered.seed}-{run.image_sha256[:10]}.png"
         shutil.copyfile(store.image_path(run.image_sha256), target)
