@@ -1,0 +1,509 @@
+"""Train ``micro`` (a tiny Stable Diffusion) and ``micro-clip`` on micro-world scenes.
+
+    promptlab micro train            # retrains both into promptlab/micro/weights/
+
+Everything comes from seeds: the scenes, their captions, the initial weights and the order of
+batches, so a retrain on the same code and library versions gives the same models. Stages:
+
+1. draw ``scenes`` training scenes (``HELD_OUT`` combinations never appear);
+2. train an ``AutoencoderKL`` (4x downsampling into 4 channels) to reconstruct them, and
+   encode every scene once into latents; the VAE's ``scaling_factor`` is set from their spread;
+3. train a ``UNet2DConditionModel`` and a CLIP text encoder together on (latents, caption)
+   with caption dropout (for classifier-free guidance), min-SNR loss weighting and an EMA of
+   the weights, the way diffusers' ``train_text_to_image.py`` does;
+4. train ``micro-clip`` (an open_clip ``CLIP``) contrastively on (scene, caption) pairs, each
+   image also against a caption that differs from its own in one attribute.
+
+Both are saved in half precision with a ``promptlab_micro.json`` record: the command, the code
+revision, the configuration, the null words, the held-out combinations, losses and timings.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptlab.micro import MICRO_CLIP_CONFIG, MICRO_CLIP_DIR, MICRO_MODELS, RETRAIN_COMMAND
+from promptlab.micro.world import (
+    BACKGROUNDS,
+    COLORS,
+    HELD_OUT,
+    LIGHTS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    CaptionStyle,
+    Scene,
+    draw,
+    sample_caption,
+    sample_scene,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+RECORD = "promptlab_micro.json"
+#: Vocabulary categories whose terms are sprinkled into captions and change nothing in the scene.
+NULL_CATEGORIES: tuple[str, ...] = ("artist", "site", "resolution")
+#: Richer captions for CLIP: it must tell every attribute apart.
+CLIP_CAPTIONS = CaptionStyle(color=0.95, background=0.9, size=0.8, position=0.85, light=0.95, null=0.2)
+
+#: Called with (stage, step, total steps, latest loss).
+Progress = Callable[[str, int, int, float], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Sizes, steps and seeds of one training run."""
+
+    seed: int = 0
+    scenes: int = 24000
+    vae_steps: int = 600
+    vae_batch: int = 16
+    unet_steps: int = 2500
+    unet_batch: int = 64
+    clip_steps: int = 1500
+    clip_batch: int = 64
+    learning_rate: float = 1e-3
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.999
+    snr_gamma: float = 5.0
+
+
+@dataclass
+class TrainReport:
+    """What a training run did: where it saved, how long each stage took, its final losses."""
+
+    micro: Path
+    micro_clip: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: paths as strings."""
+        return {"micro": str(self.micro), "micro_clip": str(self.micro_clip), "seconds": self.seconds, "losses": self.losses}
+
+
+def null_words() -> list[str]:
+    """Known-null words: every term of ``NULL_CATEGORIES`` in the bundled vocabulary."""
+    from promptlab.vocab import load_vocab
+
+    vocab = load_vocab()
+    return sorted(term.text for name in NULL_CATEGORIES for term in vocab.categories[name].terms)
+
+
+def training_scenes(count: int, seed: int) -> list[Scene]:
+    """``count`` random training scenes (no held-out combinations)."""
+    rng = random.Random(seed)
+    return [sample_scene(rng) for _ in range(count)]
+
+
+def scene_tensor(scenes: Sequence[Scene], seed: int) -> torch.Tensor:
+    """The scenes drawn as a uint8 tensor (N, 3, 64, 64); scene i is drawn with seed ``seed + i``."""
+    import numpy as np
+    import torch
+
+    pixels = np.stack([np.asarray(draw(scene, seed + i)) for i, scene in enumerate(scenes)])
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+
+
+def _to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    return pixels.float() / 127.5 - 1.0
+
+
+def build_vae(scaling_factor: float = 1.0) -> Any:
+    """The micro VAE: 64x64 RGB <-> 16x16x4 latents."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+        scaling_factor=scaling_factor,
+        mid_block_add_attention=False,
+    )
+
+
+def build_text_encoder() -> Any:
+    """The micro text encoder: SD 1.x's CLIPTextModel shape at width 64."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from promptlab.render.tiny import _END_ID, _START_ID
+
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            max_position_embeddings=77,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            projection_dim=64,
+            hidden_act="quick_gelu",
+            bos_token_id=_START_ID,
+            eos_token_id=_END_ID,
+            pad_token_id=_END_ID,
+        )
+    )
+
+
+def build_unet() -> Any:
+    """The micro UNet: 16x16 latents, cross-attention at 8x8 and 4x4."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64,
+        attention_head_dim=4,
+        norm_num_groups=16,
+    )
+
+
+def build_scheduler() -> Any:
+    """The noise schedule shared by training and the saved pipeline (SD's betas)."""
+    from diffusers import DDPMScheduler
+
+    from promptlab.render.tiny import _BETAS
+
+    return DDPMScheduler(**_BETAS)
+
+
+def _batches(count: int, batch: int, steps: int, seed: int) -> Any:
+    """Indices of ``steps`` batches: shuffled epochs, from a seeded generator."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(count, generator=generator)
+    position = 0
+    for _ in range(steps):
+        if position + batch > count:
+            order = torch.randperm(count, generator=generator)
+            position = 0
+        yield order[position : position + batch]
+        position += batch
+
+
+def _optimizer(parameters: Any, learning_rate: float, steps: int) -> tuple[Any, Any]:
+    import torch
+    from diffusers.optimization import get_scheduler
+
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=1e-4)
+    schedule = get_scheduler("cosine", optimizer, num_warmup_steps=min(200, steps // 10), num_training_steps=steps)
+    return optimizer, schedule
+
+
+def train_vae(pixels: torch.Tensor, config: TrainConfig, progress: Progress | None = None) -> tuple[Any, float]:
+    """A VAE trained to reconstruct ``pixels``; returns it and its last loss."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    vae = build_vae()
+    optimizer, schedule = _optimizer(vae.parameters(), config.learning_rate, config.vae_steps)
+    loss_value = float("nan")
+    vae.train()
+    for step, index in enumerate(_batches(len(pixels), config.vae_batch, config.vae_steps, config.seed), 1):
+        images = _to_unit(pixels[index])
+        posterior = vae.encode(images).latent_dist
+        reconstruction = vae.decode(posterior.sample()).sample
+        # A light KL term, as in SD's VAE: latents stay near-Gaussian but keep the detail.
+        loss = torch.nn.functional.mse_loss(reconstruction, images) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        loss_value = loss.item()
+        if progress:
+            progress("vae", step, config.vae_steps, loss_value)
+    vae.eval()
+    return vae, loss_value
+
+
+def encode_latents(vae: Any, pixels: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The posterior mean and standard deviation of every image."""
+    import torch
+
+    means, stds = [], []
+    with torch.no_grad():
+        for start in range(0, len(pixels), batch):
+            posterior = vae.encode(_to_unit(pixels[start : start + batch])).latent_dist
+            means.append(posterior.mean)
+            stds.append(posterior.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def _token_ids(tokenizer: Any, captions: Sequence[str]) -> torch.Tensor:
+    return tokenizer(
+        list(captions), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
+def train_unet(
+    latents: tuple[torch.Tensor, torch.Tensor],
+    scenes: Sequence[Scene],
+    tokenizer: Any,
+    words: Sequence[str],
+    config: TrainConfig,
+    progress: Progress | None = None,
+) -> tuple[Any, Any, float]:
+    """UNet and text encoder trained together (EMA weights returned) and the last loss."""
+    import torch
+    from diffusers.training_utils import EMAModel, compute_snr
+
+    torch.manual_seed(config.seed + 1)
+    unet, text_encoder, scheduler = build_unet(), build_text_encoder(), build_scheduler()
+    parameters = [*unet.parameters(), *text_encoder.parameters()]
+    optimizer, schedule = _optimizer(parameters, config.learning_rate, config.unet_steps)
+    ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=True)
+    ema_text = EMAModel(text_encoder.parameters(), decay=config.ema_decay, use_ema_warmup=True)
+    rng = random.Random(config.seed + 1)
+    means, stds = latents
+    scaling = float(latent_scaling(means, stds))
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    loss_value = float("nan")
+    unet.train()
+    text_encoder.train()
+    for step, index in enumerate(_batches(len(scenes), config.unet_batch, config.unet_steps, config.seed + 1), 1):
+        captions = [
+            "" if rng.random() < config.caption_dropout else sample_caption(scenes[i], rng, words) for i in index.tolist()
+        ]
+        clean = (means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)) * scaling
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(index),), generator=generator)
+        noisy = scheduler.add_noise(clean, noise, timesteps)
+        hidden = text_encoder(_token_ids(tokenizer, captions))[0]
+        prediction = unet(noisy, timesteps, hidden).sample
+        # Min-SNR-gamma weighting (Hang et al. 2023): easy, low-noise steps stop dominating the loss.
+        snr = compute_snr(scheduler, timesteps)
+        weights = torch.clamp(snr, max=config.snr_gamma) / snr
+        loss = (torch.nn.functional.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3)) * weights).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        schedule.step()
+        ema_unet.step(unet.parameters())
+        ema_text.step(text_encoder.parameters())
+        loss_value = loss.item()
+        if progress:
+            progress("unet", step, config.unet_steps, loss_value)
+    ema_unet.copy_to(unet.parameters())
+    ema_text.copy_to(text_encoder.parameters())
+    unet.eval()
+    text_encoder.eval()
+    return unet, text_encoder, loss_value
+
+
+def latent_scaling(means: torch.Tensor, stds: torch.Tensor) -> float:
+    """The VAE scaling factor: one over the standard deviation of sampled latents, as SD sets it."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    sample = means + stds * torch.randn(means.shape, generator=generator)
+    return float(1.0 / sample.std())
+
+
+_ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
+    "color": COLORS,
+    "shape": SHAPES,
+    "background": tuple(BACKGROUNDS),
+    "size": tuple(SIZES),
+    "position": tuple(POSITIONS),
+    "light": LIGHTS,
+}
+
+
+def one_off_caption(scene: Scene, caption: str, rng: random.Random) -> str | None:
+    """``caption`` with one attribute it names swapped for another value (None if none can be)."""
+    from promptlab.micro.world import INVISIBLE, caption_attributes
+
+    named = caption_attributes(caption)
+    options = [name for name in named if len(_ATTRIBUTE_VALUES[name]) > 1]
+    if not options:
+        return None
+    name = rng.choice(options)
+    current = named[name]
+    choices = [
+        value
+        for value in _ATTRIBUTE_VALUES[name]
+        if value != current
+        and (name != "color" or (value, scene.background) not in INVISIBLE)
+        and (name != "background" or (scene.color, value) not in INVISIBLE)
+    ]
+    named[name] = rng.choice(choices)
+    if name in ("size", "position", "light"):
+        return ", ".join(named[name] if part == current else part for part in caption.split(", "))
+    color = f"{named['color']} " if "color" in named else ""
+    background = f" on a {named['background']} background" if "background" in named else ""
+    return ", ".join([f"a {color}{named['shape']}{background}", *caption.split(", ")[1:]])
+
+
+def train_clip(
+    pixels: torch.Tensor, scenes: Sequence[Scene], words: Sequence[str], config: TrainConfig, progress: Progress | None = None
+) -> tuple[Any, float]:
+    """micro-clip trained contrastively; each image also meets a caption one attribute away from its own."""
+    import open_clip
+    import torch
+    from open_clip.model import CLIP
+
+    torch.manual_seed(config.seed + 2)
+    model = CLIP(**MICRO_CLIP_CONFIG)
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+    optimizer, schedule = _optimizer(model.parameters(), config.learning_rate, config.clip_steps)
+    rng = random.Random(config.seed + 2)
+    loss_value = float("nan")
+    model.train()
+    for step, index in enumerate(_batches(len(scenes), config.clip_batch, config.clip_steps, config.seed + 2), 1):
+        captions = [sample_caption(scenes[i], rng, words, CLIP_CAPTIONS) for i in index.tolist()]
+        negatives = [one_off_caption(scenes[i], caption, rng) for i, caption in zip(index.tolist(), captions)]
+        texts = captions + [negative or caption for negative, caption in zip(negatives, captions)]
+        images = (pixels[index].float() / 255.0 - mean) / std
+        image_features = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
+        text_features = torch.nn.functional.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+        scale = model.logit_scale.exp()
+        logits = scale * image_features @ text_features.T
+        count = len(index)
+        # A caption whose swap failed is its own duplicate: mask it out of the negatives.
+        duplicate = torch.tensor([negative is None for negative in negatives])
+        logits[:, count:] = logits[:, count:].masked_fill(duplicate.unsqueeze(0), float("-inf"))
+        labels = torch.arange(count)
+        loss = (
+            torch.nn.functional.cross_entropy(logits, labels)
+            + torch.nn.functional.cross_entropy(logits[:, :count].T, labels)
+        ) / 2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, 4.6052)
+        loss_value = loss.item()
+        if progress:
+            progress("clip", step, config.clip_steps, loss_value)
+    model.eval()
+    return model, loss_value
+
+
+def code_revision() -> str:
+    """The git revision of promptlab's source (with ``-dirty`` for uncommitted changes), or ``unknown``."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        revision = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{revision}-dirty" if dirty else revision
+
+
+def _record(config: TrainConfig, command: str, words: Sequence[str], report: TrainReport) -> dict[str, Any]:
+    import diffusers
+    import open_clip
+    import torch
+
+    return {
+        "command": command,
+        "revision": code_revision(),
+        "config": asdict(config),
+        "null_words": list(words),
+        "held_out": sorted(list(combo) for combo in HELD_OUT),
+        "seconds": report.seconds,
+        "losses": report.losses,
+        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "open_clip": open_clip.__version__},
+    }
+
+
+def save_micro(folder: Path, vae: Any, text_encoder: Any, unet: Any, tokenizer: Any) -> None:
+    """The micro pipeline as a diffusers folder of half-precision safetensors."""
+    import torch
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    from promptlab.render.tiny import _BETAS
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DPMSolverMultistepScheduler(**_BETAS),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.to(torch.float16)
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+
+
+def save_micro_clip(folder: Path, model: Any) -> None:
+    """micro-clip's open_clip config and half-precision weights."""
+    from safetensors.torch import save_file
+
+    from promptlab.scoring import METADATA_MODEL
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().half().contiguous() for key, value in model.state_dict().items()}
+    save_file(state, str(folder / "micro-clip.safetensors"), metadata={METADATA_MODEL: "micro-clip"})
+    (folder / "micro-clip.json").write_text(json.dumps(MICRO_CLIP_CONFIG, indent=2, sort_keys=True) + "\n")
+
+
+def train_all(out: Path, config: TrainConfig, command: str, progress: Progress | None = None) -> TrainReport:
+    """Train micro and micro-clip from seeds into ``out/micro`` and ``out/micro-clip``."""
+    import tempfile
+
+    from transformers import CLIPTokenizer
+
+    from promptlab.tokens import save_clip_tokenizer
+
+    report = TrainReport(out / "micro", out / "micro-clip")
+    words = null_words()
+    started = time.perf_counter()
+    scenes = training_scenes(config.scenes, config.seed)
+    pixels = scene_tensor(scenes, config.seed)
+    report.seconds["scenes"] = time.perf_counter() - started
+
+    mark = time.perf_counter()
+    vae, report.losses["vae"] = train_vae(pixels, config, progress)
+    means, stds = encode_latents(vae, pixels)
+    vae.register_to_config(scaling_factor=latent_scaling(means, stds))
+    report.seconds["vae"] = time.perf_counter() - mark
+
+    with tempfile.TemporaryDirectory() as scratch:
+        save_clip_tokenizer(Path(scratch))
+        tokenizer = CLIPTokenizer.from_pretrained(scratch)
+    mark = time.perf_counter()
+    unet, text_encoder, report.losses["unet"] = train_unet((means, stds), scenes, tokenizer, words, config, progress)
+    report.seconds["unet"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    clip, report.losses["clip"] = train_clip(pixels, scenes, words, config, progress)
+    report.seconds["clip"] = time.perf_counter() - mark
+    report.seconds["total"] = time.perf_counter() - started
+
+    save_micro(report.micro, vae, text_encoder, unet, tokenizer)
+    save_micro_clip(report.micro_clip, clip)
+    record = json.dumps(_record(config, command, words, report), indent=2) + "\n"
+    for folder in (report.micro, report.micro_clip):
+        (folder / RECORD).write_text(record)
+    return report
