@@ -31,12 +31,14 @@ model_app = typer.Typer(help="Inspect Stable Diffusion models.", no_args_is_help
 runs_app = typer.Typer(help="Browse recorded runs.", no_args_is_help=True)
 experiments_app = typer.Typer(help="Browse experiments.", no_args_is_help=True)
 db_app = typer.Typer(help="The run database.", no_args_is_help=True)
+micro_app = typer.Typer(help="The micro-world: scenes promptlab draws, and the micro models trained on them.", no_args_is_help=True)
 app.add_typer(vocab_app, name="vocab")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(model_app, name="model")
 app.add_typer(runs_app, name="runs")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(db_app, name="db")
+app.add_typer(micro_app, name="micro")
 
 
 class OutputFormat(str, Enum):
@@ -285,7 +287,7 @@ def run(
 
 @app.command()
 def demo(fmt: OutputFormat = FORMAT_OPTION) -> None:
-    """Run the bundled demo experiment on the tiny built-in models (seconds on a CPU; images are noise)."""
+    """Run the bundled demo experiment on the built-in micro models (seconds on a CPU)."""
     from promptlab.demo import run_demo
     from promptlab.store import open_store
 
@@ -296,6 +298,87 @@ def demo(fmt: OutputFormat = FORMAT_OPTION) -> None:
         typer.echo("Next: promptlab analyze demo   |   promptlab dashboard   (or: streamlit run app.py)")
     if not summary.ok:
         raise typer.Exit(1)
+
+
+@micro_app.command("train")
+def micro_train(
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for micro/ and micro-clip/ (default: the package's own weights)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the scenes, captions, initial weights and batches."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Retrain micro and micro-clip from seeds (about 45 minutes on 2 CPU cores)."""
+    import shlex
+
+    import torch
+    from tqdm import tqdm
+
+    from promptlab.micro import WEIGHTS_DIR
+    from promptlab.micro.train import TrainConfig, train_all
+
+    if threads is not None:
+        if threads < 1:
+            raise typer.BadParameter(f"--threads {threads}: give 1 or more")
+        torch.set_num_threads(threads)
+    bars: dict[str, Any] = {}
+
+    def progress(stage: str, step: int, total: int, loss: float) -> None:
+        if stage not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[stage] = tqdm(desc=stage, total=total, unit="step", file=sys.stderr, dynamic_ncols=True)
+        bars[stage].update(1)
+        bars[stage].set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    command = shlex.join(["promptlab", *sys.argv[1:]])
+    try:
+        report = train_all(out or WEIGHTS_DIR, TrainConfig(seed=seed), command, progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if fmt is OutputFormat.json:
+        return emit_json(report.to_dict())
+    minutes = ", ".join(f"{stage} {seconds / 60:.1f}" for stage, seconds in report.seconds.items())
+    typer.echo(f"micro: {report.micro}\nmicro-clip: {report.micro_clip}\nminutes: {minutes}")
+    return None
+
+
+@micro_app.command("draw")
+def micro_draw(
+    caption: str = typer.Argument(..., help="A caption, e.g. 'a red circle on a black background, small, left, sunlight'."),
+    out: Path = typer.Option(Path("scene.png"), "-o", "--out", help="PNG file to write."),
+    seed: int = typer.Option(0, "--seed", help="Picks what the caption leaves out, and jitters the shape."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Draw the micro-world scene a caption describes (the ground truth micro learns from)."""
+    import dataclasses
+
+    from promptlab.micro.world import draw, scene_for
+
+    scene = scene_for(caption, seed)
+    draw(scene, seed).save(out)
+    if fmt is OutputFormat.json:
+        return emit_json({"path": str(out), "caption": scene.caption(), "scene": dataclasses.asdict(scene)})
+    typer.echo(f"{out}: {scene.caption()}")
+    return None
+
+
+@micro_app.command("judge")
+def micro_judge(
+    images: list[Path] = typer.Argument(..., help="Images to read (micro renders or drawn scenes)."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Read shape, colour, background, size and position back from each image's pixels."""
+    import dataclasses
+
+    from promptlab.micro.world import judge
+    from promptlab.scoring import open_image
+
+    rows = [{"image": str(path), **dataclasses.asdict(judge(open_image(path)))} for path in images]
+    if fmt is OutputFormat.json:
+        return emit_json(rows)
+    _print_rows(rows, ["image", "color", "shape", "background", "size", "position"])
+    return None
 
 
 def _progress_bar(name: str) -> Any:

@@ -25,9 +25,10 @@ only warns about the mismatch and gives different embeddings). Stronger alternat
   for an open_clip architecture or a built-in one; scores record the file's sha256;
 - ``"/path/to/weights.safetensors"`` alone: a file whose safetensors metadata names its model,
   as the built-ins' files do;
-- a built-in model (``BUILTIN_CLIP_MODELS``): ``"tiny-clip"``, random weights for tests and the
-  demo, written once to a file under ``cache_dir() / "tiny-clip"`` and then loaded like any
-  local file, so its sha256 identifies it.
+- a built-in model (``BUILTIN_CLIP_MODELS``): ``"micro-clip"``, trained on micro-world scenes
+  and shipped with promptlab (``promptlab.micro``), or ``"tiny-clip"``, random weights for fast
+  tests, written once to a file under ``cache_dir() / "tiny-clip"``. Both load like any local
+  file, so their sha256 identifies them.
 
 Each image gets two scores when variants are compared: against the **intent** (what the user
 wants to see) and against its **own prompt**. Rank variants by the intent score: ranking by
@@ -55,6 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from promptlab.errors import ScoringError
+from promptlab.micro import MICRO_CLIP_CONFIG, MICRO_CLIP_WEIGHTS, RETRAIN_COMMAND
 from promptlab.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -104,13 +106,17 @@ class BuiltinClip:
 
     config: dict[str, Any]
     #: Bumped whenever ``state`` changes; part of the file name, so a stale cached file is not used.
-    version: int
-    #: The model's state dict, the same tensors on every machine.
-    state: Callable[[], dict[str, torch.Tensor]]
+    version: int = 1
+    #: The model's state dict, the same tensors on every machine (for a model built on first use).
+    state: Callable[[], dict[str, torch.Tensor]] | None = None
+    #: The weights file that ships with the package (for a trained model).
+    shipped: Path | None = None
 
 
-#: Built-in models by name; each is saved once to ``cache_dir() / NAME / NAME-vVERSION.safetensors``.
+#: Built-in models by name. Shipped weights load from the package; built ones are saved once
+#: to ``cache_dir() / NAME / NAME-vVERSION.safetensors``.
 BUILTIN_CLIP_MODELS: dict[str, BuiltinClip] = {
+    "micro-clip": BuiltinClip(MICRO_CLIP_CONFIG, shipped=MICRO_CLIP_WEIGHTS),
     "tiny-clip": BuiltinClip(TINY_CLIP_CONFIG, 1, _tiny_clip_state),
 }
 
@@ -300,16 +306,28 @@ def write_builtin_clip(name: str, path: Path) -> None:
     """Build built-in model ``name`` and save it to ``path`` (the same bytes on every machine)."""
     from safetensors.torch import save_file
 
-    save_file(BUILTIN_CLIP_MODELS[name].state(), str(path), metadata={METADATA_MODEL: name})
+    state = BUILTIN_CLIP_MODELS[name].state
+    if state is None:
+        raise ScoringError(f"built-in CLIP model {name!r} is trained, not built; its weights ship with promptlab")
+    save_file(state(), str(path), metadata={METADATA_MODEL: name})
 
 
 def builtin_clip_weights(name: str) -> Path:
-    """The weights file of built-in model ``name``, written on first use and registered with open_clip."""
+    """The weights file of built-in model ``name`` (shipped, or written on first use), registered with open_clip."""
     if name not in BUILTIN_CLIP_MODELS:
         raise ScoringError(f"unknown built-in CLIP model {name!r}; built-in: {', '.join(BUILTIN_CLIP_MODELS)}")
+    builtin = BUILTIN_CLIP_MODELS[name]
     folder = cache_dir() / name
-    path = folder / f"{name}-v{BUILTIN_CLIP_MODELS[name].version}.safetensors"
     folder.mkdir(parents=True, exist_ok=True)
+    if builtin.shipped is not None:
+        if not builtin.shipped.is_file():
+            raise ScoringError(
+                f"built-in CLIP model {name!r} has no weights at {builtin.shipped}; install promptlab from a full "
+                f"checkout or remake them with `{RETRAIN_COMMAND}`"
+            )
+        _register_builtin(name, folder)
+        return builtin.shipped
+    path = folder / f"{name}-v{builtin.version}.safetensors"
     if not path.is_file():
         # Written beside the target and renamed into place: a parallel process sees no file or a whole one.
         handle, temp = tempfile.mkstemp(prefix=f".{name}-", suffix=".safetensors", dir=folder)
@@ -326,6 +344,7 @@ def builtin_clip_weights(name: str) -> Path:
 def _register_builtin(name: str, folder: Path) -> None:
     import open_clip
 
+    folder.mkdir(parents=True, exist_ok=True)
     config = BUILTIN_CLIP_MODELS[name].config
     if open_clip.get_model_config(name) == config:
         return
@@ -356,9 +375,9 @@ def _load_clip(model_name: str, pretrained: str | None, device: str) -> _LoadedC
     from promptlab.render.models import file_sha256
 
     if model_name in BUILTIN_CLIP_MODELS:
-        # Also registers the built-in's architecture with open_clip, for its own file or another.
-        own = builtin_clip_weights(model_name)
-        pretrained = pretrained or str(own)
+        # The built-in's architecture, registered with open_clip, loads its own file or another.
+        _register_builtin(model_name, cache_dir() / model_name)
+        pretrained = pretrained or str(builtin_clip_weights(model_name))
     is_file = Path(pretrained).is_file() if pretrained else False
     sha = file_sha256(Path(pretrained)) if pretrained and is_file else None
     try:

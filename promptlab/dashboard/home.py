@@ -43,8 +43,9 @@ def _first_steps() -> None:
         "1. **Build** a prompt from the vocabulary and save it as an experiment file.\n"
         "2. **Run** it: every image and its CLIP score is kept.\n"
         "3. **Compare** the images, read the term effects in **Insights**, **Export** the results.\n\n"
-        "Or run the demo first: a small experiment on built-in tiny models that takes seconds "
-        "on a CPU (their images are noise; the point is to see the whole loop)."
+        "Or run the demo first: seconds on a CPU with the built-in micro models, which draw simple "
+        "shapes that follow their prompts. It asks which colour gives the red circle the intent "
+        "wants, and whether naming an artist helps (micro ignores artists, so it should not)."
     )
     if st.button("Run the demo", type="primary", key="run_demo"):
         _run_demo()

@@ -14,7 +14,7 @@ from promptlab.dashboard import data
 from promptlab.dashboard.toml_file import experiment_toml
 from promptlab.errors import PromptlabError
 from promptlab.experiment import TASK_INPUTS, TASKS, parse_experiment
-from promptlab.render.tiny import TINY_MODELS
+from promptlab.render.models import BUILTIN_MODELS
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples"
 COLUMNS = 6
@@ -59,8 +59,8 @@ def _settings(raw: dict[str, Any], source: Path) -> dict[str, Any]:
     key = f"run_{source.stem}"
     raw["name"] = st.text_input("Experiment name", value=raw.get("name", source.stem), key=f"{key}_name")
     left, middle, right = st.columns(3)
-    models = list(TINY_MODELS)
-    model = raw.get("model", "tiny-sd")
+    models = list(BUILTIN_MODELS)
+    model = raw.get("model", "micro")
     raw["model"] = left.text_input("Model (hub id, folder, .safetensors or " + ", ".join(models) + ")",
                                    value=model, key=f"{key}_model")  # fmt: skip
     task = raw.get("task", "txt2img")

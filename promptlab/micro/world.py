@@ -154,6 +154,8 @@ def _words_pattern(words: Sequence[str]) -> re.Pattern[str]:
 _SHAPE_RE = _words_pattern(SHAPES)
 # Weight syntax may sit between the words: "(red)1.5 circle", "red++ circle", "(sky blue:1.2) background".
 _COLOR_RE = re.compile(rf"{_words_pattern(COLORS).pattern}[^a-z]+(?:{'|'.join(SHAPES)})")
+# Or on its own between commas, as promptlab's prompts put a colour term: "a circle, red".
+_COLOR_TERM_RE = re.compile(rf"(?:^|,)[^a-z,]*{_words_pattern(COLORS).pattern}[^a-z,]*(?=,|$)")
 _BACKGROUND_RE = re.compile(rf"on an? [^a-z]*{_words_pattern(tuple(BACKGROUNDS)).pattern}[^a-z]+background")
 _SIZE_RE = _words_pattern(tuple(SIZES))
 _POSITION_RE = _words_pattern(tuple(POSITIONS))
@@ -167,13 +169,14 @@ def caption_attributes(text: str) -> dict[str, str]:
     for name, pattern in (
         ("shape", _SHAPE_RE),
         ("color", _COLOR_RE),
+        ("color", _COLOR_TERM_RE),
         ("background", _BACKGROUND_RE),
         ("size", _SIZE_RE),
         ("position", _POSITION_RE),
         ("light", _LIGHT_RE),
     ):
         match = pattern.search(lowered)
-        if match:
+        if match and name not in found:
             found[name] = match.group(1)
     return found
 
@@ -216,6 +219,10 @@ class CaptionStyle:
     size: float = 0.6
     position: float = 0.7
     light: float = 0.85
+    #: Chance that a named colour comes before the shape ("a red circle") rather than as a term ("a circle, red").
+    color_first: float = 0.6
+    #: Chance the caption starts with "a ".
+    article: float = 0.85
     #: Chance of each extra null word (up to ``max_null``).
     null: float = 0.35
     max_null: int = 3
@@ -225,16 +232,19 @@ def sample_caption(
     scene: Scene, rng: random.Random, null_words: Sequence[str] = (), style: CaptionStyle = CaptionStyle()
 ) -> str:
     """A training caption for ``scene``: some attributes left out, the tail shuffled, null words added."""
-    color = f"{scene.color} " if rng.random() < style.color else ""
-    head = f"a {color}{scene.shape}"
+    tail = []
+    named = rng.random() < style.color
+    first = named and rng.random() < style.color_first
+    head = ("a " if rng.random() < style.article else "") + (f"{scene.color} " if first else "") + scene.shape
+    if named and not first:
+        tail.append(scene.color)
     if rng.random() < style.background:
         head += f" on a {scene.background} background"
-    tail = [value for value, chance in ((scene.size, style.size), (scene.position, style.position)) if rng.random() < chance]
+    tail += [value for value, chance in ((scene.size, style.size), (scene.position, style.position)) if rng.random() < chance]
     if scene.light and rng.random() < style.light:
         tail.append(scene.light)
-    for _ in range(style.max_null):
-        if null_words and rng.random() < style.null:
-            tail.append(rng.choice(null_words))
+    extra = sum(rng.random() < style.null for _ in range(style.max_null))
+    tail += rng.sample(list(null_words), min(extra, len(null_words)))
     rng.shuffle(tail)
     return ", ".join([head, *tail])
 

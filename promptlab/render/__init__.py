@@ -22,6 +22,7 @@ from promptlab.render.engine import (
     render_request,
 )
 from promptlab.render.models import (
+    BUILTIN_MODELS,
     FAMILIES,
     TASKS,
     ModelInfo,
@@ -36,6 +37,7 @@ from promptlab.render.schedulers import SCHEDULERS, SchedulerChoice, list_schedu
 from promptlab.render.tiny import TINY_MODELS
 
 __all__ = [
+    "BUILTIN_MODELS",
     "FAMILIES",
     "LONG_PROMPT_POLICIES",
     "SCHEDULERS",

@@ -2,7 +2,9 @@
 
 A model is one of:
 
-- a built-in tiny model (``tiny-sd``, ``tiny-sdxl``, ... see ``promptlab.render.tiny``);
+- a built-in model: ``micro``, trained on micro-world scenes and shipped with promptlab (see
+  ``promptlab.micro``), or a tiny random model (``tiny-sd``, ``tiny-sdxl``, ... see
+  ``promptlab.render.tiny``) for fast tests;
 - a local diffusers folder (holding ``model_index.json``);
 - a single checkpoint file: ``.safetensors`` through diffusers' ``from_single_file``; a pickle
   ``.ckpt``/``.pt``/``.pth``/``.bin`` only with ``allow_pickle=True``, since unpickling runs code;
@@ -31,11 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptlab.errors import ModelError, RenderError
+from promptlab.micro import MICRO_MODELS, RETRAIN_COMMAND
 from promptlab.render.tiny import TINY_MODELS, tiny_model_folder
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
 
+#: Names of the models that come with promptlab: the trained micro-world models, then the tiny random ones.
+BUILTIN_MODELS: tuple[str, ...] = (*MICRO_MODELS, *TINY_MODELS)
 FAMILIES: dict[str, str] = {
     "sd1": "Stable Diffusion 1.x (one CLIP ViT-L text encoder, 768-wide cross-attention)",
     "sd2": "Stable Diffusion 2.x (OpenCLIP ViT-H text encoder, 1024-wide, linear-projection attention)",
@@ -197,6 +202,14 @@ def _looks_like_path(model: str) -> bool:
 
 def resolve_model(model: str, *, allow_pickle: bool = False, what: str = "model") -> ModelSource:
     """Decide what ``model`` names, without loading it; ModelError if it cannot be a model."""
+    if model in MICRO_MODELS:
+        folder = MICRO_MODELS[model]
+        if not (folder / "model_index.json").is_file():
+            raise ModelError(
+                f"built-in model {model!r} has no weights at {folder}; install promptlab from a full checkout "
+                f"or remake them with `{RETRAIN_COMMAND}`"
+            )
+        return ModelSource(model, "builtin", str(folder))
     if model in TINY_MODELS:
         return ModelSource(model, "builtin", str(tiny_model_folder(model)))
     path = Path(model).expanduser()
@@ -222,7 +235,7 @@ def resolve_model(model: str, *, allow_pickle: bool = False, what: str = "model"
     if _looks_like_path(model) or not _HUB_ID.match(model):
         raise ModelError(
             f"{what} {model!r}: no such file or folder, and not a hub id (owner/name) or built-in model "
-            f"({', '.join(TINY_MODELS)})"
+            f"({', '.join(BUILTIN_MODELS)})"
         )
     return ModelSource(model, "hub", model)
 

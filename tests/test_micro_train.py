@@ -1,0 +1,58 @@
+"""Training micro and micro-clip end to end at a toy size, and the `promptlab micro` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from promptlab.cli import app
+from promptlab.micro.train import RECORD, TrainConfig, code_revision, train_all
+from promptlab.render.engine import render_batches
+from promptlab.render.models import ModelSpec, load_model
+from promptlab.render.params import RenderItem, RenderParams
+from promptlab.scoring import load_scorer
+
+runner = CliRunner()
+
+TOY = TrainConfig(
+    scenes=48, vae_steps=2, vae_batch=4, unet_steps=2, unet_batch=4, clip_steps=2, clip_batch=8
+)
+
+
+def test_train_all_writes_loadable_models_with_their_record(tmp_path: Path) -> None:
+    stages = []
+    report = train_all(tmp_path, TOY, "promptlab micro train --out x", lambda stage, step, total, loss: stages.append(stage))
+    assert list(dict.fromkeys(stages)) == ["vae", "unet", "clip"]
+    assert report.micro == tmp_path / "micro" and set(report.seconds) >= {"vae", "unet", "clip", "total"}
+    record = json.loads((report.micro / RECORD).read_text())
+    assert record["command"] == "promptlab micro train --out x"
+    assert record["revision"] == code_revision() and record["config"]["scenes"] == 48
+    assert json.loads((report.micro_clip / RECORD).read_text()) == record
+
+    loaded = load_model(ModelSpec(str(report.micro)), "txt2img")
+    assert loaded.family == "sd1" and loaded.pipe.vae_scale_factor == 4
+    params = RenderParams(num_inference_steps=2, width=64, height=64)
+    [batch] = list(render_batches([RenderItem("a red circle", seed=1)], params, str(report.micro)))
+    assert batch.images[0].image.size == (64, 64)
+
+    weights = report.micro_clip / "micro-clip.safetensors"
+    scorer = load_scorer(str(weights))
+    assert scorer.info.model == "micro-clip"
+    [score] = scorer.score([batch.images[0].image], ["a red circle"])
+    assert 0 <= score.value <= 100
+
+
+def test_micro_draw_and_judge_commands(tmp_path: Path) -> None:
+    out = tmp_path / "scene.png"
+    drawn = runner.invoke(app, ["micro", "draw", "a gold star on a white background, large, right", "-o", str(out),
+                                "--format", "json"])  # fmt: skip
+    assert drawn.exit_code == 0, drawn.output
+    assert json.loads(drawn.stdout)["scene"]["position"] == "right"
+    assert Image.open(out).size == (64, 64)
+    judged = json.loads(runner.invoke(app, ["micro", "judge", str(out), "--format", "json"]).stdout)
+    assert judged[0]["color"] == "gold" and judged[0]["shape"] == "star" and judged[0]["background"] == "white"
+    bad = runner.invoke(app, ["micro", "draw", "something red"])
+    assert bad.exit_code != 0 and "names no shape" in str(bad.exception)
