@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from promptlab.cli import app
 from promptlab.micro.train import RECORD, TrainConfig, code_revision, train_all
+from promptlab.micro.world import SceneError
 from promptlab.render.engine import render_batches
 from promptlab.render.models import ModelSpec, load_model
 from promptlab.render.params import RenderItem, RenderParams
@@ -43,6 +45,14 @@ def test_train_all_writes_loadable_models_with_their_record(tmp_path: Path) -> N
     assert scorer.info.model == "micro-clip"
     [score] = scorer.score([batch.images[0].image], ["a red circle"])
     assert 0 <= score.value <= 100
+
+
+def test_train_one_model_only_and_refuse_unknown_ones(tmp_path: Path) -> None:
+    report = train_all(tmp_path, TOY, "promptlab micro train --only micro-clip", models=("micro-clip",))
+    assert report.models == ("micro-clip",) and "unet" not in report.seconds
+    assert (tmp_path / "micro-clip" / RECORD).is_file() and not (tmp_path / "micro").exists()
+    with pytest.raises(SceneError, match="cannot train micro-sdxl: choose from micro, micro-clip"):
+        train_all(tmp_path, TOY, "x", models=("micro-sdxl",))
 
 
 def test_micro_draw_and_judge_commands(tmp_path: Path) -> None:

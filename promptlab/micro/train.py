@@ -41,6 +41,7 @@ from promptlab.micro.world import (
     SIZES,
     CaptionStyle,
     Scene,
+    SceneError,
     draw,
     sample_caption,
     sample_scene,
@@ -73,6 +74,8 @@ class TrainConfig:
     unet_batch: int = 64
     clip_steps: int = 1500
     clip_batch: int = 64
+    #: Hard negatives per image: its caption with one attribute swapped.
+    clip_negatives: int = 2
     learning_rate: float = 1e-3
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
@@ -85,12 +88,19 @@ class TrainReport:
 
     micro: Path
     micro_clip: Path
+    models: tuple[str, ...] = ("micro", "micro-clip")
     seconds: dict[str, float] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: paths as strings."""
-        return {"micro": str(self.micro), "micro_clip": str(self.micro_clip), "seconds": self.seconds, "losses": self.losses}
+        return {
+            "models": list(self.models),
+            "micro": str(self.micro),
+            "micro_clip": str(self.micro_clip),
+            "seconds": self.seconds,
+            "losses": self.losses,
+        }
 
 
 def null_words() -> list[str]:
@@ -349,6 +359,10 @@ _ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: How often each attribute is the one a hard negative swaps: a place is the subtlest for a ViT to pool.
+NEGATIVE_WEIGHTS: dict[str, float] = {"position": 3.0, "shape": 2.0}
+
+
 def one_off_caption(scene: Scene, caption: str, rng: random.Random) -> str | None:
     """``caption`` with one attribute it names swapped for another value (None if none can be)."""
     from promptlab.micro.world import INVISIBLE, caption_attributes
@@ -357,7 +371,7 @@ def one_off_caption(scene: Scene, caption: str, rng: random.Random) -> str | Non
     options = [name for name in named if len(_ATTRIBUTE_VALUES[name]) > 1]
     if not options:
         return None
-    name = rng.choice(options)
+    name = rng.choices(options, weights=[NEGATIVE_WEIGHTS.get(option, 1.0) for option in options])[0]
     current = named[name]
     choices = [
         value
@@ -382,7 +396,7 @@ def one_off_caption(scene: Scene, caption: str, rng: random.Random) -> str | Non
 def train_clip(
     pixels: torch.Tensor, scenes: Sequence[Scene], words: Sequence[str], config: TrainConfig, progress: Progress | None = None
 ) -> tuple[Any, float]:
-    """micro-clip trained contrastively; each image also meets a caption one attribute away from its own."""
+    """micro-clip trained contrastively; each image also meets captions one attribute away from its own."""
     import open_clip
     import torch
     from open_clip.model import CLIP
@@ -398,17 +412,21 @@ def train_clip(
     model.train()
     for step, index in enumerate(_batches(len(scenes), config.clip_batch, config.clip_steps, config.seed + 2), 1):
         captions = [sample_caption(scenes[i], rng, words, CLIP_CAPTIONS) for i in index.tolist()]
-        negatives = [one_off_caption(scenes[i], caption, rng) for i, caption in zip(index.tolist(), captions)]
-        texts = captions + [negative or caption for negative, caption in zip(negatives, captions)]
+        count = len(index)
+        texts = list(captions)
+        masks = []
+        for _ in range(config.clip_negatives):
+            negatives = [one_off_caption(scenes[i], caption, rng) for i, caption in zip(index.tolist(), captions)]
+            texts += [negative or caption for negative, caption in zip(negatives, captions)]
+            # A caption whose swap failed is its own duplicate: mask it out of the negatives.
+            masks.append(torch.tensor([negative is None for negative in negatives]))
         images = (pixels[index].float() / 255.0 - mean) / std
         image_features = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
         text_features = torch.nn.functional.normalize(model.encode_text(tokenizer(texts)), dim=-1)
         scale = model.logit_scale.exp()
-        logits = scale * image_features @ text_features.T
-        count = len(index)
-        # A caption whose swap failed is its own duplicate: mask it out of the negatives.
-        duplicate = torch.tensor([negative is None for negative in negatives])
-        logits[:, count:] = logits[:, count:].masked_fill(duplicate.unsqueeze(0), float("-inf"))
+        logits = (scale * image_features @ text_features.T).masked_fill(
+            torch.cat([torch.zeros(count, dtype=torch.bool), *masks]).unsqueeze(0), float("-inf")
+        )
         labels = torch.arange(count)
         loss = (
             torch.nn.functional.cross_entropy(logits, labels)
@@ -427,15 +445,29 @@ def train_clip(
     return model, loss_value
 
 
+#: The files training reads, relative to the repository: ``-dirty`` marks changes to these only.
+TRAINING_SOURCES: tuple[str, ...] = (
+    "promptlab/micro",
+    ":(exclude)promptlab/micro/weights",
+    "promptlab/tokens.py",
+    "promptlab/render/tiny.py",
+    "vocab",
+)
+
+
 def code_revision() -> str:
-    """The git revision of promptlab's source (with ``-dirty`` for uncommitted changes), or ``unknown``."""
+    """The git revision of the training code (``-dirty`` if it has uncommitted changes), or ``unknown``."""
     root = Path(__file__).resolve().parents[2]
     try:
         revision = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *TRAINING_SOURCES],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -492,42 +524,78 @@ def save_micro_clip(folder: Path, model: Any) -> None:
     (folder / "micro-clip.json").write_text(json.dumps(MICRO_CLIP_CONFIG, indent=2, sort_keys=True) + "\n")
 
 
-def train_all(out: Path, config: TrainConfig, command: str, progress: Progress | None = None) -> TrainReport:
-    """Train micro and micro-clip from seeds into ``out/micro`` and ``out/micro-clip``."""
+#: What ``train_all`` can train: the diffusion model (VAE, text encoder, UNet) and the CLIP scorer.
+MODELS: tuple[str, ...] = ("micro", "micro-clip")
+
+
+def _write_folder(final: Path, write: Callable[[Path], None]) -> None:
+    """Write a folder beside ``final`` and swap it into place: a failed save leaves the old one whole."""
+    import shutil
+    import tempfile
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        write(work / final.name)
+        if final.exists():
+            final.rename(work / "old")
+        (work / final.name).rename(final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def train_all(
+    out: Path,
+    config: TrainConfig,
+    command: str,
+    progress: Progress | None = None,
+    models: Sequence[str] = MODELS,
+) -> TrainReport:
+    """Train ``models`` from seeds into ``out/micro`` and ``out/micro-clip``; each folder gets a record."""
     import tempfile
 
     from transformers import CLIPTokenizer
 
     from promptlab.tokens import save_clip_tokenizer
 
-    report = TrainReport(out / "micro", out / "micro-clip")
+    unknown = [name for name in models if name not in MODELS]
+    if unknown or not models:
+        raise SceneError(f"cannot train {', '.join(unknown) or 'nothing'}: choose from {', '.join(MODELS)}")
+    report = TrainReport(out / "micro", out / "micro-clip", tuple(models))
     words = null_words()
     started = time.perf_counter()
     scenes = training_scenes(config.scenes, config.seed)
     pixels = scene_tensor(scenes, config.seed)
     report.seconds["scenes"] = time.perf_counter() - started
+    written: list[tuple[Path, Callable[[Path], None]]] = []
 
-    mark = time.perf_counter()
-    vae, report.losses["vae"] = train_vae(pixels, config, progress)
-    means, stds = encode_latents(vae, pixels)
-    vae.register_to_config(scaling_factor=latent_scaling(means, stds))
-    report.seconds["vae"] = time.perf_counter() - mark
+    if "micro" in models:
+        mark = time.perf_counter()
+        vae, report.losses["vae"] = train_vae(pixels, config, progress)
+        means, stds = encode_latents(vae, pixels)
+        vae.register_to_config(scaling_factor=latent_scaling(means, stds))
+        report.seconds["vae"] = time.perf_counter() - mark
+        with tempfile.TemporaryDirectory() as scratch:
+            save_clip_tokenizer(Path(scratch))
+            tokenizer = CLIPTokenizer.from_pretrained(scratch)
+        mark = time.perf_counter()
+        unet, text_encoder, report.losses["unet"] = train_unet((means, stds), scenes, tokenizer, words, config, progress)
+        report.seconds["unet"] = time.perf_counter() - mark
+        written.append((report.micro, lambda folder: save_micro(folder, vae, text_encoder, unet, tokenizer)))
 
-    with tempfile.TemporaryDirectory() as scratch:
-        save_clip_tokenizer(Path(scratch))
-        tokenizer = CLIPTokenizer.from_pretrained(scratch)
-    mark = time.perf_counter()
-    unet, text_encoder, report.losses["unet"] = train_unet((means, stds), scenes, tokenizer, words, config, progress)
-    report.seconds["unet"] = time.perf_counter() - mark
+    if "micro-clip" in models:
+        mark = time.perf_counter()
+        clip, report.losses["clip"] = train_clip(pixels, scenes, words, config, progress)
+        report.seconds["clip"] = time.perf_counter() - mark
+        written.append((report.micro_clip, lambda folder: save_micro_clip(folder, clip)))
 
-    mark = time.perf_counter()
-    clip, report.losses["clip"] = train_clip(pixels, scenes, words, config, progress)
-    report.seconds["clip"] = time.perf_counter() - mark
     report.seconds["total"] = time.perf_counter() - started
-
-    save_micro(report.micro, vae, text_encoder, unet, tokenizer)
-    save_micro_clip(report.micro_clip, clip)
     record = json.dumps(_record(config, command, words, report), indent=2) + "\n"
-    for folder in (report.micro, report.micro_clip):
-        (folder / RECORD).write_text(record)
+    for final, save in written:
+
+        def write(folder: Path, save: Callable[[Path], None] = save) -> None:
+            save(folder)
+            (folder / RECORD).write_text(record)
+
+        _write_folder(final, write)
     return report
