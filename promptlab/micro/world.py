@@ -59,13 +59,13 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "sky blue": (130, 195, 235),
 }
 #: Circumradius of each size, in pixels.
-SIZES: dict[str, int] = {"small": 8, "large": 15}
+SIZES: dict[str, int] = {"small": 10, "large": 16}
 #: Where the shape's centre goes, in pixels.
 POSITIONS: dict[str, tuple[int, int]] = {
-    "left": (18, 32),
-    "right": (46, 32),
-    "top": (32, 18),
-    "bottom": (32, 46),
+    "left": (20, 32),
+    "right": (44, 32),
+    "top": (32, 20),
+    "bottom": (32, 44),
     "center": (32, 32),
 }
 #: Light terms from the light vocabulary; no light term means flat, even light.
