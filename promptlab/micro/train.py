@@ -25,7 +25,8 @@ import random
 import re
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,10 @@ class TrainReport:
     micro: Path
     micro_clip: Path
     models: tuple[str, ...] = ("micro", "micro-clip")
+    #: Wall-clock seconds per stage, and in total.
     seconds: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds per stage (all threads): what the stage costs on an otherwise idle machine.
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +103,7 @@ class TrainReport:
             "micro": str(self.micro),
             "micro_clip": str(self.micro_clip),
             "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
             "losses": self.losses,
         }
 
@@ -486,6 +491,8 @@ def _record(config: TrainConfig, command: str, words: Sequence[str], report: Tra
         "null_words": list(words),
         "held_out": sorted(list(combo) for combo in HELD_OUT),
         "seconds": report.seconds,
+        "cpu_seconds": report.cpu_seconds,
+        "torch_threads": torch.get_num_threads(),
         "losses": report.losses,
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "open_clip": open_clip.__version__},
     }
@@ -522,6 +529,23 @@ def save_micro_clip(folder: Path, model: Any) -> None:
     state = {key: value.detach().half().contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(folder / "micro-clip.safetensors"), metadata={METADATA_MODEL: "micro-clip"})
     (folder / "micro-clip.json").write_text(json.dumps(MICRO_CLIP_CONFIG, indent=2, sort_keys=True) + "\n")
+
+
+class _Clock:
+    """Wall-clock and CPU time since it was made."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def elapsed(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+@contextmanager
+def _stage(report: TrainReport, name: str) -> Iterator[None]:
+    clock = _Clock()
+    yield
+    report.seconds[name], report.cpu_seconds[name] = clock.elapsed()
 
 
 #: What ``train_all`` can train: the diffusion model (VAE, text encoder, UNet) and the CLIP scorer.
@@ -563,33 +587,32 @@ def train_all(
         raise SceneError(f"cannot train {', '.join(unknown) or 'nothing'}: choose from {', '.join(MODELS)}")
     report = TrainReport(out / "micro", out / "micro-clip", tuple(models))
     words = null_words()
-    started = time.perf_counter()
-    scenes = training_scenes(config.scenes, config.seed)
-    pixels = scene_tensor(scenes, config.seed)
-    report.seconds["scenes"] = time.perf_counter() - started
+    started = _Clock()
+    with _stage(report, "scenes"):
+        scenes = training_scenes(config.scenes, config.seed)
+        pixels = scene_tensor(scenes, config.seed)
     written: list[tuple[Path, Callable[[Path], None]]] = []
 
     if "micro" in models:
-        mark = time.perf_counter()
-        vae, report.losses["vae"] = train_vae(pixels, config, progress)
-        means, stds = encode_latents(vae, pixels)
-        vae.register_to_config(scaling_factor=latent_scaling(means, stds))
-        report.seconds["vae"] = time.perf_counter() - mark
+        with _stage(report, "vae"):
+            vae, report.losses["vae"] = train_vae(pixels, config, progress)
+            means, stds = encode_latents(vae, pixels)
+            vae.register_to_config(scaling_factor=latent_scaling(means, stds))
         with tempfile.TemporaryDirectory() as scratch:
             save_clip_tokenizer(Path(scratch))
             tokenizer = CLIPTokenizer.from_pretrained(scratch)
-        mark = time.perf_counter()
-        unet, text_encoder, report.losses["unet"] = train_unet((means, stds), scenes, tokenizer, words, config, progress)
-        report.seconds["unet"] = time.perf_counter() - mark
+        with _stage(report, "unet"):
+            unet, text_encoder, report.losses["unet"] = train_unet(
+                (means, stds), scenes, tokenizer, words, config, progress
+            )
         written.append((report.micro, lambda folder: save_micro(folder, vae, text_encoder, unet, tokenizer)))
 
     if "micro-clip" in models:
-        mark = time.perf_counter()
-        clip, report.losses["clip"] = train_clip(pixels, scenes, words, config, progress)
-        report.seconds["clip"] = time.perf_counter() - mark
+        with _stage(report, "clip"):
+            clip, report.losses["clip"] = train_clip(pixels, scenes, words, config, progress)
         written.append((report.micro_clip, lambda folder: save_micro_clip(folder, clip)))
 
-    report.seconds["total"] = time.perf_counter() - started
+    report.seconds["total"], report.cpu_seconds["total"] = started.elapsed()
     record = json.dumps(_record(config, command, words, report), indent=2) + "\n"
     for final, save in written:
 
