@@ -1,6 +1,6 @@
 """Grid throughput: promptlab's runner vs one diffusers call per cell vs bare batched calls.
 
-    .venv/bin/python bench/grid.py [--repeats 5] [--batch-size 16] [--profile]
+    .venv/bin/python bench/grid.py [--repeats 5] [--batch-size 16] [--threads N] [--profile]
 
 16 prompt variants (4 styles x 4 lights) x 4 seeds on tiny-sd, 64x64, 4 steps. Contenders,
 alternated after a warm-up round:
@@ -10,7 +10,8 @@ b. the X/Y-plot way: one bare ``pipe(prompt, negative_prompt, ...)`` call per ce
 c. the floor: bare ``pipe`` calls on batches of a's size (lists of prompts and generators).
 
 Ratios are medians of per-round ratios. ``--profile`` prints cProfile's top 25 cumulative
-entries of one run of (a) to stderr.
+entries of one run of (a) to stderr. ``--threads`` sets torch's thread count (default: torch's
+own); on a machine whose cores other jobs keep busy, ``--threads 1`` gives steadier ratios.
 """
 
 from __future__ import annotations
@@ -59,10 +60,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--profile", action="store_true", help="cProfile one runner run; top 25 to stderr")
     args = parser.parse_args()
 
     import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     from promptlab.experiment import cells, parse_experiment
     from promptlab.render.models import load_model

@@ -11,10 +11,13 @@ How it behaves:
    again renders only what is missing, and a run killed at any moment resumes cleanly.
 2. Cells that share model, task and params render together in batches across variants, each
    image with its own seed, so every variant is compared on the same seeds.
-3. Each finished image is scored (against the intent and against its own prompt) and written:
-   image file first, then its rows, in one short transaction (``Store.record_run``).
+3. Each finished batch is scored (each image against the intent and against its own prompt)
+   and written while the next batch renders, by one writer thread: the batch's image files
+   first, then all its rows in one transaction (``Store.record_runs``). A crash loses at most
+   the batch being written; no row ever names a missing file.
 4. A batch that fails to render or score is recorded cell by cell with its error and the run
-   goes on. A failure to write the store is never swallowed: it stops the run.
+   goes on. A failure to write the store is never swallowed: it stops the run once the batch
+   rendering meanwhile is done.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ import json
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from promptlab.errors import PromptlabError
 from promptlab.experiment import Cell, ExperimentSpec, Variant, cells
-from promptlab.store import RunRecord, ScoreRecord, Store
+from promptlab.store import NewRun, RunRecord, ScoreRecord, Store
 
 # Keys of Variant.params that are RenderParams fields; anything else stays in the run's params.
 _RENDER_PARAM_NAMES = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength")
@@ -152,15 +157,26 @@ def run_experiment(
             failed = sum(o.status == "failed" for o in outcomes)
             progress(RunnerProgress(len(outcomes), len(todo), failed, skipped, time.perf_counter() - started, last))
 
+    def collect(written: Future[list[CellOutcome]]) -> None:
+        for outcome in written.result():
+            outcomes.append(outcome)
+            report(outcome)
+
     report(None)
-    # 2. Render, score and record each group of cells that share a pipeline call.
+    # 2. Render and score each group of cells that share a pipeline call, batch by batch; one
+    # thread writes a batch's files and rows while the next batch renders.
     size = batch_size or spec.batch_size
-    for group in render_groups(todo):
-        for start in range(0, len(group), size):
-            batch = group[start : start + size]
-            for outcome in _run_batch(batch, experiment.id, spec, store, scorer or load_scorer, size):
-                outcomes.append(outcome)
-                report(outcome)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptlab-store") as writer:
+        writing: Future[list[CellOutcome]] | None = None
+        for group in render_groups(todo):
+            for start in range(0, len(group), size):
+                batch = group[start : start + size]
+                write = _run_batch(batch, experiment.id, spec, store, scorer or load_scorer, size)
+                if writing is not None:
+                    collect(writing)
+                writing = writer.submit(write)
+        if writing is not None:
+            collect(writing)
     failed = sum(o.status == "failed" for o in outcomes)
     return RunSummary(
         experiment=spec.name,
@@ -176,8 +192,8 @@ def run_experiment(
 
 def _run_batch(
     batch: Sequence[Cell], experiment_id: int, spec: ExperimentSpec, store: Store, scorer: Any, size: int
-) -> list[CellOutcome]:
-    """Render and score one batch; on a render or scoring error, record every cell as failed."""
+) -> Callable[[], list[CellOutcome]]:
+    """Render and score one batch; return the call that records it (every cell failed on an error)."""
     from promptlab.render.engine import render
     from promptlab.render.params import RenderItem
 
@@ -195,31 +211,37 @@ def _run_batch(
         pairs = scorer.score_pairs(images, [c.variant.intent for c in batch], [c.variant.prompt.to_plain() for c in batch])
         score_s = (time.perf_counter() - t1) / len(batch)
     except PromptlabError as error:
-        return [_record_failure(store, experiment_id, cell, str(error)) for cell in batch]
+        return partial(_record_failures, store, experiment_id, batch, str(error))
     except Exception as error:  # noqa: BLE001 - one failing batch must not stop the sweep
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        return [_record_failure(store, experiment_id, cell, detail) for cell in batch]
+        return partial(_record_failures, store, experiment_id, batch, detail)
     setup = _setup_params(result.setup)
-    outcomes = []
-    for cell, image, pair in zip(batch, images, pairs):
-        intent, prompt_score = pair.intent, pair.prompt
-        record = RunRecord.for_variant(
-            experiment_id, cell.variant, cell.seed, render_s=render_s, score_s=score_s, params=setup
+    runs = [
+        NewRun(
+            RunRecord.for_variant(experiment_id, cell.variant, cell.seed, render_s=render_s, score_s=score_s, params=setup),
+            image,
+            (_score_record("intent", pair.intent), _score_record("prompt", pair.prompt)),
         )
-        scores = [_score_record("intent", intent), _score_record("prompt", prompt_score)]
-        run = store.record_run(record, image, scores)
-        outcomes.append(
-            CellOutcome(
-                cell.variant.key,
-                cell.variant.label,
-                cell.seed,
-                run.id,
-                "ok",
-                image=str(store.image_path(run.image_sha256)) if run.image_sha256 else None,
-                scores={"intent": intent.value, "prompt": prompt_score.value},
-            )
+        for cell, image, pair in zip(batch, images, pairs)
+    ]
+    return partial(_record_batch, store, batch, runs)
+
+
+def _record_batch(store: Store, batch: Sequence[Cell], runs: Sequence[NewRun]) -> list[CellOutcome]:
+    """Write a rendered batch (files, then rows in one transaction) and say what became of each cell."""
+    recorded = store.record_runs(runs)
+    return [
+        CellOutcome(
+            cell.variant.key,
+            cell.variant.label,
+            cell.seed,
+            run.id,
+            "ok",
+            image=str(store.image_path(run.image_sha256)) if run.image_sha256 else None,
+            scores={score.kind: score.value for score in new.scores},
         )
-    return outcomes
+        for cell, new, run in zip(batch, runs, recorded)
+    ]
 
 
 def _setup_params(setup: Any) -> dict[str, Any]:
@@ -252,9 +274,12 @@ def _score_record(kind: str, score: Any) -> ScoreRecord:
     )
 
 
-def _record_failure(store: Store, experiment_id: int, cell: Cell, error: str) -> CellOutcome:
-    run = store.record_failure(RunRecord.for_variant(experiment_id, cell.variant, cell.seed), error)
-    return CellOutcome(cell.variant.key, cell.variant.label, cell.seed, run.id, "failed", error=error)
+def _record_failures(store: Store, experiment_id: int, batch: Sequence[Cell], error: str) -> list[CellOutcome]:
+    outcomes = []
+    for cell in batch:
+        run = store.record_failure(RunRecord.for_variant(experiment_id, cell.variant, cell.seed), error)
+        outcomes.append(CellOutcome(cell.variant.key, cell.variant.label, cell.seed, run.id, "failed", error=error))
+    return outcomes
 
 
 # RenderParams fields that are not part of a render's recipe key (kept elsewhere on the run).

@@ -8,6 +8,7 @@
             continue
         record = RunRecord.for_variant(experiment.id, cell.variant, cell.seed, render_s=1.2)
         store.record_run(record, image, [ScoreRecord("intent", "clip", 0.31, "a squirrel")])
+    store.record_runs([NewRun(record, image, scores), ...])   # a batch: its files, then its rows at once
     store.list_runs(search="oil painting", limit=50)
     store.runs_frame("squirrel-styles")      # one row per run, for promptlab.analysis
 
@@ -17,9 +18,9 @@ How it stays safe:
    while a sweep writes. Transactions that write start with ``BEGIN IMMEDIATE``: a writer waits
    for another rather than failing half-way.
 2. An image is a content-addressed file ``images/<sha256>.png`` under ``PROMPTLAB_HOME``,
-   written to a temporary name, fsynced and renamed before the rows that name it are written
-   in one short transaction. A crash leaves at worst a file no row names, never a row naming
-   no file.
+   written to a temporary name, fsynced and renamed (a batch's files side by side, then their
+   folder fsynced once) before the rows that name it are written in one short transaction.
+   A crash leaves at worst a file no row names, never a row naming no file.
 3. A cell (experiment, variant key, seed) exists once: a unique constraint. A failed cell is
    recorded with its error, and a later success or failure of the same cell replaces it.
 4. Schema changes are numbered migrations (``MIGRATIONS``) recorded in ``_migration`` and
@@ -38,6 +39,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -63,6 +65,7 @@ from sqlalchemy import (
     and_,
     case,
     column,
+    delete,
     event,
     func,
     inspect,
@@ -90,6 +93,8 @@ SCORE_KINDS = ("intent", "prompt")
 PARAM_COLUMNS = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Image files of a batch written at once (their fsyncs overlap).
+MAX_PARALLEL_WRITES = 16
 # FTS5's trigram tokenizer matches substrings of 3 characters or more.
 FTS_MIN_CHARS = 3
 
@@ -428,6 +433,26 @@ class RunRecord:
         }
 
 
+@dataclass(frozen=True)
+class NewRun:
+    """A rendered cell for ``Store.record_runs``: its record, its image (PNG bytes or a PIL image), its scores."""
+
+    record: RunRecord
+    image: bytes | PILImage
+    scores: Sequence[ScoreRecord] = ()
+
+
+@dataclass
+class _Prepared:
+    """A cell checked and ready to write: its rows, and its PNG bytes (none for a failure)."""
+
+    record: RunRecord
+    run: Run
+    scores: tuple[ScoreRecord, ...]
+    image: Image | None
+    data: bytes
+
+
 class ScoreView(BaseModel):
     """A recorded score."""
 
@@ -717,22 +742,55 @@ class Store:
         ``image`` is PNG bytes, stored as given, or a PIL image, saved as PNG with A1111's
         ``parameters`` chunk and a ``promptlab`` chunk holding the record and its scores.
         """
-        # 1. Check everything before touching the disk.
-        for score in scores:
+        return self.record_runs([NewRun(record, image, tuple(scores))])[0]
+
+    def record_runs(self, runs: Sequence[NewRun]) -> list[Run]:
+        """Record rendered cells together: every image file first, then all their rows in one transaction.
+
+        What ``record_run`` does for each cell, at about the cost of one: the files are written
+        side by side (each fsynced, then their folder once), then the rows go in with one
+        statement per table. Either every row is written or none is; a file no row names is
+        harmless, and writing it again costs nothing.
+        """
+        if not runs:
+            return []
+        # 1. Check everything and encode the PNGs before touching the disk.
+        names = self._experiment_names([new.record for new in runs])
+        prepared = [self._prepare(new, names) for new in runs]
+        # 2. The files, durable under their final names, before any row names them.
+        self._write_images({p.image.sha256: p.data for p in prepared if p.image is not None})
+        # 3. The rows, in one transaction.
+        return self._insert_runs(prepared)
+
+    def record_failure(self, record: RunRecord, error: str) -> Run:
+        """Record a cell that could not be rendered or scored, with its error text."""
+        return self._insert_runs([_Prepared(record, _run_row(record, "failed", error, None), (), None, b"")])[0]
+
+    def _experiment_names(self, records: Sequence[RunRecord]) -> dict[int, str]:
+        """The names of the records' experiments (one query for a batch); StoreError naming a record without one."""
+        ids = {record.experiment_id for record in records}
+        with self._session() as session:
+            names = dict(session.exec(select(Experiment.id, Experiment.name).where(Experiment.id.in_(ids))).all())
+        for record in records:
+            if record.experiment_id not in names:
+                raise StoreError(f"cannot record run ({record.cell}): no experiment {record.experiment_id} in {self.url}")
+        return names
+
+    def _prepare(self, new: NewRun, names: Mapping[int, str]) -> _Prepared:
+        record = new.record
+        for score in new.scores:
             _check_score(score, record)
         run = _run_row(record, "ok", None, None)
-        if isinstance(image, (bytes, bytearray)):
-            data = bytes(image)
+        if isinstance(new.image, (bytes, bytearray)):
+            data = bytes(new.image)
+            if not data.startswith(PNG_SIGNATURE):
+                raise StoreError(f"run ({record.cell}): the image bytes are not a PNG file")
+            width, height = _png_size(data, record)
         else:
-            data = self._encode_png(record, image, scores)
-        if not data.startswith(PNG_SIGNATURE):
-            raise StoreError(f"run ({record.cell}): the image bytes are not a PNG file")
-        width, height = _png_size(data, record)
-        # 2. The file, durable under its final name, before any row names it.
+            data = _encode_png(record, new.image, new.scores, names[record.experiment_id])
+            width, height = new.image.size
         sha256 = hashlib.sha256(data).hexdigest()
-        self._write_image(sha256, data)
-        # 3. The rows, in one transaction.
-        image_row = Image(
+        image = Image(
             sha256=sha256,
             path=self.image_path(sha256).relative_to(self.home).as_posix(),
             width=width,
@@ -740,27 +798,40 @@ class Store:
             size_bytes=len(data),
         )
         run.image_sha256 = sha256
-        return self._insert_run(record, run, scores, image_row)
+        return _Prepared(record, run, tuple(new.scores), image, data)
 
-    def record_failure(self, record: RunRecord, error: str) -> Run:
-        """Record a cell that could not be rendered or scored, with its error text."""
-        return self._insert_run(record, _run_row(record, "failed", error, None), (), None)
+    def _write_images(self, files: Mapping[str, bytes]) -> None:
+        """Write each file to ``images/<sha256>.png`` whole or not at all, then fsync the folder once.
 
-    def _encode_png(self, record: RunRecord, image: PILImage, scores: Sequence[ScoreRecord]) -> bytes:
-        from promptlab.metadata import png_bytes
+        The files are written in parallel: the filesystem commits concurrent fsyncs together,
+        so a batch costs about what one file does.
+        """
+        todo = {sha256: data for sha256, data in files.items() if not self._has_image(sha256, len(data))}
+        if not todo:
+            return
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the image folder {self.images_dir}: {exc}") from exc
+        if len(todo) == 1:
+            self._write_image(*next(iter(todo.items())))
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(todo), MAX_PARALLEL_WRITES)) as pool:
+                # list() re-raises the first failure once every write has finished.
+                list(pool.map(self._write_image, todo, todo.values()))
+        try:
+            _fsync_dir(self.images_dir)
+        except OSError as exc:
+            raise StoreError(f"cannot write image folder {self.images_dir}: {exc}") from exc
 
-        chunk = record.to_dict()
-        chunk["experiment"] = self.get_experiment(record.experiment_id).name
-        chunk["scores"] = [score.__dict__.copy() for score in scores]
-        return png_bytes(image, _generation_parameters(record, image.size), _check_json(chunk, f"run ({record.cell})"))
+    def _has_image(self, sha256: str, size: int) -> bool:
+        path = self.image_path(sha256)
+        return path.is_file() and path.stat().st_size == size
 
     def _write_image(self, sha256: str, data: bytes) -> None:
         """Write ``data`` to ``images/<sha256>.png`` whole or not at all: temp file, fsync, rename."""
         path = self.image_path(sha256)
-        if path.is_file() and path.stat().st_size == len(data):
-            return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(prefix=f".{sha256}.", suffix=".partial", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as handle:
@@ -771,42 +842,43 @@ class Store:
             except BaseException:
                 Path(temp).unlink(missing_ok=True)
                 raise
-            _fsync_dir(path.parent)
         except OSError as exc:
             raise StoreError(f"cannot write image {path}: {exc}") from exc
 
-    def _insert_run(
-        self, record: RunRecord, run: Run, scores: Sequence[ScoreRecord], image: Image | None
-    ) -> Run:
+    def _insert_runs(self, prepared: Sequence[_Prepared]) -> list[Run]:
+        """Write the rows of ``prepared`` in one transaction; return their runs, ids filled in."""
+        first = prepared[0].record
+        what = f"run ({first.cell})" if len(prepared) == 1 else f"{len(prepared)} runs (the first: {first.cell})"
         try:
             with self._session(write=True) as session:
-                if session.get(Experiment, record.experiment_id) is None:
-                    raise StoreError(f"cannot record run ({record.cell}): no experiment {record.experiment_id} in {self.url}")
-                previous = session.exec(
-                    select(Run).where(
-                        Run.experiment_id == record.experiment_id,
-                        Run.variant_key == record.variant_key,
-                        Run.seed == record.seed,
-                    )
-                ).first()
-                if previous is not None and previous.status == "ok":
-                    raise StoreError(f"cannot record run ({record.cell}) in {self.url}: the cell is already recorded as run {previous.id}")
-                if previous is not None:
-                    # A failed attempt at the same cell gives way to this one.
-                    _delete_run(session, previous)
-                if image is not None and session.get(Image, image.sha256) is None:
-                    session.add(image)
-                session.add(run)
-                session.flush()
-                assert run.id is not None
-                for position, term in enumerate(record.prompt.terms):
-                    session.add(RunTerm(run_id=run.id, position=position, category=term.category, text=term.text, weight=term.weight))
-                for score in scores:
-                    session.add(Score(run_id=run.id, **score.__dict__))
+                conn = session.connection()
+                # 1. Earlier failed attempts at these cells give way; a cell recorded as ok refuses the lot.
+                _delete_runs(conn, self._previous_failures(conn, [p.record for p in prepared]))
+                # 2. The images not stored yet, the runs, then their terms and scores.
+                _insert_images(conn, [p.image for p in prepared if p.image is not None])
+                _insert_run_rows(conn, prepared)
                 session.commit()
         except IntegrityError as exc:
-            raise StoreError(f"cannot record run ({record.cell}) in {self.url}: {exc.orig}") from exc
-        return run
+            raise StoreError(f"cannot record {what} in {self.url}: {exc.orig}") from exc
+        return [p.run for p in prepared]
+
+    def _previous_failures(self, conn: Connection, records: Sequence[RunRecord]) -> list[int]:
+        """Ids of earlier failed runs of these cells; StoreError if one of them is recorded as ok."""
+        cells = {(r.experiment_id, r.variant_key, r.seed): r for r in records}
+        query = select(Run.id, Run.experiment_id, Run.variant_key, Run.seed, Run.status).where(
+            Run.experiment_id.in_({r.experiment_id for r in records}),
+            Run.variant_key.in_({r.variant_key for r in records}),
+            Run.seed.in_({r.seed for r in records}),
+        )
+        stale = []
+        for run_id, experiment_id, variant_key, seed, status in conn.execute(query):
+            record = cells.get((experiment_id, variant_key, seed))
+            if record is None:
+                continue
+            if status == "ok":
+                raise StoreError(f"cannot record run ({record.cell}) in {self.url}: the cell is already recorded as run {run_id}")
+            stale.append(run_id)
+        return stale
 
     # Reading runs.
 
@@ -1070,13 +1142,54 @@ def _run_row(record: RunRecord, status: str, error: str | None, image_sha256: st
     )
 
 
-def _delete_run(session: Session, run: Run) -> None:
-    for child in (RunTerm, Score):
-        for row in session.exec(select(child).where(child.run_id == run.id)):
-            session.delete(row)
-    session.flush()
-    session.delete(run)
-    session.flush()
+def _delete_runs(conn: Connection, ids: Sequence[int]) -> None:
+    if not ids:
+        return
+    for child in (RunTerm.__table__, Score.__table__):
+        conn.execute(delete(child).where(child.c.run_id.in_(ids)))  # type: ignore[attr-defined]
+    conn.execute(delete(Run.__table__).where(Run.__table__.c.id.in_(ids)))  # type: ignore[attr-defined]
+
+
+def _insert_images(conn: Connection, images: Sequence[Image]) -> None:
+    table = Image.__table__
+    wanted = {image.sha256: image for image in images}
+    if not wanted:
+        return
+    known = set(conn.execute(select(table.c.sha256).where(table.c.sha256.in_(wanted))).scalars())  # type: ignore[attr-defined]
+    new = [_columns(image) for sha256, image in wanted.items() if sha256 not in known]
+    if new:
+        conn.execute(insert(table), new)
+
+
+def _insert_run_rows(conn: Connection, prepared: Sequence[_Prepared]) -> None:
+    """Insert the runs, fill in their ids, then insert their terms and scores."""
+    table = Run.__table__
+    c = table.c  # type: ignore[attr-defined]
+    # Ids are matched back by cell (unique), not by row order, so SQLite too inserts in one statement.
+    inserted = conn.execute(
+        insert(table).returning(c.id, c.experiment_id, c.variant_key, c.seed),
+        [_columns(p.run, skip="id") for p in prepared],
+    )
+    ids = {(experiment_id, key, seed): run_id for run_id, experiment_id, key, seed in inserted}
+    terms: list[dict[str, Any]] = []
+    scores: list[dict[str, Any]] = []
+    for p in prepared:
+        record = p.record
+        run_id = p.run.id = ids[record.experiment_id, record.variant_key, record.seed]
+        terms += [
+            {"run_id": run_id, "position": position, "category": t.category, "text": t.text, "weight": t.weight}
+            for position, t in enumerate(record.prompt.terms)
+        ]
+        scores += [{"run_id": run_id, **score.__dict__} for score in p.scores]
+    if terms:
+        conn.execute(insert(RunTerm.__table__), terms)
+    if scores:
+        conn.execute(insert(Score.__table__), scores)
+
+
+def _columns(row: SQLModel, skip: str = "") -> dict[str, Any]:
+    """A table row's column values, for a Core insert."""
+    return {c.name: getattr(row, c.name) for c in row.__table__.columns if c.name != skip}  # type: ignore[attr-defined]
 
 
 def _png_size(data: bytes, record: RunRecord) -> tuple[int, int]:
@@ -1088,6 +1201,15 @@ def _png_size(data: bytes, record: RunRecord) -> tuple[int, int]:
             return image.size
     except (UnidentifiedImageError, OSError) as exc:
         raise StoreError(f"run ({record.cell}): the image bytes are not a readable PNG: {exc}") from exc
+
+
+def _encode_png(record: RunRecord, image: PILImage, scores: Sequence[ScoreRecord], experiment: str) -> bytes:
+    from promptlab.metadata import png_bytes
+
+    chunk = record.to_dict()
+    chunk["experiment"] = experiment
+    chunk["scores"] = [score.__dict__.copy() for score in scores]
+    return png_bytes(image, _generation_parameters(record, image.size), _check_json(chunk, f"run ({record.cell})"))
 
 
 def _generation_parameters(record: RunRecord, size: tuple[int, int]) -> Any:

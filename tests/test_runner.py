@@ -9,10 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
+from promptlab.errors import StoreError
 from promptlab.experiment import cells, parse_experiment
 from promptlab.runner import render_groups, run_experiment
-from promptlab.store import open_store
+from promptlab.store import NewRun, Run, Store, open_store
 
 EXPERIMENT = """
 name = "runner-test"
@@ -95,6 +97,28 @@ def test_a_failing_cell_is_recorded_and_the_rest_go_on(tmp_path: Path) -> None:
         failed = store.list_runs(experiment="with-failure", status="failed")
         assert len(failed) == 4
         assert all("No Such Sampler" in (r.error or "") for r in failed)
+
+
+def test_a_store_write_failure_stops_the_run_and_earlier_batches_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = spec(tmp_path)
+    record_runs = Store.record_runs
+    written: list[int] = []
+
+    def full_after_one_batch(self: Store, runs: list[NewRun]) -> list[Run]:
+        if written:
+            raise StoreError("cannot write image: No space left on device")
+        written.append(len(runs))
+        return record_runs(self, runs)
+
+    monkeypatch.setattr(Store, "record_runs", full_after_one_batch)
+    seen: list[int] = []
+    with open_store() as store:
+        with pytest.raises(StoreError, match="No space left"):
+            run_experiment(experiment, store, batch_size=2, progress=lambda p: seen.append(p.done))
+        assert written == [2] and seen == [0, 1, 2]
+        assert len(store.existing_cells(store.get_experiment("runner-test").id)) == 2
 
 
 def test_cli_run_exit_status_says_some_failed(tmp_path: Path) -> None:

@@ -26,9 +26,11 @@ from promptlab.errors import StoreError
 from promptlab.experiment import cells, load_experiment
 from promptlab.metadata import read_image_metadata
 from promptlab.prompt import Prompt, Term
+import promptlab.store as store_module
 from promptlab.store import (
     MIGRATIONS,
     Image,
+    NewRun,
     Run,
     RunRecord,
     RunTerm,
@@ -378,6 +380,62 @@ def test_bad_records_are_refused_and_nothing_is_kept(
     with pytest.raises(StoreError, match=message):
         store.record_run(record, png(1), scores)
     assert rows(store, Run) == [] and rows(store, Score) == []
+
+
+def test_record_runs_writes_every_file_then_all_rows_with_one_folder_fsync(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = store.add_experiment("e", {})
+    synced: list[Path] = []
+    monkeypatch.setattr(store_module, "_fsync_dir", synced.append)
+    files_at_insert: list[int] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def check(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO RUN "):
+            files_at_insert.append(len(list((store.home / "images").glob("*.png"))))
+
+    batch = [NewRun(make_record(experiment.id, seed), png(seed * 20), [intent(seed / 10)]) for seed in range(1, 6)]
+    runs = store.record_runs(batch)
+    assert files_at_insert == [5]
+    assert synced == [store.images_dir]
+    assert len({run.id for run in runs}) == 5
+    for seed, run in enumerate(runs, start=1):
+        view = store.get_run(run.id)
+        assert (view.seed, view.score(), view.image_sha256) == (seed, seed / 10, run.image_sha256)
+        assert view.image_path is not None and view.image_path.is_file()
+        assert read_image_metadata(view.image_path).promptlab_record["seed"] == seed  # type: ignore[index]
+    assert len(rows(store, RunTerm)) == 5
+    assert list((store.home / "images").glob(".*.partial")) == []
+
+
+def test_a_crash_before_a_batch_commits_leaves_files_and_no_rows(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    experiment = store.add_experiment("e", {})
+    batch = [NewRun(make_record(experiment.id, seed), png(seed), [intent(0.3)]) for seed in (1, 2, 3)]
+
+    def crash(self: Session) -> None:
+        raise Crash()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Session, "commit", crash)
+        with pytest.raises(Crash):
+            store.record_runs(batch)
+    assert len(list((store.home / "images").glob("*.png"))) == 3
+    assert rows(store, Run) == [] and rows(store, Image) == [] and rows(store, Score) == []
+    assert len(store.record_runs(batch)) == 3
+    assert_no_row_points_at_nothing(store)
+
+
+def test_a_batch_replaces_failed_cells_and_is_refused_whole_for_a_recorded_one(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    store.record_failure(make_record(experiment.id, 1), "out of memory")
+    done = store.record_runs([NewRun(make_record(experiment.id, seed), png(seed)) for seed in (1, 2)])
+    assert sorted(run.id for run in rows(store, Run)) == sorted(run.id for run in done)
+    assert store.existing_cells(experiment.id) == {("v1", 1), ("v1", 2)}
+    late = [NewRun(make_record(experiment.id, 3), png(3)), NewRun(make_record(experiment.id, 2), png(4))]
+    with pytest.raises(StoreError, match=rf"seed 2\) in .*: the cell is already recorded as run {done[1].id}"):
+        store.record_runs(late)
+    assert store.existing_cells(experiment.id) == {("v1", 1), ("v1", 2)}
 
 
 # Reading runs.

@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,6 +146,12 @@ def _json_safe(value: Any) -> Any:
 
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries that decide what an image looks like."""
+    return dict(_installed_versions())
+
+
+@cache
+def _installed_versions() -> dict[str, str]:
+    # Reading package metadata takes milliseconds per library, and a process's libraries do not change.
     import promptlab
 
     versions = {}
