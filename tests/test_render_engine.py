@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from promptlab.errors import RenderError
@@ -162,18 +165,103 @@ def test_unweighted_prompt_matches_diffusers_own_encoding(model: str) -> None:
     assert torch.allclose(ours.prompt_embeds, embeds, atol=1e-5)
 
 
+def _reference_compel(tokenizer: Any, text_encoder: Any, *, sdxl: bool, pooled: bool = False) -> Any:
+    """compel itself, configured as promptlab configures it, for comparisons."""
+    from compel import Compel, ReturnedEmbeddingsType
+
+    kind = "PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED" if sdxl else "LAST_HIDDEN_STATES_NORMALIZED"
+    return Compel(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        returned_embeddings_type=ReturnedEmbeddingsType[kind],
+        requires_pooled=pooled,
+    )
+
+
 def test_plain_texts_batched_through_diffusers_equal_compel() -> None:
-    from promptlab.render.conditioning import _compel, has_weight_syntax
+    from promptlab.render.conditioning import has_weight_syntax, simple_fragments
 
     loaded = load_model("tiny-sd")
     prompts = ["a red fox, pop-art", "a red fox, (pop-art)1.3", "an owl++", "a red fox, pop-art"]
     negatives = ["blurry", "blurry", "", "ugly, (blurry)0.8"]
     assert [has_weight_syntax(p) for p in prompts] == [False, True, True, False]
+    assert [simple_fragments(p) is not None for p in prompts[1:3]] == [True, False]
     ours = encode_prompts(loaded.pipe, loaded.family, prompts, negatives)
-    compel = _compel(loaded.pipe.tokenizer, loaded.pipe.text_encoder, truncate=True, sdxl=False)
-    expected = compel(prompts + negatives)
+    expected = _reference_compel(loaded.pipe.tokenizer, loaded.pipe.text_encoder, sdxl=False)(prompts + negatives)
     assert torch.allclose(ours.prompt_embeds, expected[:4], atol=1e-5)
     assert torch.allclose(ours.negative_prompt_embeds, expected[4:], atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl"])
+def test_compel_reading_simple_prompts_itself_gives_compel_own_embeddings(model: str) -> None:
+    from promptlab.render.conditioning import _compel
+
+    pipe = load_model(model).pipe
+    texts = ["a red fox, (pop-art)1.3, snow", "(oil painting)0.8, an owl", "an owl++, (dusk)1.2"]
+    sdxl = model == "tiny-sdxl"
+    tokenizer, encoder = (pipe.tokenizer_2, pipe.text_encoder_2) if sdxl else (pipe.tokenizer, pipe.text_encoder)
+    ours = _compel(tokenizer, encoder, truncate=True, sdxl=sdxl, pooled=sdxl)(texts)
+    theirs = _reference_compel(tokenizer, encoder, sdxl=sdxl, pooled=sdxl)(texts)
+    for mine, reference in zip(ours if sdxl else [ours], theirs if sdxl else [theirs]):
+        assert torch.equal(mine, reference)
+
+
+# Prompts of plain words and (words)weight groups, as promptlab writes them for vocabulary terms.
+_WORD = st.text(
+    st.characters(blacklist_characters='()",.+-=\\', blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp")),
+    min_size=1,
+    max_size=6,
+)
+_PHRASE = st.lists(st.lists(_WORD, min_size=1, max_size=2).map("-".join), min_size=1, max_size=3).map(" ".join)
+_WEIGHT = st.from_regex(r"[0-9]{1,2}(\.[0-9]{1,6})?", fullmatch=True).filter(lambda w: float(w) != 1.0)
+_ITEM = st.one_of(_PHRASE, st.builds("({}){}".format, _PHRASE, _WEIGHT))
+_SIMPLE_PROMPT = st.lists(_ITEM, min_size=1, max_size=5).map(", ".join)
+
+
+def _compel_parse(text: str) -> Any:
+    from compel import Compel
+
+    return Compel.parse_prompt_string(text)
+
+
+def _as_conjunction(fragments: list[tuple[str, float]]) -> Any:
+    from compel.prompt_parser import Conjunction, FlattenedPrompt
+
+    return Conjunction([FlattenedPrompt(fragments)])
+
+
+@settings(max_examples=150, deadline=None)
+@given(_SIMPLE_PROMPT)
+def test_simple_prompts_are_read_exactly_as_compel_parser_reads_them(text: str) -> None:
+    from promptlab.render.conditioning import simple_fragments
+
+    fragments = simple_fragments(text)
+    assert fragments is not None
+    assert _as_conjunction(fragments) == _compel_parse(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(list("ab -,().+\"=\\:12١")), max_size=24))
+def test_other_prompts_are_left_to_compel_parser(text: str) -> None:
+    from promptlab.render.conditioning import simple_fragments
+
+    fragments = simple_fragments(text)
+    if fragments is not None:
+        assert _as_conjunction(fragments) == _compel_parse(text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_PHRASE, st.sampled_from([1.0, 0.8, 1.1, 1.21, 1.3, 2.0])), min_size=1, max_size=4))
+def test_prompts_promptlab_writes_take_the_simple_path_unless_shorthand(terms: list[tuple[str, float]]) -> None:
+    from promptlab.prompt import Prompt, Term
+    from promptlab.render.conditioning import simple_fragments
+
+    text = Prompt("a cat", tuple(Term(t, w) for t, w in terms)).to_compel()
+    fragments = simple_fragments(text)
+    # compel's shorthand (pop+, (a b)++) is for compel's parser; everything else reads the same here.
+    assert (fragments is None) == any(abs(w - 1.1) < 1e-9 or abs(w - 1.21) < 1e-9 for _, w in terms)
+    if fragments is not None:
+        assert _as_conjunction(fragments) == _compel_parse(text)
 
 
 @pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl"])
