@@ -41,8 +41,10 @@ from promptlab.micro.world import (
     SHAPES,
     SIZES,
     CaptionStyle,
+    INVISIBLE,
     Scene,
     SceneError,
+    caption_attributes,
     draw,
     sample_caption,
     sample_scene,
@@ -77,6 +79,8 @@ class TrainConfig:
     clip_batch: int = 64
     #: Hard negatives per image: its caption with one attribute swapped.
     clip_negatives: int = 2
+    #: Weight of the attribute classifiers' losses beside the contrastive loss.
+    clip_attribute_weight: float = 0.25
     learning_rate: float = 1e-3
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
@@ -364,14 +368,22 @@ _ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Classes of each attribute for micro-clip's training-only classifiers (None: no light term).
+_LABELS: dict[str, tuple[str | None, ...]] = {
+    "color": COLORS,
+    "shape": SHAPES,
+    "background": tuple(BACKGROUNDS),
+    "size": tuple(SIZES),
+    "position": tuple(POSITIONS),
+    "light": (None, *LIGHTS),
+}
+
 #: How often each attribute is the one a hard negative swaps: a place is the subtlest for a ViT to pool.
 NEGATIVE_WEIGHTS: dict[str, float] = {"position": 3.0, "shape": 2.0}
 
 
 def one_off_caption(scene: Scene, caption: str, rng: random.Random) -> str | None:
     """``caption`` with one attribute it names swapped for another value (None if none can be)."""
-    from promptlab.micro.world import INVISIBLE, caption_attributes
-
     named = caption_attributes(caption)
     options = [name for name in named if len(_ATTRIBUTE_VALUES[name]) > 1]
     if not options:
@@ -408,10 +420,16 @@ def train_clip(
 
     torch.manual_seed(config.seed + 2)
     model = CLIP(**MICRO_CLIP_CONFIG)
+    width = MICRO_CLIP_CONFIG["embed_dim"]
+    # Attribute classifiers on both towers' embeddings, used in training only. Contrastive loss
+    # alone sits at a saddle for position: neither tower encodes it, so neither gets a gradient to.
+    heads = torch.nn.ModuleDict(
+        {f"{tower}_{name}": torch.nn.Linear(width, len(values)) for tower in ("image", "text") for name, values in _LABELS.items()}
+    )
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
-    optimizer, schedule = _optimizer(model.parameters(), config.learning_rate, config.clip_steps)
+    optimizer, schedule = _optimizer([*model.parameters(), *heads.parameters()], config.learning_rate, config.clip_steps)
     rng = random.Random(config.seed + 2)
     loss_value = float("nan")
     model.train()
@@ -426,8 +444,9 @@ def train_clip(
             # A caption whose swap failed is its own duplicate: mask it out of the negatives.
             masks.append(torch.tensor([negative is None for negative in negatives]))
         images = (pixels[index].float() / 255.0 - mean) / std
-        image_features = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
-        text_features = torch.nn.functional.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+        image_raw, text_raw = model.encode_image(images), model.encode_text(tokenizer(texts))
+        image_features = torch.nn.functional.normalize(image_raw, dim=-1)
+        text_features = torch.nn.functional.normalize(text_raw, dim=-1)
         scale = model.logit_scale.exp()
         logits = (scale * image_features @ text_features.T).masked_fill(
             torch.cat([torch.zeros(count, dtype=torch.bool), *masks]).unsqueeze(0), float("-inf")
@@ -437,6 +456,18 @@ def train_clip(
             torch.nn.functional.cross_entropy(logits, labels)
             + torch.nn.functional.cross_entropy(logits[:, :count].T, labels)
         ) / 2
+        named = [caption_attributes(caption) for caption in captions]
+        for name, values in _LABELS.items():
+            truth = torch.tensor([values.index(getattr(scenes[i], name)) for i in index.tolist()])
+            # A caption is only asked about what it names.
+            said = torch.tensor([values.index(n[name]) if name in n else -100 for n in named])
+            image_loss = torch.nn.functional.cross_entropy(heads[f"image_{name}"](image_raw), truth)
+            text_loss = (
+                torch.nn.functional.cross_entropy(heads[f"text_{name}"](text_raw[:count]), said, ignore_index=-100)
+                if (said != -100).any()
+                else 0.0
+            )
+            loss = loss + config.clip_attribute_weight * (image_loss + text_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
