@@ -15,15 +15,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from promptlab.micro.world import (
-    BACKGROUNDS,
-    COLORS,
-    LIGHTS,
-    POSITIONS,
-    SHAPES,
-    SIZES,
+    ATTRIBUTES,
     Scene,
     SceneError,
     agreement,
@@ -96,16 +91,8 @@ def held_out_agreement(count: int = 64, *, model: str = "micro", seed: int = 0) 
 
 def _swaps(scene: Scene) -> list[Scene]:
     """Every scene that differs from ``scene`` in exactly one attribute."""
-    options: dict[str, Sequence[Any]] = {
-        "color": COLORS,
-        "shape": SHAPES,
-        "background": tuple(BACKGROUNDS),
-        "size": tuple(SIZES),
-        "position": tuple(POSITIONS),
-        "light": (None, *LIGHTS),
-    }
     swaps = []
-    for name, values in options.items():
+    for name, values in ATTRIBUTES.items():
         for value in values:
             if value == getattr(scene, name):
                 continue

@@ -31,17 +31,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptlab.micro import MICRO_CLIP_CONFIG, MICRO_CLIP_DIR, MICRO_MODELS, RETRAIN_COMMAND
+from promptlab.micro import MICRO_CLIP_CONFIG
 from promptlab.micro.world import (
-    BACKGROUNDS,
-    COLORS,
+    ATTRIBUTES,
     HELD_OUT,
-    LIGHTS,
-    POSITIONS,
-    SHAPES,
-    SIZES,
-    CaptionStyle,
     INVISIBLE,
+    CaptionStyle,
     Scene,
     SceneError,
     caption_attributes,
@@ -358,26 +353,6 @@ def latent_scaling(means: torch.Tensor, stds: torch.Tensor) -> float:
     return float(1.0 / sample.std())
 
 
-_ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
-    "color": COLORS,
-    "shape": SHAPES,
-    "background": tuple(BACKGROUNDS),
-    "size": tuple(SIZES),
-    "position": tuple(POSITIONS),
-    "light": LIGHTS,
-}
-
-
-#: Classes of each attribute for micro-clip's training-only classifiers (None: no light term).
-_LABELS: dict[str, tuple[str | None, ...]] = {
-    "color": COLORS,
-    "shape": SHAPES,
-    "background": tuple(BACKGROUNDS),
-    "size": tuple(SIZES),
-    "position": tuple(POSITIONS),
-    "light": (None, *LIGHTS),
-}
-
 #: How often each attribute is the one a hard negative swaps: a place is the subtlest for a ViT to pool.
 NEGATIVE_WEIGHTS: dict[str, float] = {"position": 3.0, "shape": 2.0}
 
@@ -385,15 +360,16 @@ NEGATIVE_WEIGHTS: dict[str, float] = {"position": 3.0, "shape": 2.0}
 def one_off_caption(scene: Scene, caption: str, rng: random.Random) -> str | None:
     """``caption`` with one attribute it names swapped for another value (None if none can be)."""
     named = caption_attributes(caption)
-    options = [name for name in named if len(_ATTRIBUTE_VALUES[name]) > 1]
+    options = list(named)
     if not options:
         return None
     name = rng.choices(options, weights=[NEGATIVE_WEIGHTS.get(option, 1.0) for option in options])[0]
     current = named[name]
     choices = [
         value
-        for value in _ATTRIBUTE_VALUES[name]
-        if value != current
+        for value in ATTRIBUTES[name]
+        if value is not None
+        and value != current
         and (name != "color" or (value, scene.background) not in INVISIBLE)
         and (name != "background" or (scene.color, value) not in INVISIBLE)
     ]
@@ -424,7 +400,7 @@ def train_clip(
     # Attribute classifiers on both towers' embeddings, used in training only. Contrastive loss
     # alone sits at a saddle for position: neither tower encodes it, so neither gets a gradient to.
     heads = torch.nn.ModuleDict(
-        {f"{tower}_{name}": torch.nn.Linear(width, len(values)) for tower in ("image", "text") for name, values in _LABELS.items()}
+        {f"{tower}_{name}": torch.nn.Linear(width, len(values)) for tower in ("image", "text") for name, values in ATTRIBUTES.items()}
     )
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
@@ -457,7 +433,7 @@ def train_clip(
             + torch.nn.functional.cross_entropy(logits[:, :count].T, labels)
         ) / 2
         named = [caption_attributes(caption) for caption in captions]
-        for name, values in _LABELS.items():
+        for name, values in ATTRIBUTES.items():
             truth = torch.tensor([values.index(getattr(scenes[i], name)) for i in index.tolist()])
             # A caption is only asked about what it names.
             said = torch.tensor([values.index(n[name]) if name in n else -100 for n in named])

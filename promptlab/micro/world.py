@@ -72,6 +72,15 @@ POSITIONS: dict[str, tuple[int, int]] = {
 LIGHTS: tuple[str, ...] = ("dark", "sunlight", "backlight")
 #: Share of random scenes with a light.
 LIGHT_SHARE = 0.3
+#: Every value of each Scene attribute (None: no light term).
+ATTRIBUTES: dict[str, tuple[str | None, ...]] = {
+    "color": COLORS,
+    "shape": SHAPES,
+    "background": tuple(BACKGROUNDS),
+    "size": tuple(SIZES),
+    "position": tuple(POSITIONS),
+    "light": (None, *LIGHTS),
+}
 #: (colour, shape, background) combinations never drawn for training: the quality gates render them.
 HELD_OUT: frozenset[tuple[str, str, str]] = frozenset(
     {
