@@ -201,14 +201,16 @@ def _run_batch(
     try:
         if callable(scorer) and not hasattr(scorer, "score"):
             scorer = scorer(spec.scorer)
-        items = [RenderItem(c.variant.prompt.to_compel(), c.seed, c.variant.negative_prompt) for c in batch]
+        # A variant's seeds share its texts: each is written once.
+        texts = {c.variant.key: (c.variant.prompt.to_compel(), c.variant.prompt.to_plain()) for c in batch}
+        items = [RenderItem(texts[c.variant.key][0], c.seed, c.variant.negative_prompt) for c in batch]
         t0 = time.perf_counter()
         result = render(items, render_params(first), first.model, batch_size=size)
         render_s = (time.perf_counter() - t0) / len(batch)
         t1 = time.perf_counter()
         images = [r.image for r in result.images]
         # One image encoding for both texts: scoring twice would encode every image twice.
-        pairs = scorer.score_pairs(images, [c.variant.intent for c in batch], [c.variant.prompt.to_plain() for c in batch])
+        pairs = scorer.score_pairs(images, [c.variant.intent for c in batch], [texts[c.variant.key][1] for c in batch])
         score_s = (time.perf_counter() - t1) / len(batch)
     except PromptlabError as error:
         return partial(_record_failures, store, experiment_id, batch, str(error))

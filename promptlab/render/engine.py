@@ -32,6 +32,7 @@ from promptlab.render.params import RenderItem, RenderParams, check_seed
 from promptlab.render.schedulers import SchedulerChoice, build_scheduler, class_scheduler_name, find_scheduler
 
 if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
     from PIL import Image
 
 _VERSIONED = ("torch", "diffusers", "transformers", "compel", "promptlab")
@@ -272,7 +273,7 @@ def render_batches(
         load_seconds=loaded.load_seconds,
     )
     plan = _Plan(setup, loaded, choice, images, width, height)
-    return _run(items, plan, batch_size, progress)
+    return _run(items, plan, batch_size, progress, scheduler)
 
 
 def _is_positive_int(value: object) -> bool:
@@ -280,14 +281,16 @@ def _is_positive_int(value: object) -> bool:
 
 
 def _run(
-    items: list[RenderItem], plan: _Plan, batch_size: int, progress: ProgressCallback | None
+    items: list[RenderItem], plan: _Plan, batch_size: int, progress: ProgressCallback | None, checked: SchedulerMixin
 ) -> Iterator[RenderResult]:
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     done = 0
     for number, batch in enumerate(batches):
         started = time.perf_counter()
         on_step_end = _step_reporter(progress, number, len(batches), done, len(items))
-        rendered = _render_batch(batch, done, plan, on_step_end)
+        # A fresh scheduler per batch (the first takes the unused one built while checking): no state carries over.
+        scheduler = checked if number == 0 else build_scheduler(plan.choice, plan.loaded.scheduler_config)
+        rendered = _render_batch(batch, done, plan, scheduler, on_step_end)
         done += len(batch)
         if progress is not None:
             steps = getattr(plan.loaded.pipe, "num_timesteps", plan.setup.params.num_inference_steps)
@@ -310,14 +313,17 @@ def _step_reporter(
 
 
 def _render_batch(
-    batch: list[RenderItem], first_index: int, plan: _Plan, on_step_end: Callable[..., dict[str, Any]] | None
+    batch: list[RenderItem],
+    first_index: int,
+    plan: _Plan,
+    scheduler: SchedulerMixin,
+    on_step_end: Callable[..., dict[str, Any]] | None,
 ) -> list[RenderedImage]:
     import torch
 
     params = plan.setup.params
     pipe = plan.loaded.pipe
-    # A fresh scheduler per batch, from the model's config: no state carries between batches.
-    pipe.scheduler = build_scheduler(plan.choice, plan.loaded.scheduler_config)
+    pipe.scheduler = scheduler
     negatives = [params.negative_prompt if item.negative_prompt is None else item.negative_prompt for item in batch]
     prompts = [item.prompt for item in batch]
     conditioning = encode_prompts(pipe, plan.loaded.family, prompts, negatives, params.long_prompt)
