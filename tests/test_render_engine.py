@@ -365,8 +365,10 @@ def test_negative_prompt_per_item_overrides_the_shared_one() -> None:
 def test_result_is_json_and_enough_to_render_again() -> None:
     params = RenderParams(num_inference_steps=2, width=64, height=64, scheduler="DPM++ 2M Karras", negative_prompt="ugly")
     result = render([RenderItem("a (red)1.2 fox", 9)], params, ModelSpec("tiny-sdxl"))
-    record = json.loads(json.dumps(result.to_dict()))
+    # Strict JSON, as the store and PostgreSQL take it: DPM-Solver's -inf becomes "-inf".
+    record = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     setup = record["setup"]
+    assert float(setup["scheduler"]["config"]["lambda_min_clipped"]) == float("-inf")
     assert setup["model"] == {"model": "tiny-sdxl", "kind": "builtin", "location": result.setup.model.location,
                               "revision": None, "sha256": None}
     assert (setup["family"], setup["dtype"], setup["device"]) == ("sdxl", "float32", "cpu")

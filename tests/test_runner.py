@@ -99,6 +99,16 @@ def test_a_failing_cell_is_recorded_and_the_rest_go_on(tmp_path: Path) -> None:
         assert all("No Such Sampler" in (r.error or "") for r in failed)
 
 
+def test_a_dpm_solver_sweep_is_recorded(tmp_path: Path) -> None:
+    # DPM-Solver's config holds -inf, which strict JSON (the store's) has no number for.
+    experiment = spec(tmp_path, 'scheduler = ["DPM++ 2M Karras"]', name="dpm")
+    with open_store() as store:
+        summary = run_experiment(experiment, store)
+        assert (summary.rendered, summary.failed) == (4, 0)
+        (run, *_) = store.list_runs(experiment="dpm")
+        assert run.params["scheduler_config"]["lambda_min_clipped"] == "-inf"
+
+
 def test_a_store_write_failure_stops_the_run_and_earlier_batches_stay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

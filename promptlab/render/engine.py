@@ -14,6 +14,7 @@ batch of other prompts, up to float rounding.
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 import time
 import warnings
@@ -138,6 +139,9 @@ def _json_safe(value: Any) -> Any:
         return {str(key): _json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no infinities (DPM-Solver's lambda_min_clipped is -inf): "-inf", which float() reads back.
+        return str(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if hasattr(value, "tolist"):
