@@ -1,4 +1,4 @@
-"""``promptlab demo``: run the bundled demo experiment on the built-in tiny models."""
+"""``promptlab demo``: run the bundled demo experiment on the built-in micro models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from promptlab.experiment import load_experiment
 from promptlab.runner import ProgressCallback, RunSummary, run_experiment
 from promptlab.store import Store
 
-#: The demo experiment file (tiny-sd and tiny-clip: seconds on a CPU, images are noise).
+#: The demo experiment file (micro and micro-clip: seconds on a CPU, images that follow their prompts).
 DEMO_EXPERIMENT = Path(__file__).resolve().parent.parent / "examples" / "demo.toml"
 
 

@@ -27,9 +27,9 @@ def demo_store() -> None:
 
 def test_demo_then_listings_and_analysis(demo_store: None) -> None:
     experiments = json.loads(runner.invoke(app, ["experiments", "list", "--format", "json"]).stdout)
-    assert [e["name"] for e in experiments] == ["demo"] and experiments[0]["ok"] == 18
+    assert [e["name"] for e in experiments] == ["demo"] and experiments[0]["ok"] == 24
     runs = json.loads(runner.invoke(app, ["runs", "list", "--experiment", "demo", "--format", "json"]).stdout)
-    assert len(runs) == 18
+    assert len(runs) == 24
     first = runs[0]
     for key in ("id", "experiment", "prompt", "negative_prompt", "seed", "num_inference_steps", "guidance_scale",
                 "width", "height", "scheduler", "status", "error", "image", "scores"):
@@ -41,9 +41,11 @@ def test_demo_then_listings_and_analysis(demo_store: None) -> None:
     assert "prompt:" in text
     analysis = json.loads(runner.invoke(app, ["analyze", "demo", "--format", "json"]).stdout)
     assert len(analysis["variants"]) == 6 and analysis["effects"]
+    # micro draws what it is told: the red variants are best against "a red circle ..."
+    assert analysis["best"][0]["prompt"].endswith("red")
     assert "Effects" in runner.invoke(app, ["analyze", "demo", "--score", "prompt"]).stdout
     again = json.loads(runner.invoke(app, ["demo", "--format", "json"]).stdout)
-    assert again["rendered"] == 0 and again["skipped"] == 18
+    assert again["rendered"] == 0 and again["skipped"] == 24
 
 
 def test_db_path(promptlab_home: Path) -> None:
@@ -110,13 +112,13 @@ def test_export_formats_grid_zip_and_import(demo_store: None, tmp_path: Path) ->
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 and list(rows[0]) == ["name", "prompt", "negative_prompt"]
     listed = runner.invoke(app, ["export", "demo", "--to", "compel", "--top", "2"]).stdout.splitlines()
-    assert len(listed) == 2 and listed[0].startswith("fat cat lies on the couch")
+    assert len(listed) == 2 and listed[0].startswith("a circle on a black background")
     best = json.loads(runner.invoke(app, ["export", "demo", "--to", "json", "--top", "1"]).stdout)
     analysis = json.loads(runner.invoke(app, ["analyze", "demo", "--format", "json"]).stdout)
     top_mean = max(v["mean"] for v in analysis["variants"])
     assert best["prompts"][0]["mean"] == pytest.approx(top_mean)
     grid = tmp_path / "grid.png"
-    assert runner.invoke(app, ["export", "demo", "--grid", "--x", "style", "--y", "light", "--out", str(grid)]).exit_code == 0
+    assert runner.invoke(app, ["export", "demo", "--grid", "--x", "color", "--y", "artist", "--out", str(grid)]).exit_code == 0
     with Image.open(grid) as image:
         assert image.width > 3 * 64 and image.height > 2 * 64
     bad_axis = runner.invoke(app, ["export", "demo", "--grid", "--x", "nope", "--y", "seed", "--out", str(grid)])

@@ -294,3 +294,21 @@ def test_sd_checkpoint_file_offline_names_the_missing_config(tmp_path: Path, mon
     with pytest.raises(ModelError, match=r"sd15-finetune\.safetensors' cannot be loaded with from_single_file.*local diffusers folder"):
         load_model(str(path))
     assert models.resolve_model(str(path)).sha256 == _sha(path)
+
+
+def test_micro_is_a_builtin_sd1_model_shipped_with_the_package() -> None:
+    from promptlab.micro import MICRO_MODELS
+
+    source = models.resolve_model("micro")
+    assert source.kind == "builtin" and source.location == str(MICRO_MODELS["micro"])
+    assert "micro" in models.BUILTIN_MODELS
+    pipe = models.base_pipeline("micro")
+    assert detect_family(pipe.components) == "sd1"
+    # 64x64 pixels <-> 16x16x4 latents.
+    assert pipe.vae_scale_factor == 4 and pipe.unet.config.sample_size == 16
+
+
+def test_micro_without_its_weights_says_how_to_remake_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(models.MICRO_MODELS, "micro", tmp_path / "micro")
+    with pytest.raises(ModelError, match="built-in model 'micro' has no weights at .*promptlab micro train"):
+        models.resolve_model("micro")

@@ -328,3 +328,17 @@ def test_builtin_registry_entries_build_and_load() -> None:
         weights = builtin_clip_weights(name)
         assert weights.parent.name == name and weights.name.endswith(".safetensors")
         assert load_scorer(name).info.model == name
+
+
+def test_micro_clip_ships_with_the_package_and_says_how_to_remake_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from promptlab.micro import MICRO_CLIP_WEIGHTS
+
+    assert builtin_clip_weights("micro-clip") == MICRO_CLIP_WEIGHTS
+    missing = replace(BUILTIN_CLIP_MODELS["micro-clip"], shipped=tmp_path / "micro-clip.safetensors")
+    monkeypatch.setitem(BUILTIN_CLIP_MODELS, "micro-clip", missing)
+    with pytest.raises(ScoringError, match="'micro-clip' has no weights at .*promptlab micro train"):
+        builtin_clip_weights("micro-clip")
