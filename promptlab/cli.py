@@ -304,7 +304,7 @@ def demo(fmt: OutputFormat = FORMAT_OPTION) -> None:
 def micro_train(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for micro/ and micro-clip/ (default: the package's own weights)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the scenes, captions, initial weights and batches."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's choice)."),
     only: Optional[str] = typer.Option(None, "--only", help="Train one model only: micro or micro-clip (each has its own seeds)."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
@@ -318,8 +318,6 @@ def micro_train(
     from promptlab.micro.train import MODELS, TrainConfig, train_all
 
     if threads is not None:
-        if threads < 1:
-            raise typer.BadParameter(f"--threads {threads}: give 1 or more")
         torch.set_num_threads(threads)
     bars: dict[str, Any] = {}
 

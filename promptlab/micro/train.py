@@ -155,25 +155,11 @@ def build_vae(scaling_factor: float = 1.0) -> Any:
 
 def build_text_encoder() -> Any:
     """The micro text encoder: SD 1.x's CLIPTextModel shape at width 64."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
-    from promptlab.render.tiny import _END_ID, _START_ID
+    from promptlab.render.tiny import clip_text_config
 
-    return CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            max_position_embeddings=77,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            projection_dim=64,
-            hidden_act="quick_gelu",
-            bos_token_id=_START_ID,
-            eos_token_id=_END_ID,
-            pad_token_id=_END_ID,
-        )
-    )
+    return CLIPTextModel(clip_text_config(64))
 
 
 def build_unet() -> Any:
@@ -198,9 +184,9 @@ def build_scheduler() -> Any:
     """The noise schedule shared by training and the saved pipeline (SD's betas)."""
     from diffusers import DDPMScheduler
 
-    from promptlab.render.tiny import _BETAS
+    from promptlab.render.tiny import SD_BETAS
 
-    return DDPMScheduler(**_BETAS)
+    return DDPMScheduler(**SD_BETAS)
 
 
 def _batches(count: int, batch: int, steps: int, seed: int) -> Any:
@@ -510,14 +496,14 @@ def save_micro(folder: Path, vae: Any, text_encoder: Any, unet: Any, tokenizer: 
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-    from promptlab.render.tiny import _BETAS
+    from promptlab.render.tiny import SD_BETAS
 
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=DPMSolverMultistepScheduler(**_BETAS),
+        scheduler=DPMSolverMultistepScheduler(**SD_BETAS),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 TINY_VERSION = 1
 _STAMP = "promptlab_tiny.json"
 _SEED = 0
-_START_ID = 49406
-_END_ID = 49407
-# SD 1.x/2.x/SDXL all train with these betas; the tiny models share them so schedulers behave alike.
-_BETAS: dict[str, Any] = {
+START_ID = 49406
+END_ID = 49407
+#: SD 1.x/2.x/SDXL all train with these betas; the tiny and micro models share them so schedulers behave alike.
+SD_BETAS: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "beta_start": 0.00085,
     "beta_end": 0.012,
@@ -45,22 +45,29 @@ _BETAS: dict[str, Any] = {
 }
 
 
-def _text_encoder(with_projection: bool = False, hidden_act: str = "quick_gelu", pad_id: int = _END_ID) -> Any:
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+def clip_text_config(width: int, hidden_act: str = "quick_gelu", pad_id: int = END_ID) -> Any:
+    """A 2-layer CLIP text encoder config over CLIP's real vocabulary and 77 positions, ``width`` wide."""
+    from transformers import CLIPTextConfig
 
-    config = CLIPTextConfig(
+    return CLIPTextConfig(
         vocab_size=49408,
         max_position_embeddings=77,
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=width,
+        intermediate_size=2 * width,
         num_hidden_layers=2,
         num_attention_heads=4,
-        projection_dim=32,
+        projection_dim=width,
         hidden_act=hidden_act,
-        bos_token_id=_START_ID,
-        eos_token_id=_END_ID,
+        bos_token_id=START_ID,
+        eos_token_id=END_ID,
         pad_token_id=pad_id,
     )
+
+
+def _text_encoder(with_projection: bool = False, hidden_act: str = "quick_gelu", pad_id: int = END_ID) -> Any:
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    config = clip_text_config(32, hidden_act, pad_id)
     _seed()
     return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
 
@@ -151,7 +158,7 @@ def _sd_pipeline(work: Path, in_channels: int) -> DiffusionPipeline:
         text_encoder=_text_encoder(),
         tokenizer=_tokenizer(work / "tok"),
         unet=_sd_unet(in_channels),
-        scheduler=PNDMScheduler(**_BETAS, skip_prk_steps=True, set_alpha_to_one=False),
+        scheduler=PNDMScheduler(**SD_BETAS, skip_prk_steps=True, set_alpha_to_one=False),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -170,7 +177,7 @@ def _sdxl_pipeline(work: Path, in_channels: int) -> DiffusionPipeline:
         # SDXL's second tokenizer pads with "!" (id 0), as open_clip does.
         tokenizer_2=_tokenizer(work / "tok2", pad_token="!"),
         unet=_sdxl_unet(in_channels),
-        scheduler=EulerDiscreteScheduler(**_BETAS, timestep_spacing="leading"),
+        scheduler=EulerDiscreteScheduler(**SD_BETAS, timestep_spacing="leading"),
         force_zeros_for_empty_prompt=True,
     )
 
@@ -221,7 +228,7 @@ def build_tiny_sd2_depth(work: Path) -> DiffusionPipeline:
         tokenizer=_tokenizer(work / "tok", pad_token="!"),
         # SD 2's UNet uses linear projections in its transformer blocks; family detection reads it.
         unet=_sd_unet(in_channels=5, linear_projection=True),
-        scheduler=PNDMScheduler(**_BETAS, skip_prk_steps=True, set_alpha_to_one=False),
+        scheduler=PNDMScheduler(**SD_BETAS, skip_prk_steps=True, set_alpha_to_one=False),
         depth_estimator=depth_estimator,
         feature_extractor=DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False),
     )
