@@ -24,12 +24,13 @@ def test_shipped_weights_are_small_and_record_how_they_were_made() -> None:
         assert record["command"].startswith(RETRAIN_COMMAND)
         assert len(record["revision"]) >= 40 and not record["revision"].endswith("-dirty")
         assert record["null_words"] and record["held_out"]
-    # All training within an hour on this machine's 2 cores, counted in CPU time (which other
-    # jobs on the machine do not inflate): one run, or one run per model side by side (--only).
+    # All training within an hour on this machine's 2 cores, counted in CPU time per thread (which
+    # other jobs on the machine do not inflate): one run, or one run per model (--only), one after
+    # the other.
     runs = {json.dumps(record, sort_keys=True): record for record in records}.values()
-    assert sum(record["torch_threads"] for record in runs) <= 2
+    assert all(record["torch_threads"] <= 2 for record in runs)
     minutes = [record["cpu_seconds"]["total"] / record["torch_threads"] / 60 for record in runs]
-    assert max(minutes) <= 60, minutes
+    assert sum(minutes) <= 60, minutes
 
 
 @pytest.mark.xfail(

@@ -120,8 +120,9 @@ def test_family_from_real_model_proportions() -> None:
     assert detect_family({"unet": _unet(768)}) == "sd1"
     assert detect_family({"unet": _unet(1024)}) == "sd2"
     assert detect_family({"unet": _unet(768, linear_projection=True)}) == "sd2"
+    # v-prediction alone is no sign of SD 2: SD 1.x fine-tunes predict v too.
     v_scheduler = DDIMScheduler(prediction_type="v_prediction")
-    assert detect_family({"unet": _unet(768), "scheduler": v_scheduler}) == "sd2"
+    assert detect_family({"unet": _unet(768), "scheduler": v_scheduler}) == "sd1"
     with pytest.raises(ModelError, match="no UNet"):
         detect_family({"transformer": object()})
 

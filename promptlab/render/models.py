@@ -308,8 +308,10 @@ def detect_family(components: Mapping[str, Any]) -> str:
     """``sd1``, ``sd2`` or ``sdxl`` from the loaded components' structure.
 
     SDXL: a second text encoder or UNet ``addition_embed_type == "text_time"``. SD 2.x: 1024-wide
-    cross-attention or text encoder, v-prediction, linear-projection attention blocks, or a depth
-    estimator (depth2img exists only for SD 2). Otherwise SD 1.x.
+    cross-attention or text encoder, linear-projection attention blocks, or a depth
+    estimator (depth2img exists only for SD 2). Otherwise SD 1.x, v-prediction or not: SD 2's
+    768-v checkpoints are told by their 1024-wide conditioning, and SD 1.x fine-tunes (and
+    promptlab's ``micro``) predict v too.
     """
     unet = components.get("unet")
     if unet is None:
@@ -319,12 +321,9 @@ def detect_family(components: Mapping[str, Any]) -> str:
         return "sdxl"
     text_encoder = components.get("text_encoder")
     hidden = getattr(getattr(text_encoder, "config", None), "hidden_size", None)
-    scheduler = components.get("scheduler")
-    prediction = getattr(scheduler, "config", {}).get("prediction_type") if scheduler is not None else None
     if (
         config.get("cross_attention_dim") == 1024
         or hidden == 1024
-        or prediction == "v_prediction"
         or config.get("use_linear_projection")
         or components.get("depth_estimator") is not None
     ):
