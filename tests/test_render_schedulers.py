@@ -120,6 +120,19 @@ def test_swaps_start_from_the_model_config_not_the_last_swap() -> None:
     assert (default.setup.scheduler.name, default.setup.scheduler.class_name) == ("pndm", "PNDMScheduler")
 
 
+def test_swapped_schedulers_do_not_clip_latents_unless_the_model_says_so() -> None:
+    from diffusers import DPMSolverMultistepScheduler
+
+    from promptlab.render.schedulers import build_scheduler
+
+    # micro's config (DPM-Solver's) has no clip_sample; DDIM's default True would clip latents to [-1, 1].
+    config = DPMSolverMultistepScheduler().config
+    assert "clip_sample" not in config
+    ddim = find_scheduler("ddim", DPMSolverMultistepScheduler())
+    assert build_scheduler(ddim, config).config.clip_sample is False
+    assert build_scheduler(ddim, {**config, "clip_sample": True}).config.clip_sample is True
+
+
 def test_list_schedulers_hides_what_cannot_load_here() -> None:
     choices = {c.name: c for c in list_schedulers("tiny-sdxl")}
     assert {"euler", "euler_a", "dpmpp_2m_karras", "ddim", "unipc", "euler_ancestral"} <= set(choices)

@@ -167,7 +167,11 @@ def build_scheduler(choice: SchedulerChoice, original_config: Mapping[str, Any])
             f"scheduler {choice.name!r} ({choice.class_name}) needs {missing}, which is not installed: "
             f"pip install {missing}, or pick another scheduler"
         )
-    return cls.from_config(dict(original_config), **choice.overrides)
+    # Latents are not images in [-1, 1]: a config that does not say (micro's DPM-Solver config, a
+    # single file's Euler config) must not leave DDIM/DDPM at their clip_sample=True default,
+    # which clips every prediction and renders mush. SD's own configs say False.
+    latent_defaults = {"clip_sample": False}
+    return cls.from_config({**latent_defaults, **original_config}, **choice.overrides)
 
 
 def list_schedulers(model: ModelSpec | str) -> list[SchedulerChoice]:
