@@ -27,9 +27,9 @@ def demo_store() -> None:
 
 def test_demo_then_listings_and_analysis(demo_store: None) -> None:
     experiments = json.loads(runner.invoke(app, ["experiments", "list", "--format", "json"]).stdout)
-    assert [e["name"] for e in experiments] == ["demo"] and experiments[0]["ok"] == 24
+    assert [e["name"] for e in experiments] == ["demo"] and experiments[0]["ok"] == 48
     runs = json.loads(runner.invoke(app, ["runs", "list", "--experiment", "demo", "--format", "json"]).stdout)
-    assert len(runs) == 24
+    assert len(runs) == 48
     first = runs[0]
     for key in ("id", "experiment", "prompt", "negative_prompt", "seed", "num_inference_steps", "guidance_scale",
                 "width", "height", "scheduler", "status", "error", "image", "scores"):
@@ -45,7 +45,7 @@ def test_demo_then_listings_and_analysis(demo_store: None) -> None:
     assert analysis["best"][0]["prompt"].endswith("red")
     assert "Effects" in runner.invoke(app, ["analyze", "demo", "--score", "prompt"]).stdout
     again = json.loads(runner.invoke(app, ["demo", "--format", "json"]).stdout)
-    assert again["rendered"] == 0 and again["skipped"] == 24
+    assert again["rendered"] == 0 and again["skipped"] == 48
 
 
 def test_db_path(promptlab_home: Path) -> None:
