@@ -5,7 +5,9 @@
 16 prompt variants (4 styles x 4 lights) x 4 seeds on tiny-sd, 64x64, 4 steps. Contenders,
 alternated after a warm-up round:
 
-a. ``run_experiment`` into a fresh store each time (render, tiny-clip scoring, PNG + rows);
+a. what ``promptlab run`` does for a new experiment: parse it, open the store (an existing
+   SQLite file, as a user's is), render, score with tiny-clip, write PNGs and rows; each round
+   runs an experiment of its own name, so no cell is skipped as done;
 b. the X/Y-plot way: one bare ``pipe(prompt, negative_prompt, ...)`` call per cell;
 c. the floor: bare ``pipe`` calls on batches of a's size (lists of prompts and generators).
 
@@ -20,7 +22,6 @@ import argparse
 import cProfile
 import io
 import itertools
-import os
 import pstats
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ from _common import alternate, emit, machine, median, note, temp_home  # noqa: E
 ROOT = temp_home("grid")
 
 EXPERIMENT = """
-name = "bench-grid"
+name = "bench-grid-{number}"
 model = "tiny-sd"
 task = "txt2img"
 seeds = 4
@@ -75,7 +76,10 @@ def main() -> None:
     from promptlab.scoring import load_scorer
     from promptlab.store import open_store
 
-    spec = parse_experiment(EXPERIMENT.format(batch_size=args.batch_size), "bench-grid")
+    def experiment(number: int) -> str:
+        return EXPERIMENT.format(batch_size=args.batch_size, number=number)
+
+    spec = parse_experiment(experiment(0), "bench-grid")
     grid = cells(spec)
     assert len(grid) == 64, len(grid)
     pipe = load_model(spec.model).pipe
@@ -86,11 +90,14 @@ def main() -> None:
     size = args.batch_size
     counter = itertools.count()
 
+    url = f"sqlite:///{ROOT}/home/promptlab.db"
+    with open_store(url):
+        pass  # the user's store exists before their run: created here, outside the timed region
+
     def promptlab_runner() -> None:
-        home = ROOT / f"run-{next(counter)}"
-        os.environ["PROMPTLAB_HOME"] = str(home)
-        with open_store(f"sqlite:///{home}/promptlab.db") as store:
-            summary = run_experiment(spec, store, batch_size=size)
+        number = next(counter)
+        with open_store(url) as store:
+            summary = run_experiment(parse_experiment(experiment(number), f"bench-grid-{number}"), store, batch_size=size)
         assert summary.rendered == 64 and summary.failed == 0, summary.to_dict()
 
     def per_cell() -> None:

@@ -621,6 +621,11 @@ def _extra_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+#: zlib level of the PNGs promptlab writes: ComfyUI's default. Pillow's 6 takes about 4x as long
+#: on small renders for the same size (0.44 vs 0.12 ms at 64x64; equal at 512x512).
+PNG_COMPRESS_LEVEL = 4
+
+
 def png_bytes(
     image: Image.Image, parameters: GenerationParameters, record: dict[str, Any] | None = None
 ) -> bytes:
@@ -639,7 +644,7 @@ def png_bytes(
         info.add_text(PROMPTLAB_CHUNK, record_text)
     buffer = io.BytesIO()
     try:
-        image.save(buffer, format="PNG", pnginfo=info)
+        image.save(buffer, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
     except (OSError, ValueError) as error:
         raise ExportError(f"image of mode {image.mode!r} cannot be saved as PNG: {error}") from error
     return buffer.getvalue()

@@ -28,6 +28,8 @@ A category file (any ``NAME.toml`` other than ``negative.toml`` and ``subjects.t
 
 from __future__ import annotations
 
+import functools
+
 import math
 import os
 import re
@@ -198,29 +200,45 @@ def load_vocab(dirs: Sequence[Path | str] = (), *, use_env: bool = True) -> Voca
     terms are merged: a later file's description and weight win for the same term (matched
     ignoring case), its ``description`` and ``order`` win when given. Negative presets merge
     the same way by name; subjects are appended, repeats dropped. Any malformed file raises
-    VocabError naming the file, the line where known, and the problem.
+    VocabError naming the file, the line where known, and the problem. Files unchanged since an
+    earlier load (same paths, sizes and modification times) are not read again: the same
+    ``Vocabulary`` comes back, so treat it as read-only.
     """
-    # 1. Find the folders, in override order.
+    # 1. Find the folders, in override order, and their files in name order.
     folders = vocab_dirs(dirs, use_env=use_env)
+    files = tuple(
+        path
+        for folder in folders
+        for path in sorted(folder.glob("*.toml"))
+        if not path.name.startswith(".") and path.is_file()
+    )
+    # 2. Files unchanged since the last load (same size and modification time) give the same vocabulary.
+    return _load_files(folders, tuple((path, *_stamp(path)) for path in files))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=16)
+def _load_files(folders: tuple[Path, ...], files: tuple[tuple[Path, int, int], ...]) -> Vocabulary:
+    """Read and merge ``files`` (path, mtime, size) in order: what ``load_vocab`` does once per state of them."""
     categories: dict[str, _CategoryBuilder] = {}
     presets: dict[str, NegativePreset] = {}
     subjects: dict[str, str] = {}
-    # 2. Read each file and merge it over what came before.
-    for folder in folders:
-        for path in sorted(folder.glob("*.toml")):
-            if path.name.startswith(".") or not path.is_file():
-                continue
-            doc = _read(path)
-            if path.name == NEGATIVE_FILE:
-                for preset in _parse_presets(doc):
-                    presets[preset.name] = _merge_preset(presets.get(preset.name), preset)
-            elif path.name == SUBJECTS_FILE:
-                for subject in _parse_subjects(doc):
-                    subjects.setdefault(subject.casefold(), subject)
-            else:
-                parsed = _parse_category(doc)
-                categories.setdefault(parsed.name, _CategoryBuilder(parsed.name)).merge(parsed)
-    # 3. Freeze the categories in prompt order.
+    for path, _, _ in files:
+        doc = _read(path)
+        if path.name == NEGATIVE_FILE:
+            for preset in _parse_presets(doc):
+                presets[preset.name] = _merge_preset(presets.get(preset.name), preset)
+        elif path.name == SUBJECTS_FILE:
+            for subject in _parse_subjects(doc):
+                subjects.setdefault(subject.casefold(), subject)
+        else:
+            parsed = _parse_category(doc)
+            categories.setdefault(parsed.name, _CategoryBuilder(parsed.name)).merge(parsed)
+    # Freeze the categories in prompt order.
     built = sorted((builder.build() for builder in categories.values()), key=lambda c: (c.order, c.name))
     return Vocabulary(
         categories={category.name: category for category in built},

@@ -13,8 +13,9 @@ import pytest
 
 from promptlab.errors import StoreError
 from promptlab.experiment import cells, parse_experiment
+from promptlab import runner
 from promptlab.runner import render_groups, run_experiment
-from promptlab.store import NewRun, Run, Store, open_store
+from promptlab.store import PreparedRuns, Run, Store, open_store
 
 EXPERIMENT = """
 name = "runner-test"
@@ -45,7 +46,28 @@ def spec(tmp_path: Path, extra: str = "", name: str = "runner-test"):  # type: i
     return parse_experiment(text, path)
 
 
-def test_runs_every_cell_once_and_resumes(tmp_path: Path) -> None:
+@pytest.fixture(params=[True, False], ids=["writer-thread", "in-turn"])
+def overlap(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run the test with batches written on the writer thread, and in turn."""
+    monkeypatch.setattr(runner, "overlap_writes", lambda: request.param)
+    return request.param
+
+
+def test_writes_overlap_rendering_only_where_a_core_is_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert runner.overlap_writes() is False
+        torch.set_num_threads(1)
+        assert runner.overlap_writes() is True
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_runs_every_cell_once_and_resumes(tmp_path: Path, overlap: bool) -> None:
     experiment = spec(tmp_path)
     with open_store() as store:
         first = run_experiment(experiment, store)
@@ -110,19 +132,19 @@ def test_a_dpm_solver_sweep_is_recorded(tmp_path: Path) -> None:
 
 
 def test_a_store_write_failure_stops_the_run_and_earlier_batches_stay(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlap: bool
 ) -> None:
     experiment = spec(tmp_path)
-    record_runs = Store.record_runs
+    write_prepared = Store.write_prepared
     written: list[int] = []
 
-    def full_after_one_batch(self: Store, runs: list[NewRun]) -> list[Run]:
+    def full_after_one_batch(self: Store, prepared: PreparedRuns) -> list[Run]:
         if written:
             raise StoreError("cannot write image: No space left on device")
-        written.append(len(runs))
-        return record_runs(self, runs)
+        written.append(len(prepared))
+        return write_prepared(self, prepared)
 
-    monkeypatch.setattr(Store, "record_runs", full_after_one_batch)
+    monkeypatch.setattr(Store, "write_prepared", full_after_one_batch)
     seen: list[int] = []
     with open_store() as store:
         with pytest.raises(StoreError, match="No space left"):

@@ -206,6 +206,23 @@ def test_user_folder_from_env_overrides_and_adds(tmp_path: Path, monkeypatch: py
     assert [s.casefold() for s in vocab.subjects].count("a squirrel") == 1
 
 
+def test_an_unchanged_folder_is_read_once_and_an_edit_is_seen(tmp_path: Path) -> None:
+    import os
+
+    user = tmp_path / "user"
+    path = write(user, "mood.toml", '[terms]\n"eerie" = "Unsettling"\n')
+    first = load_vocab([user], use_env=False)
+    assert load_vocab([user], use_env=False) is first
+    path.write_text('[terms]\n"eerie" = "Unsettling"\n"calm" = "Still"\n')
+    assert [t.text for t in load_vocab([user], use_env=False).category("mood").terms] == ["eerie", "calm"]
+    # Same size, new time: read again.
+    path.write_text('[terms]\n"eerie" = "Unsettling"\n"warm" = "Still"\n')
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert load_vocab([user], use_env=False).find("warm").category == "mood"
+    path.unlink()
+    assert "mood" not in load_vocab([user], use_env=False).categories
+
+
 def test_dirs_override_env_and_use_env_false_ignores_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_dir = tmp_path / "env"
     arg_dir = tmp_path / "arg"
