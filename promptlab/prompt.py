@@ -51,7 +51,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, Iterable, Protocol
@@ -127,14 +127,29 @@ class Prompt:
 
     def to_plain(self) -> str:
         """The positive prompt without weights: subject, then the terms, joined with ", "."""
-        return _join([self.subject, *(term.text for term in self.terms)])
+        return self._plain
 
     def to_compel(self) -> str:
         """The positive prompt in compel's syntax: ``cat, (oil painting)++, (pop-art)1.3``."""
-        return _join([_compel_plain(self.subject), *(_compel_term(term) for term in self.terms)])
+        return self._compel
 
     def to_a1111(self) -> str:
         """The positive prompt in AUTOMATIC1111's syntax: ``cat, (oil painting:1.21)``."""
+        return self._a1111
+
+    # Each text is made once per prompt (the prompt is immutable): a sweep writes every variant's
+    # prompt for each of its seeds, three ways.
+
+    @cached_property
+    def _plain(self) -> str:
+        return _join([self.subject, *(term.text for term in self.terms)])
+
+    @cached_property
+    def _compel(self) -> str:
+        return _join([_compel_plain(self.subject), *(_compel_term(term) for term in self.terms)])
+
+    @cached_property
+    def _a1111(self) -> str:
         return _join([_a1111_plain(self.subject), *(_a1111_term(term) for term in self.terms)])
 
     def render(self, syntax: str) -> str:

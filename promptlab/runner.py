@@ -11,12 +11,12 @@ How it behaves:
    again renders only what is missing, and a run killed at any moment resumes cleanly.
 2. Cells that share model, task and params render together in batches across variants, each
    image with its own seed, so every variant is compared on the same seeds.
-3. Each finished batch is scored (each image against the intent and against its own prompt),
-   its PNGs are encoded (``Store.prepare_runs``), and it is written: the image files first,
-   then all its rows in one transaction (``Store.write_prepared``). Where rendering leaves a
-   core idle (a GPU, or fewer torch threads than cores) one writer thread writes it while the
-   next batch renders; where torch's threads fill every core, writing in turn is faster. A
-   crash loses at most the batch being written; no row ever names a missing file.
+3. Each finished batch is scored (each image against the intent and against its own prompt)
+   and written: the batch's image files first, then all its rows in one transaction
+   (``Store.record_runs``). Where rendering leaves a core idle (a GPU, or fewer torch threads
+   than cores) one writer thread writes a batch while the next one renders; where torch's
+   threads fill every core, writing in turn is faster (``overlap_writes``). A crash loses at
+   most the batch being written; no row ever names a missing file.
 4. A batch that fails to render or score is recorded cell by cell with its error and the run
    goes on. A failure to write the store is never swallowed: it stops the run once the batch
    rendering meanwhile is done.
@@ -37,7 +37,7 @@ from typing import Any
 
 from promptlab.errors import PromptlabError
 from promptlab.experiment import Cell, ExperimentSpec, Variant, cells
-from promptlab.store import NewRun, PreparedRuns, RunRecord, ScoreRecord, Store
+from promptlab.store import NewRun, RunRecord, ScoreRecord, Store
 
 # Keys of Variant.params that are RenderParams fields; anything else stays in the run's params.
 _RENDER_PARAM_NAMES = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength")
@@ -171,7 +171,7 @@ def run_experiment(
     report(None)
     # 2. Render and score each group of cells that share a pipeline call, batch by batch, and
     # write each batch's files and rows: on a writer thread while the next batch renders, where
-    # a core is free for it.
+    # a core is free for it, else in turn.
     size = batch_size or spec.batch_size
     overlap = overlap_writes()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptlab-store") as writer:
@@ -206,9 +206,10 @@ def overlap_writes() -> bool:
     """Whether the runner writes a batch on a second thread while the next batch renders.
 
     It pays where rendering leaves a core idle: on a GPU, or when torch runs fewer threads than
-    the machine has cores. Where torch's threads fill every core (its default on a CPU), a writer
-    thread only takes time from them: on 2 cores, bench/grid.py measured promptlab at 1.46x bare
-    diffusers' time with it and 1.36x without.
+    the machine has cores. Where torch's threads fill every core (its default on a CPU), the
+    writer only takes time from them: on 2 cores, promptlab took 1.17-1.30x bare diffusers'
+    time writing in turn and 1.27-1.43x with the writer thread (bench/grid.py's grid, 25
+    alternated rounds, twice).
     """
     import torch
 
@@ -253,13 +254,12 @@ def _run_batch(
         )
         for cell, image, pair in zip(batch, images, pairs)
     ]
-    # Encoding the PNGs is CPU work: done here, it does not compete with the next batch's render.
-    return partial(_record_batch, store, batch, store.prepare_runs(runs))
+    return partial(_record_batch, store, batch, runs)
 
 
-def _record_batch(store: Store, batch: Sequence[Cell], prepared: PreparedRuns) -> list[CellOutcome]:
-    """Write a prepared batch (files, then rows in one transaction) and say what became of each cell."""
-    recorded = store.write_prepared(prepared)
+def _record_batch(store: Store, batch: Sequence[Cell], runs: Sequence[NewRun]) -> list[CellOutcome]:
+    """Write a rendered batch (files, then rows in one transaction) and say what became of each cell."""
+    recorded = store.record_runs(runs)
     return [
         CellOutcome(
             cell.variant.key,
@@ -270,7 +270,7 @@ def _record_batch(store: Store, batch: Sequence[Cell], prepared: PreparedRuns) -
             image=str(store.image_path(run.image_sha256)) if run.image_sha256 else None,
             scores={score.kind: score.value for score in new.scores},
         )
-        for cell, new, run in zip(batch, prepared.cells, recorded)
+        for cell, new, run in zip(batch, runs, recorded)
     ]
 
 

@@ -9,7 +9,6 @@
         record = RunRecord.for_variant(experiment.id, cell.variant, cell.seed, render_s=1.2)
         store.record_run(record, image, [ScoreRecord("intent", "clip", 0.31, "a squirrel")])
     store.record_runs([NewRun(record, image, scores), ...])   # a batch: its files, then its rows at once
-    store.write_prepared(store.prepare_runs([...]))          # the same in two halves: CPU, then disk
     store.list_runs(search="oil painting", limit=50)
     store.runs_frame("squirrel-styles")      # one row per run, for promptlab.analysis
 
@@ -444,24 +443,14 @@ class NewRun:
 
 
 @dataclass
-class PreparedRun:
-    """A cell checked and ready to write: its rows, its scores, and its PNG bytes (none for a failure)."""
+class _Prepared:
+    """A cell checked and ready to write: its rows, and its PNG bytes (none for a failure)."""
 
     record: RunRecord
     run: Run
     scores: tuple[ScoreRecord, ...]
     image: Image | None
     data: bytes
-
-
-@dataclass(frozen=True)
-class PreparedRuns:
-    """Cells ``Store.prepare_runs`` checked and encoded, for ``Store.write_prepared`` to write."""
-
-    cells: tuple[PreparedRun, ...]
-
-    def __len__(self) -> int:
-        return len(self.cells)
 
 
 class ScoreView(BaseModel):
@@ -764,29 +753,19 @@ class Store:
         statement per table. Either every row is written or none is; a file no row names is
         harmless, and writing it again costs nothing.
         """
-        return self.write_prepared(self.prepare_runs(runs))
-
-    def prepare_runs(self, runs: Sequence[NewRun]) -> PreparedRuns:
-        """The first half of ``record_runs``: check every cell and encode its PNG, touching nothing.
-
-        It is CPU work; ``write_prepared``, the second half, is mostly waiting on the disk, so a
-        caller can hand that to another thread without the two competing for a core.
-        """
         if not runs:
-            return PreparedRuns(())
-        names = self._experiment_names([new.record for new in runs])
-        return PreparedRuns(tuple(self._prepare(new, names) for new in runs))
-
-    def write_prepared(self, prepared: PreparedRuns) -> list[Run]:
-        """The second half of ``record_runs``: the files, durable, then every row in one transaction."""
-        if not prepared.cells:
             return []
-        self._write_images({p.image.sha256: p.data for p in prepared.cells if p.image is not None})
-        return self._insert_runs(prepared.cells)
+        # 1. Check everything and encode the PNGs before touching the disk.
+        names = self._experiment_names([new.record for new in runs])
+        prepared = [self._prepare(new, names) for new in runs]
+        # 2. The files, durable under their final names, before any row names them.
+        self._write_images({p.image.sha256: p.data for p in prepared if p.image is not None})
+        # 3. The rows, in one transaction.
+        return self._insert_runs(prepared)
 
     def record_failure(self, record: RunRecord, error: str) -> Run:
         """Record a cell that could not be rendered or scored, with its error text."""
-        return self._insert_runs([PreparedRun(record, _run_row(record, "failed", error, None), (), None, b"")])[0]
+        return self._insert_runs([_Prepared(record, _run_row(record, "failed", error, None), (), None, b"")])[0]
 
     def _experiment_names(self, records: Sequence[RunRecord]) -> dict[int, str]:
         """The names of the records' experiments (one query for a batch); StoreError naming a record without one."""
@@ -798,7 +777,7 @@ class Store:
                 raise StoreError(f"cannot record run ({record.cell}): no experiment {record.experiment_id} in {self.url}")
         return names
 
-    def _prepare(self, new: NewRun, names: Mapping[int, str]) -> PreparedRun:
+    def _prepare(self, new: NewRun, names: Mapping[int, str]) -> _Prepared:
         record = new.record
         for score in new.scores:
             _check_score(score, record)
@@ -820,7 +799,7 @@ class Store:
             size_bytes=len(data),
         )
         run.image_sha256 = sha256
-        return PreparedRun(record, run, tuple(new.scores), image, data)
+        return _Prepared(record, run, tuple(new.scores), image, data)
 
     def _write_images(self, files: Mapping[str, bytes]) -> None:
         """Write each file to ``images/<sha256>.png`` whole or not at all, then fsync the folder once.
@@ -867,7 +846,7 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot write image {path}: {exc}") from exc
 
-    def _insert_runs(self, prepared: Sequence[PreparedRun]) -> list[Run]:
+    def _insert_runs(self, prepared: Sequence[_Prepared]) -> list[Run]:
         """Write the rows of ``prepared`` in one transaction; return their runs, ids filled in."""
         first = prepared[0].record
         what = f"run ({first.cell})" if len(prepared) == 1 else f"{len(prepared)} runs (the first: {first.cell})"
@@ -1183,7 +1162,7 @@ def _insert_images(conn: Connection, images: Sequence[Image]) -> None:
         conn.execute(insert(table), new)
 
 
-def _insert_run_rows(conn: Connection, prepared: Sequence[PreparedRun]) -> None:
+def _insert_run_rows(conn: Connection, prepared: Sequence[_Prepared]) -> None:
     """Insert the runs, fill in their ids, then insert their terms and scores."""
     table = Run.__table__
     c = table.c  # type: ignore[attr-defined]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from promptlab import runner
 from promptlab.errors import StoreError
 from promptlab.experiment import cells, parse_experiment
-from promptlab import runner
 from promptlab.runner import render_groups, run_experiment
-from promptlab.store import PreparedRuns, Run, Store, open_store
+from promptlab.store import NewRun, Run, Store, open_store
 
 EXPERIMENT = """
 name = "runner-test"
@@ -135,16 +135,16 @@ def test_a_store_write_failure_stops_the_run_and_earlier_batches_stay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlap: bool
 ) -> None:
     experiment = spec(tmp_path)
-    write_prepared = Store.write_prepared
+    record_runs = Store.record_runs
     written: list[int] = []
 
-    def full_after_one_batch(self: Store, prepared: PreparedRuns) -> list[Run]:
+    def full_after_one_batch(self: Store, runs: list[NewRun]) -> list[Run]:
         if written:
             raise StoreError("cannot write image: No space left on device")
-        written.append(len(prepared))
-        return write_prepared(self, prepared)
+        written.append(len(runs))
+        return record_runs(self, runs)
 
-    monkeypatch.setattr(Store, "write_prepared", full_after_one_batch)
+    monkeypatch.setattr(Store, "record_runs", full_after_one_batch)
     seen: list[int] = []
     with open_store() as store:
         with pytest.raises(StoreError, match="No space left"):
