@@ -29,7 +29,6 @@ A category file (any ``NAME.toml`` other than ``negative.toml`` and ``subjects.t
 from __future__ import annotations
 
 import functools
-
 import math
 import os
 import re
@@ -212,7 +211,7 @@ def load_vocab(dirs: Sequence[Path | str] = (), *, use_env: bool = True) -> Voca
         for path in sorted(folder.glob("*.toml"))
         if not path.name.startswith(".") and path.is_file()
     )
-    # 2. Files unchanged since the last load (same size and modification time) give the same vocabulary.
+    # 2. Read and merge them, unless they are unchanged since an earlier load.
     return _load_files(folders, tuple((path, *_stamp(path)) for path in files))
 
 

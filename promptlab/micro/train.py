@@ -25,14 +25,13 @@ import random
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptlab.micro import MICRO_CLIP_CONFIG
-from promptlab.render.tiny import SD_BETAS
 from promptlab.micro.world import (
     ATTRIBUTES,
     HELD_OUT,
@@ -45,6 +44,7 @@ from promptlab.micro.world import (
     sample_caption,
     sample_scene,
 )
+from promptlab.render.tiny import SD_BETAS
 
 if TYPE_CHECKING:
     import torch
@@ -295,17 +295,21 @@ def _attribute_heads(width: int) -> Any:
     return torch.nn.ModuleDict({name: torch.nn.Linear(width, len(values)) for name, values in ATTRIBUTES.items()})
 
 
-def _named_attribute_loss(heads: Any, features: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
-    """Cross-entropy of each head on the captions that name its attribute (others are ignored)."""
+def _attribute_loss(heads: Any, features: torch.Tensor, labels: Sequence[Mapping[str, str | None]]) -> torch.Tensor:
+    """Cross-entropy of each head on the rows whose labels give its attribute (the rest are ignored)."""
     import torch
 
-    named = [caption_attributes(caption) for caption in captions]
     loss = features.new_zeros(())
     for name, values in ATTRIBUTES.items():
-        said = torch.tensor([values.index(found[name]) if name in found else -100 for found in named])
+        said = torch.tensor([values.index(found[name]) if name in found else -100 for found in labels])
         if (said != -100).any():
             loss = loss + torch.nn.functional.cross_entropy(heads[name](features), said, ignore_index=-100)
     return loss
+
+
+def _named(captions: Sequence[str]) -> list[dict[str, str]]:
+    """What each caption names: a caption is only asked about that."""
+    return [caption_attributes(caption) for caption in captions]
 
 
 def train_unet(
@@ -357,7 +361,7 @@ def train_unet(
         snr = compute_snr(scheduler, timesteps)
         weights = torch.clamp(snr + 1, max=config.snr_gamma) / (snr + 1)
         diffusion = (torch.nn.functional.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3)) * weights).mean()
-        loss = diffusion + config.text_attribute_weight * _named_attribute_loss(heads, encoded.pooler_output, captions)
+        loss = diffusion + config.text_attribute_weight * _attribute_loss(heads, encoded.pooler_output, _named(captions))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -461,12 +465,9 @@ def train_clip(
             torch.nn.functional.cross_entropy(logits, labels)
             + torch.nn.functional.cross_entropy(logits[:, :count].T, labels)
         ) / 2
-        image_loss = image_raw.new_zeros(())
-        for name, values in ATTRIBUTES.items():
-            truth = torch.tensor([values.index(getattr(scenes[i], name)) for i in index.tolist()])
-            image_loss = image_loss + torch.nn.functional.cross_entropy(heads["image"][name](image_raw), truth)
-        # A caption is only asked about what it names.
-        text_loss = _named_attribute_loss(heads["text"], text_raw[:count], captions)
+        truth = [{name: getattr(scenes[i], name) for name in ATTRIBUTES} for i in index.tolist()]
+        image_loss = _attribute_loss(heads["image"], image_raw, truth)
+        text_loss = _attribute_loss(heads["text"], text_raw[:count], _named(captions))
         loss = loss + config.clip_attribute_weight * (image_loss + text_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
