@@ -20,7 +20,7 @@ from promptlab.scoring import load_scorer
 runner = CliRunner()
 
 TOY = TrainConfig(
-    scenes=48, vae_steps=2, vae_batch=4, unet_steps=2, unet_batch=4, clip_steps=2, clip_batch=8
+    scenes=48, weighted_scenes=8, vae_steps=2, vae_batch=4, unet_steps=2, unet_batch=4, clip_steps=2, clip_batch=8
 )
 
 
@@ -66,3 +66,38 @@ def test_micro_draw_and_judge_commands(tmp_path: Path) -> None:
     assert judged[0]["color"] == "gold" and judged[0]["shape"] == "star" and judged[0]["background"] == "white"
     bad = runner.invoke(app, ["micro", "draw", "something red"])
     assert bad.exit_code != 0 and "names no shape" in str(bad.exception)
+
+
+def test_weighted_captions_are_encoded_as_promptlab_renders_them(tmp_path: Path) -> None:
+    import torch
+    from transformers import CLIPTokenizer
+
+    from promptlab.micro.train import _encode_captions, build_text_encoder
+    from promptlab.render.conditioning import _compel
+    from promptlab.tokens import save_clip_tokenizer
+
+    save_clip_tokenizer(tmp_path)
+    tokenizer = CLIPTokenizer.from_pretrained(str(tmp_path))
+    torch.manual_seed(0)
+    encoder = build_text_encoder()
+    captions = ["a (red)0.6 circle, left", "a circle, (blue)1.5", "a red circle, left"]
+    hidden, pooled = _encode_captions(encoder, tokenizer, captions)
+    with torch.no_grad():
+        rendered = _compel(tokenizer, encoder, truncate=True, sdxl=False)(captions[:2])
+        plain = encoder(tokenizer(["a red circle, left"], padding="max_length", return_tensors="pt").input_ids)
+    torch.testing.assert_close(hidden[:2], rendered)
+    torch.testing.assert_close(hidden[2], plain.last_hidden_state[0])
+    # The pooled output (for the attribute classifiers) is the caption's without weight syntax.
+    torch.testing.assert_close(pooled[0], pooled[2])
+    assert not torch.allclose(hidden[0], hidden[2])
+    # Gradients reach the encoder through compel's weighting.
+    hidden[0].sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
+
+
+def test_null_words_come_out_of_the_tail_only() -> None:
+    from promptlab.micro.train import without_null_words
+
+    words = ["Greg Rutkowski", "artstation", "8k"]
+    assert without_null_words("a red circle, artstation, left, Greg Rutkowski", words) == "a red circle, left"
+    assert without_null_words("a red circle on a black background", words) == "a red circle on a black background"

@@ -11,6 +11,7 @@ from promptlab.micro.train import null_words, one_off_caption, training_scenes
 from promptlab.micro.world import (
     BACKGROUNDS,
     COLORS,
+    FLAT_COLORS,
     HELD_OUT,
     INVISIBLE,
     LIGHTS,
@@ -98,6 +99,21 @@ def test_sample_caption_leaves_out_shuffles_and_adds_null_words() -> None:
     for caption in captions:
         for name, value in caption_attributes(caption).items():
             assert getattr(scene, name) == value, caption
+
+
+def test_a_colour_weight_is_named_as_a_weighted_term_and_drawn_as_opacity() -> None:
+    rng = random.Random(3)
+    scene = Scene("circle", "red", "black", "large", "center")
+    captions = [sample_caption(scene, rng, ["8k"], color_weight=0.6) for _ in range(50)]
+    assert all("(red)0.6" in c for c in captions)
+    assert any("(red)0.6 circle" in c for c in captions) and any("(red)0.6" in c.split(", ")[1:] for c in captions)
+    assert all(caption_attributes(c)["color"] == "red" for c in captions)
+    centre = {weight: np.asarray(draw(scene, 0, weight))[32, 32].astype(int) for weight in (0.0, 0.5, 1.0, 1.5)}
+    background, red = np.array(BACKGROUNDS["black"]), np.array(FLAT_COLORS["red"])
+    assert (centre[0.0] == background).all() and (centre[1.0] == red).all() and (centre[1.5] == red).all()
+    assert np.abs(centre[0.5] - (background + red) / 2).max() <= 1
+    with pytest.raises(SceneError, match="colour weight -0.5 is negative"):
+        draw(scene, 0, -0.5)
 
 
 def test_one_off_caption_changes_exactly_one_attribute() -> None:

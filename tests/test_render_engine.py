@@ -214,7 +214,13 @@ _WORD = st.text(
 )
 _PHRASE = st.lists(st.lists(_WORD, min_size=1, max_size=2).map("-".join), min_size=1, max_size=3).map(" ".join)
 _WEIGHT = st.from_regex(r"[0-9]{1,2}(\.[0-9]{1,6})?", fullmatch=True).filter(lambda w: float(w) != 1.0)
-_ITEM = st.one_of(_PHRASE, st.builds("({}){}".format, _PHRASE, _WEIGHT))
+_GROUP = st.builds("({}){}".format, _PHRASE, _WEIGHT)
+# Words and groups, single spaces apart: "a (red)1.5 circle" (side-by-side groups are compel's to merge).
+_ITEM = (
+    st.lists(st.one_of(_PHRASE, _GROUP), min_size=1, max_size=3)
+    .filter(lambda parts: not any(a.startswith("(") and b.startswith("(") for a, b in zip(parts, parts[1:])))
+    .map(" ".join)
+)
 _SIMPLE_PROMPT = st.lists(_ITEM, min_size=1, max_size=5).map(", ".join)
 
 

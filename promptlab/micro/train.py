@@ -5,12 +5,16 @@
 Everything comes from seeds: the scenes, their captions, the initial weights and the order of
 batches, so a retrain on the same code and library versions gives the same models. Stages:
 
-1. draw ``scenes`` training scenes (``HELD_OUT`` combinations never appear);
-2. train an ``AutoencoderKL`` (4x downsampling into 4 channels) to reconstruct them, and
-   encode every scene once into latents; the VAE's ``scaling_factor`` is set from their spread;
+1. draw ``scenes`` training scenes (``HELD_OUT`` combinations never appear), and
+   ``weighted_scenes`` more whose captions weight their colour (``(red)0.6``: drawn at 60%
+   opacity; from 1 up, the plain colour);
+2. train an ``AutoencoderKL`` (4x downsampling into 4 channels) to reconstruct them, edges
+   included, and encode every scene once into latents; the VAE's ``scaling_factor`` is set
+   from their spread;
 3. train a ``UNet2DConditionModel`` and a CLIP text encoder together on (latents, caption)
    with caption dropout (for classifier-free guidance), min-SNR loss weighting and an EMA of
-   the weights, the way diffusers' ``train_text_to_image.py`` does;
+   the weights, the way diffusers' ``train_text_to_image.py`` does; weighted captions go
+   through compel, and null words are held to no effect by a consistency loss;
 4. train ``micro-clip`` (an open_clip ``CLIP``) contrastively on (scene, caption) pairs, each
    image also against a caption that differs from its own in one attribute.
 
@@ -65,12 +69,20 @@ class TrainConfig:
 
     seed: int = 0
     scenes: int = 24000
-    vae_steps: int = 1500
+    vae_steps: int = 2000
     vae_batch: int = 16
     vae_learning_rate: float = 2e-3
     vae_foreground_weight: float = 9.0
+    #: Weight of the error in neighbouring pixels' differences: blurred edges and star points cost.
+    vae_edge_weight: float = 5.0
     unet_steps: int = 4000
     unet_batch: int = 64
+    #: Extra UNet training scenes whose caption weights the colour (``(red)0.6``); see ``color_weights``.
+    weighted_scenes: int = 4000
+    #: Weight of the loss that holds the UNet's prediction for a caption with null words to its
+    #: prediction for the caption without them, and how many captions a batch checks so.
+    null_consistency: float = 5.0
+    consistency_batch: int = 16
     clip_steps: int = 1500
     clip_batch: int = 64
     #: Hard negatives per image: its caption with one attribute swapped.
@@ -124,12 +136,29 @@ def training_scenes(count: int, seed: int) -> list[Scene]:
     return [sample_scene(rng) for _ in range(count)]
 
 
-def scene_tensor(scenes: Sequence[Scene], seed: int) -> torch.Tensor:
+#: Colour weights of the weighted training scenes: below 1 the colour is laid on at that opacity.
+WEIGHT_RANGE: tuple[float, float] = (0.2, 1.8)
+
+
+def weighted_scenes(count: int, seed: int) -> tuple[list[Scene], list[float]]:
+    """``count`` training scenes, each with a colour weight from ``WEIGHT_RANGE`` (to one decimal, never 1)."""
+    rng = random.Random(seed)
+    scenes, weights = [], []
+    while len(scenes) < count:
+        weight = round(rng.uniform(*WEIGHT_RANGE), 1)
+        if weight != 1.0:
+            scenes.append(sample_scene(rng))
+            weights.append(weight)
+    return scenes, weights
+
+
+def scene_tensor(scenes: Sequence[Scene], seed: int, color_weights: Sequence[float] | None = None) -> torch.Tensor:
     """The scenes drawn as a uint8 tensor (N, 3, 64, 64); scene i is drawn with seed ``seed + i``."""
     import numpy as np
     import torch
 
-    pixels = np.stack([np.asarray(draw(scene, seed + i)) for i, scene in enumerate(scenes)])
+    weights = color_weights or [1.0] * len(scenes)
+    pixels = np.stack([np.asarray(draw(scene, seed + i, weight)) for i, (scene, weight) in enumerate(zip(scenes, weights))])
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
 
@@ -241,6 +270,18 @@ def _foreground_weights(images: torch.Tensor, weight: float) -> torch.Tensor:
     return 1 + weight * differs.float()
 
 
+def _edge_error(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the differences between vertical and horizontal neighbours.
+
+    Plain pixel error lets a small star's points blur into a disc at little cost; this one
+    charges for every edge the reconstruction softens.
+    """
+    error = reconstruction.new_zeros(())
+    for dim in (-2, -1):
+        error = error + ((reconstruction.diff(dim=dim) - images.diff(dim=dim)) ** 2).mean()
+    return error
+
+
 def train_vae(pixels: torch.Tensor, config: TrainConfig, progress: Progress | None = None) -> tuple[Any, float]:
     """A VAE trained to reconstruct ``pixels``; returns it and its last loss."""
     import torch
@@ -256,7 +297,7 @@ def train_vae(pixels: torch.Tensor, config: TrainConfig, progress: Progress | No
         reconstruction = vae.decode(posterior.sample()).sample
         error = (reconstruction - images) ** 2 * _foreground_weights(images, config.vae_foreground_weight)
         # A light KL term, as in SD's VAE: latents stay near-Gaussian but keep the detail.
-        loss = error.mean() + 1e-6 * posterior.kl().mean()
+        loss = error.mean() + config.vae_edge_weight * _edge_error(reconstruction, images) + 1e-6 * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -312,6 +353,38 @@ def _named(captions: Sequence[str]) -> list[dict[str, str]]:
     return [caption_attributes(caption) for caption in captions]
 
 
+def without_null_words(caption: str, words: Sequence[str]) -> str:
+    """``caption`` with its null-word terms taken out of the comma-separated tail."""
+    null = set(words)
+    return ", ".join(part for part in caption.split(", ") if part not in null)
+
+
+_WEIGHTED_TERM = re.compile(r"\(([a-z ]+)\)[0-9.]+")
+
+
+def _encode_captions(text_encoder: Any, tokenizer: Any, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states and pooled output of ``captions``, with gradients.
+
+    Captions with weight syntax get their hidden states from compel, as promptlab renders them;
+    their pooled output is that of the caption with the syntax taken out.
+    """
+    import torch
+
+    from promptlab.render.conditioning import _compel, has_weight_syntax
+
+    plain = [_WEIGHTED_TERM.sub(r"\1", caption) for caption in captions]
+    encoded = text_encoder(_token_ids(tokenizer, plain))
+    weighted = [i for i, caption in enumerate(captions) if has_weight_syntax(caption)]
+    if not weighted:
+        return encoded.last_hidden_state, encoded.pooler_output
+    # A new Compel each call: it caches the empty prompt's embedding, and the encoder is training.
+    conditioner = _compel(tokenizer, text_encoder, truncate=True, sdxl=False)
+    rows = list(encoded.last_hidden_state.unbind(0))
+    for i in weighted:
+        rows[i] = conditioner.build_conditioning_tensor(captions[i])[0]
+    return torch.stack(rows), encoded.pooler_output
+
+
 def train_unet(
     latents: tuple[torch.Tensor, torch.Tensor],
     scenes: Sequence[Scene],
@@ -319,13 +392,18 @@ def train_unet(
     words: Sequence[str],
     config: TrainConfig,
     progress: Progress | None = None,
+    color_weights: Sequence[float] | None = None,
 ) -> tuple[Any, Any, float]:
     """UNet and text encoder trained together (EMA weights returned) and the last diffusion loss.
 
     The UNet predicts v (``SCHEDULE``). Beside the diffusion loss, classifiers on the text
     encoder's pooled output learn every attribute a caption names, so from the first steps each
     word (a place, too) reaches the UNet as its own direction instead of waiting for the UNet's
-    gradient to tell them apart.
+    gradient to tell them apart. Scenes with a colour weight other than 1 (``color_weights``)
+    get captions that weight their colour, encoded through compel as promptlab renders them, so
+    a weight changes the picture by as much as it says. A consistency loss holds the prediction
+    for a caption with null words to the prediction (without gradient) for the same caption
+    without them: "no effect on average" is not enough for paired seeds, which see any effect.
     """
     import torch
     from diffusers.training_utils import EMAModel, compute_snr
@@ -338,6 +416,7 @@ def train_unet(
     ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=True)
     ema_text = EMAModel(text_encoder.parameters(), decay=config.ema_decay, use_ema_warmup=True)
     rng = random.Random(config.seed + 1)
+    color_weights = color_weights or [1.0] * len(scenes)
     means, stds = latents
     scaling = float(latent_scaling(means, stds))
     generator = torch.Generator().manual_seed(config.seed + 1)
@@ -346,14 +425,17 @@ def train_unet(
     text_encoder.train()
     for step, index in enumerate(_batches(len(scenes), config.unet_batch, config.unet_steps, config.seed + 1), 1):
         captions = [
-            "" if rng.random() < config.caption_dropout else sample_caption(scenes[i], rng, words) for i in index.tolist()
+            ""
+            if rng.random() < config.caption_dropout
+            else sample_caption(scenes[i], rng, words, color_weight=None if color_weights[i] == 1 else color_weights[i])
+            for i in index.tolist()
         ]
         clean = (means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)) * scaling
         noise = torch.randn(clean.shape, generator=generator)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(index),), generator=generator)
         noisy = scheduler.add_noise(clean, noise, timesteps)
-        encoded = text_encoder(_token_ids(tokenizer, captions))
-        prediction = unet(noisy, timesteps, encoded.last_hidden_state).sample
+        hidden, pooled = _encode_captions(text_encoder, tokenizer, captions)
+        prediction = unet(noisy, timesteps, hidden).sample
         target = scheduler.get_velocity(clean, noise, timesteps)
         # Min-SNR-gamma (Hang et al. 2023) for v-prediction, as x0-loss weights min(SNR + 1, gamma):
         # easy, low-noise steps stop dominating, and the pure-noise steps, where the caption alone
@@ -361,7 +443,15 @@ def train_unet(
         snr = compute_snr(scheduler, timesteps)
         weights = torch.clamp(snr + 1, max=config.snr_gamma) / (snr + 1)
         diffusion = (torch.nn.functional.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3)) * weights).mean()
-        loss = diffusion + config.text_attribute_weight * _attribute_loss(heads, encoded.pooler_output, _named(captions))
+        loss = diffusion + config.text_attribute_weight * _attribute_loss(heads, pooled, _named(captions))
+        stripped = {i: without_null_words(c, words) for i, c in enumerate(captions) if "(" not in c}
+        checked = [i for i, c in stripped.items() if c != captions[i]][: config.consistency_batch]
+        if checked and config.null_consistency:
+            with torch.no_grad():
+                plain = text_encoder(_token_ids(tokenizer, [stripped[i] for i in checked])).last_hidden_state
+                held = unet(noisy[checked], timesteps[checked], plain).sample
+            drift = torch.nn.functional.mse_loss(prediction[checked], held, reduction="none").mean(dim=(1, 2, 3))
+            loss = loss + config.null_consistency * (drift * weights[checked]).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -608,6 +698,7 @@ def train_all(
     """Train ``models`` from seeds into ``out/micro`` and ``out/micro-clip``; each folder gets a record."""
     import tempfile
 
+    import torch
     from transformers import CLIPTokenizer
 
     from promptlab.tokens import save_clip_tokenizer
@@ -621,19 +712,24 @@ def train_all(
     with _stage(report, "scenes"):
         scenes = training_scenes(config.scenes, config.seed)
         pixels = scene_tensor(scenes, config.seed)
+        extra, extra_weights = weighted_scenes(config.weighted_scenes, config.seed + 3)
+        extra_pixels = scene_tensor(extra, config.seed + len(scenes), extra_weights)
     written: list[tuple[Path, Callable[[Path], None]]] = []
 
     if "micro" in models:
+        # The UNet (and the VAE) also see the weighted scenes; micro-clip sees only the plain ones.
+        unet_scenes = [*scenes, *extra]
+        unet_pixels = torch.cat([pixels, extra_pixels])
         with _stage(report, "vae"):
-            vae, report.losses["vae"] = train_vae(pixels, config, progress)
-            means, stds = encode_latents(vae, pixels)
+            vae, report.losses["vae"] = train_vae(unet_pixels, config, progress)
+            means, stds = encode_latents(vae, unet_pixels)
             vae.register_to_config(scaling_factor=latent_scaling(means, stds))
         with tempfile.TemporaryDirectory() as scratch:
             save_clip_tokenizer(Path(scratch))
             tokenizer = CLIPTokenizer.from_pretrained(scratch)
         with _stage(report, "unet"):
             unet, text_encoder, report.losses["unet"] = train_unet(
-                (means, stds), scenes, tokenizer, words, config, progress
+                (means, stds), unet_scenes, tokenizer, words, config, progress, [1.0] * len(scenes) + extra_weights
             )
         written.append((report.micro, lambda folder: save_micro(folder, vae, text_encoder, unet, tokenizer)))
 

@@ -17,6 +17,8 @@ alone (background, shape colour, shape, size, position), which is how the qualit
 what ``micro`` draws. Training captions (``sample_caption``) leave attributes out, shuffle the
 comma-separated tail and sprinkle in known-null words (artists, sites, resolution terms) that
 change nothing in the picture; combinations in ``HELD_OUT`` are never drawn for training.
+A weighted colour term (``(red)0.6``) is drawn at that opacity over the background, so a
+weight's effect on the picture is known too.
 """
 
 from __future__ import annotations
@@ -238,15 +240,23 @@ class CaptionStyle:
 
 
 def sample_caption(
-    scene: Scene, rng: random.Random, null_words: Sequence[str] = (), style: CaptionStyle = CaptionStyle()
+    scene: Scene,
+    rng: random.Random,
+    null_words: Sequence[str] = (),
+    style: CaptionStyle = CaptionStyle(),
+    color_weight: float | None = None,
 ) -> str:
-    """A training caption for ``scene``: some attributes left out, the tail shuffled, null words added."""
+    """A training caption for ``scene``: some attributes left out, the tail shuffled, null words added.
+
+    With ``color_weight`` the colour is always named, as a weighted term: ``(red)0.6``.
+    """
     tail = []
-    named = rng.random() < style.color
+    named = rng.random() < style.color or color_weight is not None
+    color = scene.color if color_weight is None else f"({scene.color}){color_weight:g}"
     first = named and rng.random() < style.color_first
-    head = ("a " if rng.random() < style.article else "") + (f"{scene.color} " if first else "") + scene.shape
+    head = ("a " if rng.random() < style.article else "") + (f"{color} " if first else "") + scene.shape
     if named and not first:
-        tail.append(scene.color)
+        tail.append(color)
     if rng.random() < style.background:
         head += f" on a {scene.background} background"
     tail += [value for value, chance in ((scene.size, style.size), (scene.position, style.position)) if rng.random() < chance]
@@ -258,8 +268,14 @@ def sample_caption(
     return ", ".join([head, *tail])
 
 
-def draw(scene: Scene, seed: int = 0) -> Image.Image:
-    """The 64x64 RGB picture of ``scene``; ``seed`` jitters the shape's place by up to 2 pixels."""
+def draw(scene: Scene, seed: int = 0, color_weight: float = 1.0) -> Image.Image:
+    """The 64x64 RGB picture of ``scene``; ``seed`` jitters the shape's place by up to 2 pixels.
+
+    ``color_weight`` is the weight of the colour term (``(red)0.6``): below 1 the shape's colour
+    is laid over the background at that opacity (less red), from 1 up it is the plain colour.
+    """
+    if not 0 <= color_weight:
+        raise SceneError(f"colour weight {color_weight} is negative; weights run from 0 up")
     rng = random.Random(seed)
     cx, cy = POSITIONS[scene.position]
     cx += rng.randint(-_JITTER, _JITTER)
@@ -267,7 +283,8 @@ def draw(scene: Scene, seed: int = 0) -> Image.Image:
     radius = SIZES[scene.size]
     mask = _shape_mask(scene.shape, cx, cy, radius)
     image = Image.new("RGB", (SIZE, SIZE), BACKGROUNDS[scene.background])
-    image.paste(_paint(scene.color, cy, radius), (0, 0), mask)
+    opacity = min(color_weight, 1.0)
+    image.paste(_paint(scene.color, cy, radius), (0, 0), mask if opacity == 1 else mask.point(lambda v: round(v * opacity)))
     return _light(image, mask, scene.light)
 
 

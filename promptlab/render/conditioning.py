@@ -41,7 +41,9 @@ _COMPEL_SYNTAX = re.compile(r'[()"\\]|[+-](?=\s|,|$)')
 _SIMPLE_WORD = r'[^\s()",.+\-=\\]+(?:-[^\s()",.+\-=\\]+)*'
 _SIMPLE_PHRASE = rf"{_SIMPLE_WORD}(?: {_SIMPLE_WORD})*"
 _SIMPLE_GROUP = re.compile(rf"\(({_SIMPLE_PHRASE})\)([0-9]+(?:\.[0-9]+)?)")
-_SIMPLE_ITEM = rf"(?:{_SIMPLE_PHRASE}|\({_SIMPLE_PHRASE}\)[0-9]+(?:\.[0-9]+)?)"
+# An item between commas: words and groups, single spaces apart ("a (red)1.5 circle").
+_SIMPLE_PART = rf"(?:{_SIMPLE_WORD}|\({_SIMPLE_PHRASE}\)[0-9]+(?:\.[0-9]+)?)"
+_SIMPLE_ITEM = rf"{_SIMPLE_PART}(?: {_SIMPLE_PART})*"
 _SIMPLE_PROMPT = re.compile(rf"{_SIMPLE_ITEM}(?:, {_SIMPLE_ITEM})*")
 
 
@@ -53,12 +55,14 @@ def has_weight_syntax(text: str) -> bool:
 def simple_fragments(text: str) -> list[tuple[str, float]] | None:
     """compel's (text, weight) fragments for a prompt of plain words and ``(words)weight`` groups.
 
-    The items are separated by ", " and words by single spaces; a group's weight is a plain
-    number other than 1. Any other text (nesting, ``word+``, escapes, quotes, ``.and()``, odd
-    spacing) gives None: it is compel's parser's to read.
+    The items are separated by ", ", and words and groups by single spaces; a group's weight
+    is a plain number other than 1. Any other text (nesting, ``word+``, escapes, quotes,
+    ``.and()``, odd spacing) gives None: it is compel's parser's to read.
 
         >>> simple_fragments("a cat, (oil painting)1.2, pop-art")
         [('a cat,', 1.0), ('oil painting', 1.2), (', pop-art', 1.0)]
+        >>> simple_fragments("a (red)0.6 circle")
+        [('a', 1.0), ('red', 0.6), ('circle', 1.0)]
     """
     if not _SIMPLE_PROMPT.fullmatch(text):
         return None
@@ -66,8 +70,9 @@ def simple_fragments(text: str) -> list[tuple[str, float]] | None:
     end = 0
     for group in _SIMPLE_GROUP.finditer(text):
         weight = float(group[2])
-        if weight == 1.0:
-            # compel merges a weight-1 group into the plain text around it.
+        if weight == 1.0 or (end and not text[end : group.start()].strip()):
+            # compel merges a weight-1 group into the plain text around it, and side-by-side groups
+            # of one weight into one.
             return None
         fragments += [(text[end : group.start()].strip(), 1.0), (group[1], weight)]
         end = group.end()
