@@ -330,9 +330,11 @@ def _render_batch(
     pipe.scheduler = scheduler
     negatives = [params.negative_prompt if item.negative_prompt is None else item.negative_prompt for item in batch]
     prompts = [item.prompt for item in batch]
-    conditioning = encode_prompts(pipe, plan.loaded.family, prompts, negatives, params.long_prompt)
     generators = [torch.Generator("cpu").manual_seed(item.seed) for item in batch]
-    with warnings.catch_warnings():
+    # Inference mode, not only the pipeline's own no_grad: the prompt encoding before it would
+    # otherwise record an autograd graph, and every op skips autograd's bookkeeping.
+    with torch.inference_mode(), warnings.catch_warnings():
+        conditioning = encode_prompts(pipe, plan.loaded.family, prompts, negatives, params.long_prompt)
         # depth2img opens a CPU autocast context that torch declines for float32; harmless.
         warnings.filterwarnings("ignore", message=".*CPU [Aa]utocast.*")
         output = pipe(
