@@ -112,6 +112,11 @@ def test_a_colour_weight_is_named_as_a_weighted_term_and_drawn_as_opacity() -> N
     background, red = np.array(BACKGROUNDS["black"]), np.array(FLAT_COLORS["red"])
     assert (centre[0.0] == background).all() and (centre[1.0] == red).all() and (centre[1.5] == red).all()
     assert np.abs(centre[0.5] - (background + red) / 2).max() <= 1
+    # Above 1 the colour also tints the background: by a quarter at 1.5, by half at most.
+    corner = {weight: np.asarray(draw(scene, 0, weight))[0, 0].astype(int) for weight in (1.0, 1.5, 3.0)}
+    assert (corner[1.0] == background).all()
+    assert np.abs(corner[1.5] - (background + (red - background) / 4)).max() <= 1
+    assert np.abs(corner[3.0] - (background + red) / 2).max() <= 1
     with pytest.raises(SceneError, match="colour weight -0.5 is negative"):
         draw(scene, 0, -0.5)
 
@@ -178,3 +183,20 @@ def test_scene_for_fills_in_what_a_caption_leaves_out() -> None:
     assert scene_for("a red circle", seed=3) == scene
     assert {scene_for("a circle", seed=s).color for s in range(30)} > {"red"}
     assert set(SHAPES) == {scene_for(f"a {s}").shape for s in SHAPES}
+
+
+def test_judge_reads_soft_edges_and_ignores_a_dark_halo() -> None:
+    """What micro's renders do to a scene: edges blurred, and a dark ring round the shape."""
+    from PIL import Image, ImageChops, ImageFilter
+
+    rng = random.Random(7)
+    scenes = [sample_scene(rng, {"light": None}, allow_held_out=True) for _ in range(300)]
+    blurred = [draw(scene, i).filter(ImageFilter.GaussianBlur(1.0)) for i, scene in enumerate(scenes)]
+    shapes = sum(judge(image).shape == scene.shape for scene, image in zip(scenes, blurred))
+    assert shapes >= 0.98 * len(scenes)
+    star = Scene("star", "blue", "gray", "large", "center")
+    picture = draw(star)
+    shape = picture.convert("L").point(lambda v: 255 if abs(v - 115) > 20 else 0)
+    ring = ImageChops.subtract(shape.filter(ImageFilter.MaxFilter(7)), shape).filter(ImageFilter.GaussianBlur(1.5))
+    haloed = ImageChops.composite(Image.new("RGB", picture.size, (40, 40, 50)), picture, ring)
+    assert judge(haloed).shape == "star"

@@ -103,6 +103,9 @@ HELD_OUT: frozenset[tuple[str, str, str]] = frozenset(
 #: Shape colours that would vanish into a background (silver's sheen is white).
 INVISIBLE: frozenset[tuple[str, str]] = frozenset({("white", "white"), ("silver", "white")})
 _JITTER = 2
+#: How much of the colour a weight above 1 tints the background with, per unit of weight, and at most.
+_TINT_PER_WEIGHT = 0.5
+_MAX_TINT = 0.5
 _STAR_INNER = 0.4
 
 
@@ -271,8 +274,10 @@ def sample_caption(
 def draw(scene: Scene, seed: int = 0, color_weight: float = 1.0) -> Image.Image:
     """The 64x64 RGB picture of ``scene``; ``seed`` jitters the shape's place by up to 2 pixels.
 
-    ``color_weight`` is the weight of the colour term (``(red)0.6``): below 1 the shape's colour
-    is laid over the background at that opacity (less red), from 1 up it is the plain colour.
+    ``color_weight`` is the weight of the colour term (``(red)0.6``). Below 1 the shape's colour
+    is laid over the background at that opacity: less red. Above 1 the colour also tints the
+    background, by half the weight's excess over 1 (``(red)1.5``: a quarter red, at most a
+    half): red dominates the picture, as an emphasised colour does in Stable Diffusion.
     """
     if not 0 <= color_weight:
         raise SceneError(f"colour weight {color_weight} is negative; weights run from 0 up")
@@ -282,9 +287,12 @@ def draw(scene: Scene, seed: int = 0, color_weight: float = 1.0) -> Image.Image:
     cy += rng.randint(-_JITTER, _JITTER)
     radius = SIZES[scene.size]
     mask = _shape_mask(scene.shape, cx, cy, radius)
-    image = Image.new("RGB", (SIZE, SIZE), BACKGROUNDS[scene.background])
+    paint = _paint(scene.color, cy, radius)
+    tint = min(max(color_weight - 1.0, 0.0) * _TINT_PER_WEIGHT, _MAX_TINT)
+    ground, color = BACKGROUNDS[scene.background], paint.getpixel((0, cy))
+    image = Image.new("RGB", (SIZE, SIZE), tuple(round(g + (c - g) * tint) for g, c in zip(ground, color)))
     opacity = min(color_weight, 1.0)
-    image.paste(_paint(scene.color, cy, radius), (0, 0), mask if opacity == 1 else mask.point(lambda v: round(v * opacity)))
+    image.paste(paint, (0, 0), mask if opacity == 1 else mask.point(lambda v: round(v * opacity)))
     return _light(image, mask, scene.light)
 
 
@@ -367,11 +375,14 @@ def judge(image: Image.Image) -> Judgement:
     """Read a scene back from pixels only: background from the border, the shape from what differs.
 
     The background is the border's median colour. The shape is every pixel more than halfway
-    from the background to the shape's own mean colour. Its colour is the nearest reference (a
-    square of each colour drawn by ``draw``, measured the same way); its shape is the upright
-    template, fitted to its bounding box, that overlaps it best; its position is the anchor
-    nearest its centroid and its size the nearest circumradius. A picture with almost nothing
-    on the background gets ``None`` for the shape's attributes.
+    from the background to the shape's own mean colour and on the shape's side of it (a dark
+    halo round a blue shape on gray is neither). Its colour is the nearest reference (a square
+    of each colour drawn by ``draw``, measured the same way). Its shape is the upright template
+    that overlaps it best, fitted to its bounding box, or, where that fit is clearly worse,
+    centred on its centroid with its area: blurred points shrink a star's bounding box, and
+    the box fit then takes it for a circle. Its position is the anchor nearest its centroid and
+    its size the nearest circumradius. A picture with almost nothing on the background gets
+    ``None`` for the shape's attributes.
     """
     import numpy as np
 
@@ -389,6 +400,10 @@ def judge(image: Image.Image) -> Judgement:
     ys, xs = np.nonzero(mask)
     fits = {shape: _fit(shape, mask, xs, ys) for shape in SHAPES}
     shape = max(fits, key=lambda name: fits[name][0])
+    by_area = {name: _fit_by_area(name, mask, xs, ys) for name in SHAPES}
+    best = max(by_area, key=lambda name: by_area[name][0])
+    if by_area[best][0] > fits[shape][0] + _AREA_FIT_MARGIN:
+        shape, fits = best, by_area
     radius = fits[shape][1]
     cx, cy = xs.mean(), ys.mean()
     position = min(POSITIONS, key=lambda name: _distance(POSITIONS[name], (cx, cy)))
@@ -400,16 +415,25 @@ def _distance(a: Sequence[float], b: Sequence[float]) -> float:
     return math.dist(tuple(float(x) for x in a), tuple(float(x) for x in b))
 
 
+#: How far along the line from the background to the shape's colour a shape pixel must lie.
+_TOWARD_SHAPE = 0.3
+#: How much better (intersection over union) the centroid-and-area fit must be to overrule the box fit.
+_AREA_FIT_MARGIN = 0.03
+
+
 def _foreground(pixels: Any, background_rgb: Any) -> Any:
     import numpy as np
 
-    distance = np.sqrt(np.sum((pixels - background_rgb) ** 2, axis=2))
+    offset = pixels - background_rgb
+    distance = np.sqrt(np.sum(offset**2, axis=2))
     rough = distance > _FOREGROUND_DISTANCE
     if not rough.any():
         return rough
     # Halfway to the shape's own colour: antialiased edges count the same for every colour pair.
-    contrast = float(np.sqrt(np.sum((pixels[rough].mean(axis=0) - background_rgb) ** 2)))
-    return distance > max(contrast / 2, _FOREGROUND_DISTANCE / 2)
+    direction = pixels[rough].mean(axis=0) - background_rgb
+    contrast = float(np.sqrt(np.sum(direction**2)))
+    toward = offset @ direction / contrast**2
+    return (distance > max(contrast / 2, _FOREGROUND_DISTANCE / 2)) & (toward > _TOWARD_SHAPE)
 
 
 #: Bounding box of each upright shape inscribed in a circle of radius 1: (width, height, centre's offset from the top).
@@ -432,6 +456,25 @@ def _fit(shape: str, mask: Any, xs: Any, ys: Any) -> tuple[float, float]:
     template = np.asarray(_shape_mask(shape, cx, cy, radius)) > 127
     union = np.logical_or(template, mask).sum()
     return float(np.logical_and(template, mask).sum() / union) if union else 0.0, float(radius)
+
+
+@lru_cache(maxsize=None)
+def _unit_area(shape: str) -> float:
+    """Area of ``shape`` inscribed in a circle of radius 1, as ``_shape_mask`` draws it."""
+    import numpy as np
+
+    radius = 20
+    return float(np.asarray(_shape_mask(shape, SIZE / 2 - 0.5, SIZE / 2 - 0.5, radius)).sum() / 255 / radius**2)
+
+
+def _fit_by_area(shape: str, mask: Any, xs: Any, ys: Any) -> tuple[float, float]:
+    """Like ``_fit``, with the template centred on the mask's centroid and scaled to its area."""
+    import numpy as np
+
+    radius = math.sqrt(len(xs) / _unit_area(shape))
+    template = np.asarray(_shape_mask(shape, xs.mean(), ys.mean(), radius)) > 127
+    union = np.logical_or(template, mask).sum()
+    return float(np.logical_and(template, mask).sum() / union) if union else 0.0, radius
 
 
 def _color_features(pixels: Any, mask: Any) -> Any:
