@@ -77,7 +77,7 @@ class TrainConfig:
     vae_edge_weight: float = 5.0
     unet_steps: int = 4000
     unet_batch: int = 64
-    #: Extra UNet training scenes whose caption weights the colour (``(red)0.6``); see ``color_weights``.
+    #: Extra UNet training scenes whose caption weights the colour (``(red)0.6``); see ``WEIGHT_RANGE``.
     weighted_scenes: int = 4000
     #: Weight of the loss that holds the UNet's prediction for a caption with null words to its
     #: prediction for the caption without them, and how many captions a batch checks so.
