@@ -29,7 +29,7 @@ import random
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -353,13 +353,9 @@ def _named(captions: Sequence[str]) -> list[dict[str, str]]:
     return [caption_attributes(caption) for caption in captions]
 
 
-def without_null_words(caption: str, words: Sequence[str]) -> str:
+def without_null_words(caption: str, words: Collection[str]) -> str:
     """``caption`` with its null-word terms taken out of the comma-separated tail."""
-    null = set(words)
-    return ", ".join(part for part in caption.split(", ") if part not in null)
-
-
-_WEIGHTED_TERM = re.compile(r"\(([a-z ]+)\)[0-9.]+")
+    return ", ".join(part for part in caption.split(", ") if part not in words)
 
 
 def _encode_captions(text_encoder: Any, tokenizer: Any, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -370,9 +366,9 @@ def _encode_captions(text_encoder: Any, tokenizer: Any, captions: Sequence[str])
     """
     import torch
 
-    from promptlab.render.conditioning import _compel, has_weight_syntax
+    from promptlab.render.conditioning import _compel, has_weight_syntax, without_weights
 
-    plain = [_WEIGHTED_TERM.sub(r"\1", caption) for caption in captions]
+    plain = [without_weights(caption) for caption in captions]
     encoded = text_encoder(_token_ids(tokenizer, plain))
     weighted = [i for i, caption in enumerate(captions) if has_weight_syntax(caption)]
     if not weighted:
@@ -408,6 +404,8 @@ def train_unet(
     import torch
     from diffusers.training_utils import EMAModel, compute_snr
 
+    from promptlab.render.conditioning import has_weight_syntax
+
     torch.manual_seed(config.seed + 1)
     unet, text_encoder, scheduler = build_unet(), build_text_encoder(), build_scheduler()
     heads = _attribute_heads(text_encoder.config.hidden_size)
@@ -417,6 +415,7 @@ def train_unet(
     ema_text = EMAModel(text_encoder.parameters(), decay=config.ema_decay, use_ema_warmup=True)
     rng = random.Random(config.seed + 1)
     color_weights = color_weights or [1.0] * len(scenes)
+    null = set(words)
     means, stds = latents
     scaling = float(latent_scaling(means, stds))
     generator = torch.Generator().manual_seed(config.seed + 1)
@@ -444,7 +443,7 @@ def train_unet(
         weights = torch.clamp(snr + 1, max=config.snr_gamma) / (snr + 1)
         diffusion = (torch.nn.functional.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3)) * weights).mean()
         loss = diffusion + config.text_attribute_weight * _attribute_loss(heads, pooled, _named(captions))
-        stripped = {i: without_null_words(c, words) for i, c in enumerate(captions) if "(" not in c}
+        stripped = {i: without_null_words(c, null) for i, c in enumerate(captions) if not has_weight_syntax(c)}
         checked = [i for i, c in stripped.items() if c != captions[i]][: config.consistency_batch]
         if checked and config.null_consistency:
             with torch.no_grad():

@@ -279,7 +279,7 @@ def draw(scene: Scene, seed: int = 0, color_weight: float = 1.0) -> Image.Image:
     background, by half the weight's excess over 1 (``(red)1.5``: a quarter red, at most a
     half): red dominates the picture, as an emphasised colour does in Stable Diffusion.
     """
-    if not 0 <= color_weight:
+    if color_weight < 0:
         raise SceneError(f"colour weight {color_weight} is negative; weights run from 0 up")
     rng = random.Random(seed)
     cx, cy = POSITIONS[scene.position]

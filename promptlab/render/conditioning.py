@@ -40,9 +40,10 @@ _COMPEL_SYNTAX = re.compile(r'[()"\\]|[+-](?=\s|,|$)')
 # A word holds no compel syntax character; inner hyphens are part of it (pop-art), trailing ones are not.
 _SIMPLE_WORD = r'[^\s()",.+\-=\\]+(?:-[^\s()",.+\-=\\]+)*'
 _SIMPLE_PHRASE = rf"{_SIMPLE_WORD}(?: {_SIMPLE_WORD})*"
-_SIMPLE_GROUP = re.compile(rf"\(({_SIMPLE_PHRASE})\)([0-9]+(?:\.[0-9]+)?)")
+_SIMPLE_GROUP_PATTERN = rf"\(({_SIMPLE_PHRASE})\)([0-9]+(?:\.[0-9]+)?)"
+_SIMPLE_GROUP = re.compile(_SIMPLE_GROUP_PATTERN)
 # An item between commas: words and groups, single spaces apart ("a (red)1.5 circle").
-_SIMPLE_PART = rf"(?:{_SIMPLE_WORD}|\({_SIMPLE_PHRASE}\)[0-9]+(?:\.[0-9]+)?)"
+_SIMPLE_PART = rf"(?:{_SIMPLE_WORD}|{_SIMPLE_GROUP_PATTERN})"
 _SIMPLE_ITEM = rf"{_SIMPLE_PART}(?: {_SIMPLE_PART})*"
 _SIMPLE_PROMPT = re.compile(rf"{_SIMPLE_ITEM}(?:, {_SIMPLE_ITEM})*")
 
@@ -50,6 +51,11 @@ _SIMPLE_PROMPT = re.compile(rf"{_SIMPLE_ITEM}(?:, {_SIMPLE_ITEM})*")
 def has_weight_syntax(text: str) -> bool:
     """Whether compel would read anything in ``text`` other than plain words."""
     return _COMPEL_SYNTAX.search(text) is not None
+
+
+def without_weights(text: str) -> str:
+    """``text`` with each ``(words)weight`` group written as its plain words: ``a (red)0.6 circle`` -> ``a red circle``."""
+    return _SIMPLE_GROUP.sub(r"\1", text)
 
 
 def simple_fragments(text: str) -> list[tuple[str, float]] | None:
