@@ -69,16 +69,16 @@ class TrainConfig:
 
     seed: int = 0
     scenes: int = 24000
-    vae_steps: int = 2000
+    vae_steps: int = 1500
     vae_batch: int = 16
     vae_learning_rate: float = 2e-3
     vae_foreground_weight: float = 9.0
     #: Weight of the error in neighbouring pixels' differences: blurred edges and star points cost.
     vae_edge_weight: float = 5.0
-    unet_steps: int = 4000
+    unet_steps: int = 4400
     unet_batch: int = 64
     #: Extra UNet training scenes whose caption weights the colour (``(red)0.6``); see ``WEIGHT_RANGE``.
-    weighted_scenes: int = 4000
+    weighted_scenes: int = 3000
     #: Weight of the loss that holds the UNet's prediction for a caption with null words to its
     #: prediction for the caption without them, and how many captions a batch checks so.
     null_consistency: float = 5.0
@@ -137,7 +137,7 @@ def training_scenes(count: int, seed: int) -> list[Scene]:
 
 
 #: Colour weights of the weighted training scenes: below 1 the colour is laid on at that opacity.
-WEIGHT_RANGE: tuple[float, float] = (0.2, 1.8)
+WEIGHT_RANGE: tuple[float, float] = (0.4, 1.8)
 
 
 def weighted_scenes(count: int, seed: int) -> tuple[list[Scene], list[float]]:

@@ -104,8 +104,8 @@ HELD_OUT: frozenset[tuple[str, str, str]] = frozenset(
 INVISIBLE: frozenset[tuple[str, str]] = frozenset({("white", "white"), ("silver", "white")})
 _JITTER = 2
 #: How much of the colour a weight above 1 tints the background with, per unit of weight, and at most.
-_TINT_PER_WEIGHT = 0.5
-_MAX_TINT = 0.5
+_TINT_PER_WEIGHT = 1.0
+_MAX_TINT = 0.6
 _STAR_INNER = 0.4
 
 
@@ -276,8 +276,8 @@ def draw(scene: Scene, seed: int = 0, color_weight: float = 1.0) -> Image.Image:
 
     ``color_weight`` is the weight of the colour term (``(red)0.6``). Below 1 the shape's colour
     is laid over the background at that opacity: less red. Above 1 the colour also tints the
-    background, by half the weight's excess over 1 (``(red)1.5``: a quarter red, at most a
-    half): red dominates the picture, as an emphasised colour does in Stable Diffusion.
+    background, by the weight's excess over 1 (``(red)1.5``: half red, at most 60%): red
+    dominates the picture, as an emphasised colour does in Stable Diffusion.
     """
     if color_weight < 0:
         raise SceneError(f"colour weight {color_weight} is negative; weights run from 0 up")
