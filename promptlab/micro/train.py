@@ -81,8 +81,8 @@ class TrainConfig:
     weighted_scenes: int = 3000
     #: Weight of the loss that holds the UNet's prediction for a caption with null words to its
     #: prediction for the caption without them, and how many captions a batch checks so.
-    null_consistency: float = 10.0
-    consistency_batch: int = 32
+    null_consistency: float = 5.0
+    consistency_batch: int = 16
     clip_steps: int = 1500
     clip_batch: int = 64
     #: Hard negatives per image: its caption with one attribute swapped.
