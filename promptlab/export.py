@@ -498,7 +498,9 @@ def plan_grid(
     pad = max(2, size // 3)
     x_labels = [_level_label(x_column, level) for level in x_levels]
     y_labels = [_level_label(y_column, level) for level in y_levels]
-    label_width = max(width * 3 // 4, 4 * size + 2 * pad)
+    # Wide enough for the longest word of a row label (up to two cells), so names wrap between words.
+    longest_word = max((font.getlength(word) for label in y_labels for word in label.split()), default=0)
+    label_width = max(width * 3 // 4, 4 * size + 2 * pad, min(math.ceil(longest_word) + 2 * pad, 2 * width))
     x_lines = [_wrap(label, font, width - 2 * pad) for label in x_labels]
     y_lines = [_wrap(label, font, label_width - 2 * pad) for label in y_labels]
     header_height = max(len(lines) for lines in x_lines) * line_height + 2 * pad

@@ -275,6 +275,20 @@ def test_grid_size_labels_and_pixels(experiment: tuple[pd.DataFrame, Path]) -> N
     assert all(region.convert("L").getextrema()[0] < 100 for region in (header, side, strip))
 
 
+def test_grid_row_labels_wrap_between_words(experiment: tuple[pd.DataFrame, Path]) -> None:
+    frame, root = experiment
+    long_word = "x" * 60
+    names = {"oil painting": "Greg Rutkowski", "pop-art": f"by {long_word}"}
+    frame = frame.assign(**{"axis:style": frame["axis:style"].replace(names)})
+    plan = plan_grid(frame, "seed", "axis:style", images_root=root, cell_size=(64, 64))
+    lines = dict(zip(plan.y_labels, plan.y_lines, strict=True))
+    # The label column widens for a name's longest word, so "Rutkowski" is not broken ...
+    assert lines["Greg Rutkowski"] in (["Greg", "Rutkowski"], ["Greg Rutkowski"])
+    # ... up to two cells: a word wider than that is still broken between characters.
+    assert plan.label_width <= 2 * 64
+    assert "".join(lines[f"by {long_word}"][1:]) == long_word and len(lines[f"by {long_word}"]) > 2
+
+
 def test_grid_marks_failed_and_missing_cells_grey(experiment: tuple[pd.DataFrame, Path]) -> None:
     frame, root = experiment
     plan = plan_grid(frame, "style", "guidance_scale", images_root=root, seed=1)
