@@ -7,7 +7,7 @@ batches, so a retrain on the same code and library versions gives the same model
 
 1. draw ``scenes`` training scenes (``HELD_OUT`` combinations never appear), and
    ``weighted_scenes`` more whose captions weight their colour (``(red)0.6``: drawn at 60%
-   opacity; from 1 up, the plain colour);
+   opacity; ``(red)1.5``: the background also tinted half red; see ``draw``);
 2. train an ``AutoencoderKL`` (4x downsampling into 4 channels) to reconstruct them, edges
    included, and encode every scene once into latents; the VAE's ``scaling_factor`` is set
    from their spread;
