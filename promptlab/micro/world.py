@@ -447,15 +447,11 @@ _BOXES: dict[str, tuple[float, float, float]] = {
 
 def _fit(shape: str, mask: Any, xs: Any, ys: Any) -> tuple[float, float]:
     """Intersection over union of ``mask`` and ``shape``'s template fitted to its bounding box, and the radius."""
-    import numpy as np
-
     width, height, top = _BOXES[shape]
     radius = ((xs.max() - xs.min() + 1) / width + (ys.max() - ys.min() + 1) / height) / 2
     cx = (xs.max() + xs.min()) / 2
     cy = ys.min() - 0.5 + top * radius
-    template = np.asarray(_shape_mask(shape, cx, cy, radius)) > 127
-    union = np.logical_or(template, mask).sum()
-    return float(np.logical_and(template, mask).sum() / union) if union else 0.0, float(radius)
+    return _overlap(shape, mask, cx, cy, radius), float(radius)
 
 
 @lru_cache(maxsize=None)
@@ -469,12 +465,17 @@ def _unit_area(shape: str) -> float:
 
 def _fit_by_area(shape: str, mask: Any, xs: Any, ys: Any) -> tuple[float, float]:
     """Like ``_fit``, with the template centred on the mask's centroid and scaled to its area."""
+    radius = math.sqrt(len(xs) / _unit_area(shape))
+    return _overlap(shape, mask, xs.mean(), ys.mean(), radius), radius
+
+
+def _overlap(shape: str, mask: Any, cx: float, cy: float, radius: float) -> float:
+    """Intersection over union of ``mask`` and ``shape``'s template at (cx, cy) with ``radius``."""
     import numpy as np
 
-    radius = math.sqrt(len(xs) / _unit_area(shape))
-    template = np.asarray(_shape_mask(shape, xs.mean(), ys.mean(), radius)) > 127
+    template = np.asarray(_shape_mask(shape, cx, cy, radius)) > 127
     union = np.logical_or(template, mask).sum()
-    return float(np.logical_and(template, mask).sum() / union) if union else 0.0, radius
+    return float(np.logical_and(template, mask).sum() / union) if union else 0.0
 
 
 def _color_features(pixels: Any, mask: Any) -> Any:
