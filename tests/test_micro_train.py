@@ -101,3 +101,27 @@ def test_null_words_come_out_of_the_tail_only() -> None:
     words = ["Greg Rutkowski", "artstation", "8k"]
     assert without_null_words("a red circle, artstation, left, Greg Rutkowski", words) == "a red circle, left"
     assert without_null_words("a red circle on a black background", words) == "a red circle on a black background"
+
+
+def test_kept_positions_pair_each_token_with_its_twin_without_null_words() -> None:
+    import random
+
+    from transformers import CLIPTokenizer
+
+    from promptlab.micro.train import _kept_positions, _token_ids, null_words, without_null_words
+    from promptlab.micro.world import sample_caption, sample_scene
+    from promptlab.micro import WEIGHTS_DIR
+
+    tokenizer, words, rng = CLIPTokenizer.from_pretrained(WEIGHTS_DIR / "micro" / "tokenizer"), null_words(), random.Random(3)
+    captions = [sample_caption(sample_scene(rng), rng, words) for _ in range(300)]
+    captions = [c for c in captions if without_null_words(c, words) != c]
+    assert len(captions) > 50
+    for caption in captions:
+        full, plain = _token_ids(tokenizer, [caption, without_null_words(caption, words)]).tolist()
+        kept = _kept_positions(tokenizer, caption, words)
+        # Every token of the caption without null words, end and padding included, at its place,
+        # up to the padding the null words pushed past the caption's 77 tokens.
+        dropped = len(tokenizer(caption).input_ids) - len(tokenizer(without_null_words(caption, words)).input_ids)
+        assert dropped > 0 and len(kept) == len(plain) - dropped, caption
+        assert [full[i] for i in kept] == plain[: len(kept)], caption
+        assert len(set(kept)) == len(kept) and kept == sorted(kept)

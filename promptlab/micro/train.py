@@ -83,6 +83,11 @@ class TrainConfig:
     #: prediction for the caption without them, and how many captions a batch checks so.
     null_consistency: float = 5.0
     consistency_batch: int = 16
+    #: Weight of the loss that holds the text encoder's hidden state of every token that is not a
+    #: null word (the start, the other terms, the end and the padding after it) to its state in the
+    #: caption without null words: a null word then changes no other word's meaning on its way to
+    #: the UNet. It costs only text-encoder passes.
+    null_text_consistency: float = 1.0
     clip_steps: int = 1500
     clip_batch: int = 64
     #: Hard negatives per image: its caption with one attribute swapped.
@@ -358,6 +363,24 @@ def without_null_words(caption: str, words: Collection[str]) -> str:
     return ", ".join(part for part in caption.split(", ") if part not in words)
 
 
+def _kept_positions(tokenizer: Any, caption: str, words: Collection[str]) -> list[int]:
+    """Positions in ``caption``'s tokens of the tokens of ``without_null_words(caption, words)``, in order.
+
+    The i-th position holds the caption without null words' i-th token: the start, every term
+    that is not a null word, the end token and the padding after it. Each term after the first
+    is a comma and its own tokens (CLIP's tokenizer reads words one by one), so dropping a null
+    term drops its comma with it.
+    """
+    comma = len(tokenizer(",", add_special_tokens=False).input_ids)
+    kept, at = [0], 1
+    for n, part in enumerate(caption.split(", ")):
+        size = len(tokenizer(part, add_special_tokens=False).input_ids) + (comma if n else 0)
+        if part not in words:
+            kept.extend(range(at, at + size))
+        at += size
+    return [*kept, *range(at, tokenizer.model_max_length)][: tokenizer.model_max_length]
+
+
 def _encode_captions(text_encoder: Any, tokenizer: Any, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Hidden states and pooled output of ``captions``, with gradients.
 
@@ -444,13 +467,22 @@ def train_unet(
         diffusion = (torch.nn.functional.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3)) * weights).mean()
         loss = diffusion + config.text_attribute_weight * _attribute_loss(heads, pooled, _named(captions))
         stripped = {i: without_null_words(c, null) for i, c in enumerate(captions) if not has_weight_syntax(c)}
-        checked = [i for i, c in stripped.items() if c != captions[i]][: config.consistency_batch]
-        if checked and config.null_consistency:
+        with_null = [i for i, c in stripped.items() if c != captions[i]]
+        if with_null and (config.null_consistency or config.null_text_consistency):
             with torch.no_grad():
-                plain = text_encoder(_token_ids(tokenizer, [stripped[i] for i in checked])).last_hidden_state
-                held = unet(noisy[checked], timesteps[checked], plain).sample
-            drift = torch.nn.functional.mse_loss(prediction[checked], held, reduction="none").mean(dim=(1, 2, 3))
-            loss = loss + config.null_consistency * (drift * weights[checked]).mean()
+                plain = text_encoder(_token_ids(tokenizer, [stripped[i] for i in with_null])).last_hidden_state
+            if config.null_text_consistency:
+                kept = [_kept_positions(tokenizer, captions[i], null) for i in with_null]
+                rows = [n for n, positions in enumerate(kept) for _ in positions]
+                moved = hidden[[with_null[n] for n in rows], [j for positions in kept for j in positions]]
+                unmoved = plain[rows, [j for positions in kept for j in range(len(positions))]]
+                loss = loss + config.null_text_consistency * torch.nn.functional.mse_loss(moved, unmoved)
+            checked = with_null[: config.consistency_batch]
+            if config.null_consistency:
+                with torch.no_grad():
+                    held = unet(noisy[checked], timesteps[checked], plain[: len(checked)]).sample
+                drift = torch.nn.functional.mse_loss(prediction[checked], held, reduction="none").mean(dim=(1, 2, 3))
+                loss = loss + config.null_consistency * (drift * weights[checked]).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
