@@ -108,9 +108,9 @@ def test_kept_positions_pair_each_token_with_its_twin_without_null_words() -> No
 
     from transformers import CLIPTokenizer
 
+    from promptlab.micro import WEIGHTS_DIR
     from promptlab.micro.train import _kept_positions, _token_ids, null_words, without_null_words
     from promptlab.micro.world import sample_caption, sample_scene
-    from promptlab.micro import WEIGHTS_DIR
 
     tokenizer, words, rng = CLIPTokenizer.from_pretrained(WEIGHTS_DIR / "micro" / "tokenizer"), null_words(), random.Random(3)
     captions = [sample_caption(sample_scene(rng), rng, words) for _ in range(300)]
