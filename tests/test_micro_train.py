@@ -140,3 +140,47 @@ def test_twin_order_pairs_each_token_with_its_twin_without_null_words() -> None:
         assert twin_tokens == len(full) - dropped, caption
         assert [full[i] for i in order[:-dropped]] == twin[:-dropped], caption
         assert pad not in [full[i] for i in order[-dropped:]], caption
+
+
+def test_distillation_holds_null_words_to_their_twins_and_keeps_the_twins() -> None:
+    import copy
+    import random
+
+    import torch
+
+    from promptlab.micro.train import (
+        _micro_tokenizer,
+        _token_ids,
+        _twin_order,
+        build_text_encoder,
+        distil_null_words,
+        null_words,
+        training_scenes,
+        without_null_words,
+    )
+    from promptlab.micro.world import sample_caption, sample_scene
+
+    torch.manual_seed(0)
+    encoder, tokenizer, words = build_text_encoder().eval(), _micro_tokenizer(), null_words()
+    teacher = copy.deepcopy(encoder)
+    # Captions drawn apart from the distillation's own (another seed), each with null words.
+    rng = random.Random(11)
+    captions = [sample_caption(sample_scene(rng), rng, words) for _ in range(200)]
+    captions = [c for c in captions if without_null_words(c, words) != c][:32]
+    twins = [without_null_words(c, words) for c in captions]
+    order = torch.tensor([_twin_order(tokenizer, c, words)[0] for c in captions])
+
+    def errors() -> tuple[float, float]:
+        """Mean squared error against the teacher's twin states: of the captions (in twin order), of the twins."""
+        with torch.no_grad():
+            target = teacher(_token_ids(tokenizer, twins)).last_hidden_state
+            moved = encoder(_token_ids(tokenizer, captions)).last_hidden_state[torch.arange(len(captions))[:, None], order]
+            kept = encoder(_token_ids(tokenizer, twins)).last_hidden_state
+        return float((moved - target).pow(2).mean()), float((kept - target).pow(2).mean())
+
+    before, _ = errors()
+    distil_null_words(encoder, tokenizer, training_scenes(300, 5), words, TrainConfig(distil_steps=100, distil_batch=16))
+    after, twins_after = errors()
+    assert not encoder.training
+    assert after < before / 2.5, (before, after)
+    assert twins_after < after, (twins_after, after)
