@@ -16,23 +16,36 @@ from promptlab.render.engine import render_batches
 from promptlab.render.models import ModelSpec, load_model
 from promptlab.render.params import RenderItem, RenderParams
 from promptlab.scoring import load_scorer
+from promptlab.tokens import save_clip_tokenizer
 
 runner = CliRunner()
 
 TOY = TrainConfig(
-    scenes=48, weighted_scenes=8, vae_steps=2, vae_batch=4, unet_steps=2, unet_batch=4, clip_steps=2, clip_batch=8
+    scenes=48,
+    weighted_scenes=8,
+    vae_steps=2,
+    vae_batch=4,
+    unet_steps=2,
+    unet_batch=4,
+    distil_steps=2,
+    distil_batch=4,
+    clip_steps=2,
+    clip_batch=8,
 )
 
 
 def test_train_all_writes_loadable_models_with_their_record(tmp_path: Path) -> None:
     stages = []
     report = train_all(tmp_path, TOY, "promptlab micro train --out x", lambda stage, step, total, loss: stages.append(stage))
-    assert list(dict.fromkeys(stages)) == ["vae", "unet", "clip"]
-    assert report.micro == tmp_path / "micro" and set(report.seconds) >= {"vae", "unet", "clip", "total"}
+    assert list(dict.fromkeys(stages)) == ["vae", "unet", "distil", "clip"]
+    assert report.micro == tmp_path / "micro" and set(report.seconds) >= {"vae", "unet", "distil", "clip", "total"}
     record = json.loads((report.micro / RECORD).read_text())
     assert record["command"] == "promptlab micro train --out x"
     assert record["revision"] == code_revision() and record["config"]["scenes"] == 48
     assert json.loads((report.micro_clip / RECORD).read_text()) == record
+    # The tokenizer is the stock offline one, whatever training's last call to it set.
+    stock = save_clip_tokenizer(tmp_path / "stock") / "tokenizer.json"
+    assert (report.micro / "tokenizer" / "tokenizer.json").read_text() == stock.read_text()
 
     loaded = load_model(ModelSpec(str(report.micro)), "txt2img")
     assert loaded.family == "sd1" and loaded.pipe.vae_scale_factor == 4
@@ -103,25 +116,71 @@ def test_null_words_come_out_of_the_tail_only() -> None:
     assert without_null_words("a red circle on a black background", words) == "a red circle on a black background"
 
 
-def test_kept_positions_pair_each_token_with_its_twin_without_null_words() -> None:
+def test_twin_order_pairs_each_token_with_its_twin_without_null_words() -> None:
     import random
 
     from transformers import CLIPTokenizer
 
     from promptlab.micro import WEIGHTS_DIR
-    from promptlab.micro.train import _kept_positions, _token_ids, null_words, without_null_words
+    from promptlab.micro.train import _token_ids, _twin_order, null_words, without_null_words
     from promptlab.micro.world import sample_caption, sample_scene
 
     tokenizer, words, rng = CLIPTokenizer.from_pretrained(WEIGHTS_DIR / "micro" / "tokenizer"), null_words(), random.Random(3)
     captions = [sample_caption(sample_scene(rng), rng, words) for _ in range(300)]
     captions = [c for c in captions if without_null_words(c, words) != c]
     assert len(captions) > 50
+    pad = tokenizer.pad_token_id
     for caption in captions:
-        full, plain = _token_ids(tokenizer, [caption, without_null_words(caption, words)]).tolist()
-        kept = _kept_positions(tokenizer, caption, words)
-        # Every token of the caption without null words, end and padding included, at its place,
-        # up to the padding the null words pushed past the caption's 77 tokens.
+        full, twin = _token_ids(tokenizer, [caption, without_null_words(caption, words)]).tolist()
+        order, twin_tokens = _twin_order(tokenizer, caption, words)
+        assert sorted(order) == list(range(len(full))), caption
+        # The null words' tokens take the places of the padding they pushed out of the twin.
         dropped = len(tokenizer(caption).input_ids) - len(tokenizer(without_null_words(caption, words)).input_ids)
-        assert dropped > 0 and len(kept) == len(plain) - dropped, caption
-        assert [full[i] for i in kept] == plain[: len(kept)], caption
-        assert len(set(kept)) == len(kept) and kept == sorted(kept)
+        assert dropped > 0 and twin[-dropped:] == [pad] * dropped, caption
+        assert twin_tokens == len(full) - dropped, caption
+        assert [full[i] for i in order[:-dropped]] == twin[:-dropped], caption
+        assert pad not in [full[i] for i in order[-dropped:]], caption
+
+
+def test_distillation_holds_null_words_to_their_twins_and_keeps_the_twins() -> None:
+    import copy
+    import random
+
+    import torch
+
+    from promptlab.micro.train import (
+        _micro_tokenizer,
+        _token_ids,
+        _twin_order,
+        build_text_encoder,
+        distil_null_words,
+        null_words,
+        training_scenes,
+        without_null_words,
+    )
+    from promptlab.micro.world import sample_caption, sample_scene
+
+    torch.manual_seed(0)
+    encoder, tokenizer, words = build_text_encoder().eval(), _micro_tokenizer(), null_words()
+    teacher = copy.deepcopy(encoder)
+    # Captions drawn apart from the distillation's own (another seed), each with null words.
+    rng = random.Random(11)
+    captions = [sample_caption(sample_scene(rng), rng, words) for _ in range(200)]
+    captions = [c for c in captions if without_null_words(c, words) != c][:32]
+    twins = [without_null_words(c, words) for c in captions]
+    order = torch.tensor([_twin_order(tokenizer, c, words)[0] for c in captions])
+
+    def errors() -> tuple[float, float]:
+        """Mean squared error against the teacher's twin states: of the captions (in twin order), of the twins."""
+        with torch.no_grad():
+            target = teacher(_token_ids(tokenizer, twins)).last_hidden_state
+            moved = encoder(_token_ids(tokenizer, captions)).last_hidden_state[torch.arange(len(captions))[:, None], order]
+            kept = encoder(_token_ids(tokenizer, twins)).last_hidden_state
+        return float((moved - target).pow(2).mean()), float((kept - target).pow(2).mean())
+
+    before, _ = errors()
+    distil_null_words(encoder, tokenizer, training_scenes(300, 5), words, TrainConfig(distil_steps=100, distil_batch=16))
+    after, twins_after = errors()
+    assert not encoder.training
+    assert after < before / 2.5, (before, after)
+    assert twins_after < after, (twins_after, after)

@@ -15,7 +15,9 @@ batches, so a retrain on the same code and library versions gives the same model
    with caption dropout (for classifier-free guidance), min-SNR loss weighting and an EMA of
    the weights, the way diffusers' ``train_text_to_image.py`` does; weighted captions go
    through compel, and null words are held to no effect by a consistency loss;
-4. train ``micro-clip`` (an open_clip ``CLIP``) contrastively on (scene, caption) pairs, each
+4. fine-tune that text encoder against a frozen copy of itself, so that a caption with null
+   words encodes as the caption without them (``distil_null_words``);
+5. train ``micro-clip`` (an open_clip ``CLIP``) contrastively on (scene, caption) pairs, each
    image also against a caption that differs from its own in one attribute.
 
 Both are saved in half precision with a ``promptlab_micro.json`` record: the command, the code
@@ -88,6 +90,11 @@ class TrainConfig:
     #: caption without null words: a null word then changes no other word's meaning on its way to
     #: the UNet. It costs only text-encoder passes.
     null_text_consistency: float = 1.0
+    #: The last stage of micro (``distil_null_words``): steps, captions per step and learning rate
+    #: of the text encoder's fine-tuning against a frozen copy of itself.
+    distil_steps: int = 400
+    distil_batch: int = 64
+    distil_learning_rate: float = 2e-3
     clip_steps: int = 1500
     clip_batch: int = 64
     #: Hard negatives per image: its caption with one attribute swapped.
@@ -363,22 +370,27 @@ def without_null_words(caption: str, words: Collection[str]) -> str:
     return ", ".join(part for part in caption.split(", ") if part not in words)
 
 
-def _kept_positions(tokenizer: Any, caption: str, words: Collection[str]) -> list[int]:
-    """Positions in ``caption``'s tokens of the tokens of ``without_null_words(caption, words)``, in order.
+def _twin_order(tokenizer: Any, caption: str, words: Collection[str]) -> tuple[list[int], int]:
+    """``caption``'s token positions ordered so the i-th holds the i-th token of its null-free twin.
 
-    The i-th position holds the caption without null words' i-th token: the start, every term
-    that is not a null word, the end token and the padding after it. Each term after the first
-    is a comma and its own tokens (CLIP's tokenizer reads words one by one), so dropping a null
-    term drops its comma with it.
+    The twin is ``without_null_words(caption, words)``. First come the start token, every term
+    that is not a null word, the end token and the padding after it; then the null words' own
+    tokens, in the places of the twin's last padding. Read in this order, the caption's hidden
+    states should be the twin's: the UNet's cross-attention does not see positions, so it then
+    sees the same set of tokens, with or without null words. Each term after the first is a comma
+    and its own tokens (CLIP's tokenizer reads words one by one), so a null term goes with its comma.
+
+    Returns the order and how many of its first positions hold the twin's own tokens.
     """
+    length = tokenizer.model_max_length
     comma = len(tokenizer(",", add_special_tokens=False).input_ids)
-    kept, at = [0], 1
+    kept, null, at = [0], [], 1
     for n, part in enumerate(caption.split(", ")):
         size = len(tokenizer(part, add_special_tokens=False).input_ids) + (comma if n else 0)
-        if part not in words:
-            kept.extend(range(at, at + size))
+        (null if part in words else kept).extend(range(at, at + size))
         at += size
-    return [*kept, *range(at, tokenizer.model_max_length)][: tokenizer.model_max_length]
+    twin = [i for i in [*kept, *range(at, length)] if i < length]
+    return [*twin, *(i for i in null if i < length)], len(twin)
 
 
 def _encode_captions(text_encoder: Any, tokenizer: Any, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -472,7 +484,7 @@ def train_unet(
             with torch.no_grad():
                 plain = text_encoder(_token_ids(tokenizer, [stripped[i] for i in with_null])).last_hidden_state
             if config.null_text_consistency:
-                kept = [_kept_positions(tokenizer, captions[i], null) for i in with_null]
+                kept = [order[:count] for order, count in (_twin_order(tokenizer, captions[i], null) for i in with_null)]
                 rows = [n for n, positions in enumerate(kept) for _ in positions]
                 moved = hidden[[with_null[n] for n in rows], [j for positions in kept for j in positions]]
                 unmoved = plain[rows, [j for positions in kept for j in range(len(positions))]]
@@ -498,6 +510,63 @@ def train_unet(
     unet.eval()
     text_encoder.eval()
     return unet, text_encoder, loss_value
+
+
+def distil_null_words(
+    text_encoder: Any,
+    tokenizer: Any,
+    scenes: Sequence[Scene],
+    words: Sequence[str],
+    config: TrainConfig,
+    progress: Progress | None = None,
+) -> float:
+    """Fine-tune the trained ``text_encoder`` in place so null words change nothing; the last null loss.
+
+    A frozen copy of the encoder is the teacher, and the UNet stays as it is. For captions of
+    ``scenes`` with null words, the encoder learns to give the teacher's hidden states of the
+    caption without them, token for token in ``_twin_order`` (the null words' own tokens in the
+    places of the twin's last padding); cross-attention does not see positions, so the UNet then
+    reads the same set of states with or without null words. On the twins themselves and on the
+    empty caption it keeps the teacher's states, so whatever the UNet learned to read stays.
+    Inside UNet training a loss against the encoder's own states can be lowered by shrinking
+    every state, which wipes out the differences between words too; against a frozen teacher
+    that no longer pays.
+    """
+    import copy
+
+    import torch
+
+    teacher = copy.deepcopy(text_encoder).requires_grad_(False)
+    optimizer, schedule = _optimizer(text_encoder.parameters(), config.distil_learning_rate, config.distil_steps)
+    rng = random.Random(config.seed + 4)
+    null = set(words)
+    loss_value = float("nan")
+    text_encoder.train()
+    for step in range(1, config.distil_steps + 1):
+        captions: list[str] = []
+        while len(captions) < config.distil_batch:
+            caption = sample_caption(rng.choice(scenes), rng, words)
+            if without_null_words(caption, null) != caption:
+                captions.append(caption)
+        twins = [without_null_words(caption, null) for caption in captions] + [""]
+        with torch.no_grad():
+            target = teacher(_token_ids(tokenizer, twins)).last_hidden_state
+        order = torch.tensor([_twin_order(tokenizer, caption, null)[0] for caption in captions])
+        hidden = text_encoder(_token_ids(tokenizer, captions)).last_hidden_state
+        moved = hidden[torch.arange(len(captions))[:, None], order]
+        null_loss = torch.nn.functional.mse_loss(moved, target[: len(captions)])
+        kept = torch.nn.functional.mse_loss(text_encoder(_token_ids(tokenizer, twins)).last_hidden_state, target)
+        loss = null_loss + kept
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        loss_value = null_loss.item()
+        if progress:
+            progress("distil", step, config.distil_steps, loss_value)
+    text_encoder.eval()
+    return loss_value
 
 
 def latent_scaling(means: torch.Tensor, stds: torch.Tensor) -> float:
@@ -651,15 +720,31 @@ def _record(config: TrainConfig, command: str, words: Sequence[str], report: Tra
     }
 
 
-def save_micro(folder: Path, vae: Any, text_encoder: Any, unet: Any, tokenizer: Any) -> None:
-    """The micro pipeline as a diffusers folder of half-precision safetensors."""
+def _micro_tokenizer() -> Any:
+    """A fresh stock ``CLIPTokenizer`` of the offline vocabulary, as SD models ship it."""
+    import tempfile
+
+    from transformers import CLIPTokenizer
+
+    from promptlab.tokens import save_clip_tokenizer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return CLIPTokenizer.from_pretrained(str(save_clip_tokenizer(Path(scratch))))
+
+
+def save_micro(folder: Path, vae: Any, text_encoder: Any, unet: Any) -> None:
+    """The micro pipeline as a diffusers folder of half-precision safetensors.
+
+    Its tokenizer is a fresh one: a fast tokenizer saves the padding and truncation of its last
+    call, and training's term-by-term calls leave them off.
+    """
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=tokenizer,
+        tokenizer=_micro_tokenizer(),
         unet=unet,
         scheduler=DPMSolverMultistepScheduler(**SCHEDULE),
         safety_checker=None,
@@ -727,12 +812,7 @@ def train_all(
     models: Sequence[str] = MODELS,
 ) -> TrainReport:
     """Train ``models`` from seeds into ``out/micro`` and ``out/micro-clip``; each folder gets a record."""
-    import tempfile
-
     import torch
-    from transformers import CLIPTokenizer
-
-    from promptlab.tokens import save_clip_tokenizer
 
     unknown = [name for name in models if name not in MODELS]
     if unknown or not models:
@@ -755,14 +835,14 @@ def train_all(
             vae, report.losses["vae"] = train_vae(unet_pixels, config, progress)
             means, stds = encode_latents(vae, unet_pixels)
             vae.register_to_config(scaling_factor=latent_scaling(means, stds))
-        with tempfile.TemporaryDirectory() as scratch:
-            save_clip_tokenizer(Path(scratch))
-            tokenizer = CLIPTokenizer.from_pretrained(scratch)
+        tokenizer = _micro_tokenizer()
         with _stage(report, "unet"):
             unet, text_encoder, report.losses["unet"] = train_unet(
                 (means, stds), unet_scenes, tokenizer, words, config, progress, [1.0] * len(scenes) + extra_weights
             )
-        written.append((report.micro, lambda folder: save_micro(folder, vae, text_encoder, unet, tokenizer)))
+        with _stage(report, "distil"):
+            report.losses["distil"] = distil_null_words(text_encoder, tokenizer, scenes, words, config, progress)
+        written.append((report.micro, lambda folder: save_micro(folder, vae, text_encoder, unet)))
 
     if "micro-clip" in models:
         with _stage(report, "clip"):
