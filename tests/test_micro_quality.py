@@ -108,20 +108,7 @@ def test_run_and_analyze_rank_the_asked_colour_first(colors_analysis: dict) -> N
         assert effect["reference"] == "red" and effect["ci_high"] < 0, effect
 
 
-@pytest.mark.parametrize(
-    "artist",
-    [
-        "Greg Rutkowski",
-        pytest.param(
-            "Alphonse Mucha",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="gate not met by the shipped weights: Alphonse Mucha's effect is tiny but sure "
-                "(-0.06, CI -0.10..-0.01, against -36 for blue)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("artist", ["Greg Rutkowski", "Alphonse Mucha"])
 def test_run_and_analyze_find_artists_null(colors_analysis: dict, artist: str) -> None:
     effects = {(e["axis"], e["level"]): e for e in colors_analysis["effects"]}
     # Artists are known-null words: their effects' intervals hold zero.
