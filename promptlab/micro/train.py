@@ -31,7 +31,7 @@ import random
 import re
 import subprocess
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -268,6 +268,19 @@ def _optimizer(parameters: Any, learning_rate: float, steps: int) -> tuple[Any, 
     return optimizer, schedule
 
 
+def _descend(loss: torch.Tensor, optimizer: Any, schedule: Any, clip: Iterable[torch.nn.Parameter] = ()) -> None:
+    """One optimizer step on ``loss``, the gradients of ``clip`` clipped to norm 1 first, then the schedule's step."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    clipped = list(clip)
+    if clipped:
+        torch.nn.utils.clip_grad_norm_(clipped, 1.0)
+    optimizer.step()
+    schedule.step()
+
+
 def _foreground_weights(images: torch.Tensor, weight: float) -> torch.Tensor:
     """Per-pixel loss weights: ``1 + weight`` where a pixel differs from its image's border colour.
 
@@ -310,11 +323,7 @@ def train_vae(pixels: torch.Tensor, config: TrainConfig, progress: Progress | No
         error = (reconstruction - images) ** 2 * _foreground_weights(images, config.vae_foreground_weight)
         # A light KL term, as in SD's VAE: latents stay near-Gaussian but keep the detail.
         loss = error.mean() + config.vae_edge_weight * _edge_error(reconstruction, images) + 1e-6 * posterior.kl().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+        _descend(loss, optimizer, schedule, vae.parameters())
         loss_value = loss.item()
         if progress:
             progress("vae", step, config.vae_steps, loss_value)
@@ -495,11 +504,7 @@ def train_unet(
                     held = unet(noisy[checked], timesteps[checked], plain[: len(checked)]).sample
                 drift = torch.nn.functional.mse_loss(prediction[checked], held, reduction="none").mean(dim=(1, 2, 3))
                 loss = loss + config.null_consistency * (drift * weights[checked]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        schedule.step()
+        _descend(loss, optimizer, schedule, parameters)
         ema_unet.step(unet.parameters())
         ema_text.step(text_encoder.parameters())
         loss_value = diffusion.item()
@@ -555,13 +560,9 @@ def distil_null_words(
         hidden = text_encoder(_token_ids(tokenizer, captions)).last_hidden_state
         moved = hidden[torch.arange(len(captions))[:, None], order]
         null_loss = torch.nn.functional.mse_loss(moved, target[: len(captions)])
-        kept = torch.nn.functional.mse_loss(text_encoder(_token_ids(tokenizer, twins)).last_hidden_state, target)
-        loss = null_loss + kept
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+        twin_loss = torch.nn.functional.mse_loss(text_encoder(_token_ids(tokenizer, twins)).last_hidden_state, target)
+        loss = null_loss + twin_loss
+        _descend(loss, optimizer, schedule, text_encoder.parameters())
         loss_value = null_loss.item()
         if progress:
             progress("distil", step, config.distil_steps, loss_value)
@@ -659,10 +660,7 @@ def train_clip(
         image_loss = _attribute_loss(heads["image"], image_raw, truth)
         text_loss = _attribute_loss(heads["text"], text_raw[:count], _named(captions))
         loss = loss + config.clip_attribute_weight * (image_loss + text_loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        _descend(loss, optimizer, schedule)
         with torch.no_grad():
             model.logit_scale.clamp_(0, 4.6052)
         loss_value = loss.item()
