@@ -89,19 +89,82 @@ _A1111_TOKEN = re.compile(
     re.X,
 )
 _A1111_BREAK = re.compile(r"\s*\b(BREAK)\b\s*", re.S)
+# A1111 reads these before its weights (prompt_parser.py's schedule grammar, extra_networks.py),
+# and diffusers' pipelines and compel have no way to render them.
+_A1111_NOT_RENDERED = "diffusers' pipelines and compel cannot render it, so promptlab refuses it rather than pass it on as text"
+_A1111_FEATURES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"\bAND\b"),
+        "AND is composable diffusion (one noise prediction per sub-prompt, added with weights); "
+        f"{_A1111_NOT_RENDERED}. Render the sub-prompts as variants, or join them with BREAK",
+    ),
+    (
+        re.compile(r"(?<!\\)\[(?:[^\[\]\\]|\\.)*:\s*[+-]?(?:\d+\.?\d*|\.\d+)\s*\]"),
+        f"[from:to:when] is prompt editing (the prompt changes during sampling); {_A1111_NOT_RENDERED}. "
+        "Render the two prompts as separate variants",
+    ),
+    (
+        re.compile(r"(?<!\\)\[(?:[^\[\]\\]|\\.)*\|(?:[^\[\]\\]|\\.)*\]"),
+        f"[a|b] is alternation (the prompt switches every step); {_A1111_NOT_RENDERED}. "
+        "Render each alternative as a variant",
+    ),
+    (
+        re.compile(r"<(?:lora|lyco|locon):[^>]+>", re.I),
+        f"a LoRA tag loads a LoRA in A1111; promptlab cannot load LoRAs yet and {_A1111_NOT_RENDERED}. Remove the tag",
+    ),
+    (
+        re.compile(r"<hypernet:[^>]+>", re.I),
+        f"a hypernetwork tag; hypernetworks are an A1111-only format and {_A1111_NOT_RENDERED}. Remove the tag",
+    ),
+    (
+        re.compile(r"<\w+:[^>]+>"),
+        f"A1111 reads <name:...> as an extra-network tag (an extension's); {_A1111_NOT_RENDERED}. Remove the tag",
+    ),
+)
+# Text that only makes sense as A1111 syntax, which compel would read as literal words.
+_A1111_LOOKALIKES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\((?:[^()\\]|\\.)*:\s*[+-]?(?:\d+\.?\d*|\.\d+)\s*\)"), "a (text:weight) group"),
+    (re.compile(r"\[[^\[\]]*\]"), "square brackets: a weaker term, prompt editing or alternation"),
+    (re.compile(r"<\w+:[^>]+>"), "an extra-network tag such as <lora:name:0.8>"),
+    (re.compile(r"\bBREAK\b"), "BREAK starts a new 75-token chunk; in compel that is (\"a\", \"b\").and()"),
+    (re.compile(r"\bAND\b"), "AND is composable diffusion"),
+)
 _A1111_ESCAPED = re.compile(r"([\\()\[\]])")
 _A1111_ROUND = 1.1
 _A1111_SQUARE = 1 / 1.1
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 
 
+Fragment = tuple[str, float]
+"""A piece of prompt text and its weight, as A1111's ``parse_prompt_attention`` and compel's parser give them."""
+
+
 @dataclass(frozen=True)
 class Term:
-    """One prompt term: its text, its weight (1.0 = neutral) and the vocabulary category it came from."""
+    """One prompt term: its text, its weight (1.0 = neutral) and the vocabulary category it came from.
+
+    A term whose parts carry different weights (``a (red)1.5 circle``) keeps them in
+    ``fragments``: each piece's text and weight, relative to ``weight``; ``text`` is then the
+    pieces joined by spaces. A term with one weight throughout has no fragments.
+
+        >>> term = Term("a red circle", fragments=(("a", 1.0), ("red", 1.5), ("circle", 1.0)))
+        >>> Prompt("", (term,)).to_a1111()
+        'a (red:1.5) circle'
+    """
 
     text: str
     weight: float = 1.0
     category: str | None = None
+    fragments: tuple[Fragment, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fragments", tuple((str(t), float(w)) for t, w in self.fragments))
+
+    def pieces(self) -> tuple[Fragment, ...]:
+        """The term's (text, absolute weight) pieces: its fragments times its weight, or the whole term."""
+        if not self.fragments:
+            return ((self.text, self.weight),)
+        return tuple((text, round(weight * self.weight, _WEIGHT_DECIMALS)) for text, weight in self.fragments)
 
 
 @dataclass(frozen=True)
@@ -181,18 +244,18 @@ def parse_a1111(text: str, vocab: TermLookup | None = None) -> Prompt:
     """Read AUTOMATIC1111 prompt text into a Prompt (see the module docstring for the rules).
 
     Weights are read exactly as A1111 reads them (``parse_a1111_attention``). A1111's ``BREAK``
-    keyword has no place in the model and raises ``PromptSyntaxError``.
+    keyword has no place in the model of terms and raises ``PromptSyntaxError`` (``convert``
+    and rendering keep it); so do the features ``a1111_parts`` refuses.
     """
-    chunks = _scan_a1111(text)
-    for chunk in chunks:
-        if chunk.is_break:
-            raise PromptSyntaxError(
-                "A1111 prompt: BREAK (start a new 75-token chunk) has no equivalent in promptlab's "
-                "prompt model; remove it or replace it with a comma",
-                text=text,
-                position=chunk.position,
-            )
-    return _prompt_from_chunks([(chunk.text, chunk.weight) for chunk in chunks], vocab, joiner="")
+    parts = a1111_parts(text)
+    if len(parts) > 1:
+        raise PromptSyntaxError(
+            "A1111 prompt: BREAK (start a new 75-token chunk) has no place in promptlab's prompt model of terms; "
+            "render the text as it is (--syntax a1111), or replace BREAK with a comma",
+            text=text,
+            position=_first_match_position(re.compile(r"\bBREAK\b"), text),
+        )
+    return _prompt_from_chunks(parts[0], vocab)
 
 
 def parse_a1111_attention(text: str) -> list[tuple[str, float]]:
@@ -220,35 +283,154 @@ def parse_compel(text: str, vocab: TermLookup | None = None) -> Prompt:
     (``(a)-1.5``), and for compel features the model cannot hold (``.swap()``, ``.blend()``,
     ``.and()``, ``withLora()``).
     """
-    _check_compel_groups(text)
-    _check_compel_weights(text)
-    chunks = _compel_chunks(text)
-    for chunk_text, weight in chunks:
-        if weight < 0:
-            raise PromptSyntaxError(
-                f"compel prompt: {chunk_text!r} has negative weight {weight}; weights must be >= 0",
-                text=text,
-                position=_first_match_position(re.compile(r"-\s*\.?\d"), text),
-            )
-    return _prompt_from_chunks(chunks, vocab, joiner=" ")
+    return _prompt_from_chunks(_compel_chunks(text), vocab)
 
 
 def convert(text: str, from_syntax: str, to_syntax: str) -> str:
-    """Rewrite prompt text from one syntax to another through the Prompt model.
+    """Rewrite prompt text from one syntax to another, weighted fragment for weighted fragment.
 
-    ``from_syntax`` is "a1111" or "compel", ``to_syntax`` one of ``SYNTAXES``. A1111 to compel
-    is the useful direction: compel cannot read A1111's ``(a:1.3)``.
+    ``from_syntax`` is "a1111" or "compel", ``to_syntax`` one of ``SYNTAXES``. The text is read
+    into the (text, weight) fragments its own parser gives (A1111's ``parse_prompt_attention``,
+    compel's parser) and each fragment is written with its weight, so the other syntax's parser
+    reads back the same fragments, whitespace aside; nesting comes out multiplied through.
+    A1111's ``BREAK`` and compel's ``("a", "b").and()`` (both: encode each part in its own
+    75-token chunk, then concatenate) convert into each other. A1111 features that diffusers
+    and compel cannot render (``AND``, ``[a:b:0.5]``, ``[a|b]``, ``<lora:...>``) and text the
+    target syntax cannot hold raise ``PromptSyntaxError`` naming the construct.
+
+        >>> convert("maine coon (cat:1.2) in the park", "a1111", "compel")
+        'maine coon (cat)1.2 in the park'
+        >>> convert("a (red)1.5 circle, blurry-", "compel", "a1111")
+        'a (red:1.5) circle, (blurry:0.9)'
+        >>> convert("a cat BREAK oil painting", "a1111", "compel")
+        '("a cat", "oil painting").and()'
     """
-    parsers: dict[str, Callable[[str], Prompt]] = {"a1111": parse_a1111, "compel": parse_compel}
-    if from_syntax not in parsers:
-        raise PromptSyntaxError(f"cannot read prompt syntax {from_syntax!r}: choose one of {', '.join(parsers)}")
+    readers: dict[str, Callable[[str], list[list[Fragment]]]] = {"a1111": a1111_parts, "compel": compel_parts}
+    if from_syntax not in readers:
+        raise PromptSyntaxError(f"cannot read prompt syntax {from_syntax!r}: choose one of {', '.join(readers)}")
     if to_syntax not in SYNTAXES:
         raise PromptSyntaxError(f"unknown prompt syntax {to_syntax!r}: choose one of {', '.join(SYNTAXES)}")
-    return parsers[from_syntax](text).render(to_syntax)
+    return write_parts(readers[from_syntax](text), to_syntax)
+
+
+def compel_prompt(text: str, syntax: str = "compel") -> str:
+    """The compel text to render for ``text`` written in ``syntax`` ("compel" or "a1111").
+
+    Every entry point (``promptlab render``, experiment files, the dashboard) reads prompts
+    through this one function. A1111 text is converted exactly (``convert``). Compel text is
+    returned as written, after two checks: compel can parse it into what promptlab renders,
+    and it holds no text that only makes sense as A1111 syntax (``(word:1.3)``, ``[word]``,
+    ``<lora:...>``, ``BREAK``, ``AND``), which compel would pass to the encoder as literal words.
+
+        >>> compel_prompt("a (red:1.3) circle", "a1111")
+        'a (red)1.3 circle'
+        >>> compel_prompt("a (red)1.3 circle")
+        'a (red)1.3 circle'
+    """
+    if syntax == "a1111":
+        return convert(text, "a1111", "compel")
+    if syntax != "compel":
+        raise PromptSyntaxError(f"cannot read prompt syntax {syntax!r}: choose compel or a1111")
+    for pattern, what in _A1111_LOOKALIKES:
+        found = pattern.search(text)
+        if found:
+            raise PromptSyntaxError(
+                f"compel prompt: {found.group(0).strip()!r} is A1111 syntax ({what}), which compel would render as "
+                "literal text; read the prompt as A1111 (--syntax a1111, or syntax = \"a1111\" in an experiment "
+                "file) or rewrite it with: promptlab prompt convert --from a1111 --to compel",
+                text=text,
+                position=found.start(),
+            )
+    compel_parts(text)
+    return text
+
+
+def a1111_parts(text: str) -> list[list[Fragment]]:
+    """A1111's (text, weight) fragments for ``text``, one list per ``BREAK``-separated chunk.
+
+    Raises ``PromptSyntaxError`` for the A1111 features promptlab cannot render (see
+    ``_A1111_FEATURES``), naming the construct; never passes them on as text.
+    """
+    for pattern, what in _A1111_FEATURES:
+        found = pattern.search(text)
+        if found:
+            raise PromptSyntaxError(f"A1111 prompt: {found.group(0).strip()!r}: {what}", text=text, position=found.start())
+    parts: list[list[Fragment]] = [[]]
+    for chunk in _scan_a1111(text):
+        if chunk.is_break:
+            parts.append([])
+        else:
+            parts[-1].append((chunk.text, chunk.weight))
+    # A1111 starts no chunk after a final BREAK.
+    while len(parts) > 1 and not "".join(t for t, _ in parts[-1]).strip():
+        parts.pop()
+    return parts
+
+
+def compel_parts(text: str) -> list[list[Fragment]]:
+    """compel's (text, weight) fragments for ``text``, one list per part of a ``.and()`` conjunction."""
+    _check_compel_groups(text)
+    _check_compel_weights(text)
+    module = _compel_prompt_parser_module()
+    try:
+        conjunction = _compel_parser().parse_conjunction(text)  # type: ignore[attr-defined]
+    except Exception as error:  # pyparsing.ParseException, or compel's own ParsingException
+        raise PromptSyntaxError(
+            f"compel cannot parse the prompt: {error}", text=text, position=min(getattr(error, "loc", 0), len(text))
+        ) from error
+    unsupported = PromptSyntaxError(
+        "compel prompt: .swap(), .blend(), weighted .and() and withLora() have no equivalent in promptlab",
+        text=text,
+        position=_first_match_position(_COMPEL_UNSUPPORTED, text),
+    )
+    if conjunction.lora_weights or any(abs(w - 1.0) > _WEIGHT_TOLERANCE for w in conjunction.weights):
+        raise unsupported
+    parts: list[list[Fragment]] = []
+    for flattened in conjunction.prompts:
+        if not isinstance(flattened, module.FlattenedPrompt):
+            raise unsupported
+        part = []
+        for fragment in flattened.children:
+            if not isinstance(fragment, module.Fragment):
+                raise unsupported
+            if fragment.weight < 0:
+                raise PromptSyntaxError(
+                    f"compel prompt: {fragment.text!r} has negative weight {fragment.weight}; weights must be >= 0",
+                    text=text,
+                    position=_first_match_position(re.compile(r"-\s*\.?\d"), text),
+                )
+            part.append((fragment.text, fragment.weight))
+        parts.append(part)
+    return parts
+
+
+def write_parts(parts: list[list[Fragment]], syntax: str) -> str:
+    """Prompt text in ``syntax`` for fragments in chunks (``a1111_parts``, ``compel_parts``)."""
+    if syntax not in SYNTAXES:
+        raise PromptSyntaxError(f"unknown prompt syntax {syntax!r}: choose one of {', '.join(SYNTAXES)}")
+    writers: dict[str, Callable[[Term], str]] = {"compel": _compel_term, "a1111": _a1111_term, "plain": lambda t: t.text}
+    texts = [_join_fragments(writers[syntax](Term(" ".join(t.split()), w)) for t, w in part) for part in parts]
+    if len(texts) == 1 or syntax == "plain":
+        return " ".join(text for text in texts if text)
+    if syntax == "a1111":
+        return " BREAK ".join(texts)
+    for text in texts:
+        if text.endswith("\\"):
+            raise _compel_misread(text, "\\", len(text) - 1, "as escaping the quote that closes this BREAK chunk")
+    return "(" + ", ".join(f'"{text}"' for text in texts) + ").and()"
 
 
 def _join(parts: Iterable[str]) -> str:
     return ", ".join(part for part in parts if part.strip())
+
+
+def _join_fragments(parts: Iterable[str]) -> str:
+    """Written fragments, a space apart (none before a comma): each syntax reads fragments whitespace aside."""
+    joined = ""
+    for part in parts:
+        if part.strip():
+            joined += part if not joined or part.startswith(",") else " " + part
+    return joined
 
 
 def _format_weight(weight: float) -> str:
@@ -264,10 +446,11 @@ def _check_weight(term: Term) -> None:
 
 
 def _a1111_plain(text: str) -> str:
-    match = re.search(r"\bBREAK\b", text)
+    match = re.search(r"\b(?:BREAK|AND)\b|<\w+:[^>]+>", text)
     if match:
         raise PromptSyntaxError(
-            f"{text!r}: A1111 reads the word BREAK as a chunk break and has no escape for it",
+            f"{text!r}: A1111 reads {match.group(0)!r} as syntax (a chunk break, composable diffusion or an "
+            "extra-network tag) and has no escape for it; reword the text",
             text=text,
             position=match.start(),
         )
@@ -276,6 +459,8 @@ def _a1111_plain(text: str) -> str:
 
 def _a1111_term(term: Term) -> str:
     _check_weight(term)
+    if term.fragments:
+        return _join_fragments(_a1111_term(Term(text, weight)) for text, weight in term.pieces())
     escaped = _a1111_plain(term.text)
     if abs(term.weight - 1.0) <= _WEIGHT_TOLERANCE or not term.text.strip():
         return escaped
@@ -360,6 +545,8 @@ def _compel_group_body(text: str) -> str:
 
 def _compel_term(term: Term) -> str:
     _check_weight(term)
+    if term.fragments:
+        return _join_fragments(_compel_term(Term(text, weight)) for text, weight in term.pieces())
     if abs(term.weight - 1.0) <= _WEIGHT_TOLERANCE or not term.text.strip():
         return _compel_plain(term.text)
     body = _compel_group_body(term.text)
@@ -445,8 +632,8 @@ def _a1111_weight(weight: str, text: str, position: int) -> float:
     return value
 
 
-def _prompt_from_chunks(chunks: Iterable[tuple[str, float]], vocab: TermLookup | None, joiner: str) -> Prompt:
-    segments: list[list[tuple[str, float]]] = [[]]
+def _prompt_from_chunks(chunks: Iterable[Fragment], vocab: TermLookup | None) -> Prompt:
+    segments: list[list[Fragment]] = [[]]
     for chunk_text, weight in chunks:
         first, *rest = chunk_text.split(",")
         segments[-1].append((first, weight))
@@ -454,20 +641,36 @@ def _prompt_from_chunks(chunks: Iterable[tuple[str, float]], vocab: TermLookup |
 
     parsed: list[Term] = []
     for segment in segments:
-        segment_text = " ".join(joiner.join(piece for piece, _ in segment).split())
-        if not segment_text:
+        term = _segment_term(segment)
+        if term is None:
             continue
-        # max() keeps the earliest of equally long chunks.
-        _, weight = max(segment, key=lambda piece: len("".join(piece[0].split())))
-        category = None
         if vocab is not None:
-            entry = vocab.find(segment_text)
-            category = entry.category if entry is not None else None
-        parsed.append(Term(segment_text, round(weight, _WEIGHT_DECIMALS), category))
+            entry = vocab.find(term.text)
+            term = replace(term, category=entry.category if entry is not None else None)
+        parsed.append(term)
 
-    if parsed and abs(parsed[0].weight - 1.0) <= _WEIGHT_TOLERANCE:
+    if parsed and not parsed[0].fragments and abs(parsed[0].weight - 1.0) <= _WEIGHT_TOLERANCE:
         return Prompt(parsed[0].text, tuple(parsed[1:]))
     return Prompt("", tuple(parsed))
+
+
+def _segment_term(segment: list[Fragment]) -> Term | None:
+    """The term for one comma-separated segment: one weight, or its weighted fragments (rule 3)."""
+    pieces: list[Fragment] = []
+    for text, weight in segment:
+        text = " ".join(text.split())
+        if not text:
+            continue
+        weight = round(weight, _WEIGHT_DECIMALS)
+        if pieces and abs(pieces[-1][1] - weight) <= _WEIGHT_TOLERANCE:
+            pieces[-1] = (f"{pieces[-1][0]} {text}", pieces[-1][1])
+        else:
+            pieces.append((text, weight))
+    if not pieces:
+        return None
+    if len(pieces) == 1:
+        return Term(*pieces[0])
+    return Term(" ".join(piece for piece, _ in pieces), 1.0, fragments=tuple(pieces))
 
 
 @cache
@@ -494,31 +697,17 @@ def _compel_parser() -> object:
     return _compel_prompt_parser_module().PromptParser()
 
 
-def _compel_chunks(text: str) -> list[tuple[str, float]]:
-    """compel's flattened (text, weight) fragments for ``text``."""
-    module = _compel_prompt_parser_module()
-    try:
-        conjunction = _compel_parser().parse_conjunction(text)  # type: ignore[attr-defined]
-    except Exception as error:  # pyparsing.ParseException, or compel's own ParsingException
+def _compel_chunks(text: str) -> list[Fragment]:
+    """compel's flattened (text, weight) fragments for ``text``, which must be a single prompt."""
+    parts = compel_parts(text)
+    if len(parts) > 1:
         raise PromptSyntaxError(
-            f"compel cannot parse the prompt: {error}", text=text, position=min(getattr(error, "loc", 0), len(text))
-        ) from error
-    unsupported = PromptSyntaxError(
-        "compel prompt: .swap(), .blend(), .and() and withLora() have no equivalent in promptlab's prompt model",
-        text=text,
-        position=_first_match_position(_COMPEL_UNSUPPORTED, text),
-    )
-    if conjunction.lora_weights or len(conjunction.prompts) > 1:
-        raise unsupported
-    chunks: list[tuple[str, float]] = []
-    for flattened in conjunction.prompts:
-        if not isinstance(flattened, module.FlattenedPrompt):
-            raise unsupported
-        for fragment in flattened.children:
-            if not isinstance(fragment, module.Fragment):
-                raise unsupported
-            chunks.append((fragment.text, fragment.weight))
-    return chunks
+            "compel prompt: .and() (A1111's BREAK) has no place in promptlab's prompt model of terms; "
+            "render the text as it is, or join its parts",
+            text=text,
+            position=_first_match_position(_COMPEL_UNSUPPORTED, text),
+        )
+    return parts[0]
 
 
 def _first_match_position(pattern: re.Pattern[str], text: str) -> int:

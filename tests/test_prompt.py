@@ -16,6 +16,9 @@ from hypothesis import strategies as st
 from promptlab import prompt as prompt_module
 from promptlab.errors import PromptlabError, PromptSyntaxError
 from promptlab.prompt import (
+    a1111_parts,
+    compel_parts,
+    compel_prompt,
     SYNTAXES,
     Prompt,
     Term,
@@ -36,7 +39,9 @@ def assert_same_prompt(actual: Prompt, expected: Prompt) -> None:
     assert actual.subject == expected.subject
     assert [term.text for term in actual.terms] == [term.text for term in expected.terms]
     for got, want in zip(actual.terms, expected.terms):
-        assert got.weight == pytest.approx(want.weight, abs=1e-6), got.text
+        assert [text for text, _ in got.pieces()] == [text for text, _ in want.pieces()], got.text
+        for (_, got_weight), (_, want_weight) in zip(got.pieces(), want.pieces()):
+            assert got_weight == pytest.approx(want_weight, abs=1e-6), got.text
 
 
 def test_module_docstring_examples() -> None:
@@ -243,10 +248,31 @@ def test_parse_a1111_builds_subject_and_terms() -> None:
     assert all(term.category is None for term in parsed.terms)
 
 
-def test_parse_a1111_mixed_weights_take_the_longest_chunk() -> None:
+def test_parse_a1111_keeps_weights_inside_a_term() -> None:
     parsed = parse_a1111("cat, a (red) sports car, (big) old")
-    # 'a ' 1, 'red' 3, ' sports car' 9 non-space characters; 'big' and ' old' tie: the earlier wins.
-    assert pairs(parsed) == [("a red sports car", 1.0), ("big old", 1.1)]
+    assert [term.fragments for term in parsed.terms] == [
+        (("a", 1.0), ("red", 1.1), ("sports car", 1.0)),
+        (("big", 1.1), ("old", 1.0)),
+    ]
+    assert pairs(parsed) == [("a red sports car", 1.0), ("big old", 1.0)]
+    assert parsed.to_a1111() == "cat, a (red:1.1) sports car, (big:1.1) old"
+    assert parsed.to_compel() == "cat, a red+ sports car, big+ old"
+
+
+@pytest.mark.parametrize(
+    ("text", "compel"),
+    [
+        # The issue's examples: each kept every weight it had, fragment by fragment.
+        ("maine coon (cat:1.2) in the park", "maine coon (cat)1.2 in the park"),
+        ("an (important) word", "an important+ word"),
+        ("(solo) girl (flat chest:0.9), blue eyes", "solo+ girl (flat chest)-, blue eyes"),
+        ("(a (red:1.5) circle:1.2)", "(a)1.2 (red)1.8 (circle)1.2"),
+    ],
+)
+def test_weights_inside_phrases_survive_conversion(text: str, compel: str) -> None:
+    assert convert(text, "a1111", "compel") == compel
+    assert parse_a1111(text).to_compel() == compel
+    assert convert(compel, "compel", "a1111") == parse_a1111(text).to_a1111()
 
 
 def test_parse_a1111_weighted_first_segment_is_a_term() -> None:
@@ -367,8 +393,10 @@ def test_parse_compel_errors(text: str, position: int, message: str) -> None:
 
 
 def test_parse_compel_accepts_escaped_and_trailing_punctuation() -> None:
-    # The sentence's final '.' joins the last segment, which keeps the weight of the earlier 'c' on a tie.
-    assert pairs(parse_compel("cat, \\(a b, (c)1.2.")) == [("(a b", 1.0), ("c .", 1.2)]
+    # The sentence's final '.' joins the last segment at its own weight.
+    parsed = parse_compel("cat, \\(a b, (c)1.2.")
+    assert pairs(parsed) == [("(a b", 1.0), ("c .", 1.0)]
+    assert parsed.terms[1].fragments == (("c", 1.2), (".", 1.0))
 
 
 def test_errors_are_promptlab_errors() -> None:
@@ -491,3 +519,135 @@ def test_arbitrary_a1111_converts_to_compel(text: str) -> None:
     read = parse_a1111(text)
     assert_same_prompt(parse_compel(convert(text, "a1111", "compel")), read)
     assert_same_prompt(parse_a1111(read.to_a1111()), read)
+
+
+# --- convert keeps every weighted fragment (hypothesis) -------------------------------------------
+
+
+def normalized_fragments(parts: list[list[tuple[str, float]]]) -> list[list[tuple[str, float]]]:
+    """Fragments as a parser means them, whitespace aside: empty ones dropped, equal neighbours merged."""
+    normal = []
+    for part in parts:
+        merged: list[tuple[str, float]] = []
+        for text, weight in part:
+            text = "".join(text.split())
+            if not text:
+                continue
+            if merged and abs(merged[-1][1] - weight) <= 1e-6:
+                merged[-1] = (merged[-1][0] + text, merged[-1][1])
+            else:
+                merged.append((text, weight))
+        normal.append(merged)
+    return normal
+
+
+def assert_same_fragments(actual: list[list[tuple[str, float]]], expected: list[list[tuple[str, float]]]) -> None:
+    actual, expected = normalized_fragments(actual), normalized_fragments(expected)
+    assert [[text for text, _ in part] for part in actual] == [[text for text, _ in part] for part in expected]
+    for got, want in zip(actual, expected):
+        assert [w for _, w in got] == pytest.approx([w for _, w in want], abs=1e-6)
+
+
+A1111_PROMPT_TOKENS = st.sampled_from(
+    ["(", ")", "[", "]", ":1.3)", ":0.5)", ": 2 )", ":0)", "\\(", "\\)", "\\[", "\\]", "\\\\", ", ", " ", ":", "."]
+    + ["cat", "sky", "pop-art", "x", "it's", "!", "1.5", " BREAK ", "é"]
+)
+
+
+# Any A1111 prompt (nesting, escapes, unbalanced brackets, BREAK): compel's parser reads the
+# converted text into the fragments A1111's parse_prompt_attention reads from the original.
+# The one refusal: a literal backslash (A1111's \\) before a parenthesis or closing a group,
+# which compel cannot hold (it takes the backslash for an escape).
+@PROPERTY
+@given(st.lists(A1111_PROMPT_TOKENS, max_size=16).map("".join))
+def test_a1111_to_compel_keeps_every_fragment(text: str) -> None:
+    try:
+        expected = a1111_parts(text)
+    except PromptSyntaxError as error:
+        assert "prompt editing" in str(error)  # ':1.5]' after a '[' reads as [from:to:when]
+        return
+    try:
+        converted = convert(text, "a1111", "compel")
+    except PromptSyntaxError as error:
+        assert "\\\\" in text and "compel would read the '\\\\'" in str(error)
+        return
+    assert_same_fragments(compel_parts(converted), expected)
+
+
+def compel_prompt_texts() -> st.SearchStrategy[str]:
+    word = st.sampled_from(["cat", "sky", "pop-art", "x", "it's", "42", "\\(", "\\)", "é", "!"])
+    shorthand = st.tuples(st.sampled_from(["cat", "sky", "x"]), st.sampled_from(["+", "++", "-", "---"])).map("".join)
+    weight = st.sampled_from(["", "1.3", "0.5", "2", "0", "+", "++", "-", "--", ".attend(1.4)"])
+
+    def grouped(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        return st.tuples(inner, weight).map(lambda pair: f"({pair[0]}){pair[1]}")
+
+    items = st.recursive(
+        st.one_of(word, shorthand),
+        lambda inner: grouped(st.lists(inner, min_size=1, max_size=3).map(" ".join)),
+        max_leaves=6,
+    )
+    return st.lists(items, min_size=1, max_size=5).flatmap(
+        lambda parts: st.lists(st.sampled_from([" ", ", "]), min_size=len(parts), max_size=len(parts)).map(
+            lambda seps: "".join(part + sep for part, sep in zip(parts, seps)).rstrip(", ")
+        )
+    )
+
+
+# And the other way: A1111's parser reads the converted text into compel's fragments.
+@PROPERTY
+@given(st.lists(compel_prompt_texts(), min_size=1, max_size=3))
+def test_compel_to_a1111_keeps_every_fragment(texts: list[str]) -> None:
+    text = texts[0] if len(texts) == 1 else "(" + ", ".join(f'"{t}"' for t in texts) + ").and()"
+    expected = compel_parts(text)
+    converted = convert(text, "compel", "a1111")
+    assert_same_fragments(a1111_parts(converted), expected)
+    assert_same_fragments(compel_parts(convert(converted, "a1111", "compel")), expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "construct"),
+    [
+        ("a cat AND a dog", "AND is composable diffusion"),
+        ("a [cat:dog:0.5]", "prompt editing"),
+        ("a [cat::10]", "prompt editing"),
+        ("a [cat|dog]", "alternation"),
+        ("a cat <lora:detail:0.8>", "LoRA"),
+        ("a cat <hypernet:anime:1>", "hypernetwork"),
+        ("a cat <styler:x>", "extra-network tag"),
+    ],
+)
+def test_a1111_features_promptlab_cannot_render_are_refused(text: str, construct: str) -> None:
+    with pytest.raises(PromptSyntaxError, match=construct):
+        convert(text, "a1111", "compel")
+    with pytest.raises(PromptSyntaxError, match=construct):
+        compel_prompt(text, "a1111")
+
+
+def test_break_is_compels_conjunction() -> None:
+    assert convert("a cat BREAK (oil painting:1.2)", "a1111", "compel") == '("a cat", "(oil painting)1.2").and()'
+    assert convert('("a cat", "(oil painting)1.2").and()', "compel", "a1111") == "a cat BREAK (oil painting:1.2)"
+    assert convert("a cat BREAK", "a1111", "compel") == "a cat"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("a (red:1.3) circle", "(red:1.3)"),
+        ("a red circle, [blurry]", "[blurry]"),
+        ("a cat <lora:detail:0.8>", "<lora:detail:0.8>"),
+        ("a cat BREAK a dog", "BREAK"),
+        ("a cat AND a dog", "AND"),
+    ],
+)
+def test_compel_prompt_refuses_a1111_syntax_naming_the_fragment_and_the_fix(text: str, fragment: str) -> None:
+    with pytest.raises(PromptSyntaxError) as raised:
+        compel_prompt(text)
+    message = str(raised.value)
+    assert f"{fragment!r}" in message and "--syntax a1111" in message and "prompt convert" in message
+    assert "\n" not in message
+
+
+def test_compel_prompt_keeps_compel_text_as_written() -> None:
+    assert compel_prompt("a (red)1.5 circle, blurry--") == "a (red)1.5 circle, blurry--"
+    assert compel_prompt("a (red:1.3) circle, [blurry]", "a1111") == "a (red)1.3 circle, (blurry)0.909091"
