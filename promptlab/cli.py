@@ -213,7 +213,7 @@ def model_schedulers(
 
 @app.command()
 def render(
-    prompt: str = typer.Argument(..., help="The prompt, in Compel syntax (weights like term++ or (term)1.3)."),
+    prompt: str = typer.Argument(..., help="The prompt: compel syntax (term++, (term)1.3), or A1111's with --syntax a1111."),
     model: str = typer.Option(..., "--model", help="Hub id, local folder, .safetensors file, or a built-in model (micro, tiny-sd, ...)."),
     task: Task = typer.Option(Task.txt2img, "--task", help="What to render."),
     image: Optional[Path] = typer.Option(None, "--image", help="Init image (img2img, inpaint, depth2img)."),
@@ -232,6 +232,7 @@ def render(
     device: Optional[str] = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available)."),
     long_prompt: str = typer.Option("truncate", "--long-prompt", help="Past 75 tokens: truncate, or chunk (compel)."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow a pickle .ckpt file (loading one can run code)."),
+    syntax: SourceSyntax = typer.Option(SourceSyntax.compel, "--syntax", help="Weight syntax of the prompt and negative prompt."),
     out: Path = typer.Option(Path("."), "--out", help="Folder for the PNG files."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
@@ -258,7 +259,7 @@ def render(
     spec = ModelSpec(model, vae=vae, dtype=dtype, device=device, allow_pickle=allow_pickle)
     request = RenderRequest(prompt=prompt, model=spec, params=params, seed=seed, count=count)
     with open_store() as store:
-        files = render_to_files(request, out, store)
+        files = render_to_files(request, out, store, syntax=syntax.value)
     if fmt is OutputFormat.json:
         return emit_json([f.to_dict() for f in files])
     for f in files:

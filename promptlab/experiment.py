@@ -361,19 +361,30 @@ def variant_key(
     params: Mapping[str, Any],
     long_prompt: str = "truncate",
     input_hashes: Mapping[str, str] | None = None,
+    prompt_text: str | None = None,
 ) -> str:
-    """A stable 16-hex-digit hash of what decides an image except the seed; the same on every machine."""
-    payload = {
+    """A stable 16-hex-digit hash of what decides an image except the seed; the same on every machine.
+
+    ``prompt_text`` is the compel text as rendered where it is the user's own rather than the
+    prompt model's (``promptlab render``): two texts that render differently never share a key.
+    """
+    payload: dict[str, Any] = {
         "v": KEY_VERSION,
         "model": model,
         "task": task,
         "subject": prompt.subject,
-        "terms": [[term.text, float(term.weight)] for term in prompt.terms],
+        # A term's inner weights count; a term without them keeps the key it always had.
+        "terms": [
+            [term.text, float(term.weight), *([[list(f) for f in term.fragments]] if term.fragments else [])]
+            for term in prompt.terms
+        ],
         "negative_prompt": negative_prompt,
         "params": dict(sorted(params.items())),
         "long_prompt": long_prompt,
         "inputs": dict(sorted((input_hashes or {}).items())),
     }
+    if prompt_text is not None:
+        payload["prompt_text"] = prompt_text
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

@@ -275,15 +275,21 @@ def parse_a1111_attention(text: str) -> list[tuple[str, float]]:
     return [(chunk.text, chunk.weight) for chunk in _scan_a1111(text)]
 
 
-def parse_compel(text: str, vocab: TermLookup | None = None) -> Prompt:
+def parse_compel(text: str, vocab: TermLookup | None = None, *, join_parts: bool = False) -> Prompt:
     """Read compel prompt text into a Prompt, with compel's own parser for the weights.
 
     Raises ``PromptSyntaxError`` for an unbalanced group (compel would silently read its
     parentheses as text), a weight that is not a number (``(a)1.2.3``), a negative weight
     (``(a)-1.5``), and for compel features the model cannot hold (``.swap()``, ``.blend()``,
-    ``.and()``, ``withLora()``).
+    ``withLora()``, and ``.and()`` unless ``join_parts``). With ``join_parts`` the parts of an
+    ``.and()`` (A1111's ``BREAK`` chunks) are read as terms one after another: for the terms a
+    run record keeps beside the text itself.
     """
-    return _prompt_from_chunks(_compel_chunks(text), vocab)
+    if not join_parts:
+        return _prompt_from_chunks(_compel_chunks(text), vocab)
+    parts = compel_parts(text)
+    chunks = [chunk for index, part in enumerate(parts) for chunk in ([(",", 1.0)] if index else []) + part]
+    return _prompt_from_chunks(chunks, vocab)
 
 
 def convert(text: str, from_syntax: str, to_syntax: str) -> str:

@@ -341,29 +341,37 @@ class RenderedFile:
         }
 
 
-def render_to_files(request: Any, out_dir: Path, store: Store) -> list[RenderedFile]:
-    """Render a ``RenderRequest``, log each image as a run of the ``renders`` experiment, and
-    copy the PNG (A1111 ``parameters`` + ``promptlab`` chunks) to ``out_dir``."""
+def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "compel") -> list[RenderedFile]:
+    """Render a ``RenderRequest`` whose prompt and negative prompt are written in ``syntax``,
+    log each image as a run of the ``renders`` experiment, and copy the PNG (A1111
+    ``parameters`` + ``promptlab`` chunks) to ``out_dir``."""
+    import dataclasses
     import shutil
 
     from promptlab.experiment import variant_key
-    from promptlab.prompt import parse_compel
+    from promptlab.prompt import compel_prompt, parse_compel
     from promptlab.render.engine import render_request
 
-    # 1. Check the prompt before rendering anything.
-    prompt = parse_compel(request.prompt)
+    # 1. Read the prompts as written, into the compel text that is rendered and recorded verbatim.
+    text = compel_prompt(request.prompt, syntax)
+    negative = compel_prompt(request.params.negative_prompt, syntax)
+    request = dataclasses.replace(
+        request, prompt=text, params=dataclasses.replace(request.params, negative_prompt=negative)
+    )
+    prompt = parse_compel(text, join_parts=True)
     result = render_request(request)
     setup = result.setup.to_dict()
     # Input images count by content (their hashes), not by path.
     recipe = {k: v for k, v in setup["params"].items() if k not in _SETUP_NOT_PARAMS}
     key = variant_key(
         prompt=prompt,
-        negative_prompt=request.params.negative_prompt,
+        negative_prompt=negative,
         model=request.model.model,
         task=request.params.task,
         params=recipe,
         long_prompt=request.params.long_prompt,
         input_hashes={i["role"]: i["sha256"] for i in setup["inputs"]},
+        prompt_text=text,
     )
     params = {**recipe, **_setup_params(result.setup)}
     experiment = store.get_or_create_experiment(RENDERS_EXPERIMENT, {"name": RENDERS_EXPERIMENT}, None)
@@ -383,6 +391,7 @@ def render_to_files(request: Any, out_dir: Path, store: Store) -> list[RenderedF
             params=params,
             label=request.prompt,
             render_s=sum(result.batch_seconds) / len(result.images),
+            prompt_text=text,
         )
         run = store.find_run(experiment.id, key, rendered.seed)
         if run is None or run.status != "ok":

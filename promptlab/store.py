@@ -80,7 +80,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from promptlab.errors import PromptSyntaxError, StoreError
 from promptlab.paths import database_url, home_dir
-from promptlab.prompt import Prompt
+from promptlab.prompt import Prompt, convert
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -387,6 +387,9 @@ class RunRecord:
     intent: str = ""
     render_s: float | None = None
     score_s: float | None = None
+    # The compel text as rendered, where the user wrote it (``promptlab render``): kept verbatim,
+    # since the prompt model's own text may differ in ways that matter (a BREAK, a weighted comma).
+    prompt_text: str | None = None
 
     @classmethod
     def for_variant(cls, experiment_id: int, variant: Variant, seed: int, **extra: Any) -> RunRecord:
@@ -413,7 +416,7 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape stored in the image's ``promptlab`` chunk."""
-        compel, a1111, plain = _prompt_texts(self.prompt, strict=False)
+        compel, a1111, plain = _prompt_texts(self, strict=False)
         return {
             "experiment_id": self.experiment_id,
             "variant_key": self.variant_key,
@@ -1098,24 +1101,34 @@ def _check_score(score: ScoreRecord, record: RunRecord) -> None:
         )
 
 
-def _prompt_texts(prompt: Prompt, *, strict: bool) -> tuple[str, str, str]:
+def _prompt_texts(record: RunRecord, *, strict: bool) -> tuple[str, str, str]:
     """The prompt in compel, A1111 and plain syntax; a prompt compel cannot hold keeps its plain text when not strict."""
+    prompt = record.prompt
     try:
+        if record.prompt_text is not None:
+            text = record.prompt_text
+            return text, convert(text, "compel", "a1111"), convert(text, "compel", "plain")
         return prompt.to_compel(), prompt.to_a1111(), prompt.to_plain()
     except PromptSyntaxError:
         if strict:
             raise
         plain = prompt.to_plain()
-        return plain, plain, plain
+        return record.prompt_text or plain, plain, plain
 
 
 def _terms_json(prompt: Prompt) -> list[dict[str, Any]]:
-    return [{"text": t.text, "weight": t.weight, "category": t.category} for t in prompt.terms]
+    terms = []
+    for t in prompt.terms:
+        term: dict[str, Any] = {"text": t.text, "weight": t.weight, "category": t.category}
+        if t.fragments:
+            term["fragments"] = [list(fragment) for fragment in t.fragments]
+        terms.append(term)
+    return terms
 
 
 def _run_row(record: RunRecord, status: str, error: str | None, image_sha256: str | None) -> Run:
     # A failure may be the prompt's own fault; it is still recorded, with the text it has.
-    compel, a1111, plain = _prompt_texts(record.prompt, strict=status == "ok")
+    compel, a1111, plain = _prompt_texts(record, strict=status == "ok")
     params = dict(record.params)
     columns = {name: params.pop(name, None) for name in PARAM_COLUMNS}
     return Run(

@@ -144,3 +144,17 @@ def test_prompt_convert_bad_input_names_position() -> None:
 def test_usage_mistake_exits_1() -> None:
     result = promptlab("prompt", "convert", "--from", "nope", "--to", "compel", "x")
     assert result.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("maine coon (cat:1.2) in the park", "maine coon (cat)1.2 in the park"),
+        ("an (important) word", "an important+ word"),
+        ("(solo) girl (flat chest:0.9), blue eyes", "solo+ girl (flat chest)-, blue eyes"),
+    ],
+)
+def test_prompt_convert_keeps_weights_inside_phrases(text: str, expected: str) -> None:
+    result = promptlab("prompt", "convert", "--from", "a1111", "--to", "compel", text)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected

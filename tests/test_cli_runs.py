@@ -140,3 +140,47 @@ def test_import_file_without_metadata_names_it(tmp_path: Path) -> None:
     Image.new("RGB", (16, 16)).save(path)
     result = runner.invoke(app, ["import", str(path)])
     assert result.exit_code != 0 and "bare.png" in str(result.exception)
+
+
+def _render_micro(tmp_path: Path, name: str, prompt: str, *extra: str) -> Path:
+    result = runner.invoke(app, ["render", prompt, "--model", "micro", "--seed", "3", "--steps", "20",
+                                 "--out", str(tmp_path / name), "--format", "json", *extra])
+    assert result.exit_code == 0, result.output
+    return Path(json.loads(result.stdout)[0]["path"])
+
+
+def test_a_weight_inside_a_phrase_reaches_the_model(tmp_path: Path) -> None:
+    from promptlab.micro.gates import redness
+
+    weighted = _render_micro(tmp_path, "weighted", "a (red)1.5 circle")
+    plain = _render_micro(tmp_path, "plain", "a red circle")
+    with Image.open(weighted) as w, Image.open(plain) as p:
+        assert w.tobytes() != p.tobytes()
+        # micro draws a colour weight above 1 as a redder picture.
+        assert redness(w) > redness(p) + 10
+        assert w.text["parameters"].startswith("a (red:1.5) circle\n")
+    # The same prompt written in A1111's syntax renders the very same image.
+    a1111 = _render_micro(tmp_path, "a1111", "a (red:1.5) circle", "--syntax", "a1111")
+    assert a1111.read_bytes() == weighted.read_bytes()
+
+
+def test_render_refuses_a1111_syntax_given_as_compel(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "from promptlab.cli import main; main()"
+    args = ["render", "a (red:1.3) circle, [blurry]", "--model", "micro", "--out", str(tmp_path)]
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: compel prompt: '(red:1.3)'")
+    assert "--syntax a1111" in result.stderr
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_render_reads_a1111_break_as_a_new_chunk(tmp_path: Path) -> None:
+    joined = _render_micro(tmp_path, "joined", "a red circle, on a black background", "--syntax", "a1111")
+    broken = _render_micro(tmp_path, "broken", "a red circle BREAK on a black background", "--syntax", "a1111")
+    assert joined.read_bytes() != broken.read_bytes()
+    with Image.open(broken) as image:
+        assert image.text["parameters"].startswith("a red circle BREAK on a black background\n")
+        assert json.loads(image.text["promptlab"])["prompt"] == '("a red circle", "on a black background").and()'

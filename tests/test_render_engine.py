@@ -411,3 +411,31 @@ def test_render_request_without_seed_draws_and_records_one() -> None:
 def test_render_request_checks_count_and_last_seed(seed: int, count: int, named: str) -> None:
     with pytest.raises(RenderError, match=named):
         RenderRequest("a fox", ModelSpec("tiny-sd"), seed=seed, count=count).items()
+
+
+@pytest.mark.parametrize("model", ["micro", "tiny-sdxl"])
+def test_conditioning_equals_compel_own_for_any_compel_prompt(model: str) -> None:
+    """Nesting, shorthand, .attend(), escapes and BREAK's .and(): promptlab sends what compel builds."""
+    loaded = load_model(model)
+    pipe = loaded.pipe
+    prompts = [
+        "a (red)1.5 circle",
+        "((a red)1.2 circle)0.8, on a (black)++ background",
+        "a red circle--, (big).attend(1.3), \\(sunlight\\)",
+        '("a red circle", "on a (black)1.4 background").and()',
+    ]
+    # (An empty negative on SDXL is zeros, as diffusers makes it: tested above.)
+    negatives = ["blurry--", "(blurry)1.3", "blurry", "ugly"]
+    ours = encode_prompts(pipe, loaded.family, prompts, negatives)
+    sdxl = model == "tiny-sdxl"
+    if not sdxl:
+        reference = _reference_compel(pipe.tokenizer, pipe.text_encoder, sdxl=False)(prompts + negatives)
+        assert torch.allclose(ours.prompt_embeds, reference[:4], atol=1e-5)
+        assert torch.allclose(ours.negative_prompt_embeds, reference[4:], atol=1e-5)
+        return
+    first = _reference_compel(pipe.tokenizer, pipe.text_encoder, sdxl=True)(prompts + negatives)
+    second, pooled = _reference_compel(pipe.tokenizer_2, pipe.text_encoder_2, sdxl=True, pooled=True)(prompts + negatives)
+    reference = torch.cat([first, second], dim=-1)
+    assert torch.allclose(ours.prompt_embeds, reference[:4], atol=1e-5)
+    assert torch.allclose(ours.negative_prompt_embeds, reference[4:], atol=1e-5)
+    assert torch.allclose(ours.pooled_prompt_embeds, pooled[:4], atol=1e-5)

@@ -197,7 +197,12 @@ def _encode_sd(pipe: DiffusionPipeline, texts: list[str], truncate: bool) -> tor
     plain = [t for t in texts if t not in set(weighted)]
     parts: dict[str, torch.Tensor] = {}
     if weighted:
-        encoded = _compel(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=False)(weighted)
+        compel = _compel(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=False)
+        encoded = compel(weighted)
+        if plain and encoded.shape[1] != pipe.tokenizer.model_max_length:
+            # A BREAK (compel's .and()) makes chunks of 77 tokens each: compel pads every text to match.
+            weighted, plain = list(texts), []
+            encoded = compel(weighted)
         parts.update(zip(weighted, encoded))
     if plain:
         encoded = pipe.encode_prompt(plain, pipe.text_encoder.device, 1, do_classifier_free_guidance=False)[0]
