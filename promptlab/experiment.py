@@ -49,7 +49,7 @@ from typing import Any, NoReturn
 
 from promptlab.compose import split_weight
 from promptlab.errors import ExperimentError, PromptSyntaxError, VocabError
-from promptlab.prompt import Prompt, Term
+from promptlab.prompt import Prompt, Term, compel_prompt, parse_a1111, parse_compel
 from promptlab.vocab import FORBIDDEN_TERM_CHARS, Vocabulary, load_vocab
 
 if sys.version_info >= (3, 11):
@@ -77,8 +77,10 @@ KEY_VERSION = 1
 TOP_KEYS = (
     "name", "description", "model", "task", "seeds", "strategy", "samples", "random_seed",
     "scorer", "batch_size", "long_prompt", "subjects", "image", "mask", "depth",
-    "params", "prompt", "axes",
+    "params", "prompt", "axes", "syntax",
 )  # fmt: skip
+# How the file's subject and negative prompt are read: compel's syntax, or A1111's.
+PROMPT_SYNTAXES = ("compel", "a1111")
 PROMPT_KEYS = ("subject", "intent", "negative", "negative_presets", "terms")
 
 
@@ -279,10 +281,11 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
         check.not_allowed(raw, "random_seed", 'strategy = "random"')
         samples = None
 
-    # 3. The prompt, its terms and subjects.
+    # 3. The prompt, its terms and subjects, read in the file's syntax.
+    syntax = check.choice(raw, "syntax", PROMPT_SYNTAXES, "", default="compel")
     prompt = check.table(raw, "prompt", required=True)
     check.keys(prompt, PROMPT_KEYS, "[prompt]")
-    subjects = _subjects(check, raw, prompt)
+    subjects = _subjects(check, raw, prompt, syntax)
     intent = check.string(prompt, "intent", "[prompt]")
     if intent is not None and "subjects" in raw and len(subjects) > 1:
         raise ExperimentError(
@@ -292,6 +295,10 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
     terms = _fixed_terms(check, prompt, vocab)
     negative_presets = tuple(check.string_list(prompt, "negative_presets", "[prompt]") or ())
     negative = check.string(prompt, "negative", "[prompt]") or ""
+    try:
+        negative = compel_prompt(negative, syntax)
+    except PromptSyntaxError as exc:
+        check.fail("[prompt] negative", negative, f"a negative prompt in {syntax} syntax ({exc})")
     for preset in negative_presets:
         if preset not in vocab.negative_presets:
             check.fail("[prompt] negative_presets", preset, f"a negative preset: one of {', '.join(vocab.negative_presets)}")
@@ -619,18 +626,43 @@ def _seeds(check: _Checker, raw: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _subjects(check: _Checker, raw: Mapping[str, Any], prompt: Mapping[str, Any]) -> tuple[str, ...]:
+def _subjects(check: _Checker, raw: Mapping[str, Any], prompt: Mapping[str, Any], syntax: str) -> tuple[str, ...]:
     if "subjects" in raw:
         check.not_allowed(prompt, "subject", "no top-level subjects = [...] (choose one of the two)", "[prompt]")
         subjects = check.string_list(raw, "subjects", "")
         if not subjects or len({s.casefold() for s in subjects}) != len(subjects):
             check.fail("subjects", raw["subjects"], "a non-empty list of distinct subjects")
-        return tuple(subjects)
+        read = tuple(_read_subject(check, "subjects", subject, syntax) for subject in subjects)
+        if len({s.casefold() for s in read}) != len(read):
+            check.fail("subjects", raw["subjects"], "a non-empty list of distinct subjects")
+        return read
     subject = check.string(prompt, "subject", "[prompt]", nonempty=True)
     if subject is None:
         check.missing("[prompt] subject", 'what to draw, e.g. subject = "a squirrel" (or top-level subjects = [...])')
-    _check_prompt_text(check, "[prompt] subject", subject, Term(subject))
-    return (subject,)
+    return (_read_subject(check, "[prompt] subject", subject, syntax),)
+
+
+def _read_subject(check: _Checker, where: str, text: str, syntax: str) -> str:
+    """The subject's text, read in the file's syntax: a subject carries no weight, so none may be written in it.
+
+    In compel syntax the subject is its text as written (its brackets are literal, as before);
+    in A1111 syntax it is the text A1111 reads, its escapes resolved.
+    """
+    try:
+        parsed = parse_a1111(text) if syntax == "a1111" else parse_compel(compel_prompt(text))
+    except PromptSyntaxError as exc:
+        check.fail(where, text, f"a subject in {syntax} syntax ({exc})")
+    weighted = [piece for term in parsed.terms for piece, weight in term.pieces() if abs(weight - 1.0) > 1e-9]
+    if weighted:
+        check.fail(
+            where,
+            text,
+            f"a subject without weights ({weighted[0]!r} is weighted in {syntax} syntax); put weighted words in "
+            "[prompt] terms or [axes], or escape the brackets to keep them as text",
+        )
+    subject = text if syntax == "compel" else ", ".join([parsed.subject, *(t.text for t in parsed.terms)][not parsed.subject :])
+    _check_prompt_text(check, where, text, Term(subject))
+    return subject
 
 
 def _parse_term(check: _Checker, where: str, spec: Any, category: str) -> Term:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 import textwrap
 from pathlib import Path
 
@@ -338,3 +339,38 @@ def test_grid_keys_differ_for_every_combination() -> None:
     variants = expand(spec)
     assert len(variants) == len(list(itertools.product([0, 1], [0, 1], [0, 1])))
     assert len({v.key for v in variants}) == len(variants)
+
+
+def test_a1111_syntax_reads_the_negative_and_subject_as_a1111() -> None:
+    spec = parse(
+        """
+        name = "t"
+        model = "micro"
+        syntax = "a1111"
+        seeds = 1
+        [prompt]
+        subject = "a \\\\(red\\\\) circle"
+        negative = "(blue:1.2), [blurry], text"
+        """
+    )
+    assert spec.subjects == ("a (red) circle",)
+    assert spec.negative_prompt == "(blue)1.2, (blurry)0.909091, text"
+    variant = expand(spec)[0]
+    assert variant.prompt.to_compel() == "a \\(red\\) circle"
+
+
+@pytest.mark.parametrize(
+    ("syntax", "lines", "named"),
+    [
+        ("compel", 'negative = "(blue:1.2)"', "'(blue:1.2)' is A1111 syntax"),
+        ("compel", 'subject = "a [red] circle"', "'[red]' is A1111 syntax"),
+        ("compel", 'subject = "a (red)1.5 circle"', "'red' is weighted in compel syntax"),
+        ("a1111", 'subject = "a (red:1.5) circle"', "'red' is weighted in a1111 syntax"),
+        ("a1111", 'negative = "[a:b:0.5]"', "prompt editing"),
+    ],
+)
+def test_prompt_text_in_the_wrong_syntax_fails_by_name(syntax: str, lines: str, named: str) -> None:
+    subject = "" if "subject" in lines else 'subject = "a circle"'
+    text = f'name = "t"\nmodel = "micro"\nsyntax = "{syntax}"\nseeds = 1\n[prompt]\n{subject}\n{lines}\n'
+    with pytest.raises(ExperimentError, match=re.escape(named)):
+        parse(text)
