@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from promptlab.errors import PromptSyntaxError
-from promptlab.prompt import Prompt, Term
+from promptlab.prompt import Prompt, Term, convert
 from promptlab.tokens import CLIP_WINDOW, TokenCount, count_tokens
 from promptlab.vocab import Vocabulary, load_vocab
 
@@ -135,11 +135,13 @@ def compose(
         vocab.negative_preset(preset)
     prompt = Prompt(subject.strip(), parsed, negative.strip(), tuple(negative_presets))
     count = count_tokens(prompt, window)
+    # The negative prompt (compel text, like the presets) in the syntax asked for, as the prompt is.
+    negative_text = vocab.negative_text(prompt)
     return ComposedPrompt(
         prompt=prompt,
         syntax=syntax,
         text=prompt.render(syntax),
-        negative_prompt=vocab.negative_text(prompt),
+        negative_prompt=convert(negative_text, "compel", syntax) if negative_text.strip() else "",
         token_count=count,
         warnings=lint(prompt, count),
     )

@@ -158,3 +158,10 @@ def test_prompt_convert_keeps_weights_inside_phrases(text: str, expected: str) -
     result = promptlab("prompt", "convert", "--from", "a1111", "--to", "compel", text)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+def test_prompt_build_writes_the_negative_in_the_syntax_asked_for() -> None:
+    result = promptlab("prompt", "build", "--subject", "a cat", "--negative", "ugly, blurry++, (text)1.3",
+                       "--syntax", "a1111", "--format", "json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["negative_prompt"] == "ugly, (blurry:1.21), (text:1.3)"

@@ -112,6 +112,25 @@ def test_build_composes_and_saves(promptlab_home: Path) -> None:
     assert [t.text for t in spec.terms] == ["pop-art", "oil painting"] or {t.text for t in spec.terms} == {"pop-art", "oil painting"}
 
 
+def test_build_reads_an_a1111_negative_and_saves_its_syntax(promptlab_home: Path) -> None:
+    at = page("build")
+    at.text_input(key="build_subject").set_value("a red circle").run()
+    at.text_input(key="build_negative").set_value("(blue:1.2), [blurry]").run()
+    # Given as compel, A1111's syntax is refused by name, not rendered as literal text.
+    assert at.error and "'(blue:1.2)' is A1111 syntax" in at.error[0].value
+    at.radio(key="build_syntax").set_value("a1111").run()
+    no_errors(at)
+    codes = [c.value for c in at.code]
+    assert "(blue)1.2, (blurry)0.909091" in codes and "(blue:1.2), (blurry:0.909091)" in codes
+    at.text_input(key="build_name").set_value("circle").run()
+    at.button(key="build_save").click().run()
+    no_errors(at)
+    from promptlab.experiment import load_experiment
+
+    spec = load_experiment(promptlab_home / "experiments" / "circle.toml")
+    assert spec.negative_prompt == "(blue)1.2, (blurry)0.909091"
+
+
 def test_build_marks_terms_past_the_window() -> None:
     at = page("build")
     at.text_input(key="build_subject").set_value(" ".join(["squirrel"] * 80)).run()

@@ -12,8 +12,8 @@ from promptlab.compose import compose
 from promptlab.dashboard import data
 from promptlab.dashboard.toml_file import experiment_toml
 from promptlab.errors import PromptlabError
-from promptlab.experiment import parse_experiment
-from promptlab.prompt import Term
+from promptlab.experiment import PROMPT_SYNTAXES, parse_experiment
+from promptlab.prompt import Term, compel_prompt, convert
 
 SUGGESTIONS = 10
 
@@ -25,14 +25,18 @@ def page() -> None:
     terms = _pick_terms(vocab)
     presets = st.multiselect("Negative presets", list(vocab.negative_presets), key="build_presets")
     negative = st.text_input("Negative prompt (free text)", key="build_negative")
+    syntax = st.radio(
+        "Syntax of the subject and negative prompt", PROMPT_SYNTAXES, horizontal=True, key="build_syntax",
+        help="compel: (word)1.3, word++; a1111: (word:1.3), [word], BREAK. Vocabulary terms take weights from their sliders.",
+    )  # fmt: skip
     try:
-        built = compose(subject, terms, negative=negative, negative_presets=presets, vocab=vocab)
+        built = compose(subject, terms, negative=compel_prompt(negative, syntax), negative_presets=presets, vocab=vocab)
     except PromptlabError as error:
         data.show_error(error)
         return
     _show_prompt(built)
     _suggestions(built.prompt.to_plain(), [t.text for t in terms])
-    _save(built.prompt, presets, negative)
+    _save(built.prompt, presets, negative, syntax)
 
 
 def _pick_terms(vocab) -> list[Term]:  # type: ignore[no-untyped-def]
@@ -68,8 +72,11 @@ def _show_prompt(built) -> None:  # type: ignore[no-untyped-def]
     right.caption("A1111")
     right.code(built.prompt.to_a1111(), language=None)
     if built.negative_prompt:
-        st.caption("Negative prompt")
-        st.code(built.negative_prompt, language=None)
+        left, right = st.columns(2)
+        left.caption("Negative prompt, compel")
+        left.code(built.negative_prompt, language=None)
+        right.caption("Negative prompt, A1111")
+        right.code(convert(built.negative_prompt, "compel", "a1111"), language=None)
     if count.terms:
         rows = [
             {"term": span.text, "category": span.category, "weight": term.weight, "tokens": span.count,
@@ -136,7 +143,7 @@ def _scorer(spec: str):  # type: ignore[no-untyped-def]
     return load_scorer(spec)
 
 
-def _save(prompt, presets: list[str], negative: str) -> None:  # type: ignore[no-untyped-def]
+def _save(prompt, presets: list[str], negative: str, syntax: str) -> None:  # type: ignore[no-untyped-def]
     st.subheader("Save as an experiment")
     slug = re.sub(r"[^a-z0-9]+", "-", prompt.subject.lower()).strip("-")[:40] or "experiment"
     name = st.text_input("Experiment name", value=slug, key="build_name")
@@ -149,6 +156,8 @@ def _save(prompt, presets: list[str], negative: str) -> None:  # type: ignore[no
         "seeds": 4,
         "prompt": {"subject": prompt.subject, "negative": negative, "negative_presets": presets, "terms": terms},
     }
+    if syntax != "compel":
+        raw["syntax"] = syntax
     vocab_order = [c for c in data.vocab().categories if c in terms]
     if list(terms) != vocab_order:
         raw["axes"] = {"order": [list(terms)]}

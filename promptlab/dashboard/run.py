@@ -13,7 +13,7 @@ import streamlit as st
 from promptlab.dashboard import data
 from promptlab.dashboard.toml_file import experiment_toml
 from promptlab.errors import PromptlabError
-from promptlab.experiment import TASK_INPUTS, TASKS, parse_experiment
+from promptlab.experiment import PROMPT_SYNTAXES, TASK_INPUTS, TASKS, parse_experiment
 from promptlab.render.models import BUILTIN_MODELS
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples"
@@ -66,6 +66,10 @@ def _settings(raw: dict[str, Any], source: Path) -> dict[str, Any]:
     task = raw.get("task", "txt2img")
     raw["task"] = middle.selectbox("Task", TASKS, index=TASKS.index(task) if task in TASKS else 0, key=f"{key}_task")
     raw["scorer"] = right.text_input("Scorer", value=raw.get("scorer", "clip"), key=f"{key}_scorer")
+    syntax = raw.get("syntax", "compel")
+    raw["syntax"] = st.radio("Syntax of the subject and negative prompt", PROMPT_SYNTAXES, horizontal=True,
+                             index=PROMPT_SYNTAXES.index(syntax) if syntax in PROMPT_SYNTAXES else 0,
+                             key=f"{key}_syntax")  # fmt: skip
     seeds = raw.get("seeds", 4)
     written = ", ".join(map(str, seeds)) if isinstance(seeds, list) else str(seeds)
     seeds_text = st.text_input("Seeds: a count N (seeds 1..N) or a list", value=written, key=f"{key}_seeds")
