@@ -16,17 +16,21 @@ package, whose ``__init__`` imports torch).
     'fat cat lies on the couch, (oil painting:1.21)'
     >>> convert("a cat, (pop-art:1.1), [blurry]", "a1111", "compel")
     'a cat, (pop-art)+, (blurry)0.909091'
+    >>> parse_a1111("maine coon (cat:1.2) in the park").to_compel()
+    'maine coon (cat)1.2 in the park'
+
+``convert`` does not go through the model: it rewrites the text fragment for fragment, so
+even a weighted comma or a ``BREAK`` (which terms cannot hold) reaches the other syntax intact.
 
 Reading prompt text into the model (``parse_compel``, ``parse_a1111``):
 
 1. The syntax's own reader turns the text into (text, weight) chunks.
 2. The chunks' text is split on commas; each segment's whitespace is collapsed to single spaces;
    empty segments are skipped.
-3. A segment whose chunks carry different weights (``a (red) car``) takes the weight of its
-   chunk with the most non-space characters (the earliest on a tie): the model has one weight
-   per term.
-4. The first segment is the subject when its weight is 1.0; a weighted first segment is a term
-   and the subject is empty (the subject carries no weight, and a weight is never dropped).
+3. A segment whose chunks carry different weights (``a (red) car``) is one term whose
+   ``fragments`` keep each chunk's text and weight: no weight is ever dropped or averaged.
+4. The first segment is the subject when it has one weight, 1.0; a weighted first segment is a
+   term and the subject is empty (the subject carries no weight, and a weight is never dropped).
 5. Weights are rounded to 9 decimals, dropping the float noise of nested multipliers
    (1.1 * 1.1 = 1.2100000000000002).
 
