@@ -159,7 +159,8 @@ def test_a_local_weights_file_loads_like_the_builtin(tmp_path: Path, scorer: Cli
     for spec in (f"tiny-clip:{copy}", str(copy)):
         local = load_scorer(spec, device="cpu")
         [first, _] = scores = local.score(images, texts)
-        assert [s.value for s in scores] == pytest.approx(expected, abs=1e-6)
+        # Float32 rounding: a score near 38 is only good to ~4e-6 (batching and threads may differ).
+        assert [s.value for s in scores] == pytest.approx(expected, rel=1e-6)
         assert (first.scorer, first.model, first.pretrained) == (f"tiny-clip:{copy}", "tiny-clip", str(copy))
         assert first.weights_sha256 == sha256(copy)
 
