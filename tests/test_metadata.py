@@ -16,6 +16,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from promptlab.errors import ExportError, ImportMetadataError
 from promptlab.metadata import (
+    ConditioningPrompt,
     GenerationParameters,
     format_a1111_parameters,
     parse_a1111_parameters,
@@ -348,15 +349,22 @@ def test_parse_comfyui_default_graph() -> None:
     )
 
 
-def test_parse_comfyui_follows_links_through_conditioning_and_reads_the_first_pass() -> None:
+def test_parse_comfyui_follows_links_through_conditioning_and_reads_the_last_pass() -> None:
     params = parse_comfyui_prompt(_sdxl_hires_graph())
-    assert params.prompt == "a lighthouse in a storm,\ndramatic\noil painting style"
+    # no save node: the last pass makes the image; the combined prompts are kept apart, never joined
+    assert (params.prompt, params.prompts) == (
+        "a lighthouse in a storm,\ndramatic",
+        (ConditioningPrompt("a lighthouse in a storm,\ndramatic", node="12"), ConditioningPrompt("oil painting style", node="13")),
+    )
     assert params.negative_prompt == "blurry, lowres"
-    assert (params.seed, params.steps, params.cfg_scale) == (8675309, 30, 6.5)
-    assert (params.sampler, params.scheduler, params.denoising_strength) == ("dpmpp_2m", "karras", None)
-    assert (params.width, params.height) == (1024, 768)
-    assert params.model == "sd_xl_base_1.0.safetensors"
-    assert params.extra == {"ComfyUI sampler node": "3"}
+    assert (params.seed, params.steps, params.cfg_scale) == (1, 12, 6.5)
+    assert (params.sampler, params.scheduler, params.denoising_strength) == ("euler", "normal", 0.5)
+    assert (params.width, params.height) == (1536, 1152)
+    assert (params.model, params.loras) == ("sd_xl_base_1.0.safetensors", (("detail.safetensors", 0.8),))
+    notes = "\n".join(params.notes)
+    assert "the record is sampler node 21 (KSampler) (the graph saves no image; promptlab takes the last pass)" in notes
+    assert "node 3 (KSamplerAdvanced) also samples (dpmpp_2m/karras, 30 steps, cfg 6.5, seed 8675309" in notes
+    assert "node 17 (ControlNetApplyAdvanced: strength=0.6" in notes and "control_net='canny.safetensors'" in notes
 
 
 def test_parse_comfyui_sampler_custom() -> None:
@@ -446,9 +454,9 @@ def test_parse_invokeai_metadata() -> None:
     assert params.model == "stable-diffusion-xl-base-1-0"
     assert params.model_hash is not None and params.model_hash.startswith("blake3:")
     assert params.extra == {
-        "generation_mode": "txt2img", "rand_device": "cpu", "cfg_rescale_multiplier": "0",
-        "loras": "[]", "app_version": "4.2.9",
+        "generation_mode": "txt2img", "rand_device": "cpu", "cfg_rescale_multiplier": "0", "app_version": "4.2.9",
     }  # fmt: skip
+    assert params.loras == ()
 
 
 def test_parse_invokeai_v3_model_name_and_legacy_sd_metadata() -> None:
@@ -461,7 +469,9 @@ def test_parse_invokeai_v3_model_name_and_legacy_sd_metadata() -> None:
                   "height": 512, "width": 512, "seed": 42, "sampler": "k_lms", "type": "txt2img"},
     }  # fmt: skip
     params = parse_invokeai_metadata(legacy)
-    assert (params.prompt, params.steps, params.sampler, params.seed) == ("a lighthouse [fog]", 50, "k_lms", 42)
+    # InvokeAI 2 reads every [...] as negative prompt
+    assert (params.prompt, params.negative_prompt) == ("a lighthouse", "fog")
+    assert (params.steps, params.sampler, params.seed) == (50, "k_lms", 42)
     assert (params.model, params.model_hash) == ("stable-diffusion-1.5", "cc6cb27103")
 
 
