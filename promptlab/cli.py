@@ -620,7 +620,7 @@ def export(
 
 @app.command("import")
 def import_(
-    files: list[Path] = typer.Argument(..., help="Images (A1111, ComfyUI, InvokeAI, promptlab) or styles.csv / Fooocus style JSON."),
+    files: list[Path] = typer.Argument(..., help="Images (A1111, ComfyUI, InvokeAI, Fooocus, SwarmUI, NovelAI, promptlab) or styles.csv / Fooocus style JSON."),
     store_runs: bool = typer.Option(False, "--store", help="Add the images to the store as runs of the experiment 'imported'."),
     vocab_dir: Optional[Path] = typer.Option(None, "--vocab", help="Save imported styles as negative presets and templates into this vocabulary folder."),
     fmt: OutputFormat = FORMAT_OPTION,
@@ -642,7 +642,13 @@ def import_(
         data = imported.to_dict()
         typer.echo(f"{data.get('file', '')}:")
         for key, value in data.items():
-            if key != "file" and value not in (None, "", [], {}):
+            if key == "file" or value in (None, "", [], {}):
+                continue
+            if isinstance(value, list):
+                typer.echo(f"  {key}:")
+                for item in value:
+                    typer.echo(f"    - {item}")
+            else:
                 typer.echo(f"  {key + ':':<22}{value}")
     for style in batch.styles:
         typer.echo(f"style {style.name!r}: {style.prompt}  |  negative: {style.negative_prompt}")

@@ -31,7 +31,9 @@ The choices, and why:
    hash: LoRAs or hires passes made elsewhere are not all in the metadata), so importing it
    again finds its run; an unknown seed is stored as -1 (A1111's "random"); no score is
    recorded. The run is txt2img: a denoising strength does not tell img2img from a hires-fix
-   pass, so it is kept as ``source_strength``.
+   pass, so it is kept as ``source_strength``; the model hash, LoRAs, combined prompts and
+   notes are kept beside it (``source_model_hash``, ``source_loras``, ``source_prompts``,
+   ``import_notes``).
 5. Style files are read as their tools read them: ``styles.csv`` with ``utf-8-sig`` and
    ``csv.DictReader(skipinitialspace=True)``, rows whose name starts with ``#`` skipped, the
    old ``text`` column for ``prompt``; a Fooocus file is a JSON list of ``{name, prompt,
@@ -53,7 +55,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -61,7 +63,13 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from promptlab.errors import ImportMetadataError, PromptSyntaxError, VocabError
-from promptlab.metadata import ImageMetadata, Source, read_image_metadata
+from promptlab.metadata import (
+    ConditioningPrompt,
+    GenerationParameters,
+    ImageMetadata,
+    Source,
+    read_image_metadata,
+)
 from promptlab.prompt import Prompt, convert, parse_compel
 from promptlab.vocab import NAME_RE, NEGATIVE_FILE
 
@@ -142,7 +150,16 @@ INVOKEAI_SCHEDULERS: dict[str, str] = {
     "k_dpmpp_2": "DPM++ 2M",
     "k_dpmpp_2_a": "DPM++ 2S a",
 }
-_LORA_TAG = re.compile(r"<(?:lora|lyco|hypernet):", re.IGNORECASE)
+# A1111's extra-network tag (extra_networks.re_extra_net): <kind:name:weight...>, taken out before encoding.
+_EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
+# Tools whose prompts hold extra-network tags, taken out as A1111 takes them out.
+_EXTRA_NETWORK_SOURCES: tuple[Source, ...] = ("a1111", "fooocus", "swarmui")
+# Tools whose prompts are ComfyUI's syntax (A1111's, with [ ] as plain text): they encode with ComfyUI's code.
+_COMFYUI_SYNTAX: tuple[Source, ...] = ("comfyui", "fooocus", "ruinedfooocus", "swarmui")
+# Tools that name samplers and schedules as ComfyUI does.
+_COMFYUI_NAMING: tuple[Source, ...] = ("comfyui", "fooocus", "ruinedfooocus", "swarmui", "novelai")
+# NovelAI's emphasis: each {} multiplies a word's weight by this, each [] divides it.
+NOVELAI_EMPHASIS = 1.05
 
 
 @dataclass(frozen=True)
@@ -172,6 +189,10 @@ class ImportedPrompt:
     source_sampler: str | None = None
     source_scheduler: str | None = None
     notes: tuple[str, ...] = ()
+    model_hash: str | None = None
+    loras: tuple[tuple[str, float], ...] = ()
+    prompts: tuple[ConditioningPrompt, ...] = ()
+    negative_prompts: tuple[ConditioningPrompt, ...] = ()
 
     def to_prompt(self) -> Prompt:
         """The positive prompt as promptlab's prompt model, its negative as free text."""
@@ -218,6 +239,10 @@ class ImportedPrompt:
             "source_negative_prompt": self.source_negative_prompt,
             "source_sampler": self.source_sampler,
             "source_scheduler": self.source_scheduler,
+            "model_hash": self.model_hash,
+            "loras": [[name, weight] for name, weight in self.loras],
+            "prompts": [asdict(part) for part in self.prompts],
+            "negative_prompts": [asdict(part) for part in self.negative_prompts],
             "notes": list(self.notes),
         }
 
@@ -311,26 +336,39 @@ def import_image(path: Path) -> ImportedPrompt:
 def imported_prompt(meta: ImageMetadata) -> ImportedPrompt:
     """``meta`` (from ``metadata.read_image_metadata``) as a prompt promptlab can render again."""
     params = meta.parameters
-    notes: list[str] = []
+    notes: list[str] = list(params.notes)
     record = meta.promptlab_record or {}
-    # 1. prompts in compel syntax
+    # 1. prompts in compel syntax, without the extra-network tags the tool took out before encoding
+    positive_text, loras, tag_notes = _extra_networks(params.prompt, params.source)
+    negative_text, negative_loras, negative_tag_notes = _extra_networks(params.negative_prompt, params.source)
     if params.source == "promptlab" and isinstance(record.get("prompt"), str):
         prompt = record["prompt"]
         negative = record.get("negative_prompt", params.negative_prompt)
         negative = negative if isinstance(negative, str) else params.negative_prompt
     else:
-        prompt = _to_compel(params.prompt, params.source, meta.path, "prompt")
-        negative = _to_compel(params.negative_prompt, params.source, meta.path, "negative prompt")
-    if _LORA_TAG.search(params.prompt) or _LORA_TAG.search(params.negative_prompt):
-        notes.append(
-            "the prompt holds LoRA/LyCORIS/hypernetwork tags (<lora:...>); they stay as text, "
-            "promptlab does not load them"
+        prompt = _to_compel(positive_text, params.source, meta.path, "prompt")
+        negative = _to_compel(negative_text, params.source, meta.path, "negative prompt")
+    prompts, negative_prompts = (
+        tuple(
+            replace(part, text=_to_compel(part.text, params.source, meta.path, f"node {part.node} prompt"))
+            for part in parts
         )
+        for parts in (params.prompts, params.negative_prompts)
+    )
+    loras = [*params.loras, *loras, *negative_loras]
+    notes += tag_notes + negative_tag_notes
+    if loras:
+        listed = ", ".join(f"{name} {weight:g}" for name, weight in loras)
+        notes.append(f"made with LoRAs ({listed}; kept in loras); promptlab does not load them")
     # 2. the sampler as an A1111 name
-    scheduler, note = _scheduler(params.source, params.sampler, params.scheduler, record)
+    naming, sampler, schedule = _sampler_naming(params)
+    scheduler, note = _scheduler(naming, sampler, schedule, record)
     if note:
         notes.append(note)
-    # 3. the rest, in diffusers' names
+    # 3. the rest, in diffusers' names; what has no field is named in a note
+    dropped = _dropped_fields(params)
+    if dropped:
+        notes.append(dropped)
     model = params.model
     if params.source == "promptlab" and isinstance(record.get("model"), str):
         model = record["model"]
@@ -353,6 +391,10 @@ def imported_prompt(meta: ImageMetadata) -> ImportedPrompt:
         source_sampler=params.sampler,
         source_scheduler=params.scheduler,
         notes=tuple(notes),
+        model_hash=params.model_hash,
+        loras=tuple(loras),
+        prompts=prompts,
+        negative_prompts=negative_prompts,
     )
 
 
@@ -362,15 +404,119 @@ def _to_compel(text: str, source: Source, path: Path, what: str) -> str:
     try:
         if source == "invokeai":
             return convert(text, "compel", "compel")
-        if source == "comfyui":
+        if source in _COMFYUI_SYNTAX:
             # ComfyUI weighs only round brackets; its square brackets are text
             return convert(re.sub(r"(?<!\\)([\[\]])", r"\\\1", text), "a1111", "compel")
+        if source == "novelai":
+            return convert(novelai_to_a1111(text), "a1111", "compel")
         return convert(text, "a1111", "compel")
     except PromptSyntaxError as error:
-        syntax = "compel" if source == "invokeai" else "A1111"
+        syntax = {"invokeai": "compel", "novelai": "NovelAI"}.get(source)
+        syntax = syntax or ("ComfyUI" if source in _COMFYUI_SYNTAX else "A1111")
+        shown = text if len(text) <= 120 else text[:117] + "..."
         raise ImportMetadataError(
-            f"{path}: {source} {what} {text!r} cannot be read as {syntax} syntax: {error}"
+            f"{path}: {source} {what} {shown!r} cannot be read as {syntax} syntax: {error}"
         ) from error
+
+
+def novelai_to_a1111(text: str) -> str:
+    r"""NovelAI's prompt in A1111 syntax: ``{word}`` is ``(word:1.05)``, ``[word]`` ``(word:0.952381)``, nested ones multiply.
+
+    NovelAI reads ``(`` ``)`` and ``\`` as text, so they are escaped. Its newer numeric emphasis
+    (``1.5::word::``) raises ``PromptSyntaxError``.
+
+    >>> novelai_to_a1111("a {{cat}}, [dog] (hat)")
+    'a (cat:1.1025), (dog:0.952380952) \\(hat\\)'
+    """
+    if "::" in text:
+        raise PromptSyntaxError(
+            "NovelAI's numeric emphasis ('1.5::word::') is not read by promptlab", text=text, position=text.index("::")
+        )
+    pieces: list[str] = []
+    chunk: list[str] = []
+    depth = {"{": 0, "[": 0}
+
+    def flush() -> None:
+        if chunk:
+            piece = re.sub(r"([\\()\[\]])", r"\\\1", "".join(chunk))
+            weight = round(NOVELAI_EMPHASIS ** (depth["{"] - depth["["]), 9)
+            pieces.append(piece if weight == 1 else f"({piece}:{weight!r})")
+            chunk.clear()
+
+    for char in text:
+        opener = {"}": "{", "]": "["}.get(char)
+        if char in depth or (opener is not None and depth[opener] > 0):
+            flush()
+            if char in depth:
+                depth[char] += 1
+            else:
+                depth[opener] -= 1  # type: ignore[index]
+        else:
+            chunk.append(char)
+    flush()
+    return "".join(pieces)
+
+
+def _extra_networks(text: str, source: Source) -> tuple[str, list[tuple[str, float]], list[str]]:
+    """``text`` without A1111's ``<lora:name:weight>``-style tags (A1111 removes them before encoding, as
+    Fooocus and SwarmUI do), the LoRAs among them as (name, UNet weight), and notes for the rest."""
+    if source not in _EXTRA_NETWORK_SOURCES:
+        return text, [], []
+    loras: list[tuple[str, float]] = []
+    notes: list[str] = []
+
+    def take(match: re.Match[str]) -> str:
+        kind, args = match.group(1), match.group(2).split(":")
+        positional = [arg for arg in args[1:] if "=" not in arg]
+        try:
+            weights = [float(arg) for arg in positional[:2]] or [1.0]
+        except ValueError:
+            weights = []
+        if kind.lower() in ("lora", "lyco") and weights and len(positional) == len(args) - 1:
+            # A1111: the first number weighs the text encoder, a second the UNet (else the same)
+            loras.append((args[0], weights[-1]))
+            if len(weights) == 2 and weights[0] != weights[1]:
+                notes.append(
+                    f"{match.group(0)} weighs the text encoder {weights[0]:g} and the UNet {weights[1]:g}; "
+                    "loras keeps the UNet's"
+                )
+        else:
+            notes.append(
+                f"{match.group(0)} is taken out of the prompt, as {source} takes it out; promptlab does not apply it"
+            )
+        return ""
+
+    return _EXTRA_NETWORK.sub(take, text), loras, notes
+
+
+def _sampler_naming(params: GenerationParameters) -> tuple[Source, str | None, str | None]:
+    """Whose names ``params``' sampler and schedule use, in today's spelling.
+
+    ComfyUI's first versions wrote ``sample_euler``; NovelAI writes k-diffusion's ``k_euler`` and
+    calls the plain schedule ``native``. Fooocus, RuinedFooocus and SwarmUI use ComfyUI's names.
+    """
+    if params.source not in _COMFYUI_NAMING:
+        return params.source, params.sampler, params.scheduler
+    prefix = "k_" if params.source == "novelai" else "sample_"
+    sampler = params.sampler[len(prefix) :] if params.sampler and params.sampler.startswith(prefix) else params.sampler
+    schedule = params.scheduler
+    if params.source in ("novelai", "swarmui") and schedule in (None, "native"):
+        schedule = "normal"
+    return "comfyui", sampler, schedule
+
+
+def _dropped_fields(params: GenerationParameters) -> str | None:
+    """A note naming the source's fields the record has no place for (the file keeps them)."""
+    if params.source == "promptlab":
+        return None
+    dropped = [
+        f"{key}: {value if len(value) <= 60 else value[:57] + '...'}"
+        for key, value in params.extra.items()
+        if value.strip()
+    ]
+    if not dropped:
+        return None
+    return f"not in the record (the file keeps them): {'; '.join(dropped)}"
 
 
 def _scheduler(
@@ -635,7 +781,16 @@ def store_imported(store: Store, imported: ImportedPrompt, image_path: Path | No
     prompt = imported.to_prompt()
     data = _png_data(image_path)
     params = imported.generation_params()
-    source_params = {"source_strength": imported.strength} if imported.strength is not None else {}
+    # what the record holds beyond the run's columns, kept in its params so that nothing read is lost
+    kept = {
+        "source_strength": imported.strength,
+        "source_model_hash": imported.model_hash,
+        "source_loras": [[name, weight] for name, weight in imported.loras],
+        "source_prompts": [asdict(part) for part in imported.prompts],
+        "source_negative_prompts": [asdict(part) for part in imported.negative_prompts],
+        "import_notes": list(imported.notes),
+    }
+    source_params = {name: value for name, value in kept.items() if value not in (None, [])}
     model = imported.model or ""
     seed = imported.seed if imported.seed is not None else UNKNOWN_SEED
     # what made an image elsewhere is never fully known (LoRAs, hires passes), so each image is its own variant

@@ -101,13 +101,17 @@ def test_a1111_png(tmp_path: Path) -> None:
     path = _png(tmp_path / "00012-2316537914.png", {"parameters": A1111_INFOTEXT})
     got = import_image(path)
     assert got.source == "a1111" and got.file == path
-    assert _terms(parse_compel(got.prompt)) == _terms(parse_a1111(A1111_INFOTEXT.split("\n")[0]))
+    # A1111 takes <lora:...> out of the prompt before encoding; the LoRA is in loras
+    assert _terms(parse_compel(got.prompt)) == _terms(parse_a1111(A1111_INFOTEXT.split("\n")[0].replace("<lora:add_detail:0.6>", "")))
     assert parse_compel(got.prompt).terms[0] == Term("red fox", 1.2)
     assert _terms(parse_compel(got.negative_prompt)) == ("EasyNegative", [("worst quality", 1.4), ("low quality", 1.4)])
     assert (got.seed, got.num_inference_steps, got.guidance_scale, got.width, got.height) == (2316537914, 28, 6.5, 512, 768)
     assert (got.scheduler, got.source_sampler, got.source_scheduler) == ("DPM++ 2M Karras", "DPM++ 2M", "Karras")
-    assert (got.model, got.clip_skip, got.strength) == ("anything-v5", 1, 0.45)
-    assert any("<lora:" in note for note in got.notes)
+    assert (got.model, got.clip_skip, got.strength, got.model_hash) == ("anything-v5", 1, 0.45, "7f96a1a9ca")
+    assert got.loras == (("add_detail", 0.6),)
+    assert "made with LoRAs (add_detail 0.6; kept in loras); promptlab does not load them" in got.notes
+    # every field the record has no place for is named
+    assert "not in the record (the file keeps them): Hires upscale: 2; Version: v1.10.1" in got.notes
 
 
 def test_to_dict_prints_what_was_read(tmp_path: Path) -> None:
@@ -201,9 +205,10 @@ def test_images_without_readable_metadata_name_the_file(tmp_path: Path) -> None:
     garbled = _png(tmp_path / "garbled.png", {"prompt": "{not json"})
     with pytest.raises(ImportMetadataError, match=r"garbled\.png: 'prompt' chunk is not valid JSON"):
         import_image(garbled)
-    broken = _png(tmp_path / "break.png", {"parameters": "a fox BREAK a hat\nSteps: 20, Sampler: Euler, CFG scale: 7"})
-    with pytest.raises(ImportMetadataError, match=r"break\.png: a1111 prompt .*BREAK"):
-        import_image(broken)
+    comment = json.dumps({"steps": 28, "sampler": "k_euler", "seed": 1, "scale": 5.0, "uc": ""})
+    emphasis = _png(tmp_path / "nai.png", {"Description": "1.5::a fox::", "Software": "NovelAI", "Comment": comment})
+    with pytest.raises(ImportMetadataError, match=r"nai\.png: novelai prompt '1\.5::a fox::' .*numeric emphasis"):
+        import_image(emphasis)
     with pytest.raises(ImportMetadataError, match=r"nothing\.png: no such file"):
         import_paths([tmp_path / "nothing.png"])
 
@@ -223,7 +228,7 @@ def test_store_imported_records_a_run_with_the_file_unchanged(tmp_path: Path) ->
     assert len(frame) == 1 and again.id == run.id
     row = frame.iloc[0]
     assert (row["prompt"], row["negative_prompt"], row["seed"], row["model"]) == (
-        imported.prompt, imported.negative_prompt, 2316537914, "anything-v5")
+        imported.to_prompt().to_compel(), imported.negative_prompt, 2316537914, "anything-v5")
     assert (row["num_inference_steps"], row["guidance_scale"], row["scheduler"], row["width"]) == (28, 6.5, "DPM++ 2M Karras", 512)
     assert math.isnan(row["score"])
     assert view.params["imported_from"] == "a1111" and view.params["source_strength"] == 0.45
