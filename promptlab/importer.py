@@ -167,8 +167,11 @@ class ImportedPrompt:
     """A prompt and its generation parameters read from an image, in diffusers' names, ready to render again.
 
     ``prompt`` and ``negative_prompt`` are compel syntax; ``source_prompt`` and
-    ``source_negative_prompt`` keep the text as the tool wrote it. ``notes`` says what could
-    not be carried over.
+    ``source_negative_prompt`` keep the text as the tool wrote it. ``loras`` are the (name,
+    weight) pairs the image was made with (promptlab does not load them); ``prompts`` and
+    ``negative_prompts`` hold, in compel syntax, each prompt a tool combined into one
+    conditioning (ComfyUI's area prompts), of which ``prompt`` is one. ``notes`` says what
+    could not be carried over.
     """
 
     file: Path
