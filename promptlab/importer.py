@@ -99,8 +99,8 @@ A1111_KARRAS: dict[str, str] = {
     "DPM++ SDE": "DPM++ SDE Karras",
     "DPM++ 2M SDE": "DPM++ 2M SDE Karras",
 }
-# A1111 1.9+ "Schedule type" values that leave the sampler's own name unchanged.
-A1111_DEFAULT_SCHEDULES = ("Automatic",)
+# A1111 sampler -> its exponential-schedule twin, where promptlab has one (A1111 1.6-1.8 had it as one name).
+A1111_EXPONENTIAL: dict[str, str] = {"DPM++ 2M SDE": "DPM++ 2M SDE Exponential"}
 # ComfyUI KSampler ``sampler_name`` -> A1111 sampler (k-diffusion's names, which both tools wrap).
 COMFYUI_SAMPLERS: dict[str, str] = {
     "euler": "Euler",
@@ -546,12 +546,44 @@ def _scheduler(
         if name is None:
             return None, f"InvokeAI scheduler {sampler!r} has no A1111 sampler name; scheduler left unset"
         return name, None
-    if schedule is None or schedule in A1111_DEFAULT_SCHEDULES:
+    return _a1111_scheduler(sampler, schedule)
+
+
+def _a1111_scheduler(sampler: str, schedule: str | None) -> tuple[str | None, str | None]:
+    """A1111's ``Sampler`` and ``Schedule type`` as the sampler name promptlab renders, as A1111 itself reads them.
+
+    No schedule type: an infotext from before 1.9, whose sampler names held their schedule.
+    ``Automatic`` is the sampler's own default (Karras for DPM++ 2M, Exponential for DPM++ 2M
+    SDE, the model's sigmas for Euler). ``SGM Uniform`` and ``DDIM`` space timesteps in ways
+    promptlab's names do not say: the model's own spacing is used, and a note says so.
+    promptlab's own name for a scheduler A1111 lacks is read back from its sampler text.
+    """
+    from promptlab.render.schedulers import (
+        A1111_DEFAULT_SCHEDULES,
+        A1111_SPACING_SCHEDULES,
+        A1111_TIMESTEP_SAMPLERS,
+        scheduler_named_in_a1111_sampler,
+    )
+
+    own = scheduler_named_in_a1111_sampler(sampler)
+    if own is not None:
+        return own, None
+    if schedule is None or sampler in A1111_TIMESTEP_SAMPLERS:
         return sampler, None
-    if schedule == "Karras" and sampler in A1111_KARRAS:
-        return A1111_KARRAS[sampler], None
+    used = A1111_DEFAULT_SCHEDULES.get(sampler, "Uniform") if schedule == "Automatic" else schedule
+    if used == "Uniform":
+        return sampler, None
+    twins = {"Karras": A1111_KARRAS, "Exponential": A1111_EXPONENTIAL}.get(used, {})
+    if sampler in twins:
+        return twins[sampler], None
+    if used in A1111_SPACING_SCHEDULES:
+        return sampler, (
+            f"A1111 schedule type {schedule!r} spaces the timesteps its own way; promptlab renders "
+            f"{sampler!r} on the model's own timestep spacing"
+        )
+    schedule_text = f"{schedule!r} ({used})" if used != schedule else repr(schedule)
     return None, (
-        f"A1111 sampler {sampler!r} with schedule type {schedule!r} has no single A1111 sampler name; "
+        f"A1111 sampler {sampler!r} with schedule type {schedule_text} has no single A1111 sampler name; "
         "scheduler left unset"
     )
 

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,51 @@ def test_a1111_karras_twins_are_renderable_and_schedule_types_join() -> None:
     assert imported_prompt(_meta("a1111", "DPM++ 2M Karras", None)).scheduler == "DPM++ 2M Karras"
     unset = imported_prompt(_meta("a1111", "Euler", "Simple"))
     assert unset.scheduler is None and "'Simple'" in unset.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("sampler", "schedule", "expected"),
+    [
+        # A1111 1.9+'s Automatic is the sampler's own schedule (modules/sd_samplers_kdiffusion.py)
+        ("DPM++ 2M", "Automatic", "DPM++ 2M Karras"),
+        ("DPM2 a", "Automatic", "DPM2 a Karras"),
+        ("DPM++ 2M SDE", "Automatic", "DPM++ 2M SDE Exponential"),
+        ("Euler", "Automatic", "Euler"),
+        ("DPM++ 2M", "Uniform", "DPM++ 2M"),
+        ("DPM++ 2M SDE", "Exponential", "DPM++ 2M SDE Exponential"),
+        # an infotext from before 1.9 names the schedule in the sampler, or means the model's own
+        ("DPM++ 2M", None, "DPM++ 2M"),
+        ("DPM++ 2M SDE Karras", None, "DPM++ 2M SDE Karras"),
+        # timestep samplers take no schedule type
+        ("UniPC", "Automatic", "UniPC"),
+        ("PLMS", None, "PLMS"),
+    ],
+)
+def test_a1111_schedule_types_read_as_a1111_reads_them(sampler: str, schedule: str | None, expected: str) -> None:
+    got = imported_prompt(_meta("a1111", sampler, schedule))
+    assert (got.scheduler, got.notes) == (expected, ())
+    assert expected in A1111_LABELS
+
+
+def test_a1111_schedule_types_promptlab_cannot_name_are_noted() -> None:
+    spaced = imported_prompt(_meta("a1111", "DPM++ 2M", "SGM Uniform"))
+    assert spaced.scheduler == "DPM++ 2M" and "'SGM Uniform'" in spaced.notes[0] and "own timestep spacing" in spaced.notes[0]
+    heun = imported_prompt(_meta("a1111", "DPM++ 2M SDE Heun", "Automatic"))
+    assert heun.scheduler is None and "'Automatic' (Exponential)" in heun.notes[0]
+
+
+_A1111_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "interop-samples" / "AUTOMATIC1111_automatic1111_cropped.png"
+
+
+@pytest.mark.skipif(not _A1111_SAMPLE.is_file(), reason=f"no {_A1111_SAMPLE}: the real A1111 image lives in ../shared")
+def test_real_a1111_image_reads_as_written() -> None:
+    with Image.open(_A1111_SAMPLE) as image:
+        text = image.info["parameters"]
+    got = import_image(_A1111_SAMPLE)
+    # an A1111 from before 1.9: "Sampler: UniPC" and no schedule type
+    assert (got.prompt, got.negative_prompt, got.scheduler, got.seed) == ("photo of a duck", "monochrome", "UniPC", 235284042)
+    # its model hash is sha256[:10], the form promptlab writes
+    assert re.search(r"Model hash: [0-9a-f]{10},", text)
 
 
 def test_images_without_readable_metadata_name_the_file(tmp_path: Path) -> None:
