@@ -64,6 +64,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from promptlab.errors import ImportMetadataError, PromptSyntaxError, VocabError
 from promptlab.metadata import (
+    A1111_PROMPT_SYNTAX_KEY,
     ConditioningPrompt,
     GenerationParameters,
     ImageMetadata,
@@ -348,6 +349,9 @@ def imported_prompt(meta: ImageMetadata) -> ImportedPrompt:
         prompt = record["prompt"]
         negative = record.get("negative_prompt", params.negative_prompt)
         negative = negative if isinstance(negative, str) else params.negative_prompt
+    elif params.source == "a1111" and params.extra.get(A1111_PROMPT_SYNTAX_KEY) == "compel":
+        # promptlab wrote its prompts as rendered, in compel syntax, where they had no A1111 form
+        prompt, negative = params.prompt, params.negative_prompt
     else:
         prompt = _to_compel(positive_text, params.source, meta.path, "prompt")
         negative = _to_compel(negative_text, params.source, meta.path, "negative prompt")

@@ -119,6 +119,8 @@ _RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _RE_IMAGE_SIZE = re.compile(r"^(\d+)x(\d+)$")
 _RE_KEY = re.compile(r"\w[\w \-/]+")
 _NEGATIVE_PREFIX = "Negative prompt:"
+# The key promptlab adds, set to "compel", when its prompts have no A1111 form and go in as rendered.
+A1111_PROMPT_SYNTAX_KEY = "Prompt syntax"
 
 # processing.create_infotext's key order; other keys follow "Tiling" as A1111's extra_generation_params do.
 _A1111_KEY_ORDER = (

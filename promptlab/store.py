@@ -1227,24 +1227,67 @@ def _encode_png(record: RunRecord, image: PILImage, scores: Sequence[ScoreRecord
 
 
 def _generation_parameters(record: RunRecord, size: tuple[int, int]) -> Any:
-    from promptlab.metadata import GenerationParameters
+    """The run as A1111 1.9+ reads an infotext: prompts in its syntax, its sampler and schedule names."""
+    from promptlab.metadata import A1111_PROMPT_SYNTAX_KEY, GenerationParameters
 
     params = record.params
     clip_skip = params.get("clip_skip")
+    prompt, negative, compel = _a1111_prompts(_prompt_texts(record, strict=False)[0], record.negative_prompt)
+    sampler = _a1111_sampler(params)
+    settings = dict(sampler.settings) if sampler else {}
+    if compel:
+        settings[A1111_PROMPT_SYNTAX_KEY] = "compel"
     return GenerationParameters(
-        prompt=_prompt_texts(record.prompt, strict=False)[1],
-        negative_prompt=record.negative_prompt,
+        prompt=prompt,
+        negative_prompt=negative,
         steps=params.get("num_inference_steps"),
-        sampler=params.get("scheduler"),
+        sampler=sampler.sampler if sampler else None,
+        scheduler=sampler.schedule_type if sampler else None,
         cfg_scale=params.get("guidance_scale"),
         seed=record.seed,
         width=size[0],
         height=size[1],
         model=record.model,
-        denoising_strength=params.get("strength"),
+        model_hash=_a1111_model_hash(params),
+        # Pasted into txt2img, a denoising strength switches A1111's hires fix on.
+        denoising_strength=params.get("strength") if record.task != "txt2img" else None,
         # A1111 counts the last CLIP layer as 1; diffusers' clip_skip counts layers skipped.
         clip_skip=clip_skip + 1 if isinstance(clip_skip, int) else None,
+        extra=settings,
     )
+
+
+def _a1111_prompts(prompt: str, negative_prompt: str) -> tuple[str, str, bool]:
+    """Both prompts in A1111 syntax, and False; or, where either has no A1111 form, both as rendered, and True.
+
+    A rendered image is never lost over its metadata: its prompts then go in as compel text under
+    ``Prompt syntax: compel`` (A1111 keeps a key it does not know; promptlab's import reads it).
+    """
+    try:
+        return convert(prompt, "compel", "a1111"), convert(negative_prompt, "compel", "a1111"), False
+    except PromptSyntaxError:
+        return prompt, negative_prompt, True
+
+
+def _a1111_sampler(params: Mapping[str, Any]) -> Any:
+    """The A1111 name of the scheduler the run used (its class and config); None if the record has neither."""
+    from promptlab.render.schedulers import A1111Sampler, a1111_sampler
+
+    class_name, config, steps = params.get("scheduler_class"), params.get("scheduler_config"), params.get("num_inference_steps")
+    if isinstance(class_name, str) and isinstance(config, Mapping) and isinstance(steps, int):
+        name = params.get("scheduler_name")
+        return a1111_sampler(class_name, config, steps, name if isinstance(name, str) else None)
+    # A record made by hand, without the render setup: its scheduler name is all there is.
+    name = params.get("scheduler")
+    return A1111Sampler(name) if isinstance(name, str) else None
+
+
+def _a1111_model_hash(params: Mapping[str, Any]) -> str | None:
+    """A1111's "Model hash" of a single-file checkpoint: its SHA-256, first 10 hex digits (sd_models' shorthash)."""
+    source = params.get("model_source")
+    if isinstance(source, Mapping) and source.get("kind") == "file" and isinstance(source.get("sha256"), str):
+        return str(source["sha256"])[:10]
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -244,6 +244,103 @@ def test_real_a1111_image_reads_as_written() -> None:
     assert re.search(r"Model hash: [0-9a-f]{10},", text)
 
 
+_ROUND_TRIP_PROMPT = "a (red)1.5 circle on a black background, ((large)1.2, (left)0.8)"
+_ROUND_TRIP_NEGATIVE = "ugly, blurry++, (text)1.3, (gold star)-"
+
+
+def _fragments(text: str) -> list[tuple[str, float]]:
+    """compel's (text, weight) fragments, whitespace aside, weights to 1e-6."""
+    from promptlab.prompt import compel_parts
+
+    return [(" ".join(t.split()), round(w, 6)) for part in compel_parts(text) for t, w in part if t.strip()]
+
+
+@pytest.mark.parametrize(
+    ("model", "scheduler"),
+    [
+        ("micro", None),
+        ("micro", "DPM++ 2M Karras"),
+        ("micro", "DPM++ 2M"),
+        ("micro", "DEIS"),
+        ("micro", "DPM++ SDE"),
+        ("tiny-sd", None),
+        ("tiny-sd", "Euler a"),
+        ("tiny-sd", "DPM++ 2M SDE Exponential"),
+        ("tiny-sd", "UniPC"),
+    ],
+)
+def test_promptlab_parameters_alone_import_back_to_the_same_run(tmp_path: Path, model: str, scheduler: str | None) -> None:
+    from typer.testing import CliRunner
+
+    from promptlab.cli import app
+    from promptlab.render.engine import _json_safe
+    from promptlab.render.models import base_pipeline
+    from promptlab.render.schedulers import build_scheduler, find_scheduler
+
+    args = ["render", _ROUND_TRIP_PROMPT, "--negative", _ROUND_TRIP_NEGATIVE, "--model", model, "--steps", "3",
+            "--seed", "11", "--guidance", "6.5", "--size", "64x64", "--out", str(tmp_path), "--format", "json"]
+    result = CliRunner().invoke(app, args + (["--scheduler", scheduler] if scheduler else []))
+    assert result.exit_code == 0, result.output
+    rendered = Path(json.loads(result.stdout)[0]["path"])
+    with Image.open(rendered) as image:
+        parameters, record = image.info["parameters"], json.loads(image.info["promptlab"])
+    assert "Negative prompt: ugly, (blurry:1.21), (text:1.3), (gold star:0.9)\n" in parameters
+    assert "Sampler: " in parameters and "Denoising strength" not in parameters
+    alone = _png(tmp_path / "parameters-only.png", {"parameters": parameters})
+    got = import_image(alone)
+    assert got.source == "a1111"
+    assert _fragments(got.prompt) == _fragments(_ROUND_TRIP_PROMPT)
+    assert _fragments(got.negative_prompt) == _fragments(_ROUND_TRIP_NEGATIVE)
+    assert (got.seed, got.num_inference_steps, got.guidance_scale, got.width, got.height, got.model) == (
+        11, 3, 6.5, 64, 64, model)
+    # the same sampler: the imported name builds, on this model, the scheduler the render used
+    base = base_pipeline(model).scheduler
+    built = build_scheduler(find_scheduler(got.scheduler, base), base.config)
+    assert type(built).__name__ == record["params"]["scheduler_class"]
+    assert _json_safe(dict(built.config)) == record["params"]["scheduler_config"]
+
+
+def test_prompts_without_an_a1111_form_go_in_as_compel_and_say_so(tmp_path: Path) -> None:
+    from promptlab.store import RunRecord
+
+    negative = '("blurry", "grainy").blend(0.7, 0.3)'  # compel's blend has no A1111 form
+    params = {"num_inference_steps": 4, "guidance_scale": 7.0, "scheduler": "Euler"}
+    with open_store() as store:
+        experiment = store.get_or_create_experiment("blend", {"name": "blend"}, None)
+        assert experiment.id is not None
+        record = RunRecord(experiment.id, "v", 1, Prompt("a fox", (Term("snow", 1.2),)), "tiny-sd", negative, params=params)
+        run = store.record_run(record, Image.new("RGB", (8, 8)))
+        with Image.open(store.image_path(run.image_sha256)) as image:
+            parameters = image.info["parameters"]
+    assert parameters.startswith("a fox, (snow)1.2\nNegative prompt: " + negative + "\n")
+    assert parameters.endswith(", Prompt syntax: compel")
+    got = import_image(_png(tmp_path / "alone.png", {"parameters": parameters}))
+    assert (got.prompt, got.negative_prompt) == ("a fox, (snow)1.2", negative)
+
+
+def test_model_hash_is_a1111s_short_hash_of_a_single_file(tmp_path: Path) -> None:
+    import dataclasses
+
+    from promptlab.render.models import resolve_model
+    from promptlab.store import RunRecord
+
+    checkpoint = tmp_path / "my-model.safetensors"
+    checkpoint.write_bytes(b"not really weights, but hashed all the same" * 50_000)
+    source = resolve_model(str(checkpoint))
+    prompt = Prompt("a fox")
+    params = {"num_inference_steps": 4, "guidance_scale": 7.0, "scheduler": "Euler", "model_source": dataclasses.asdict(source)}
+    with open_store() as store:
+        experiment = store.get_or_create_experiment("hash", {"name": "hash"}, None)
+        assert experiment.id is not None
+        record = RunRecord(experiment.id, "v", 1, prompt, str(checkpoint), params=params)
+        run = store.record_run(record, Image.new("RGB", (8, 8)))
+        with Image.open(store.image_path(run.image_sha256)) as image:
+            parameters = image.info["parameters"]
+    # A1111's modules/hashes.calculate_sha256 (the whole file) and sd_models' shorthash (its first 10 digits)
+    assert f"Model hash: {hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:10]}," in parameters
+
+
+
 def test_images_without_readable_metadata_name_the_file(tmp_path: Path) -> None:
     bare = _png(tmp_path / "bare.png", {"Software": "GIMP"})
     with pytest.raises(ImportMetadataError, match=r"bare\.png: no generation metadata \(text chunks: 'Software'\)"):
