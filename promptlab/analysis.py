@@ -897,7 +897,7 @@ def _variant_note(runs: pd.DataFrame, n_seeds: int) -> str:
 
 
 def _no_scores_message(runs: pd.DataFrame, score_kind: str, experiment: str) -> str:
-    where = f"experiment {experiment!r}" if experiment else "the runs frame"
+    where = f"experiment {experiment!r}" if experiment else "this experiment"
     if runs.empty:
         return f"{where} has no runs yet: nothing to analyse (promptlab run FILE renders them)"
     failed = int(runs["status"].eq("failed").sum()) if "status" in runs.columns else 0
@@ -906,7 +906,7 @@ def _no_scores_message(runs: pd.DataFrame, score_kind: str, experiment: str) -> 
         error = f"; first error: {str(runs['error'].dropna().iloc[0]).splitlines()[0][:120]}"
     return (
         f"{where} has no usable {score_kind} scores: {len(runs)} runs, {failed} failed, "
-        f"{len(runs) - failed} without a {score_kind} score{error}"
+        f"{len(runs) - failed} with no {score_kind} score{error}"
     )
 
 

@@ -519,26 +519,21 @@ def db_path(fmt: OutputFormat = FORMAT_OPTION) -> None:
 def analyze(
     experiment: str = typer.Argument(..., help="Experiment name or id."),
     score: ScoreKind = typer.Option(ScoreKind.intent, "--score", help="intent: against what the image should show; prompt: against its own prompt."),
-    effect_size: float = typer.Option(1.0, "--effect-size", help="The effect (score points) the seeds-needed column plans for."),
+    effect_size: float = typer.Option(1.0, "--effect-size", help="The effect (score points) the seeds-needed column plans 80% power for."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
-    """Variants with mean score and 95% CI, and each term's and parameter's paired effect."""
+    """Variants with mean score and 95% t-interval, and each term's and parameter's effect (paired by seed, adjusted for the other axes, starred after Holm)."""
     from promptlab.analysis import analyze as run_analysis
-    from promptlab.analysis import format_effect
+    from promptlab.analysis import format_report
     from promptlab.store import open_store
 
     with open_store() as store:
         frame = store.runs_frame(experiment, score.value)
-    result = run_analysis(frame, score_kind=score.value, effect_size=effect_size)
+    result = run_analysis(frame, score_kind=score.value, effect_size=effect_size, experiment=experiment)
     if fmt is OutputFormat.json:
         return emit_json(result.to_dict())
-    typer.echo(f"Variants ({score.value} score, mean over seeds, 95% CI):")
-    for v in sorted(result.variants, key=lambda v: -v.mean if v.mean == v.mean else 0):
-        typer.echo(f"  {v.mean:6.2f} ({v.ci_low:.2f}..{v.ci_high:.2f}) n={v.n}  {v.label}")
-    typer.echo("Effects (paired on seeds; * = CI excludes 0 after Holm):")
-    for e in result.effects:
-        needed = f", {e.seeds_needed} seeds to detect {effect_size:g}" if e.seeds_needed else ""
-        typer.echo(f"  {'*' if e.significant else ' '} {format_effect(e)}{needed}")
+    for line in format_report(result):
+        typer.echo(line)
     return None
 
 

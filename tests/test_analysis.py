@@ -182,7 +182,7 @@ def test_failed_runs_are_counted_and_every_variant_appears() -> None:
 def test_no_usable_scores_is_one_message() -> None:
     frame = _table(HAND_TABLE).assign(score=math.nan, status="failed", error="model not found")
     with pytest.raises(PromptlabError, match=r"^experiment 'demo' has no usable intent scores: 12 runs, 12 failed, "
-                       r"0 without a intent score; first error: model not found$"):  # fmt: skip
+                       r"0 with no intent score; first error: model not found$"):  # fmt: skip
         analyze(frame, experiment="demo")
     with pytest.raises(PromptlabError, match="has no runs yet"):
         analyze(_table(HAND_TABLE).iloc[:0], experiment="demo")
