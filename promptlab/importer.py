@@ -519,7 +519,7 @@ def _dropped_fields(params: GenerationParameters) -> str | None:
     dropped = [
         f"{key}: {value if len(value) <= 60 else value[:57] + '...'}"
         for key, value in params.extra.items()
-        if value.strip()
+        if value.strip() and key != A1111_PROMPT_SYNTAX_KEY
     ]
     if not dropped:
         return None
