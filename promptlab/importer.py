@@ -200,7 +200,7 @@ class ImportedPrompt:
 
     def to_prompt(self) -> Prompt:
         """The positive prompt as promptlab's prompt model, its negative as free text."""
-        parsed = parse_compel(self.prompt)
+        parsed = parse_compel(self.prompt, join_parts=True)
         return Prompt(parsed.subject, parsed.terms, negative=self.negative_prompt)
 
     def generation_params(self) -> dict[str, Any]:
@@ -840,6 +840,7 @@ def store_imported(store: Store, imported: ImportedPrompt, image_path: Path | No
         task="txt2img",
         params=params,
         input_hashes={"imported_image": hashlib.sha256(data).hexdigest()},
+        prompt_text=imported.prompt,
     )
     # 2. the experiment and the run
     experiment = store.get_or_create_experiment(
@@ -854,6 +855,8 @@ def store_imported(store: Store, imported: ImportedPrompt, image_path: Path | No
         variant_key=key,
         seed=seed,
         prompt=prompt,
+        # the prompt as the tool wrote it (converted to compel), not re-written through the model of terms
+        prompt_text=imported.prompt,
         model=model,
         negative_prompt=imported.negative_prompt,
         params={**params, **source_params, "imported_from": imported.source, "source_file": str(image_path)},

@@ -370,8 +370,10 @@ def test_store_imported_records_a_run_with_the_file_unchanged(tmp_path: Path) ->
         assert len(store.runs_frame("imported")) == 2
     assert len(frame) == 1 and again.id == run.id
     row = frame.iloc[0]
+    # the prompt as imported, verbatim (the comma a removed <lora:...> tag leaves is a token too)
     assert (row["prompt"], row["negative_prompt"], row["seed"], row["model"]) == (
-        imported.to_prompt().to_compel(), imported.negative_prompt, 2316537914, "anything-v5")
+        imported.prompt, imported.negative_prompt, 2316537914, "anything-v5")
+    assert imported.prompt.endswith("in the snow,")
     assert (row["num_inference_steps"], row["guidance_scale"], row["scheduler"], row["width"]) == (28, 6.5, "DPM++ 2M Karras", 512)
     assert math.isnan(row["score"])
     assert view.params["imported_from"] == "a1111" and view.params["source_strength"] == 0.45
