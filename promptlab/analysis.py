@@ -3,7 +3,7 @@
 This is what ``promptlab analyze`` and the dashboard's Insights page call::
 
     result = analyze(store.runs_frame("demo", "intent"), score_kind="intent", experiment="demo")
-    format_effect(result.effects[0])   # 'blue vs red: -36.3 (98.3% CI -37.8..-35.1), wins 0 of 8 seeds'
+    format_effect(result.effects[1])   # 'blue vs red: -36.26 (98.3% CI -38.18..-34.35), wins 0 of 8 seeds'
     format_report(result)              # the lines ``promptlab analyze`` prints
     result.best[0].prompt, result.best[0].image
 
@@ -680,7 +680,7 @@ def format_report(result: Analysis) -> list[str]:
     )
     for e in result.effects:
         needed = (
-            f"; {e.seeds_needed} seeds for {format_level(result.power)} power at {result.effect_size:g}"
+            f"; {e.seeds_needed} seeds to star ±{result.effect_size:g} with {format_level(result.power)} power"
             if e.seeds_needed
             else ""
         )
@@ -697,9 +697,9 @@ def how_to_read(result: Analysis) -> str:
         f"correction over all {result.family_size} comparisons: when no word truly matters, at most "
         f"{format_level(result.alpha)} of experiments show any star. Each effect's interval is at the "
         "level Holm tested it at (stated beside it), so a star is the same as an interval that excludes 0. "
-        f"Seeds needed: how many seeds an experiment like this one needs for a {format_level(result.power)} "
-        f"chance to star an effect of {result.effect_size:g} score points, planned with the same t-test "
-        "and Holm's strictest level."
+        f"Seeds needed: how many seeds an experiment like this one needs to star an effect of "
+        f"{result.effect_size:g} score {'point' if result.effect_size == 1 else 'points'} with "
+        f"{format_level(result.power)} power, planned with the same t-test and Holm's strictest level."
     )
 
 

@@ -486,12 +486,12 @@ def test_report_and_tables_show_the_same_numbers() -> None:
     assert any(line.endswith("style=lone,guidance_scale=5.0") and "no CI: 1 seed" in line for line in lines)
     header = next(i for i, line in enumerate(lines) if line.startswith("Effects"))
     assert "Holm's step-down over 2 comparisons at 5% familywise" in lines[header]
-    assert "80% power at 0.5" in lines[header + 1]
+    assert "seeds to star ±0.5 with 80% power" in lines[header + 1]
     variants, effects = report_tables(result)
     assert list(variants["ci"]) == [format_variant(v) for v in sorted(result.variants, key=lambda v: -v.mean)]
     assert list(effects["effect"]) == [format_effect(e) for e in result.effects]
     note = how_to_read(result)
-    assert "all 2 comparisons" in note and "80% chance to star an effect of 0.5 score points" in note
+    assert "all 2 comparisons" in note and "to star an effect of 0.5 score points with 80% power" in note
 
 
 def test_analyze_to_dict_is_json() -> None:

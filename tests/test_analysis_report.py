@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 
 from promptlab.analysis import analyze, format_report
 from promptlab.cli import app
-from promptlab.experiment import cells, parse_experiment
+from promptlab.experiment import Variant, cells, parse_experiment
 from promptlab.store import RunRecord, ScoreRecord, open_store
 
 runner = CliRunner()
@@ -38,7 +39,7 @@ guidance_scale = [5.0, 7.5]
 """
 
 
-def _record(name: str, score: callable) -> None:  # type: ignore[valid-type]
+def _record(name: str, score: Callable[[Variant, int], float]) -> None:
     """Record every cell of the experiment with ``score(variant, seed)``; NaN records a failure."""
     spec = parse_experiment(EXPERIMENT.format(name=name), Path(f"{name}.toml"))
     with open_store() as store:
@@ -53,7 +54,7 @@ def _record(name: str, score: callable) -> None:  # type: ignore[valid-type]
                 store.record_run(record, image, [ScoreRecord("intent", "tiny-clip", value, "a squirrel")])
 
 
-def _scores(variant, seed: int) -> float:  # type: ignore[no-untyped-def]
+def _scores(variant: Variant, seed: int) -> float:
     style = variant.axis_values["style"]
     if style == "art nouveau" and variant.axis_values["guidance_scale"] == 7.5:
         return math.nan

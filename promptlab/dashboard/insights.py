@@ -13,7 +13,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from promptlab.analysis import Analysis, format_level, format_report, how_to_read, report_tables
+from promptlab.analysis import VARIANT_LEVEL, Analysis, format_level, format_report, how_to_read, report_tables
 from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
 from promptlab.store import SCORE_KINDS
@@ -85,7 +85,8 @@ def _distributions(frame: pd.DataFrame, result: Analysis, table: pd.DataFrame) -
 def _best(result: Analysis) -> None:
     st.subheader("Best prompts")
     st.dataframe(
-        pd.DataFrame([{k: v for k, v in asdict(b).items() if k not in ("image", "variant_key")} for b in result.best]),
+        pd.DataFrame([{k: v for k, v in asdict(b).items() if k not in ("image", "variant_key")} for b in result.best])
+        .rename(columns={"ci_low": f"{format_level(VARIANT_LEVEL)} CI low", "ci_high": f"{format_level(VARIANT_LEVEL)} CI high"}),
         hide_index=True,
         width="stretch",
     )
