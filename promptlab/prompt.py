@@ -251,15 +251,8 @@ def parse_a1111(text: str, vocab: TermLookup | None = None) -> Prompt:
     keyword has no place in the model of terms and raises ``PromptSyntaxError`` (``convert``
     and rendering keep it); so do the features ``a1111_parts`` refuses.
     """
-    parts = a1111_parts(text)
-    if len(parts) > 1:
-        raise PromptSyntaxError(
-            "A1111 prompt: BREAK (start a new 75-token chunk) has no place in promptlab's prompt model of terms; "
-            "render the text as it is (--syntax a1111), or replace BREAK with a comma",
-            text=text,
-            position=_first_match_position(re.compile(r"\bBREAK\b"), text),
-        )
-    return _prompt_from_chunks(parts[0], vocab)
+    chunks = _one_part(a1111_parts(text), text, "A1111 prompt: BREAK", re.compile(r"\bBREAK\b"))
+    return _prompt_from_chunks(chunks, vocab)
 
 
 def parse_a1111_attention(text: str) -> list[tuple[str, float]]:
@@ -709,13 +702,17 @@ def _compel_parser() -> object:
 
 def _compel_chunks(text: str) -> list[Fragment]:
     """compel's flattened (text, weight) fragments for ``text``, which must be a single prompt."""
-    parts = compel_parts(text)
+    return _one_part(compel_parts(text), text, "compel prompt: .and() (A1111's BREAK)", _COMPEL_UNSUPPORTED)
+
+
+def _one_part(parts: list[list[Fragment]], text: str, construct: str, pattern: re.Pattern[str]) -> list[Fragment]:
+    """The fragments of a prompt in one chunk; a chunk break has no place among the model's terms."""
     if len(parts) > 1:
         raise PromptSyntaxError(
-            "compel prompt: .and() (A1111's BREAK) has no place in promptlab's prompt model of terms; "
-            "render the text as it is, or join its parts",
+            f"{construct} (a new 75-token chunk) has no place in promptlab's prompt model of terms; "
+            "render the text as it is, or join its parts with a comma",
             text=text,
-            position=_first_match_position(_COMPEL_UNSUPPORTED, text),
+            position=_first_match_position(pattern, text),
         )
     return parts[0]
 
