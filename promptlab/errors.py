@@ -50,6 +50,14 @@ class StoreError(PromptlabError):
     """The run store cannot be opened or a record cannot be found."""
 
 
+class CellTakenError(StoreError):
+    """Cells are already recorded as ok (by another runner sharing the store): ``cells`` lists them as (variant key, seed)."""
+
+    def __init__(self, message: str, *, cells: tuple[tuple[str, int], ...] = ()) -> None:
+        self.cells = cells
+        super().__init__(message)
+
+
 class ImportMetadataError(PromptlabError):
     """An image or file carries no metadata promptlab can read."""
 

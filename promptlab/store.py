@@ -22,12 +22,19 @@ How it stays safe:
    folder fsynced once) before the rows that name it are written in one short transaction.
    A crash leaves at worst a file no row names, never a row naming no file.
 3. A cell (experiment, variant key, seed) exists once: a unique constraint. A failed cell is
-   recorded with its error, and a later success or failure of the same cell replaces it.
+   recorded with its error, and a later success or failure of the same cell replaces it, as
+   does a success replacing a run whose image file is missing or changed (``broken_images``).
+   Runners sharing a store claim cells before rendering them (``claim_cells``), so each cell
+   is rendered once; a claim lapses when its runner stops renewing it or its process is gone.
 4. Schema changes are numbered migrations (``MIGRATIONS``) recorded in ``_migration`` and
-   applied on open; opening twice changes nothing.
+   applied on open, each under the database's write lock, so processes opening a new store at
+   once take turns; opening twice changes nothing. A schema from a newer promptlab is refused.
 5. Text search is a case-insensitive substring match on the prompt's plain text: on SQLite an
    FTS5 trigram index (3 characters or more), otherwise ``ILIKE``.
-6. Any failure to read or write raises ``StoreError`` naming the database; nothing is swallowed.
+6. Any failure to read or write raises ``StoreError`` naming the database, in one line (the
+   database's own message; the SQL stays on the exception's cause); nothing is swallowed.
+7. ``open_store(read_only=True)`` reads a store it may not write (SQLite ``mode=ro``, a
+   PostgreSQL read-only session): nothing is created or migrated, and a write says why not.
 """
 
 from __future__ import annotations
@@ -37,12 +44,17 @@ import io
 import json
 import math
 import os
+import socket
+import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,12 +85,14 @@ from sqlalchemy import (
     literal,
     table,
     text,
+    tuple_,
+    update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from promptlab.errors import PromptSyntaxError, StoreError
+from promptlab.errors import CellTakenError, PromptSyntaxError, StoreError
 from promptlab.paths import database_url, home_dir
 from promptlab.prompt import Prompt, convert
 
@@ -97,6 +111,14 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 MAX_PARALLEL_WRITES = 16
 # FTS5's trigram tokenizer matches substrings of 3 characters or more.
 FTS_MIN_CHARS = 3
+# A runner renews its claims every third of this; a claim not renewed for this long has lapsed.
+CLAIM_TTL_S = 120.0
+# A ``.partial`` image file whose writer cannot be told alive (another machine, an older name) is
+# left this long: every write finishes within seconds, so one this old was abandoned.
+PARTIAL_MAX_AGE_S = 600.0
+# PostgreSQL advisory lock keys (any fixed numbers): migrations, and claims (per experiment).
+MIGRATION_LOCK_KEY = 0x70726F6D70746C61
+CLAIM_LOCK_KEY = 0x7072
 
 
 def _now() -> datetime:
@@ -201,6 +223,21 @@ class Score(SQLModel, table=True):
     weights_sha256: str | None = None
     text: str = ""
     value: float
+
+
+class CellClaim(SQLModel, table=True):
+    """A runner's claim on a cell it is about to render, so runners sharing a store never render a cell twice.
+
+    ``owner`` is ``host:pid:token``; the claim holds until ``expires_at`` while its runner renews it.
+    """
+
+    __tablename__ = "cell_claim"
+
+    experiment_id: int = Field(foreign_key="experiment.id", primary_key=True)
+    variant_key: str = Field(primary_key=True)
+    seed: int = Field(sa_type=BigInteger, primary_key=True)
+    owner: str
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
 # 1. Migrations: each builds its schema from its own frozen definitions, never from the models.
@@ -326,27 +363,78 @@ def m002_run_search(conn: Connection) -> None:
     conn.exec_driver_sql("INSERT INTO run_fts(run_fts) VALUES ('rebuild')")
 
 
+def m003_cell_claim(conn: Connection) -> None:
+    """CellClaim: the cells runners sharing the store are rendering now."""
+    meta = MetaData()
+    # The table its foreign key names, as m001 made it (only its key matters here).
+    Table("experiment", meta, Column("id", Integer, primary_key=True))
+    claims = Table(
+        "cell_claim", meta,
+        Column("experiment_id", Integer, ForeignKey("experiment.id"), primary_key=True),
+        Column("variant_key", String, primary_key=True),
+        Column("seed", BigInteger, primary_key=True),
+        Column("owner", String, nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+    )  # fmt: skip
+    claims.create(conn, checkfirst=True)
+
+
 #: Applied in order on open; a name, once released, never changes meaning.
 MIGRATIONS: dict[str, Callable[[Connection], None]] = {
     "m001_initial": m001_initial,
     "m002_run_search": m002_run_search,
+    "m003_cell_claim": m003_cell_claim,
 }
 
 
-def migrate(engine: Engine) -> list[str]:
-    """Apply the migrations ``_migration`` does not list, each in its own transaction; return their names."""
-    with engine.begin() as conn:
-        _migration_table.create(conn, checkfirst=True)
-    applied: list[str] = []
+def migrate(engine: Engine, *, read_only: bool = False) -> list[str]:
+    """Apply the migrations ``_migration`` does not list, each in its own transaction; return their names.
+
+    Each runs under the database's write lock (``_migration_lock``) and first looks again whether
+    another process applied it meanwhile, so processes opening a new store at once take turns.
+    A schema with migrations this code does not know (a newer promptlab's) raises StoreError;
+    ``read_only`` applies nothing.
+    """
+    applied = _applied_migrations(engine)
+    unknown = sorted(applied - set(MIGRATIONS))
+    if unknown:
+        raise StoreError(
+            f"database {engine.url.render_as_string(hide_password=True)} has a newer schema than this promptlab "
+            f"(migrations {', '.join(unknown)} are unknown to it); upgrade promptlab (pip install -U promptlab)"
+        )
+    if read_only or applied.issuperset(MIGRATIONS):
+        return []
+    done: list[str] = []
     for name, step in MIGRATIONS.items():
-        with engine.begin() as conn:
-            done = conn.execute(select(_migration_table.c.name).where(_migration_table.c.name == name)).first()
-            if done:
+        with _migration_lock(engine) as conn:
+            _migration_table.create(conn, checkfirst=True)
+            if conn.execute(select(_migration_table.c.name).where(_migration_table.c.name == name)).first():
                 continue
             step(conn)
             conn.execute(insert(_migration_table).values(name=name, applied_at=_now()))
-            applied.append(name)
-    return applied
+            done.append(name)
+    return done
+
+
+def _applied_migrations(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(_migration_table.name):
+            return set()
+        return set(conn.execute(select(_migration_table.c.name)).scalars())
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A transaction holding the database's write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock).
+
+    Others wait for it (SQLite's busy timeout; PostgreSQL blocks) rather than race on CREATE TABLE.
+    """
+    dialect = engine.dialect.name
+    writer = engine.execution_options(promptlab_write=True) if dialect == "sqlite" else engine
+    with writer.begin() as conn:
+        if dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        yield conn
 
 
 # 2. What goes in and what comes out.
@@ -518,11 +606,38 @@ class ExperimentSummary(BaseModel):
     last_run_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What ``Store.claim_cells`` found for each cell (variant key, seed): now the caller's, recorded
+    meanwhile (done), or being rendered by another runner (taken)."""
+
+    claimed: tuple[tuple[str, int], ...]
+    done: tuple[tuple[str, int], ...]
+    taken: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class BrokenImage:
+    """A run recorded as ok whose image file is ``missing``, or ``changed`` (its sha256 is not the recorded one)."""
+
+    run_id: int
+    variant_key: str
+    seed: int
+    path: Path
+    problem: str
+
+
 # 3. The store.
 
 
-def open_store(url: str | None = None) -> Store:
-    """Open (creating and migrating as needed) the store at ``url``, default ``paths.database_url()``."""
+def open_store(url: str | None = None, *, read_only: bool = False) -> Store:
+    """Open the store at ``url`` (default ``paths.database_url()``), creating and migrating it as needed.
+
+    ``read_only`` reads it without writing anything (SQLite ``mode=ro``; a PostgreSQL read-only
+    session): no file, table or migration is made, so a store on a read-only disk or in someone
+    else's folder can be browsed, and a write raises StoreError saying so. A SQLite file that does
+    not exist yet is created as usual, since there is nothing to read.
+    """
     url = url or database_url()
     try:
         parsed = make_url(url)
@@ -530,36 +645,91 @@ def open_store(url: str | None = None) -> Store:
         raise StoreError(f"invalid database URL {url!r}: {exc}; expected e.g. sqlite:///path/to/promptlab.db") from exc
     display = parsed.render_as_string(hide_password=True)
     sqlite = parsed.get_backend_name() == "sqlite"
-    if sqlite and parsed.database not in (None, "", ":memory:"):
+    path = Path(parsed.database) if sqlite and parsed.database not in (None, "", ":memory:") else None
+    if read_only and sqlite and (path is None or not path.is_file()):
+        # Nothing to read yet: a new file is made as usual.
+        read_only = False
+    if path is not None and not read_only:
         try:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the folder of database {display}: {exc}") from exc
     try:
-        engine = create_engine(parsed, pool_pre_ping=not sqlite)
+        extra = {"creator": _sqlite_reader(path)} if read_only and path is not None else {}
+        engine = create_engine(parsed, pool_pre_ping=not sqlite, **extra)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-        raise StoreError(f"cannot open database {display}: {exc}") from exc
+        raise StoreError(f"cannot open database {display}: {_reason(exc)}") from exc
     if sqlite:
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, read_only=read_only)
+    elif read_only and engine.dialect.name == "postgresql":
+        _configure_postgres_reader(engine)
     try:
-        migrate(engine)
+        migrate(engine, read_only=read_only)
+        if read_only and not _applied_migrations(engine):
+            raise StoreError(f"database {display} holds no promptlab store yet; run promptlab once where it may write")
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise StoreError(f"cannot open database {display}: {exc}") from exc
-    return Store(engine, home_dir().resolve())
+        hint = "" if read_only else _READ_ONLY_HINT if _looks_read_only(exc) else ""
+        raise StoreError(f"cannot open database {display}: {_reason(exc)}{hint}") from exc
+    except StoreError:
+        engine.dispose()
+        raise
+    return Store(engine, home_dir().resolve(), read_only=read_only)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+_READ_ONLY_HINT = (
+    "; it cannot be written here (a read-only folder or file?): browse it with experiments list, runs, "
+    "analyze, export or the dashboard, which only read, or set PROMPTLAB_HOME to a folder you may write"
+)
+
+
+def _looks_read_only(exc: BaseException) -> bool:
+    reason = _reason(exc).lower()
+    return any(words in reason for words in ("readonly", "read-only", "unable to open database file"))
+
+
+def _reason(exc: BaseException) -> str:
+    """The database's own message in one line: SQLAlchemy's adds the SQL, its parameters and a link,
+    which stay on the exception (``promptlab --debug`` shows them)."""
+    orig = getattr(exc, "orig", None)
+    message = str(orig if orig is not None else exc).strip()
+    return message.splitlines()[0].strip() if message else type(exc).__name__
+
+
+def _sqlite_reader(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Connections that open the file with ``mode=ro``.
+
+    A WAL file needs its ``-shm`` index to be read; where the folder is read-only and no index is
+    there, SQLite cannot make one, so the file is opened ``immutable``. That is safe there: no writer
+    can open it in WAL mode either.
+    """
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    try:
+        probe = sqlite3.connect(uri, uri=True)
+        try:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            probe.close()
+    except sqlite3.Error:
+        uri += "&immutable=1"
+    return lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+
+def _configure_sqlite(engine: Engine, *, read_only: bool = False) -> None:
     """WAL, and transactions begun by us (pysqlite's own leave DDL outside any transaction)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        # synchronous first: a new file then switches to WAL with one fsync less.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # The busy timeout first: processes opening a new file at once then wait for its switch to WAL.
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
+        else:
+            # synchronous before WAL: a new file then switches to WAL with one fsync less.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -569,13 +739,43 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("promptlab_write") else "BEGIN")
 
 
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """WAL mode, waiting out other processes that are switching a new file at the same moment.
+
+    SQLite answers "database is locked" to a journal-mode change without calling the busy handler,
+    so the wait is here.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _configure_postgres_reader(engine: Engine) -> None:
+    """Every session read-only: the server itself refuses a write."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cursor.close()
+        dbapi_connection.commit()
+
+
 class Store:
     """The run store. Each method runs its own short session; the object is cheap to keep open."""
 
-    def __init__(self, engine: Engine, home: Path) -> None:
+    def __init__(self, engine: Engine, home: Path, *, read_only: bool = False) -> None:
         self.engine = engine
         self.home = Path(home)
         self.url = engine.url.render_as_string(hide_password=True)
+        self.read_only = read_only
         self._writer = engine.execution_options(promptlab_write=True)
         self._fts = engine.dialect.name == "sqlite" and inspect(engine).has_table("run_fts")
 
@@ -603,9 +803,18 @@ class Store:
         """Where the image with this hash lives."""
         return self.images_dir / f"{sha256}.png"
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"database {self.url} is open read-only, so nothing can be written to it; "
+                "open it where it may be written (promptlab run, render and import do)"
+            )
+
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
-        """A short session; database errors become StoreError naming the database."""
+        """A short session; database errors become one-line StoreError naming the database."""
+        if write:
+            self._check_writable()
         try:
             with Session(self._writer if write else self.engine, expire_on_commit=False) as session:
                 yield session
@@ -613,7 +822,8 @@ class Store:
             raise
         except SQLAlchemyError as exc:
             action = "write to" if write else "read"
-            raise StoreError(f"cannot {action} database {self.url}: {exc}") from exc
+            hint = _READ_ONLY_HINT if write and _looks_read_only(exc) else ""
+            raise StoreError(f"cannot {action} database {self.url}: {_reason(exc)}{hint}") from exc
 
     # Experiments.
 
@@ -739,36 +949,169 @@ class Store:
             return session.exec(query).first()
 
     def record_run(
-        self, record: RunRecord, image: bytes | PILImage, scores: Sequence[ScoreRecord] = ()
+        self, record: RunRecord, image: bytes | PILImage, scores: Sequence[ScoreRecord] = (), *, replace: Collection[int] = ()
     ) -> Run:
         """Record a rendered cell: image file first, then its rows in one transaction.
 
         ``image`` is PNG bytes, stored as given, or a PIL image, saved as PNG with A1111's
         ``parameters`` chunk and a ``promptlab`` chunk holding the record and its scores.
+        ``replace`` as in ``record_runs``.
         """
-        return self.record_runs([NewRun(record, image, tuple(scores))])[0]
+        return self.record_runs([NewRun(record, image, tuple(scores))], replace=replace)[0]
 
-    def record_runs(self, runs: Sequence[NewRun]) -> list[Run]:
+    def record_runs(self, runs: Sequence[NewRun], *, replace: Collection[int] = ()) -> list[Run]:
         """Record rendered cells together: every image file first, then all their rows in one transaction.
 
         What ``record_run`` does for each cell, at about the cost of one: the files are written
         side by side (each fsynced, then their folder once), then the rows go in with one
         statement per table. Either every row is written or none is; a file no row names is
-        harmless, and writing it again costs nothing.
+        harmless, and writing it again costs nothing. A cell already recorded as ok refuses the
+        lot with ``CellTakenError``, unless its run is in ``replace`` (its image was lost).
         """
         if not runs:
             return []
+        self._check_writable()
         # 1. Check everything and encode the PNGs before touching the disk.
         names = self._experiment_names([new.record for new in runs])
         prepared = [self._prepare(new, names) for new in runs]
         # 2. The files, durable under their final names, before any row names them.
         self._write_images({p.image.sha256: p.data for p in prepared if p.image is not None})
         # 3. The rows, in one transaction.
-        return self._insert_runs(prepared)
+        return self._insert_runs(prepared, replace)
 
     def record_failure(self, record: RunRecord, error: str) -> Run:
         """Record a cell that could not be rendered or scored, with its error text."""
         return self._insert_runs([_Prepared(record, _run_row(record, "failed", error, None), (), None, b"")])[0]
+
+    # Claims: runners sharing a store split its cells.
+
+    def claim_cells(
+        self,
+        experiment_id: int,
+        cells: Sequence[tuple[str, int]],
+        owner: str,
+        *,
+        ttl_s: float = CLAIM_TTL_S,
+        redo: Collection[int] = (),
+    ) -> Claim:
+        """Claim ``cells`` (variant key, seed) for ``owner`` (``runner_id()``) for ``ttl_s`` seconds.
+
+        A cell recorded as ok meanwhile is done (unless its run is in ``redo``, one whose image is
+        to be made again); one another runner claims is taken, unless that claim has lapsed or its
+        process, on this machine, is gone (killed): then it is the caller's.
+        """
+        wanted = list(dict.fromkeys(cells))
+        if not wanted:
+            return Claim((), (), ())
+        claims = CellClaim.__table__
+        c = claims.c  # type: ignore[attr-defined]
+        now = _now()
+        with self._session(write=True) as session:
+            conn = session.connection()
+            if conn.dialect.name == "postgresql":
+                # SQLite's BEGIN IMMEDIATE already makes claimers take turns.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key, :experiment)"), {"key": CLAIM_LOCK_KEY, "experiment": experiment_id})
+            # Claims before runs: a runner recording a cell drops its claim in the same transaction,
+            # so a cell is seen either claimed or recorded, never neither.
+            held = {
+                (key, seed): (holder, expires)
+                for key, seed, holder, expires in conn.execute(
+                    select(c.variant_key, c.seed, c.owner, c.expires_at).where(
+                        c.experiment_id == experiment_id, tuple_(c.variant_key, c.seed).in_(wanted)
+                    )
+                )
+            }
+            recorded = {
+                (key, seed)
+                for run_id, key, seed in conn.execute(
+                    select(Run.id, Run.variant_key, Run.seed).where(
+                        Run.experiment_id == experiment_id,
+                        tuple_(Run.variant_key, Run.seed).in_(wanted),
+                        Run.status == "ok",
+                    )
+                )
+                if run_id not in redo
+            }
+            done = [cell for cell in wanted if cell in recorded]
+            taken = [
+                cell for cell in wanted
+                if cell not in recorded and cell in held and held[cell][0] != owner and not _lapsed(*held[cell], now)
+            ]  # fmt: skip
+            free = [cell for cell in wanted if cell not in recorded and cell not in taken]
+            stale = [cell for cell in free if cell in held]
+            if stale:
+                conn.execute(delete(claims).where(c.experiment_id == experiment_id, tuple_(c.variant_key, c.seed).in_(stale)))
+            if free:
+                expires = now + timedelta(seconds=ttl_s)
+                conn.execute(
+                    insert(claims),
+                    [{"experiment_id": experiment_id, "variant_key": k, "seed": s, "owner": owner, "expires_at": expires} for k, s in free],
+                )
+            session.commit()
+        return Claim(tuple(free), tuple(done), tuple(taken))
+
+    def renew_claims(self, owner: str, *, ttl_s: float = CLAIM_TTL_S) -> None:
+        """Keep ``owner``'s claims for another ``ttl_s`` seconds (a runner's heartbeat)."""
+        claims = CellClaim.__table__
+        with self._session(write=True) as session:
+            session.connection().execute(
+                update(claims).where(claims.c.owner == owner).values(expires_at=_now() + timedelta(seconds=ttl_s))  # type: ignore[attr-defined]
+            )
+            session.commit()
+
+    def release_claims(self, owner: str) -> None:
+        """Drop ``owner``'s claims (a runner that stops: its unrendered cells are free again)."""
+        claims = CellClaim.__table__
+        with self._session(write=True) as session:
+            session.connection().execute(delete(claims).where(claims.c.owner == owner))  # type: ignore[attr-defined]
+            session.commit()
+
+    # Image files.
+
+    def broken_images(self, experiment_id: int | None = None) -> list[BrokenImage]:
+        """Runs recorded as ok whose image file is missing or not the recorded bytes (sha256), oldest first."""
+        query = (
+            select(Run.id, Run.variant_key, Run.seed, Image.sha256, Image.path)
+            .join(Image, Image.sha256 == Run.image_sha256)
+            .where(Run.status == "ok")
+            .order_by(Run.id)
+        )
+        if experiment_id is not None:
+            query = query.where(Run.experiment_id == experiment_id)
+        with self._session() as session:
+            rows = session.exec(query).all()
+        paths = {sha256: self.home / path for _, _, _, sha256, path in rows}
+        with ThreadPoolExecutor(max_workers=min(len(paths), MAX_PARALLEL_WRITES) or 1) as pool:
+            problems = dict(zip(paths, pool.map(_image_problem, paths.values(), paths)))
+        return [
+            BrokenImage(run_id, key, seed, paths[sha256], problems[sha256])
+            for run_id, key, seed, sha256, _ in rows
+            if problems[sha256] is not None
+        ]
+
+    def image_problem(self, sha256: str) -> str | None:
+        """``missing`` or ``changed`` where the image file with this hash is not what was recorded, else None."""
+        return _image_problem(self.image_path(sha256), sha256)
+
+    def clean_partials(self) -> int:
+        """Remove the ``.partial`` image files that writers killed mid-write left behind; return how many.
+
+        A file of a live writer is kept: its name holds its machine and process id, and one from
+        another machine (or an older promptlab) goes only once it is ``PARTIAL_MAX_AGE_S`` old.
+        """
+        removed = 0
+        try:
+            leftovers = list(self.images_dir.glob(".*.partial"))
+        except OSError:
+            return 0
+        for path in leftovers:
+            try:
+                if _abandoned(path):
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue  # gone already, or not ours to remove: never worth stopping a run for
+        return removed
 
     def _experiment_names(self, records: Sequence[RunRecord]) -> dict[int, str]:
         """The names of the records' experiments (one query for a batch); StoreError naming a record without one."""
@@ -813,6 +1156,7 @@ class Store:
         todo = {sha256: data for sha256, data in files.items() if not self._has_image(sha256, len(data))}
         if not todo:
             return
+        self._check_writable()
         try:
             self.images_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -829,14 +1173,16 @@ class Store:
             raise StoreError(f"cannot write image folder {self.images_dir}: {exc}") from exc
 
     def _has_image(self, sha256: str, size: int) -> bool:
+        # A file already there is checked whole: a damaged one is written again.
         path = self.image_path(sha256)
-        return path.is_file() and path.stat().st_size == size
+        return path.is_file() and path.stat().st_size == size and _image_problem(path, sha256) is None
 
     def _write_image(self, sha256: str, data: bytes) -> None:
         """Write ``data`` to ``images/<sha256>.png`` whole or not at all: temp file, fsync, rename."""
         path = self.image_path(sha256)
         try:
-            fd, temp = tempfile.mkstemp(prefix=f".{sha256}.", suffix=".partial", dir=path.parent)
+            # The writer's machine and process in the name, so clean_partials knows a dead writer's file.
+            fd, temp = tempfile.mkstemp(prefix=f".{sha256}.{_writer_tag()}.", suffix=".partial", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
@@ -849,25 +1195,29 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot write image {path}: {exc}") from exc
 
-    def _insert_runs(self, prepared: Sequence[_Prepared]) -> list[Run]:
+    def _insert_runs(self, prepared: Sequence[_Prepared], replace: Collection[int] = ()) -> list[Run]:
         """Write the rows of ``prepared`` in one transaction; return their runs, ids filled in."""
         first = prepared[0].record
         what = f"run ({first.cell})" if len(prepared) == 1 else f"{len(prepared)} runs (the first: {first.cell})"
         try:
             with self._session(write=True) as session:
                 conn = session.connection()
+                records = [p.record for p in prepared]
                 # 1. Earlier failed attempts at these cells give way; a cell recorded as ok refuses the lot.
-                _delete_runs(conn, self._previous_failures(conn, [p.record for p in prepared]))
+                _delete_runs(conn, self._previous_failures(conn, records, replace))
                 # 2. The images not stored yet, the runs, then their terms and scores.
                 _insert_images(conn, [p.image for p in prepared if p.image is not None])
                 _insert_run_rows(conn, prepared)
+                # 3. The cells are recorded: whoever claimed them is done with them.
+                _delete_claims(conn, records)
                 session.commit()
         except IntegrityError as exc:
-            raise StoreError(f"cannot record {what} in {self.url}: {exc.orig}") from exc
+            raise StoreError(f"cannot record {what} in {self.url}: {_reason(exc)}") from exc
         return [p.run for p in prepared]
 
-    def _previous_failures(self, conn: Connection, records: Sequence[RunRecord]) -> list[int]:
-        """Ids of earlier failed runs of these cells; StoreError if one of them is recorded as ok."""
+    def _previous_failures(self, conn: Connection, records: Sequence[RunRecord], replace: Collection[int] = ()) -> list[int]:
+        """Ids of earlier failed runs of these cells (and of the ok runs in ``replace``); CellTakenError
+        naming every cell recorded as ok by another run."""
         cells = {(r.experiment_id, r.variant_key, r.seed): r for r in records}
         query = select(Run.id, Run.experiment_id, Run.variant_key, Run.seed, Run.status).where(
             Run.experiment_id.in_({r.experiment_id for r in records}),
@@ -875,13 +1225,23 @@ class Store:
             Run.seed.in_({r.seed for r in records}),
         )
         stale = []
+        taken: dict[tuple[int, str, int], int] = {}
         for run_id, experiment_id, variant_key, seed, status in conn.execute(query):
-            record = cells.get((experiment_id, variant_key, seed))
-            if record is None:
+            cell = (experiment_id, variant_key, seed)
+            if cell not in cells:
                 continue
-            if status == "ok":
-                raise StoreError(f"cannot record run ({record.cell}) in {self.url}: the cell is already recorded as run {run_id}")
-            stale.append(run_id)
+            if status == "ok" and run_id not in replace:
+                taken[cell] = run_id
+            else:
+                stale.append(run_id)
+        if taken:
+            cell, run_id = next(iter(taken.items()))
+            record = cells[cell]
+            more = f" (and {len(taken) - 1} more cells)" if len(taken) > 1 else ""
+            raise CellTakenError(
+                f"cannot record run ({record.cell}) in {self.url}: the cell is already recorded as run {run_id}{more}",
+                cells=tuple((key, seed) for _, key, seed in taken),
+            )
         return stale
 
     # Reading runs.
@@ -966,7 +1326,7 @@ class Store:
                 result = conn.execute(query)
                 frame = pd.DataFrame(result.all(), columns=list(result.keys()))
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read database {self.url}: {exc}") from exc
+            raise StoreError(f"cannot read database {self.url}: {_reason(exc)}") from exc
         frame["score"] = pd.to_numeric(frame["score"]).astype(float)
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
         axes = pd.DataFrame(frame["axes"].tolist(), index=frame.index).drop(columns="subject", errors="ignore")
@@ -1154,6 +1514,70 @@ def _run_row(record: RunRecord, status: str, error: str | None, image_sha256: st
         image_sha256=image_sha256,
         **columns,
     )
+
+
+def runner_id() -> str:
+    """A name for one runner, unique among runners sharing a store: ``host:pid:token``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _lapsed(owner: str, expires_at: datetime, now: datetime) -> bool:
+    """Whether a claim no longer holds: its time is up, or its process, on this machine, is gone."""
+    if _utc(expires_at) <= now:
+        return True
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # alive, someone else's
+    return True
+
+
+def _writer_tag() -> str:
+    """This process as part of a temporary file's name: a hash of the host name, and the pid."""
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    return f"{host}-{os.getpid()}"
+
+
+def _abandoned(path: Path) -> bool:
+    """Whether a ``.partial`` file's writer is gone: its process, on this machine, is dead; or it is old."""
+    parts = path.name.split(".")
+    tag = parts[2] if len(parts) == 5 else ""
+    host, _, pid = tag.partition("-")
+    if pid.isdigit() and host == _writer_tag().partition("-")[0]:
+        return int(pid) != os.getpid() and not _process_alive(int(pid))
+    return time.time() - path.stat().st_mtime > PARTIAL_MAX_AGE_S
+
+
+def _image_problem(path: Path, sha256: str) -> str | None:
+    """``missing`` if the file is not there, ``changed`` if its bytes do not hash to ``sha256``, else None."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "missing"  # unreadable is as good as gone for every reader
+    return None if digest.hexdigest() == sha256 else "changed"
+
+
+def _delete_claims(conn: Connection, records: Sequence[RunRecord]) -> None:
+    claims = CellClaim.__table__
+    c = claims.c  # type: ignore[attr-defined]
+    by_experiment: dict[int, list[tuple[str, int]]] = {}
+    for record in records:
+        by_experiment.setdefault(record.experiment_id, []).append((record.variant_key, record.seed))
+    for experiment_id, cells in by_experiment.items():
+        conn.execute(delete(claims).where(c.experiment_id == experiment_id, tuple_(c.variant_key, c.seed).in_(cells)))
 
 
 def _delete_runs(conn: Connection, ids: Sequence[int]) -> None:

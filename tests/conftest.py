@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+POSTGRES_URL = os.environ.get("PROMPTLAB_TEST_POSTGRES_URL")
+NO_POSTGRES = "PROMPTLAB_TEST_POSTGRES_URL is not set (.ci/postgres.sh starts a throwaway server and sets it)"
 
 
 @pytest.fixture(autouse=True)
@@ -34,3 +39,23 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the test server, dropped afterwards, so runs never see each other."""
+    from sqlalchemy import create_engine, text
+
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    schema = f"promptlab_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -8,8 +8,10 @@ import json
 import math
 import os
 import re
+import socket
 import sqlite3
-import uuid
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +24,7 @@ from sqlalchemy import create_engine, event, insert, inspect, text
 from sqlmodel import Session, SQLModel, select
 
 from promptlab.analysis import REQUIRED_COLUMNS, analyze
-from promptlab.errors import StoreError
+from promptlab.errors import CellTakenError, StoreError
 from promptlab.experiment import cells, load_experiment
 from promptlab.metadata import read_image_metadata
 from promptlab.prompt import Prompt, Term
@@ -42,30 +44,8 @@ from promptlab.store import (
 )
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "squirrel-styles.toml"
-POSTGRES_URL = os.environ.get("PROMPTLAB_TEST_POSTGRES_URL")
-NO_POSTGRES = "PROMPTLAB_TEST_POSTGRES_URL is not set (.ci/postgres.sh starts a throwaway server and sets it)"
-
-
 class Crash(BaseException):
     """Stands in for the process dying: nothing catches it."""
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema on the test server, dropped afterwards, so runs never see each other."""
-    if not POSTGRES_URL:
-        pytest.skip(NO_POSTGRES)
-    schema = f"promptlab_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -171,7 +151,7 @@ def test_migrations_are_recorded_and_safe_to_repeat(store: Store) -> None:
 def test_migrated_schema_matches_the_models(store: Store) -> None:
     found = inspect(store.engine)
     for name, model_table in SQLModel.metadata.tables.items():
-        if name not in {"experiment", "image", "run", "run_term", "score"}:
+        if name not in {"experiment", "image", "run", "run_term", "score", "cell_claim"}:
             continue
         columns = {c["name"]: c["nullable"] for c in found.get_columns(name)}
         assert columns == {c.name: c.nullable for c in model_table.columns}, name
@@ -609,3 +589,162 @@ def test_runs_frame_of_an_empty_experiment_has_the_columns(store: Store) -> None
     frame = store.runs_frame("empty")
     assert frame.empty
     assert set(REQUIRED_COLUMNS) <= set(frame.columns)
+
+
+# Reliability (issue 22): newer schemas, one-line errors, read-only stores, claims, lost images, leftovers.
+
+
+def test_a_schema_from_a_newer_promptlab_is_refused(store: Store) -> None:
+    url = store.engine.url.render_as_string(hide_password=False)
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO _migration (name, applied_at) VALUES ('m999_future', :now)"), {"now": datetime.now(timezone.utc)})
+    with pytest.raises(StoreError, match=r"has a newer schema than this promptlab \(migrations m999_future are unknown to it\); upgrade promptlab"):
+        open_store(url)
+    with pytest.raises(StoreError, match="upgrade promptlab"):
+        open_store(url, read_only=True)
+
+
+def test_database_errors_are_one_line_without_sql(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
+    with pytest.raises(StoreError) as caught:
+        open_store(f"sqlite:///{corrupt}")
+    message = str(caught.value)
+    assert "\n" not in message and "[SQL" not in message and "sqlalche.me" not in message
+    assert "file is not a database" in message or "malformed" in message
+    # The SQL and SQLAlchemy's link stay on the cause, for --debug.
+    assert caught.value.__cause__ is not None
+
+
+def test_a_nul_character_is_a_one_line_error_or_kept(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    record = make_record(experiment.id, 1, Term("oil\x00painting", 1.0, "medium"))
+    try:
+        store.record_run(record, png(1))
+    except StoreError as error:  # PostgreSQL's text holds no NUL
+        assert "\n" not in str(error) and "NUL" in str(error)
+    else:
+        assert store.list_runs()[0].terms[0]["text"] == "oil\x00painting"
+
+
+def test_read_only_opening_reads_and_writes_nothing(store: Store) -> None:
+    experiment = store.add_experiment("e", {"a": 1})
+    store.record_run(make_record(experiment.id), png(1))
+    url = store.engine.url.render_as_string(hide_password=False)
+    path = store.db_path()
+    before = path.read_bytes() if path else None
+    with open_store(url, read_only=True) as reader:
+        assert reader.read_only
+        assert [e.name for e in reader.list_experiments()] == ["e"]
+        assert len(reader.runs_frame("e")) == 1
+        with pytest.raises(StoreError, match="is open read-only, so nothing can be written"):
+            reader.record_run(make_record(experiment.id, 2), png(2))
+        with pytest.raises(StoreError, match="open read-only"):
+            reader.add_experiment("f", {})
+    if path is not None:
+        assert path.read_bytes() == before
+
+
+def test_read_only_opening_of_a_missing_file_makes_the_store(promptlab_home: Path) -> None:
+    with open_store(read_only=True) as opened:
+        assert not opened.read_only and opened.list_experiments() == []
+
+
+def test_read_only_wal_file_in_a_read_only_folder_opens_immutable(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    experiment = sqlite_store.add_experiment("e", {})
+    sqlite_store.record_run(make_record(experiment.id), png(1))
+    path = sqlite_store.db_path()
+    sqlite_store.close()
+    connect = sqlite3.connect
+    opened: list[str] = []
+
+    def no_shm_possible(database: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        # What SQLite answers in a read-only folder without the -shm index: it cannot make one.
+        opened.append(database)
+        if "immutable=1" not in database:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        return connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", no_shm_possible)
+    with open_store(f"sqlite:///{path}", read_only=True) as reader:
+        assert reader.list_runs()[0].seed == 1
+    assert opened[0].endswith("?mode=ro") and opened[-1].endswith("?mode=ro&immutable=1")
+
+
+def test_claims_split_cells_between_runners(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    cells_ = [("v1", 1), ("v1", 2), ("v2", 1)]
+    first = store.claim_cells(experiment.id, cells_[:2], "host:1:a")
+    assert first.claimed == (("v1", 1), ("v1", 2)) and not first.taken
+    second = store.claim_cells(experiment.id, cells_, "otherhost:2:b")
+    assert second.claimed == (("v2", 1),) and second.taken == (("v1", 1), ("v1", 2))
+    # Recording a cell drops its claim and makes it done for everyone.
+    store.record_run(make_record(experiment.id, 1, key="v1"), png(1))
+    third = store.claim_cells(experiment.id, cells_, "otherhost:3:c")
+    assert third.done == (("v1", 1),) and third.taken == (("v1", 2), ("v2", 1)) and not third.claimed
+    store.release_claims("host:1:a")
+    assert store.claim_cells(experiment.id, [("v1", 2)], "otherhost:3:c").claimed == (("v1", 2),)
+
+
+def test_a_claim_lapses_without_renewal_or_when_its_process_is_gone(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    store.claim_cells(experiment.id, [("v", 1)], "elsewhere:1:a", ttl_s=-1)
+    assert store.claim_cells(experiment.id, [("v", 1)], "elsewhere:2:b").claimed == (("v", 1),)
+    # A process of this machine that is gone (killed) holds nothing.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store.claim_cells(experiment.id, [("v", 2)], f"{socket.gethostname()}:{dead.pid}:c")
+    assert store.claim_cells(experiment.id, [("v", 2)], "elsewhere:2:b").claimed == (("v", 2),)
+    # A live one keeps its claim, and renewing keeps it past its first time.
+    store.claim_cells(experiment.id, [("v", 3)], f"{socket.gethostname()}:{os.getpid()}:d", ttl_s=60)
+    store.renew_claims(f"{socket.gethostname()}:{os.getpid()}:d", ttl_s=60)
+    assert store.claim_cells(experiment.id, [("v", 3)], "elsewhere:2:b").taken == (("v", 3),)
+
+
+def test_a_cell_recorded_by_another_runner_is_named_in_the_error(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    store.record_run(make_record(experiment.id, 1), png(1))
+    with pytest.raises(CellTakenError) as caught:
+        store.record_runs([NewRun(make_record(experiment.id, 1), png(2)), NewRun(make_record(experiment.id, 2), png(3))])
+    assert caught.value.cells == (("v1", 1),)
+    assert len(store.list_runs()) == 1
+
+
+def test_lost_and_changed_image_files_are_found_and_a_new_image_replaces_their_run(store: Store) -> None:
+    experiment = store.add_experiment("e", {})
+    runs = store.record_runs([NewRun(make_record(experiment.id, seed), png(seed)) for seed in (1, 2, 3)])
+    assert store.broken_images(experiment.id) == []
+    store.image_path(runs[0].image_sha256).unlink()
+    store.image_path(runs[1].image_sha256).write_bytes(b"\x89PNG\r\n\x1a\nnot the same bytes")
+    broken = store.broken_images(experiment.id)
+    assert [(b.run_id, b.seed, b.problem) for b in broken] == [(runs[0].id, 1, "missing"), (runs[1].id, 2, "changed")]
+    assert store.image_problem(runs[0].image_sha256) == "missing"
+    # The same image again rewrites the damaged file (its bytes are checked, not only its size).
+    again = store.record_runs(
+        [NewRun(make_record(experiment.id, 1), png(1)), NewRun(make_record(experiment.id, 2), png(2))],
+        replace=[b.run_id for b in broken],
+    )
+    assert store.broken_images(experiment.id) == []
+    assert {run.seed for run in store.list_runs()} == {1, 2, 3} and len(store.list_runs()) == 3
+    assert {run.id for run in again}.isdisjoint({runs[0].id, runs[1].id})
+    assert_no_row_points_at_nothing(store)
+
+
+def test_partial_files_of_dead_writers_are_cleaned_and_live_ones_kept(sqlite_store: Store) -> None:
+    images = sqlite_store.images_dir
+    images.mkdir(parents=True)
+    tag = store_module._writer_tag()
+    host = tag.partition("-")[0]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    mine = images / f".{'a' * 64}.{tag}.x1y2.partial"
+    killed = images / f".{'b' * 64}.{host}-{dead.pid}.x1y2.partial"
+    elsewhere = images / f".{'c' * 64}.00000000-{dead.pid}.x1y2.partial"
+    old_style = images / f".{'d' * 64}.x1y2.partial"
+    stale_old_style = images / f".{'e' * 64}.z9.partial"
+    for path in (mine, killed, elsewhere, old_style, stale_old_style):
+        path.write_bytes(b"half a png")
+    hour_ago = datetime.now().timestamp() - 3600
+    os.utime(stale_old_style, (hour_ago, hour_ago))
+    assert sqlite_store.clean_partials() == 2
+    assert sorted(p.name for p in images.iterdir()) == sorted(p.name for p in (mine, elsewhere, old_style))
