@@ -8,40 +8,55 @@ score them and record each one in the store.
 How it behaves:
 
 1. Cells (variant x seed) that the store already holds are skipped, so running the same file
-   again renders only what is missing, and a run killed at any moment resumes cleanly.
-2. Cells that share model, task and params render together in batches across variants, each
-   image with its own seed, so every variant is compared on the same seeds.
-3. Each finished batch is scored (each image against the intent and against its own prompt)
+   again renders only what is missing, and a run killed at any moment resumes cleanly. A cell
+   whose image file was lost or changed is rendered again and replaces its run.
+2. What would fail for every cell alike fails first, once, before any cell is recorded: the
+   scorer, and for each setup the model, its scheduler, the size and the input images.
+3. Cells that share model, task and params render together in batches across variants, each
+   image with its own seed, so every variant is compared on the same seeds. Before rendering a
+   batch the runner claims its cells in the store (``Store.claim_cells``, renewed while it
+   works): runners started together on one store split the cells, and one that finds a cell
+   taken or done moves on.
+4. Each finished batch is scored (each image against the intent and against its own prompt)
    and written: the batch's image files first, then all its rows in one transaction
    (``Store.record_runs``). Where rendering leaves a core idle (a GPU, or fewer torch threads
    than cores) one writer thread writes a batch while the next one renders; where torch's
    threads fill every core, writing in turn is faster (``overlap_writes``). A crash loses at
    most the batch being written; no row ever names a missing file.
-4. A batch that fails to render or score is recorded cell by cell with its error and the run
-   goes on. A failure to write the store is never swallowed: it stops the run once the batch
-   rendering meanwhile is done.
+5. A batch that fails to render or score is recorded cell by cell with its error and the run
+   goes on; so is an image that came out all black (NaN or overflow), never as ok. A failure
+   to write the store is never swallowed: it stops the run once the batch rendering meanwhile
+   is done.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from promptlab.errors import PromptlabError
+from promptlab.errors import CellTakenError, PromptlabError, StoreError
 from promptlab.experiment import Cell, ExperimentSpec, Variant, cells
-from promptlab.store import NewRun, RunRecord, ScoreRecord, Store
+from promptlab.store import CLAIM_TTL_S, NewRun, RunRecord, ScoreRecord, Store, runner_id
 
 # Keys of Variant.params that are RenderParams fields; anything else stays in the run's params.
 _RENDER_PARAM_NAMES = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength")
 _INPUT_PARAM_NAMES = {"image": "image", "mask": "mask_image", "mask_image": "mask_image", "depth": "depth_map", "depth_map": "depth_map"}
+
+
+#: Why a black image is not recorded as a result.
+BLACK_IMAGE_ERROR = (
+    "the image is all black: the render overflowed or gave NaN (a very high term weight, or float16 on a "
+    "model that needs float32); lower the weights or render with dtype float32"
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,10 @@ class RunnerProgress:
 
 @dataclass(frozen=True)
 class CellOutcome:
-    """What happened to one cell: its run id, image path and scores, or its error."""
+    """What happened to one cell: its run id, image path and scores, or its error.
+
+    ``status`` is ``ok``, ``failed``, or ``taken``: another runner sharing the store recorded it first.
+    """
 
     variant_key: str
     label: str
@@ -82,6 +100,7 @@ class RunSummary:
     failed: int
     seconds: float
     outcomes: tuple[CellOutcome, ...] = ()
+    taken: int = 0
 
     @property
     def images_per_s(self) -> float:
@@ -99,6 +118,7 @@ class RunSummary:
             "skipped": self.skipped,
             "rendered": self.rendered,
             "failed": self.failed,
+            "taken": self.taken,
             "seconds": round(self.seconds, 3),
             "images_per_s": round(self.images_per_s, 3),
             "errors": [
@@ -142,23 +162,31 @@ def run_experiment(
     progress: ProgressCallback | None = None,
     scorer: Any = None,
 ) -> RunSummary:
-    """Render, score and record every cell of ``spec`` that ``store`` does not hold yet."""
-    from promptlab.scoring import load_scorer
+    """Render, score and record every cell of ``spec`` that ``store`` does not hold yet (or holds with a lost image).
 
+    ``scorer`` is a scorer, or a callable that makes one from ``spec.scorer`` (default ``load_scorer``).
+    """
     started = time.perf_counter()
-    # 1. The experiment row, and the cells still to do.
+    # 1. The experiment row; the cells still to do: not recorded, or recorded with a lost image.
     experiment = store.get_or_create_experiment(spec.name, spec.raw, spec.path, subject=spec.subject)
     assert experiment.id is not None
+    store.clean_partials()
     every = cells(spec)
     done = store.existing_cells(experiment.id)
-    todo = [cell for cell in every if cell.key not in done]
+    lost = {(b.variant_key, b.seed): b.run_id for b in store.broken_images(experiment.id)}
+    todo = [cell for cell in every if cell.key not in done or cell.key in lost]
     skipped = len(every) - len(todo)
+    # 2. What fails for every cell alike fails now, once.
+    scorer = check_setup(todo, spec, scorer)
     outcomes: list[CellOutcome] = []
+    passed = 0  # cells another runner recorded or holds: not this runner's to render
+    left = 0  # of those, the ones it holds (still rendering them)
 
     def report(last: CellOutcome | None) -> None:
         if progress is not None:
             failed = sum(o.status == "failed" for o in outcomes)
-            progress(RunnerProgress(len(outcomes), len(todo), failed, skipped, time.perf_counter() - started, last))
+            total = len(todo) - passed
+            progress(RunnerProgress(len(outcomes), total, failed, skipped, time.perf_counter() - started, last))
 
     def record(written: list[CellOutcome]) -> None:
         for outcome in written:
@@ -169,37 +197,97 @@ def run_experiment(
         record(writing.result())
 
     report(None)
-    # 2. Render and score each group of cells that share a pipeline call, batch by batch, and
-    # write each batch's files and rows: on a writer thread while the next batch renders, where
-    # a core is free for it, else in turn.
+    # 3. Claim, render and score each group of cells that share a pipeline call, batch by batch,
+    # and write each batch's files and rows: on a writer thread while the next batch renders,
+    # where a core is free for it, else in turn.
     size = batch_size or spec.batch_size
     overlap = overlap_writes()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptlab-store") as writer:
+    owner = runner_id()
+    with _Heartbeat(store, owner), ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptlab-store") as writer:
         writing: Future[list[CellOutcome]] | None = None
-        for group in render_groups(todo):
-            for start in range(0, len(group), size):
-                batch = group[start : start + size]
-                write = _run_batch(batch, experiment.id, spec, store, scorer or load_scorer, size)
-                if writing is not None:
-                    collect(writing)
-                    writing = None
-                if overlap:
-                    writing = writer.submit(write)
-                else:
-                    record(write())
-        if writing is not None:
-            collect(writing)
+        try:
+            for group in render_groups(todo):
+                for start in range(0, len(group), size):
+                    claim = store.claim_cells(experiment.id, [c.key for c in group[start : start + size]], owner, redo=lost.values())
+                    passed += len(claim.done) + len(claim.taken)
+                    skipped += len(claim.done)
+                    left += len(claim.taken)
+                    mine = set(claim.claimed)
+                    batch = [cell for cell in group[start : start + size] if cell.key in mine]
+                    if not batch:
+                        continue
+                    write = _run_batch(batch, experiment.id, spec, store, scorer, size, lost)
+                    if writing is not None:
+                        collect(writing)
+                        writing = None
+                    if overlap:
+                        writing = writer.submit(write)
+                    else:
+                        record(write())
+            if writing is not None:
+                collect(writing)
+        finally:
+            if writing is not None:
+                writing.exception()  # the batch in flight is written (or failed) before the claims go
+            store.release_claims(owner)
     failed = sum(o.status == "failed" for o in outcomes)
+    taken = sum(o.status == "taken" for o in outcomes) + left
     return RunSummary(
         experiment=spec.name,
         experiment_id=experiment.id,
         total_cells=len(every),
         skipped=skipped,
-        rendered=len(outcomes) - failed,
+        rendered=sum(o.status == "ok" for o in outcomes),
         failed=failed,
         seconds=time.perf_counter() - started,
         outcomes=tuple(outcomes),
+        taken=taken,
     )
+
+
+def check_setup(todo: Sequence[Cell], spec: ExperimentSpec, scorer: Any = None) -> Any:
+    """The scorer, loaded; and for each render setup of ``todo``, its model loaded and its scheduler,
+    size and input images checked (``check_render``). What fails here would fail every cell alike,
+    so it raises once, before any cell is rendered or recorded.
+    """
+    from promptlab.render.engine import check_render
+    from promptlab.scoring import load_scorer
+
+    if not todo:
+        return scorer
+    scorer = scorer or load_scorer
+    if callable(scorer) and not hasattr(scorer, "score"):
+        scorer = scorer(spec.scorer)
+    for group in render_groups(todo):
+        variant = group[0].variant
+        check_render(render_params(variant), variant.model)
+    return scorer
+
+
+class _Heartbeat:
+    """Renews a runner's claims every third of their time while it works, on a thread of its own."""
+
+    def __init__(self, store: Store, owner: str, ttl_s: float = CLAIM_TTL_S) -> None:
+        self.store, self.owner, self.ttl_s = store, owner, ttl_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="promptlab-claims", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            try:
+                self.store.renew_claims(self.owner, ttl_s=self.ttl_s)
+            except StoreError:
+                # The claims hold for two more beats; if they lapse, a cell may be rendered twice but
+                # is recorded once (the later writer finds it taken), so nothing is lost.
+                continue
 
 
 def overlap_writes() -> bool:
@@ -219,16 +307,23 @@ def overlap_writes() -> bool:
 
 
 def _run_batch(
-    batch: Sequence[Cell], experiment_id: int, spec: ExperimentSpec, store: Store, scorer: Any, size: int
+    batch: Sequence[Cell],
+    experiment_id: int,
+    spec: ExperimentSpec,
+    store: Store,
+    scorer: Any,
+    size: int,
+    lost: Mapping[tuple[str, int], int],
 ) -> Callable[[], list[CellOutcome]]:
-    """Render and score one batch; return the call that records it (every cell failed on an error)."""
+    """Render and score one batch; return the call that records it (every cell failed on an error).
+
+    ``lost`` maps the cells whose recorded image was lost to their runs, which the new ones replace.
+    """
     from promptlab.render.engine import render
     from promptlab.render.params import RenderItem
 
     first = batch[0].variant
     try:
-        if callable(scorer) and not hasattr(scorer, "score"):
-            scorer = scorer(spec.scorer)
         # A variant's seeds share its texts: each is written once.
         texts = {c.variant.key: (c.variant.prompt.to_compel(), c.variant.prompt.to_plain()) for c in batch}
         items = [RenderItem(texts[c.variant.key][0], c.seed, c.variant.negative_prompt) for c in batch]
@@ -241,37 +336,77 @@ def _run_batch(
         pairs = scorer.score_pairs(images, [c.variant.intent for c in batch], [texts[c.variant.key][1] for c in batch])
         score_s = (time.perf_counter() - t1) / len(batch)
     except PromptlabError as error:
-        return partial(_record_failures, store, experiment_id, batch, str(error))
+        return partial(_record_failures, store, experiment_id, batch, str(error), lost)
     except Exception as error:  # noqa: BLE001 - one failing batch must not stop the sweep
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        return partial(_record_failures, store, experiment_id, batch, detail)
+        return partial(_record_failures, store, experiment_id, batch, detail, lost)
     setup = _setup_params(result.setup)
-    runs = [
-        NewRun(
+    runs = {
+        cell.key: NewRun(
             RunRecord.for_variant(experiment_id, cell.variant, cell.seed, render_s=render_s, score_s=score_s, params=setup),
             image,
             (_score_record("intent", pair.intent), _score_record("prompt", pair.prompt)),
         )
         for cell, image, pair in zip(batch, images, pairs)
-    ]
-    return partial(_record_batch, store, batch, runs)
+        if not _all_black(image)
+    }
+    return partial(_record_batch, store, experiment_id, batch, runs, lost)
 
 
-def _record_batch(store: Store, batch: Sequence[Cell], runs: Sequence[NewRun]) -> list[CellOutcome]:
-    """Write a rendered batch (files, then rows in one transaction) and say what became of each cell."""
-    recorded = store.record_runs(runs)
-    return [
-        CellOutcome(
-            cell.variant.key,
-            cell.variant.label,
-            cell.seed,
-            run.id,
-            "ok",
-            image=str(store.image_path(run.image_sha256)) if run.image_sha256 else None,
-            scores={score.kind: score.value for score in new.scores},
-        )
-        for cell, new, run in zip(batch, runs, recorded)
-    ]
+def _all_black(image: Any) -> bool:
+    """Whether every pixel is 0: what a NaN or overflowing render decodes to."""
+    return all(high == 0 for _, high in _band_extrema(image))
+
+
+def _band_extrema(image: Any) -> list[tuple[int, int]]:
+    extrema = image.getextrema()
+    return list(extrema) if isinstance(extrema[0], tuple) else [extrema]
+
+
+def _record_batch(
+    store: Store,
+    experiment_id: int,
+    batch: Sequence[Cell],
+    runs: Mapping[tuple[str, int], NewRun],
+    lost: Mapping[tuple[str, int], int],
+) -> list[CellOutcome]:
+    """Write a rendered batch (files, then rows in one transaction) and say what became of each cell.
+
+    Cells missing from ``runs`` came out black and are recorded as failed. A cell another runner
+    recorded first (its claim lapsed) is left as it is, and the rest are written.
+    """
+    good = [cell for cell in batch if cell.key in runs]
+    replace = [lost[cell.key] for cell in good if cell.key in lost]
+    taken: set[tuple[str, int]] = set()
+    while True:
+        todo = [cell for cell in good if cell.key not in taken]
+        try:
+            recorded = dict(zip((c.key for c in todo), store.record_runs([runs[c.key] for c in todo], replace=replace)))
+            break
+        except CellTakenError as error:
+            taken.update(error.cells)
+    black = [cell for cell in batch if cell.key not in runs]
+    failures = {(o.variant_key, o.seed): o for o in _record_failures(store, experiment_id, black, BLACK_IMAGE_ERROR, lost)}
+    outcomes = []
+    for cell in batch:
+        if cell.key in taken:
+            outcomes.append(CellOutcome(cell.variant.key, cell.variant.label, cell.seed, None, "taken"))
+        elif cell.key in failures:
+            outcomes.append(failures[cell.key])
+        else:
+            run = recorded[cell.key]
+            outcomes.append(
+                CellOutcome(
+                    cell.variant.key,
+                    cell.variant.label,
+                    cell.seed,
+                    run.id,
+                    "ok",
+                    image=str(store.image_path(run.image_sha256)) if run.image_sha256 else None,
+                    scores={score.kind: score.value for score in runs[cell.key].scores},
+                )
+            )
+    return outcomes
 
 
 def _setup_params(setup: Any) -> dict[str, Any]:
@@ -304,10 +439,21 @@ def _score_record(kind: str, score: Any) -> ScoreRecord:
     )
 
 
-def _record_failures(store: Store, experiment_id: int, batch: Sequence[Cell], error: str) -> list[CellOutcome]:
+def _record_failures(
+    store: Store, experiment_id: int, batch: Sequence[Cell], error: str, lost: Mapping[tuple[str, int], int]
+) -> list[CellOutcome]:
+    """Record each cell as failed with ``error``; a cell another runner recorded meanwhile stays as it is,
+    and so does the run of a cell whose lost image could not be made again (a rerun tries again)."""
     outcomes = []
     for cell in batch:
-        run = store.record_failure(RunRecord.for_variant(experiment_id, cell.variant, cell.seed), error)
+        if cell.key in lost:
+            outcomes.append(CellOutcome(cell.variant.key, cell.variant.label, cell.seed, lost[cell.key], "failed", error=error))
+            continue
+        try:
+            run = store.record_failure(RunRecord.for_variant(experiment_id, cell.variant, cell.seed), error)
+        except CellTakenError:
+            outcomes.append(CellOutcome(cell.variant.key, cell.variant.label, cell.seed, None, "taken"))
+            continue
         outcomes.append(CellOutcome(cell.variant.key, cell.variant.label, cell.seed, run.id, "failed", error=error))
     return outcomes
 
@@ -348,13 +494,20 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
     import dataclasses
     import shutil
 
+    from promptlab.errors import RenderError
     from promptlab.experiment import variant_key
     from promptlab.prompt import compel_prompt, parse_compel
     from promptlab.render.engine import render_request
+    from promptlab.render.params import check_prompt, check_prompt_length
 
-    # 1. Read the prompts as written, into the compel text that is rendered and recorded verbatim.
+    # 1. Read the prompts as written, into the compel text that is rendered and recorded verbatim;
+    # a prompt too long or too strongly weighted to render fails before the model loads.
+    check_prompt_length(request.prompt, "prompt")
+    check_prompt_length(request.params.negative_prompt, "negative prompt")
     text = compel_prompt(request.prompt, syntax)
     negative = compel_prompt(request.params.negative_prompt, syntax)
+    check_prompt(text, "prompt")
+    check_prompt(negative, "negative prompt")
     request = dataclasses.replace(
         request, prompt=text, params=dataclasses.replace(request.params, negative_prompt=negative)
     )
@@ -379,6 +532,7 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
     # 2. Record each image (file first, then rows), then copy it out with its metadata.
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
+    black: list[int] = []
     for rendered in result.images:
         record = RunRecord(
             experiment_id=experiment.id,
@@ -393,10 +547,35 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
             render_s=sum(result.batch_seconds) / len(result.images),
             prompt_text=text,
         )
-        run = store.find_run(experiment.id, key, rendered.seed)
-        if run is None or run.status != "ok":
-            run = store.record_run(record, rendered.image)
+        if _all_black(rendered.image):
+            black.append(rendered.seed)
+            _record_render_failure(store, record)
+            continue
+        run = _record_render(store, record, rendered.image)
         target = out_dir / f"{rendered.seed}-{run.image_sha256[:10]}.png"
         shutil.copyfile(store.image_path(run.image_sha256), target)
         files.append(RenderedFile(target, run.id, rendered.seed, request.prompt, rendered.negative_prompt, params))
+    if black:
+        seeds = ", ".join(map(str, black))
+        raise RenderError(f"seed {seeds}: {BLACK_IMAGE_ERROR} (recorded as failed; {len(files)} other image(s) written)")
     return files
+
+
+def _record_render(store: Store, record: RunRecord, image: Any) -> Any:
+    """The cell's run: recorded now, or already (by this or another process), its image made again if lost."""
+    run = store.find_run(record.experiment_id, record.variant_key, record.seed)
+    if run is not None and run.status == "ok" and run.image_sha256 is not None:
+        if store.image_problem(run.image_sha256) is None:
+            return run
+        return store.record_run(record, image, replace=(run.id,))
+    try:
+        return store.record_run(record, image)
+    except CellTakenError:
+        return store.find_run(record.experiment_id, record.variant_key, record.seed)
+
+
+def _record_render_failure(store: Store, record: RunRecord) -> None:
+    try:
+        store.record_failure(record, BLACK_IMAGE_ERROR)
+    except CellTakenError:
+        pass  # an ok image of this cell is recorded already: it stays

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from promptlab import runner
-from promptlab.errors import StoreError
+from promptlab.errors import PromptlabError, StoreError
 from promptlab.experiment import cells, parse_experiment
 from promptlab.runner import render_groups, run_experiment
 from promptlab.store import NewRun, Run, Store, open_store
@@ -111,14 +115,72 @@ def test_batched_image_equals_the_image_rendered_alone(tmp_path: Path) -> None:
         assert np.abs(a - b).max() <= 2
 
 
-def test_a_failing_cell_is_recorded_and_the_rest_go_on(tmp_path: Path) -> None:
-    experiment = spec(tmp_path, 'scheduler = ["Euler a", "No Such Sampler"]', name="with-failure")
+def test_a_failing_cell_is_recorded_and_the_rest_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptlab.render import engine
+
+    experiment = spec(tmp_path, 'guidance_scale = [5.0, 9.0]', name="with-failure")
+    render = engine.render
+
+    def out_of_memory_at_cfg_9(items, params, model, **kwargs):  # type: ignore[no-untyped-def]
+        if params.guidance_scale == 9.0:
+            raise RuntimeError("CUDA out of memory")
+        return render(items, params, model, **kwargs)
+
+    monkeypatch.setattr(engine, "render", out_of_memory_at_cfg_9)
     with open_store() as store:
         summary = run_experiment(experiment, store)
         assert summary.failed == 4 and summary.rendered == 4 and not summary.ok
         failed = store.list_runs(experiment="with-failure", status="failed")
         assert len(failed) == 4
-        assert all("No Such Sampler" in (r.error or "") for r in failed)
+        assert all("CUDA out of memory" in (r.error or "") for r in failed)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('scheduler = ["Euler a", "No Such Sampler"]', "unknown scheduler 'No Such Sampler'"),
+        ('model = ["tiny-sd", "./no/such/model"]', "model './no/such/model': no such file or folder"),
+    ],
+)
+def test_what_fails_for_every_cell_fails_once_before_any_cell(tmp_path: Path, extra: str, message: str) -> None:
+    experiment = spec(tmp_path, extra, name="bad-setup")
+    with open_store() as store:
+        with pytest.raises(PromptlabError, match=re.escape(message)):
+            run_experiment(experiment, store)
+        assert store.count_runs(experiment="bad-setup") == 0
+
+
+def test_an_unknown_scorer_fails_once_before_any_cell(tmp_path: Path) -> None:
+    experiment = spec(tmp_path, name="bad-scorer")
+    experiment = dataclasses.replace(experiment, scorer="no-such-clip")
+    with open_store() as store:
+        with pytest.raises(PromptlabError, match="no-such-clip"):
+            run_experiment(experiment, store)
+        assert store.count_runs(experiment="bad-scorer") == 0
+
+
+def test_an_all_black_image_is_recorded_as_failed_never_as_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from promptlab.render import engine
+
+    experiment = spec(tmp_path, name="black")
+    render = engine.render
+
+    def nan_for_seed_2(items, params, model, **kwargs):  # type: ignore[no-untyped-def]
+        result = render(items, params, model, **kwargs)
+        for image in result.images:
+            if image.seed == 2:  # what a NaN latent decodes to
+                image.image = Image.new("RGB", image.image.size)
+        return result
+
+    monkeypatch.setattr(engine, "render", nan_for_seed_2)
+    with open_store() as store:
+        summary = run_experiment(experiment, store)
+        assert (summary.rendered, summary.failed) == (2, 2)
+        failed = store.list_runs(experiment="black", status="failed")
+        assert {r.seed for r in failed} == {2}
+        assert all(r.error == runner.BLACK_IMAGE_ERROR and r.scores == [] for r in failed)
 
 
 def test_a_dpm_solver_sweep_is_recorded(tmp_path: Path) -> None:
@@ -138,11 +200,11 @@ def test_a_store_write_failure_stops_the_run_and_earlier_batches_stay(
     record_runs = Store.record_runs
     written: list[int] = []
 
-    def full_after_one_batch(self: Store, runs: list[NewRun]) -> list[Run]:
+    def full_after_one_batch(self: Store, runs: list[NewRun], **kwargs: Any) -> list[Run]:
         if written:
             raise StoreError("cannot write image: No space left on device")
         written.append(len(runs))
-        return record_runs(self, runs)
+        return record_runs(self, runs, **kwargs)
 
     monkeypatch.setattr(Store, "record_runs", full_after_one_batch)
     seen: list[int] = []
@@ -205,3 +267,86 @@ def test_killed_with_sigkill_and_run_again_every_cell_exactly_once(tmp_path: Pat
         assert len({(r.variant_key, r.seed) for r in runs}) == 12
         for run in runs:
             assert run.image_path is not None and Path(run.image_path).is_file()
+
+
+RACE_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from promptlab.experiment import load_experiment
+from promptlab.runner import run_experiment
+from promptlab.store import open_store
+import promptlab.render.engine, promptlab.scoring  # the slow imports, before the start line
+
+spec = load_experiment(sys.argv[1])
+print("ready", flush=True)
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.005)
+with open_store() as store:
+    print(json.dumps(run_experiment(spec, store, batch_size=1).to_dict()), flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_four_runs_started_at_once_on_a_fresh_store_render_each_cell_once(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Issue 22: the schema, the experiment rows and the cells are raced for; every process finishes."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if kind == "postgresql":
+        env["PROMPTLAB_DB"] = request.getfixturevalue("postgres_url")
+    files = []
+    for name in ("race-a", "race-b"):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(EXPERIMENT.format(extra="").replace("runner-test", name).replace("seeds = [1, 2]", "seeds = [1, 2, 3]"))
+        files.append(path)
+    go = tmp_path / "go"
+    # Two processes on each experiment: the same cells, and the same store.
+    procs = [
+        subprocess.Popen([sys.executable, "-c", RACE_SCRIPT, str(files[i % 2]), str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for i in range(4)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+    go.touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    with open_store(env.get("PROMPTLAB_DB")) as store:
+        for name in ("race-a", "race-b"):
+            runs = store.list_runs(experiment=name, limit=100)
+            assert len(runs) == 6 and {r.status for r in runs} == {"ok"}
+            assert len({(r.variant_key, r.seed) for r in runs}) == 6
+            mine = [r for r in results if r["experiment"] == name]
+            # Rendered exactly once: the two processes' renders add up to the cells, none failed.
+            assert sum(r["rendered"] for r in mine) == 6 and sum(r["failed"] for r in mine) == 0
+            for run in runs:
+                assert run.image_path is not None and Path(run.image_path).is_file()
+
+
+def test_a_rerun_renders_again_exactly_the_cells_whose_image_is_lost_or_changed(tmp_path: Path) -> None:
+    experiment = spec(tmp_path, name="repair")
+    with open_store() as store:
+        run_experiment(experiment, store)
+        runs = sorted(store.list_runs(experiment="repair"), key=lambda r: r.id)
+        lost, changed = runs[0], runs[1]
+        assert lost.image_path is not None and changed.image_path is not None
+        originals = {run.seed: (run.variant_key, Path(run.image_path).read_bytes()) for run in (lost, changed)}
+        Path(lost.image_path).unlink()
+        Path(changed.image_path).write_bytes(b"\x89PNG\r\n\x1a\nsomething else")
+        # A writer killed mid-write leaves a .partial file: the next run removes it.
+        leftover = store.images_dir / f".{'f' * 64}.x1y2.partial"
+        leftover.write_bytes(b"half")
+        os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+        again = run_experiment(experiment, store)
+        assert (again.rendered, again.skipped, again.failed) == (2, 2, 0)
+        assert not leftover.exists()
+        assert store.broken_images() == []
+        after = store.list_runs(experiment="repair")
+        assert len(after) == 4 and {r.status for r in after} == {"ok"}
+        for run in after:
+            if (run.variant_key, run.seed) in {(key, seed) for seed, (key, _) in originals.items()}:
+                # Rendered again from the same recorded parameters: the same pixels, the same file.
+                assert Path(run.image_path).read_bytes() == originals[run.seed][1]
+        assert run_experiment(experiment, store).rendered == 0

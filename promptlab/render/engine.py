@@ -29,7 +29,7 @@ from promptlab.errors import RenderError
 from promptlab.render.conditioning import encode_prompts
 from promptlab.render.images import InputImages, depth_tensor, prepare_images
 from promptlab.render.models import LoadedModel, ModelSource, ModelSpec, file_sha256, load_model
-from promptlab.render.params import RenderItem, RenderParams, check_seed
+from promptlab.render.params import MAX_COUNT, RenderItem, RenderParams, check_seed, check_size
 from promptlab.render.schedulers import SchedulerChoice, build_scheduler, class_scheduler_name, find_scheduler
 
 if TYPE_CHECKING:
@@ -253,11 +253,27 @@ def render_batches(
     for item in items:
         if not isinstance(item, RenderItem):
             raise RenderError(f"render item {item!r} must be a RenderItem(prompt, seed)")
+    # 2.-4. The model, the input images and size, the scheduler.
+    plan, scheduler = _plan(params, model)
+    return _run(items, plan, batch_size, progress, scheduler)
+
+
+def check_render(params: RenderParams, model: ModelSpec | str) -> RenderSetup:
+    """Load the model and check the input images, the size and the scheduler, rendering nothing.
+
+    What ``render_batches`` does before its first batch: a runner calls it once per setup, so a bad
+    model, scheduler or image fails once, before any cell, rather than once per cell.
+    """
+    return _plan(params, model)[0].setup
+
+
+def _plan(params: RenderParams, model: ModelSpec | str) -> tuple[_Plan, SchedulerMixin]:
     # 2. Load the model for the task (once per process).
     loaded = load_model(model, params.task)
     # 3. Read input images and settle the size.
     images, files = _inputs(params, loaded)
     width, height = _resolved_size(params, loaded, images)
+    check_size(width, height)
     # 4. Settle the scheduler (a bad name fails now, not mid-run).
     choice = _scheduler_choice(params, loaded)
     scheduler = build_scheduler(choice, loaded.scheduler_config)
@@ -276,8 +292,7 @@ def render_batches(
         versions=library_versions(),
         load_seconds=loaded.load_seconds,
     )
-    plan = _Plan(setup, loaded, choice, images, width, height)
-    return _run(items, plan, batch_size, progress, scheduler)
+    return _Plan(setup, loaded, choice, images, width, height), scheduler
 
 
 def _is_positive_int(value: object) -> bool:
@@ -385,8 +400,8 @@ class RenderRequest:
     batch_size: int = 4
 
     def items(self) -> list[RenderItem]:
-        if not _is_positive_int(self.count):
-            raise RenderError(f"count {self.count!r} must be a whole number >= 1")
+        if not _is_positive_int(self.count) or self.count > MAX_COUNT:
+            raise RenderError(f"count {self.count!r} must be a whole number from 1 to {MAX_COUNT}")
         start = secrets.randbits(32) if self.seed is None else check_seed(self.seed)
         check_seed(start + self.count - 1)
         return [RenderItem(self.prompt, start + offset) for offset in range(self.count)]
