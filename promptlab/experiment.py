@@ -48,8 +48,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from promptlab.compose import split_weight
-from promptlab.errors import ExperimentError, PromptSyntaxError, VocabError
+from promptlab.errors import ExperimentError, PromptSyntaxError, RenderError, VocabError
 from promptlab.prompt import Prompt, Term, compel_prompt, parse_a1111, parse_compel
+from promptlab.render.params import MAX_PIXELS, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MAX_WEIGHT, check_prompt, check_size
 from promptlab.vocab import FORBIDDEN_TERM_CHARS, Vocabulary, load_vocab
 
 if sys.version_info >= (3, 11):
@@ -71,6 +72,10 @@ TASK_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 ABSENT = ""
 DEFAULT_SCORER = "clip"
 MAX_SEED = 2**32 - 1
+# Enough for any measurement (a term's effect is sure within a few dozen seeds); far past it is a typo
+# that would run for days. Checked before anything is built.
+MAX_SEEDS = 10_000
+MAX_CELLS = 1_000_000
 # Bumped when the key's recipe changes, so old and new keys never collide.
 KEY_VERSION = 1
 
@@ -93,16 +98,16 @@ class ParamRule:
     check: Callable[[Any], bool]
 
 
-def _multiple_of_8(value: int) -> bool:
-    return value >= 8 and value % 8 == 0
+def _image_side(value: int) -> bool:
+    return 8 <= value <= MAX_SIDE and value % 8 == 0
 
 
 #: Generation parameters by diffusers' argument names; ``[params]`` and parameter axes use them.
 PARAMS: dict[str, ParamRule] = {
-    "num_inference_steps": ParamRule(int, "an integer >= 1", lambda v: v >= 1),
+    "num_inference_steps": ParamRule(int, f"an integer from 1 to {MAX_STEPS}", lambda v: 1 <= v <= MAX_STEPS),
     "guidance_scale": ParamRule(float, "a number >= 0", lambda v: v >= 0),
-    "width": ParamRule(int, "a multiple of 8, at least 8 (diffusers' rule)", _multiple_of_8),
-    "height": ParamRule(int, "a multiple of 8, at least 8 (diffusers' rule)", _multiple_of_8),
+    "width": ParamRule(int, f"a multiple of 8 from 8 to {MAX_SIDE} (diffusers' rule)", _image_side),
+    "height": ParamRule(int, f"a multiple of 8 from 8 to {MAX_SIDE} (diffusers' rule)", _image_side),
     "scheduler": ParamRule(str, "a scheduler name", lambda v: bool(v.strip())),
     "strength": ParamRule(float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
     "clip_skip": ParamRule(int, "an integer >= 1", lambda v: v >= 1),
@@ -295,6 +300,7 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
     terms = _fixed_terms(check, prompt, vocab)
     negative_presets = tuple(check.string_list(prompt, "negative_presets", "[prompt]") or ())
     negative = check.string(prompt, "negative", "[prompt]") or ""
+    check.short(negative, "[prompt] negative")
     try:
         negative = compel_prompt(negative, syntax)
     except PromptSyntaxError as exc:
@@ -303,6 +309,10 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
         if preset not in vocab.negative_presets:
             check.fail("[prompt] negative_presets", preset, f"a negative preset: one of {', '.join(vocab.negative_presets)}")
     negative_prompt = vocab.negative_text(Prompt("", (), negative, negative_presets))
+    try:
+        check_prompt(negative_prompt, "the negative prompt")
+    except RenderError as exc:
+        check.fail("[prompt] negative", negative, f"a negative prompt the encoder can read ({exc})")
 
     # 4. Parameters, input images and axes.
     params = _params(check, raw, task)
@@ -313,6 +323,9 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
         total = math.prod(len(axis.levels) for axis in axes)
         if samples > total:
             check.fail("samples", samples, f"at most {total}, the number of combinations of the axes")
+
+    # 5. Limits: what the whole sweep asks for, before anything is built or rendered.
+    _check_limits(check, strategy, samples, seeds, subjects, terms, params, axes)
 
     return ExperimentSpec(
         name=experiment_name,
@@ -545,6 +558,14 @@ class _Checker:
         if key in table:
             raise ExperimentError(f"{self.source}: {self.where(section, key)} = {_show(table[key])}: only allowed with {needs}")
 
+    def short(self, text: str, where: str) -> None:
+        """Refuse prompt text longer than any prompt, before a parser spends time on it."""
+        if len(text) > MAX_PROMPT_CHARS:
+            raise ExperimentError(
+                f"{self.source}: {where} = {_show(text[:40])[:-1]}...\" ({len(text):,} characters): "
+                f"expected at most {MAX_PROMPT_CHARS:,} characters"
+            )
+
     def where(self, section: str, key: str) -> str:
         return f"{section} {key}" if section else key
 
@@ -611,19 +632,67 @@ def _param_value(check: _Checker, where: str, written: Any, rule: ParamRule) -> 
 
 def _seeds(check: _Checker, raw: Mapping[str, Any]) -> tuple[int, ...]:
     value = raw.get("seeds", 1)
-    expected = f"a count N >= 1 (seeds 1..N) or a list of distinct integers from 0 to {MAX_SEED}"
+    expected = (
+        f"a count N from 1 to {MAX_SEEDS:,} (seeds 1..N) or a list of at most {MAX_SEEDS:,} distinct integers "
+        f"from 0 to {MAX_SEED}"
+    )
     if isinstance(value, int) and not isinstance(value, bool):
-        if not 1 <= value <= MAX_SEED:
+        if not 1 <= value <= MAX_SEEDS:
             check.fail("seeds", value, expected)
         return tuple(range(1, value + 1))
     if (
         not isinstance(value, list)
-        or not value
+        or not 1 <= len(value) <= MAX_SEEDS
         or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in value)
         or len(set(value)) != len(value)
     ):
-        check.fail("seeds", value, expected)
+        long = isinstance(value, list) and len(value) > 20
+        shown = f"[{', '.join(map(_show, value[:3]))}, ... ({len(value):,} values)]" if long else _show(value)
+        raise ExperimentError(f"{check.source}: seeds = {shown}: expected {expected}")
     return tuple(value)
+
+
+def _check_limits(
+    check: _Checker,
+    strategy: str,
+    samples: int | None,
+    seeds: tuple[int, ...],
+    subjects: tuple[str, ...],
+    terms: tuple[Term, ...],
+    params: Mapping[str, Any],
+    axes: tuple[Axis, ...],
+) -> None:
+    """The cell count, every image size and the longest prompt the sweep can build, all within what renders."""
+    # 1. Cells: variants (as the strategy draws them) times seeds.
+    if strategy == "ablation":
+        changes = sum(len([lv for lv in a.levels if lv is not None]) for a in axes if a.kind != "subject")
+        variants = len(subjects) * (1 + len(terms) + changes)
+    else:
+        variants = samples if samples is not None else math.prod(len(axis.levels) for axis in axes)
+    if variants * len(seeds) > MAX_CELLS:
+        raise ExperimentError(
+            f"{check.source}: {variants:,} variants x {len(seeds):,} seeds = {variants * len(seeds):,} cells: "
+            f"at most {MAX_CELLS:,}; sweep fewer axes or levels (strategy = \"random\" with samples = N draws some)"
+        )
+    # 2. Every width with every height the axes can pair.
+    sizes = {name: [a.levels for a in axes if a.name == name] for name in ("width", "height")}
+    widths = sizes["width"][0] if sizes["width"] else [params.get("width")]
+    heights = sizes["height"][0] if sizes["height"] else [params.get("height")]
+    for width in widths:
+        for height in heights:
+            if width is not None and height is not None:
+                try:
+                    check_size(width, height)
+                except RenderError as exc:
+                    raise ExperimentError(f"{check.source}: width = {width}, height = {height}: {exc}") from None
+    # 3. The longest prompt: the longest subject, every fixed term, each category axis's longest level.
+    longest = max(len(s) for s in subjects) + sum(len(t.text) + 12 for t in terms)
+    longest += sum(max(len(lv.text) + 12 if lv else 0 for lv in a.levels) for a in axes if a.kind == "category")
+    if longest > MAX_PROMPT_CHARS:
+        raise ExperimentError(
+            f"{check.source}: the longest prompt the sweep builds is about {longest:,} characters: at most "
+            f"{MAX_PROMPT_CHARS:,}; shorten the subject or the terms"
+        )
 
 
 def _subjects(check: _Checker, raw: Mapping[str, Any], prompt: Mapping[str, Any], syntax: str) -> tuple[str, ...]:
@@ -648,6 +717,7 @@ def _read_subject(check: _Checker, where: str, text: str, syntax: str) -> str:
     In compel syntax the subject is its text as written (its brackets are literal, as before);
     in A1111 syntax it is the text A1111 reads, its escapes resolved.
     """
+    check.short(text, where)
     try:
         parsed = parse_a1111(text) if syntax == "a1111" else parse_compel(compel_prompt(text))
     except PromptSyntaxError as exc:
@@ -670,6 +740,7 @@ def _parse_term(check: _Checker, where: str, spec: Any, category: str) -> Term:
     expected = 'a term "TEXT" or "TEXT:WEIGHT" with a weight >= 0'
     if not isinstance(spec, str) or not spec.strip():
         check.fail(where, spec, expected)
+    check.short(spec, where)
     try:
         text, weight = split_weight(spec.strip(), source=where)
     except PromptSyntaxError:
@@ -677,6 +748,8 @@ def _parse_term(check: _Checker, where: str, spec: Any, category: str) -> Term:
     bad = sorted({c for c in text if c in FORBIDDEN_TERM_CHARS})
     if bad:
         check.fail(where, spec, f"{expected}; the text may not contain {' '.join(bad)}")
+    if weight > MAX_WEIGHT:
+        check.fail(where, spec, f"{expected} and at most {MAX_WEIGHT:g} (past that the embedding leaves the encoder's range)")
     term = Term(text, weight, category)
     _check_prompt_text(check, where, spec, term)
     return term
@@ -811,7 +884,7 @@ def _weight_axes(check: _Checker, value: Any, terms: tuple[Term, ...]) -> list[A
         if text.casefold() not in fixed:
             known = ", ".join(_show(t.text) for t in terms) or "none"
             check.fail(where, weights, f"the weights of a fixed term in [prompt] terms; fixed terms: {known}")
-        rule = ParamRule(float, "a non-empty list of distinct weights >= 0", lambda v: v >= 0)
+        rule = ParamRule(float, f"a non-empty list of distinct weights from 0 to {MAX_WEIGHT:g}", lambda v: 0 <= v <= MAX_WEIGHT)
         if not isinstance(weights, list) or not weights:
             check.fail(where, weights, rule.expected)
         levels = tuple(_param_value(check, where, w, rule) for w in weights)

@@ -253,14 +253,14 @@ def test_term_weight_suffix_round_trips(weight: float) -> None:
 
 
 ERRORS = [
-    (BASE.replace("guidance_scale = 7.5", "num_inference_steps = -3"), "t.toml: [params] num_inference_steps = -3: expected an integer >= 1"),
+    (BASE.replace("guidance_scale = 7.5", "num_inference_steps = -3"), "t.toml: [params] num_inference_steps = -3: expected an integer from 1 to 1000"),
     (BASE.replace("guidance_scale = 7.5", "width = 500"), "[params] width = 500: expected a multiple of 8"),
     (BASE.replace("guidance_scale = 7.5", 'guidance_scale = "high"'), '[params] guidance_scale = "high": expected a number >= 0'),
     (BASE.replace("guidance_scale = 7.5", "steps = 20"), "unknown key 'steps' in [params]; known keys: num_inference_steps, guidance_scale"),
     (BASE.replace("guidance_scale = 7.5", "strength = 0.5"), "[params] strength: only read by the image tasks"),
     ("colour = 1\n" + BASE, "unknown key 'colour'; known keys: name, description, model"),
-    (BASE.replace("seeds = 2", "seeds = 0"), "seeds = 0: expected a count N >= 1 (seeds 1..N)"),
-    (BASE.replace("seeds = 2", "seeds = [1, 1]"), "seeds = [1, 1]: expected a count N >= 1 (seeds 1..N) or a list of distinct integers"),
+    (BASE.replace("seeds = 2", "seeds = 0"), "seeds = 0: expected a count N from 1 to 10,000 (seeds 1..N)"),
+    (BASE.replace("seeds = 2", "seeds = [1, 1]"), "seeds = [1, 1]: expected a count N from 1 to 10,000 (seeds 1..N) or a list of at most 10,000 distinct integers"),
     (BASE.replace("seeds = 2", "seeds = [-1]"), "seeds = [-1]: expected"),
     ('strategy = "grod"\n' + BASE, 'strategy = "grod": expected one of grid, ablation, random'),
     ('strategy = "random"\n' + BASE, "missing key samples: expected an integer >= 1"),
@@ -297,13 +297,30 @@ ERRORS = [
     (with_axes('order = [["medium", "mood"]]\n'), "[axes] order: unknown category 'mood'"),
     (with_axes('order = [["medium", "medium"]]\n'), '[axes] order = ["medium", "medium"]: expected a list of distinct categories'),
     (with_axes('[axes.weights]\n"pop-art" = [1.0]\n'), '[axes.weights] "pop-art" = [1.0]: expected the weights of a fixed term in [prompt] terms; fixed terms: "oil painting", "cinematic lighting"'),
-    (with_axes('[axes.weights]\n"oil painting" = [1.0, -2]\n'), '[axes.weights] "oil painting" = -2: expected a non-empty list of distinct weights >= 0'),
+    (with_axes('[axes.weights]\n"oil painting" = [1.0, -2]\n'), '[axes.weights] "oil painting" = -2: expected a non-empty list of distinct weights from 0 to 100'),
     (
         BASE.replace('subject = "a squirrel"', 'intent = "an animal"').replace("[params]", 'subjects = ["a", "b"]\n[params]'),
         '[prompt] intent = "an animal": expected no intent with several subjects',
     ),
     ('subjects = ["a squirrel"]\n' + BASE, '[prompt] subject = "a squirrel": only allowed with no top-level subjects'),
     (BASE.replace("[params]\nguidance_scale = 7.5\n", "params = 3\n"), "params = 3: expected a table"),
+    # Limits, checked before anything is built (issue 22: these used to run out of memory or run for hours).
+    (BASE.replace("seeds = 2", "seeds = 4294967295"), "seeds = 4294967295: expected a count N from 1 to 10,000"),
+    (BASE.replace("seeds = 2", "seeds = 10000000"), "seeds = 10000000: expected a count N from 1 to 10,000"),
+    (BASE.replace("seeds = 2", f"seeds = [{', '.join(map(str, range(10_001)))}]"), "seeds = [0, 1, 2, ... (10,001 values)]: expected"),
+    (BASE.replace("guidance_scale = 7.5", "num_inference_steps = 1000000"), "[params] num_inference_steps = 1000000: expected an integer from 1 to 1000"),
+    (BASE.replace("guidance_scale = 7.5", "width = 1048576\nheight = 64"), "[params] width = 1048576: expected a multiple of 8 from 8 to 8192"),
+    (BASE.replace("guidance_scale = 7.5", "width = 8192\nheight = 4096"), "width = 8192, height = 4096: size 8192x4096 is too large"),
+    (with_axes("width = [512, 8192]\nheight = [512, 8192]\n"), "width = 8192, height = 8192: size 8192x8192 is too large"),
+    (BASE.replace('"cinematic lighting:1.2"', '"cinematic lighting:1e300"'), '[prompt] terms.light = "cinematic lighting:1e300": expected a term "TEXT" or "TEXT:WEIGHT" with a weight >= 0 and at most 100'),
+    (with_axes('[axes.weights]\n"oil painting" = [1.0, 1000.0]\n'), '[axes.weights] "oil painting" = 1000.0: expected a non-empty list of distinct weights from 0 to 100'),
+    (BASE.replace('subject = "a squirrel"', 'subject = "a squirrel"\nnegative = "(blurry)1000"'), "[prompt] negative = \"(blurry)1000\": expected a negative prompt the encoder can read"),
+    (BASE.replace('subject = "a squirrel"', f'subject = "{"squirrel " * 2000}"'), '[prompt] subject = "squirrel squirrel squirrel squirrel squi..." (17,999 characters): expected at most 10,000'),
+    (with_axes("".join(f'{c} = ["{c * 1000}:2", ""]\n' for c in ("style", "artist", "site", "color"))).replace('"oil painting"', f'"{"oil " * 1000}"'), "the longest prompt the sweep builds is about 24,"),
+    (
+        with_axes("".join(f"{name} = [{', '.join(str(v) for v in range(1, 101))}]\n" for name in ("num_inference_steps", "guidance_scale", "eta"))).replace("seeds = 2", "seeds = 10"),
+        "1,000,000 variants x 10 seeds = 10,000,000 cells: at most 1,000,000",
+    ),
 ]
 
 

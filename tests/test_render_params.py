@@ -62,11 +62,35 @@ def test_seed_range_edges(seed: int) -> None:
     assert RenderItem("a cat", seed).seed == seed
 
 
-@given(st.integers(1, 1024), st.integers(1, 1024), st.sampled_from(["x", "X", "×"]))
+@given(st.integers(1, 512), st.integers(1, 512), st.sampled_from(["x", "X", "×"]))
 def test_parse_size_round_trip(w: int, h: int, sep: str) -> None:
     width, height = w * 8, h * 8
     assert parse_size(f"{width}{sep}{height}") == Size(width, height)
     assert parse_size(f" {width} {sep} {height} ") == (width, height)
+
+
+@pytest.mark.parametrize("text", ["1048576x1048576", "8200x64", "8192x4096"])
+def test_a_size_no_machine_can_render_is_refused_before_loading(text: str) -> None:
+    with pytest.raises(RenderError, match="too large: at most 8192 pixels a side and 16,777,216 pixels in all"):
+        parse_size(text)
+    width, height = (int(v) for v in text.split("x"))
+    with pytest.raises(RenderError, match="too large"):
+        RenderParams(width=width, height=height)
+
+
+def test_steps_past_the_training_timesteps_are_refused() -> None:
+    with pytest.raises(RenderError, match="num_inference_steps 1000000 must be a whole number from 1 to 1000"):
+        RenderParams(num_inference_steps=1_000_000)
+
+
+def test_prompt_limits_on_length_and_weights() -> None:
+    from promptlab.render.params import check_prompt
+
+    check_prompt("a (red)1.5 circle, (blue)100")
+    with pytest.raises(RenderError, match="prompt: 'red': weight 101 is out of range: weights go from 0 to 100"):
+        check_prompt("a (red)101 circle")
+    with pytest.raises(RenderError, match="prompt is 10,001 characters long: at most 10,000"):
+        check_prompt("a" * 10_001)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,20 @@ from promptlab.errors import RenderError
 
 MAX_SEED = 2**64
 SIZE_MULTIPLE = 8
+# Diffusers' schedulers step through the model's 1000 training timesteps: no more steps than that.
+MAX_STEPS = 1000
+# Past these a render cannot finish on any machine promptlab runs on (a 4096x4096 SD image needs
+# tens of GB for its attention maps); a larger number is a typo, refused before the model loads.
+MAX_SIDE = 8192
+MAX_PIXELS = 4096 * 4096
+# Images one request renders (``promptlab render -n``); an experiment has its own cell limit.
+MAX_COUNT = 10_000
+# A prompt longer than this is no prompt (CLIP reads 75 tokens; chunked, 10,000 characters are some
+# 30 chunks), and the text encoder's cost grows with it.
+MAX_PROMPT_CHARS = 10_000
+# compel scales a fragment's embedding by its weight: far past this it leaves the range float16
+# holds, and the image is noise or black. No prompt needs more (A1111's own emphasis is 1.1 a step).
+MAX_WEIGHT = 100.0
 
 #: How prompts past CLIP's 75-token window are read (recorded with every run).
 LONG_PROMPT_POLICIES: dict[str, str] = {
@@ -76,14 +90,19 @@ class RenderParams:
     def __post_init__(self) -> None:
         if self.task not in TASK_INPUTS:
             raise RenderError(f"task {self.task!r} is not one of {', '.join(TASK_INPUTS)}")
-        if not _is_int(self.num_inference_steps) or self.num_inference_steps < 1:
-            raise RenderError(f"num_inference_steps {self.num_inference_steps!r} must be a whole number >= 1")
+        if not _is_int(self.num_inference_steps) or not 1 <= self.num_inference_steps <= MAX_STEPS:
+            raise RenderError(
+                f"num_inference_steps {self.num_inference_steps!r} must be a whole number from 1 to {MAX_STEPS} "
+                "(the schedulers' training timesteps)"
+            )
         if not _is_number(self.guidance_scale) or self.guidance_scale < 0:
             raise RenderError(f"guidance_scale {self.guidance_scale!r} must be a finite number >= 0")
         for name in ("height", "width"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value <= 0 or value % SIZE_MULTIPLE):
                 raise RenderError(f"{name} {value!r} must be a positive multiple of {SIZE_MULTIPLE}")
+        if self.width is not None and self.height is not None:
+            check_size(self.width, self.height)
         if not _is_number(self.strength) or not 0 < self.strength <= 1:
             raise RenderError(f"strength {self.strength!r} must be a number in 0 < strength <= 1")
         if self.long_prompt not in LONG_PROMPT_POLICIES:
@@ -124,6 +143,44 @@ class RenderItem:
         check_seed(self.seed)
 
 
+def check_prompt(text: str, what: str = "prompt") -> None:
+    """RenderError unless compel ``text`` is at most ``MAX_PROMPT_CHARS`` long with every weight at most ``MAX_WEIGHT``."""
+    from promptlab.errors import PromptSyntaxError
+    from promptlab.prompt import compel_parts
+
+    check_prompt_length(text, what)
+    try:
+        fragments = [fragment for part in compel_parts(text) for fragment in part]
+    except PromptSyntaxError:
+        return  # not compel's syntax: the render's own reading of it says why, naming the text
+    for fragment, weight in fragments:
+        check_weight(weight, f"{what}: {fragment[:40]!r}")
+
+
+def check_prompt_length(text: str, what: str = "prompt") -> None:
+    """RenderError if ``text`` is longer than ``MAX_PROMPT_CHARS``: checked before any parser reads it."""
+    if len(text) > MAX_PROMPT_CHARS:
+        raise RenderError(f"{what} is {len(text):,} characters long: at most {MAX_PROMPT_CHARS:,}; shorten it")
+
+
+def check_weight(weight: float, what: str) -> None:
+    """RenderError unless ``weight`` is a finite number from 0 to ``MAX_WEIGHT``."""
+    if not (math.isfinite(weight) and 0 <= weight <= MAX_WEIGHT):
+        raise RenderError(
+            f"{what}: weight {weight:g} is out of range: weights go from 0 to {MAX_WEIGHT:g} (past that the "
+            "embedding leaves the range the encoder's float16 holds); use a weight like 1.3 for stronger"
+        )
+
+
+def check_size(width: int, height: int) -> None:
+    """RenderError unless a side is at most ``MAX_SIDE`` and the image at most ``MAX_PIXELS`` pixels."""
+    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+        raise RenderError(
+            f"size {width}x{height} is too large: at most {MAX_SIDE} pixels a side and {MAX_PIXELS:,} pixels "
+            f"in all ({int(MAX_PIXELS**0.5)}x{int(MAX_PIXELS**0.5)})"
+        )
+
+
 class Size(NamedTuple):
     """An image size in pixels."""
 
@@ -140,4 +197,5 @@ def parse_size(text: str) -> Size:
     for name, value in (("width", width), ("height", height)):
         if value <= 0 or value % SIZE_MULTIPLE:
             raise RenderError(f"size {text!r}: {name} {value} must be a positive multiple of {SIZE_MULTIPLE}")
+    check_size(width, height)
     return Size(width, height)
