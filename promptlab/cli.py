@@ -2,8 +2,9 @@
 
 Each command parses its input, calls one library function and prints the result, as text
 or, with ``--format json``, as JSON for scripts. A ``PromptlabError`` becomes one red line on
-stderr and exit code 1. Heavy libraries are imported inside the commands that need them, so
-``promptlab --help`` starts fast.
+stderr and exit code 1 (``promptlab --debug ...`` prints its traceback and causes instead).
+Commands that only read open the store read-only. Heavy libraries are imported inside the
+commands that need them, so ``promptlab --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(db_app, name="db")
 app.add_typer(micro_app, name="micro")
+# Set by --debug: errors print their traceback and causes (the SQL behind a database error).
+_DEBUG = False
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="On an error, print its traceback and causes instead of one line."),
+) -> None:
+    global _DEBUG
+    _DEBUG = debug
 
 
 class OutputFormat(str, Enum):
@@ -296,7 +307,7 @@ def demo(fmt: OutputFormat = FORMAT_OPTION) -> None:
         summary = run_demo(store, progress=progress)
     _report_summary(summary, fmt)
     if fmt is OutputFormat.text:
-        typer.echo("Next: promptlab analyze demo   |   promptlab dashboard   (or: streamlit run app.py)")
+        typer.echo("Next: promptlab analyze demo   |   promptlab dashboard")
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -407,8 +418,9 @@ def _report_summary(summary: Any, fmt: OutputFormat) -> None:
     if fmt is OutputFormat.json:
         emit_json(summary.to_dict())
         return
+    taken = f"{summary.taken} left to other runs, " if summary.taken else ""
     typer.echo(
-        f"{summary.experiment}: {summary.rendered} rendered, {summary.skipped} already done, "
+        f"{summary.experiment}: {summary.rendered} rendered, {summary.skipped} already done, {taken}"
         f"{summary.failed} failed of {summary.total_cells} cells in {summary.seconds:.1f}s"
     )
     for error in summary.to_dict()["errors"][:10]:
@@ -426,7 +438,7 @@ def runs_list(
     """List recorded runs, newest first."""
     from promptlab.store import open_store
 
-    with open_store() as store:
+    with open_store(read_only=True) as store:
         runs = store.list_runs(experiment=experiment, search=search, limit=limit, offset=offset)
     rows = [_run_json(r) for r in runs]
     if fmt is OutputFormat.json:
@@ -439,11 +451,20 @@ def runs_list(
 
 @runs_app.command("show")
 def runs_show(run_id: int = typer.Argument(..., help="The run's id."), fmt: OutputFormat = FORMAT_OPTION) -> None:
-    """Show everything recorded about one run."""
+    """Show everything recorded about one run (and whether its image file is missing or changed)."""
     from promptlab.store import open_store
 
-    with open_store() as store:
-        row = _run_json(store.get_run(run_id), full=True)
+    with open_store(read_only=True) as store:
+        view = store.get_run(run_id)
+        row = _run_json(view, full=True)
+        row["image_problem"] = store.image_problem(view.image_sha256) if view.image_sha256 else None
+    if row["image_problem"]:
+        typer.secho(
+            f"warning: the image file of run {run_id} is {row['image_problem']} ({row['image']}); "
+            "promptlab run on its experiment file renders it again",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     if fmt is OutputFormat.json:
         return emit_json(row)
     for key, value in row.items():
@@ -493,7 +514,7 @@ def experiments_list(fmt: OutputFormat = FORMAT_OPTION) -> None:
     """List experiments with their run counts."""
     from promptlab.store import open_store
 
-    with open_store() as store:
+    with open_store(read_only=True) as store:
         rows = [e.model_dump(mode="json") for e in store.list_experiments()]
     if fmt is OutputFormat.json:
         return emit_json(rows)
@@ -506,7 +527,7 @@ def db_path(fmt: OutputFormat = FORMAT_OPTION) -> None:
     """Print where the database lives (the SQLite file, or the database URL)."""
     from promptlab.store import open_store
 
-    with open_store() as store:
+    with open_store(read_only=True) as store:
         path = store.db_path()
         data = {"url": store.url, "path": str(path) if path else None, "home": str(store.home)}
     if fmt is OutputFormat.json:
@@ -527,7 +548,7 @@ def analyze(
     from promptlab.analysis import format_report
     from promptlab.store import open_store
 
-    with open_store() as store:
+    with open_store(read_only=True) as store:
         frame = store.runs_frame(experiment, score.value)
     result = run_analysis(frame, score_kind=score.value, effect_size=effect_size, experiment=experiment)
     if fmt is OutputFormat.json:
@@ -595,7 +616,7 @@ def export(
 
     if (grid or zip_) and out is None:
         raise ExportError(f"--{'grid' if grid else 'zip'} needs --out FILE")
-    with open_store() as store:
+    with open_store(read_only=True) as store:
         frame = store.runs_frame(experiment, score.value)
         name = store.get_experiment(experiment).name
         if grid:
@@ -655,7 +676,7 @@ def dashboard(
     port: int = typer.Option(8501, "--port", help="Port to serve on."),
     address: str = typer.Option("127.0.0.1", "--address", help="Address to bind; localhost unless you open it up."),
 ) -> None:
-    """Open the Streamlit dashboard (the same as `streamlit run app.py`)."""
+    """Open the Streamlit dashboard, listening on this machine only unless --address says otherwise."""
     import subprocess
 
     from promptlab.dashboard import dashboard_command
@@ -668,7 +689,13 @@ def main() -> None:
     try:
         app()
     except PromptlabError as error:
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        if _DEBUG:
+            import traceback
+
+            traceback.print_exception(error, file=sys.stderr)
+        # One line whatever the message holds: a quoted file's newlines are shown, not printed.
+        message = " ".join(str(error).split("\n"))
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         sys.exit(1)
     except SystemExit as done:
         # typer exits 2 on a command-line mistake; every user mistake exits 1 here.

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,3 +188,69 @@ def test_render_reads_a1111_break_as_a_new_chunk(tmp_path: Path) -> None:
     with Image.open(broken) as image:
         assert image.text["parameters"].startswith("a red circle BREAK on a black background\n")
         assert json.loads(image.text["promptlab"])["prompt"] == '("a red circle", "on a black background").and()'
+
+
+TINY_EXPERIMENT = """
+name = "tiny"
+model = "tiny-sd"
+seeds = [1, 2]
+scorer = "tiny-clip"
+
+[params]
+num_inference_steps = 2
+width = 64
+height = 64
+
+[prompt]
+subject = "a squirrel"
+"""
+
+
+def _can_drop_root_powers() -> bool:
+    return os.geteuid() != 0 or (shutil.which("unshare") is not None and subprocess.run(["unshare", "--user", "true"]).returncode == 0)
+
+
+@pytest.mark.skipif(not _can_drop_root_powers(), reason="as root, needs unshare --user to make file permissions apply")
+def test_a_read_only_home_is_browsed_and_only_writing_says_it_cannot(tmp_path: Path, promptlab_home: Path) -> None:
+    experiment = tmp_path / "tiny.toml"
+    experiment.write_text(TINY_EXPERIMENT)
+    assert invoke("run", str(experiment)).exit_code == 0
+    (promptlab_home / "promptlab.db-wal").unlink(missing_ok=True)
+    (promptlab_home / "promptlab.db-shm").unlink(missing_ok=True)
+    for path in (promptlab_home, *promptlab_home.rglob("*")):
+        path.chmod(path.stat().st_mode & ~0o222)
+    # Root ignores file permissions; in a user namespace of its own it does not.
+    prefix = ["unshare", "--user"] if os.geteuid() == 0 else []
+    try:
+        for args in (["experiments", "list"], ["runs", "list"], ["runs", "show", "1"], ["analyze", "tiny"],
+                     ["export", "tiny"], ["db", "path"]):  # fmt: skip
+            done = subprocess.run([*prefix, sys.executable, "-m", "promptlab.cli", *args], capture_output=True, text=True)
+            assert done.returncode == 0, (args, done.stderr)
+        done = subprocess.run([*prefix, sys.executable, "-m", "promptlab.cli", "run", str(experiment)], capture_output=True, text=True)
+        assert done.returncode == 1
+        assert done.stderr.count("\n") == 1 and "cannot be written here" in done.stderr, done.stderr
+    finally:
+        for path in (promptlab_home, *promptlab_home.rglob("*")):
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+def test_runs_show_marks_a_lost_image(tmp_path: Path) -> None:
+    experiment = tmp_path / "tiny.toml"
+    experiment.write_text(TINY_EXPERIMENT)
+    assert invoke("run", str(experiment)).exit_code == 0
+    shown = json.loads(runner.invoke(app, ["runs", "show", "1", "--format", "json"]).stdout)
+    assert shown["image_problem"] is None
+    Path(shown["image"]).unlink()
+    result = runner.invoke(app, ["runs", "show", "1"])
+    assert "image_problem:   missing" in result.stdout
+    assert "warning: the image file of run 1 is missing" in result.stderr
+
+
+def test_errors_are_one_line_and_debug_shows_the_cause(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
+    env = {**os.environ, "PROMPTLAB_DB": f"sqlite:///{corrupt}"}
+    plain = subprocess.run([sys.executable, "-m", "promptlab.cli", "runs", "list"], capture_output=True, text=True, env=env)
+    assert plain.returncode == 1 and plain.stderr.count("\n") == 1 and plain.stderr.startswith("error: cannot open database")
+    debug = subprocess.run([sys.executable, "-m", "promptlab.cli", "--debug", "runs", "list"], capture_output=True, text=True, env=env)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "sqlalche.me" in debug.stderr
