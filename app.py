@@ -1,10 +1,14 @@
-"""The promptlab dashboard: ``streamlit run app.py``. It only routes; the pages live in promptlab.dashboard."""
+"""The promptlab dashboard: ``promptlab dashboard``, or ``streamlit run app.py --server.address 127.0.0.1``.
+It only routes; the pages live in promptlab.dashboard."""
 
 import streamlit as st
 
-from promptlab.dashboard import build, compare, export, history, home, insights, run
+from promptlab.dashboard import UNBOUND_MESSAGE, build, compare, export, history, home, insights, run, unbound
 
 st.set_page_config(page_title="promptlab", layout="wide")
+if unbound():
+    st.error(UNBOUND_MESSAGE)
+    st.stop()
 st.navigation(
     [
         st.Page(home.page, title="Home", url_path="home", default=True),

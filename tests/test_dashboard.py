@@ -296,3 +296,99 @@ def test_export_shows_a_library_error_without_traceback(promptlab_home: Path) ->
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and "no scored runs" in at.error[0].value
     assert not at.get("download_button")
+
+
+@pytest.fixture
+def lost_image(filled_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the filled store with its image files deleted (issue 22)."""
+    import shutil
+
+    home = tmp_path / "lost-home"
+    shutil.copytree(filled_home, home)
+    for image in (home / "images").glob("*.png"):
+        image.unlink()
+    monkeypatch.setenv("PROMPTLAB_HOME", str(home))
+    return home
+
+
+def test_a_lost_image_file_is_marked_and_never_raises(lost_image: Path) -> None:
+    at = page("compare")
+    at.selectbox(key="compare_experiment").select("dash").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("image")) == 0
+    assert sum("image file missing" in w.value for w in at.warning) == 4
+    options = at.multiselect(key="compare_pick").options
+    for option in options:
+        at.multiselect(key="compare_pick").select(option)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("image file missing" in w.value for w in at.warning)
+
+
+def test_browsing_opens_the_store_read_only_and_running_opens_it_for_writing(filled: Path) -> None:
+    from promptlab.dashboard import data
+
+    at = page("home")
+    no_errors(at)
+    assert data.store().read_only is True
+    assert data.writable_store().read_only is False
+
+
+def test_app_started_without_an_address_shows_how_to_start_it_not_the_store(filled: Path) -> None:
+    from streamlit import config
+
+    from promptlab.dashboard import UNBOUND_MESSAGE
+
+    previous = config.get_option("server.address")
+    config.set_option("server.address", None)
+    try:
+        at = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT).run()
+    finally:
+        config.set_option("server.address", previous)
+    assert [e.value for e in at.error] == [UNBOUND_MESSAGE]
+    assert not at.title and not at.dataframe
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the listening sockets from /proc/net/tcp (Linux)")
+def test_promptlab_dashboard_listens_on_localhost_only_from_any_working_directory(filled: Path, tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # A working directory without .streamlit/config.toml, and a HOME without one either.
+    env = {**os.environ, "HOME": str(tmp_path)}
+    process = subprocess.Popen(dashboard_command(port), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        listening: set[str] = set()
+        while not listening and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.3)
+            listening = _listening_addresses(port)
+        assert listening == {"127.0.0.1"}
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses with a socket listening on ``port`` (IPv4 and IPv6), from /proc/net."""
+    import ipaddress
+
+    found = set()
+    for name in ("tcp", "tcp6"):
+        path = Path("/proc/net") / name
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if int(port_hex, 16) == port and state == "0A":  # LISTEN
+                raw = bytes.fromhex(address)
+                # /proc writes each 32-bit word in host (little-endian) order.
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(str(ipaddress.ip_address(words)))
+    return found

@@ -170,7 +170,7 @@ def _save(prompt, presets: list[str], negative: str, syntax: str) -> None:  # ty
         except PromptlabError as error:
             data.show_error(error)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        if not data.save_text(path, text):
+            return
         st.session_state["run_file"] = str(path)
         st.success(f"Saved {path}. Open **Run** to render it.")

@@ -80,8 +80,7 @@ def _grid(frame: pd.DataFrame) -> None:
             run = group.iloc[0]
             more = f" (+{len(group) - 1} more)" if len(group) > 1 else ""
             if run["image"]:
-                col.image(data.thumbnail(run["image"]), width="stretch")
-                col.caption(f"score {data.score_text(run['score'])}{more} · #{run['run_id']}")
+                data.show_image(col, run["image"], f"score {data.score_text(run['score'])}{more} · #{run['run_id']}", thumb=True)
             else:
                 col.error(f"failed: {run['error']}")
 
@@ -105,7 +104,7 @@ def _side_by_side(frame: pd.DataFrame) -> None:
         return
     runs = [ok[ok["run_id"] == labels[p]].iloc[0] for p in picked]
     for col, run in zip(st.columns(len(runs)), runs):
-        col.image(run["image"], caption=f"#{run['run_id']} {run['label']}, seed {run['seed']}")
+        data.show_image(col, run["image"], f"#{run['run_id']} {run['label']}, seed {run['seed']}")
     table = pd.DataFrame({f"#{run['run_id']}": _facts(run) for run in runs}).fillna("absent")
     differs = table.astype(str).nunique(axis=1) > 1
     st.dataframe(

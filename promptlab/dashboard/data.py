@@ -1,5 +1,7 @@
-"""What every page shares: the store opened once per database, cached reads keyed by the data's
-version (run count and last run time), so a finished run shows without a manual refresh."""
+"""What every page shares: the store opened once per database (read-only for browsing, so a
+store the user may not write still opens; writable only for the pages that run), cached reads
+keyed by the data's version (run count and last run time), so a finished run shows without a
+manual refresh."""
 
 from __future__ import annotations
 
@@ -25,12 +27,22 @@ N_BOOT = 1000
 
 @st.cache_resource(show_spinner=False)
 def _store(url: str) -> Store:
+    return open_store(url, read_only=True)
+
+
+@st.cache_resource(show_spinner=False)
+def _writable_store(url: str) -> Store:
     return open_store(url)
 
 
 def store() -> Store:
-    """The store of PROMPTLAB_DB / PROMPTLAB_HOME, opened once per database URL."""
+    """The store of PROMPTLAB_DB / PROMPTLAB_HOME, opened read-only once per database URL."""
     return _store(database_url())
+
+
+def writable_store() -> Store:
+    """The same store opened for writing (running an experiment, the demo); StoreError says why it cannot be."""
+    return _writable_store(database_url())
 
 
 @st.cache_resource(show_spinner=False)
@@ -77,16 +89,47 @@ def analysis(name: str, score_kind: str = "intent") -> Analysis:
     return _analysis(database_url(), name, score_kind, _version(name))
 
 
+MISSING_IMAGE = "image file missing or changed: `promptlab run` on its experiment file renders it again"
+
+
+def thumbnail(path: str, size: int = THUMBNAIL_PX) -> bytes | None:
+    """A PNG no larger than ``size`` pixels a side, so a page of images stays light; None where the
+    file is missing or unreadable (a lost image)."""
+    try:
+        changed = Path(path).stat().st_mtime_ns
+    except OSError:
+        return None
+    return _thumbnail(path, changed, size)
+
+
 @st.cache_data(max_entries=4096, show_spinner=False)
-def thumbnail(path: str, size: int = THUMBNAIL_PX) -> bytes:
-    """A PNG no larger than ``size`` pixels a side, so a page of images stays light."""
+def _thumbnail(path: str, changed: int, size: int) -> bytes | None:
+    # ``changed`` keys the cache: a file written again (repaired) is read again.
     from PIL import Image
 
-    with Image.open(path) as image:
-        image.thumbnail((size, size))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((size, size))
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
     return buffer.getvalue()
+
+
+def show_image(container: Any, path: str | Path, caption: str | None = None, *, thumb: bool = False) -> bool:
+    """Show an image file in ``container``, or a warning where it is missing; whether it was shown."""
+    data = thumbnail(str(path)) if thumb else thumbnail(str(path), size=10_000)
+    if data is None:
+        container.warning(f"{caption + ': ' if caption else ''}{MISSING_IMAGE}")
+        return False
+    if thumb:
+        container.image(data, width="stretch")
+        if caption:
+            container.caption(caption)
+    else:
+        container.image(data, caption=caption)
+    return True
 
 
 def refresh() -> None:
@@ -94,6 +137,17 @@ def refresh() -> None:
     _experiments.clear()
     _runs_frame.clear()
     _analysis.clear()
+
+
+def save_text(path: Path, text: str) -> bool:
+    """Write a file the page made; where that is impossible (a read-only home), say so in one red box."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        st.error(f"cannot save {path}: {error.strerror or error}; writing needs a PROMPTLAB_HOME you may write")
+        return False
+    return True
 
 
 def experiments_dir() -> Path:

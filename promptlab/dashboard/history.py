@@ -76,7 +76,7 @@ def _show_run(run_id: int) -> None:
     st.subheader(f"Run #{run.id}")
     left, right = st.columns([1, 2])
     if run.image_path is not None:
-        left.image(str(run.image_path), caption=f"seed {run.seed}")
+        data.show_image(left, run.image_path, f"seed {run.seed}")
     else:
         left.error(f"failed: {run.error}")
     right.code(run.prompt, language=None)

@@ -60,7 +60,7 @@ def _run_demo() -> None:
         bar.progress(p.done / p.total if p.total else 1.0, text=f"{p.done} of {p.total} images")
 
     try:
-        summary = run_demo(data.store(), progress=progress)
+        summary = run_demo(data.writable_store(), progress=progress)
     except PromptlabError as error:
         data.show_error(error)
         return

@@ -48,9 +48,7 @@ def page() -> None:
         data.show_error(error)
         return
     st.caption(f"{len(spec.seeds)} seeds; saved to {target} when run.")
-    if st.button("Run", type="primary", key="run_start"):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+    if st.button("Run", type="primary", key="run_start") and data.save_text(target, text):
         _run(spec)
 
 
@@ -142,12 +140,14 @@ def _run(spec) -> None:  # type: ignore[no-untyped-def]
         cell = row[count[0] % COLUMNS]
         count[0] += 1
         if last.image:
-            cell.image(data.thumbnail(last.image), caption=f"{last.label}, seed {last.seed}: {data.score_text(last.scores.get('intent'))}")
+            data.show_image(cell, last.image, f"{last.label}, seed {last.seed}: {data.score_text(last.scores.get('intent'))}", thumb=True)
+        elif last.status == "taken":
+            cell.caption(f"{last.label}, seed {last.seed}: recorded by another run")
         else:
             cell.error(f"{last.label}, seed {last.seed}: {last.error}")
 
     try:
-        summary = run_experiment(spec, data.store(), progress=progress)
+        summary = run_experiment(spec, data.writable_store(), progress=progress)
     except PromptlabError as error:
         data.show_error(error)
         return
