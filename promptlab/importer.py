@@ -72,7 +72,7 @@ from promptlab.metadata import (
     read_image_metadata,
 )
 from promptlab.prompt import Prompt, convert, parse_compel
-from promptlab.vocab import NAME_RE, NEGATIVE_FILE
+from promptlab.vocab import NAME_RE, NEGATIVE_FILE, toml_string, write_toml_files
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -682,8 +682,11 @@ def _merge(style_text: str, text: str) -> str:
 def save_styles_as_vocab(styles: Sequence[Style], vocab_dir: Path) -> SavedStyles:
     """Add the styles' negative prompts as presets and their templates to ``vocab_dir`` (see point 6).
 
-    Both files are appended to, their comments kept. Raises ``VocabError`` before writing
-    anything if two styles share a key or a key is already in the file.
+    Both files are appended to, their comments kept, and written all or nothing: every string is
+    escaped as TOML needs, and each new file is read back before it replaces the old one
+    (``vocab.write_toml_files``), so an imported style never makes a vocabulary unreadable.
+    Raises ``VocabError`` before writing anything if two styles share a key, a key is already
+    in the file, or a text holds what no file can (a lone surrogate).
     """
     vocab_dir = Path(vocab_dir)
     # 1. names and texts, all checked before anything is written
@@ -702,29 +705,32 @@ def save_styles_as_vocab(styles: Sequence[Style], vocab_dir: Path) -> SavedStyle
     styles_file = vocab_dir / STYLES_FILE
     _check_free(negative_file, [style.key for style, _ in presets])
     _check_free(styles_file, [style.key for style, _ in templates])
-    # 2. the tables
-    preset_text = "".join(
-        f"\n[{style.key}]\n"
-        f"description = {_toml_string(_described(style))}\n"
-        f"text = {_toml_string(text)}\n"
-        for style, text in presets
-    )
-    template_text = "".join(
-        f"\n[{style.key}]\n"
-        f"name = {_toml_string(style.name)}\n"
-        f"prompt = {_toml_string(style.prompt)}\n"
-        f"prompt_compel = {_toml_string(compel)}\n"
-        f"negative_prompt = {_toml_string(style.negative_prompt)}\n"
-        + (f"negative_preset = {_toml_string(style.key)}\n" if style.negative_prompt.strip() else "")
-        + f"source = {_toml_string(style.source)}\n"
+    # 2. the tables, as they must read back
+    preset_tables = {style.key: {"description": _described(style), "text": text} for style, text in presets}
+    template_tables = {
+        style.key: {
+            "name": style.name,
+            "prompt": style.prompt,
+            "prompt_compel": compel,
+            "negative_prompt": style.negative_prompt,
+            **({"negative_preset": style.key} if style.negative_prompt.strip() else {}),
+            "source": style.source,
+        }
         for style, compel in templates
-    )
-    # 3. append
+    }
+    names = {style.key: style.name for style in styles}
+    # 3. append, both files or neither
+    files: dict[Path, str] = {}
+    expected: dict[Path, dict[str, dict[str, str]]] = {}
     if presets:
-        _append(negative_file, preset_text, "# Negative-prompt presets imported from style files.\n")
+        header = "# Negative-prompt presets imported from style files.\n"
+        files[negative_file] = _appended(negative_file, _toml_tables(preset_tables, names), header)
+        expected[negative_file] = preset_tables
     if templates:
         header = "# Prompt templates imported from style files; {prompt} marks the user's prompt.\n"
-        _append(styles_file, template_text, header)
+        files[styles_file] = _appended(styles_file, _toml_tables(template_tables, names), header)
+        expected[styles_file] = template_tables
+    write_toml_files(files, expected)
     return SavedStyles(
         negative_file=negative_file if presets else None,
         styles_file=styles_file if templates else None,
@@ -777,19 +783,22 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise VocabError(f"{path}: cannot be read as TOML ({error})") from error
 
 
-def _append(path: Path, text: str, header: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    existing = path.read_text(encoding="utf-8") if path.is_file() else header
+def _appended(path: Path, text: str, header: str) -> str:
+    """The file's text with ``text`` appended (or ``header`` and ``text`` for a new file)."""
+    try:
+        existing = path.read_text(encoding="utf-8") if path.is_file() else header
+    except (OSError, UnicodeDecodeError) as error:
+        raise VocabError(f"{path}: cannot be read ({error})") from error
     if existing and not existing.endswith("\n"):
         existing += "\n"
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(existing + text, encoding="utf-8")
-    partial.replace(path)
+    return existing + text
 
 
-def _toml_string(text: str) -> str:
-    # a JSON string is a TOML basic string: same escapes, and json never writes TOML's invalid ones
-    return json.dumps(text, ensure_ascii=False)
+def _toml_tables(tables: dict[str, dict[str, str]], names: dict[str, str]) -> str:
+    return "".join(
+        f"\n[{key}]\n" + "".join(f"{field} = {toml_string(value, f'style {names[key]!r} {field}')}\n" for field, value in table.items())
+        for key, table in tables.items()
+    )
 
 
 # 3. Many files at once, and the store.

@@ -523,3 +523,31 @@ def test_import_paths_reads_images_and_style_files_in_order(tmp_path: Path) -> N
     data = json.loads(json.dumps(batch.to_dict()))
     assert [p["file"] for p in data["prompts"]] == [str(comfy), str(a1111)] and data["styles"][0]["source"] == "a1111"
 
+
+
+# Saving styles as vocabulary (issue 22): a hostile style never makes a vocabulary unreadable.
+
+
+def test_a_style_with_characters_toml_cannot_hold_raw_keeps_the_vocabulary_readable(tmp_path: Path) -> None:
+    from promptlab.importer import Style
+
+    vocab_dir = tmp_path / "vocab"
+    hostile = 'ugly \x7f "quoted" back\\slash\ttab\nnew line \x00 \x1b[31m'
+    style = Style("Bad Chars", "a \x7f {prompt}", hostile, "a1111", None)
+    saved = save_styles_as_vocab([style], vocab_dir)
+    # Before: written raw, U+007F made every later command fail with "Illegal character '\x7f'".
+    vocab = load_vocab([vocab_dir], use_env=False)
+    assert vocab.negative_preset("bad-chars").text == style.compel_negative_prompt()
+    assert saved.presets == ["bad-chars"] and (vocab_dir / "templates" / "styles.toml").is_file()
+
+
+def test_a_style_no_file_can_hold_writes_nothing(tmp_path: Path) -> None:
+    from promptlab.importer import Style
+
+    vocab_dir = tmp_path / "vocab"
+    save_styles_as_vocab([Style("Good", "fine {prompt}", "blurry", "a1111", None)], vocab_dir)
+    before = {p: p.read_bytes() for p in vocab_dir.rglob("*") if p.is_file()}
+    with pytest.raises(VocabError, match=r"style 'Lone' text: character 5 is a lone surrogate \(\\uD800\)"):
+        save_styles_as_vocab([Style("Lone", "x {prompt}", "bad \ud800", "fooocus", None)], vocab_dir)
+    assert {p: p.read_bytes() for p in vocab_dir.rglob("*") if p.is_file()} == before
+    load_vocab([vocab_dir], use_env=False)

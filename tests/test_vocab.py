@@ -387,3 +387,35 @@ def test_duplicate_line_numbers_survive_quoting_and_comments(
         load_vocab([folder], use_env=False)
     assert f"style.toml line {line_of[duplicate]}: duplicate term '{duplicate}'" in str(caught.value)
     assert f"(first at line {line_of[original]}," in str(caught.value)
+
+
+# Writing vocabulary files (issue 22): every character TOML cannot hold raw is escaped.
+
+ANY_CHARACTER = st.characters(blacklist_categories=())  # surrogates and control characters too
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(ANY_CHARACTER, max_size=40))
+def test_toml_string_reads_back_as_the_text_or_names_what_cannot(text: str) -> None:
+    import tomllib
+
+    from promptlab.vocab import toml_string
+
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        with pytest.raises(VocabError, match="style 'x': character .* is a lone surrogate"):
+            toml_string(text, "style 'x'")
+        return
+    written = f"key = {toml_string(text)}\n"
+    assert "\n" not in written[:-1]
+    assert tomllib.loads(written)["key"] == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(ANY_CHARACTER.filter(lambda c: not "\ud800" <= c <= "\udfff"), max_size=30))
+def test_experiment_files_the_dashboard_writes_read_back(text: str) -> None:
+    import tomllib
+
+    from promptlab.dashboard.toml_file import experiment_toml
+
+    raw = {"name": text, "seeds": [1], "prompt": {"subject": text, text: [text]}}
+    assert tomllib.loads(experiment_toml(raw)) == raw

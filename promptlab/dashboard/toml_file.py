@@ -5,9 +5,10 @@ Belongs in promptlab.experiment (``experiment_toml``); kept here until it exists
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from promptlab.vocab import toml_string
 
 
 def toml_value(value: Any) -> str:
@@ -16,12 +17,11 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        # A JSON string is a valid TOML basic string.
-        return json.dumps(value, ensure_ascii=False)
+        return toml_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{toml_string(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
 
 
@@ -30,5 +30,5 @@ def experiment_toml(raw: Mapping[str, Any]) -> str:
     lines = [f"{key} = {toml_value(v)}" for key, v in raw.items() if not isinstance(v, Mapping)]
     for key, table in raw.items():
         if isinstance(table, Mapping):
-            lines += ["", f"[{key}]"] + [f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in table.items()]
+            lines += ["", f"[{key}]"] + [f"{toml_string(str(k))} = {toml_value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
