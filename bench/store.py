@@ -132,14 +132,12 @@ def main() -> None:
     assert total == args.runs, total
 
     frame = store.runs_frame(name)
-    # The dashboard's N_BOOT.
-    n_boot = 1000
     queries = {
         "experiments_list": lambda: store.list_experiments(),
         "grid_runs_frame": lambda: store.runs_frame(name),
         "grid_paged_list": lambda: store.list_runs(experiment=name, limit=50, offset=1000),
-        "term_effects": lambda: effects_table(frame, n_boot=n_boot),
-        "best_prompts": lambda: best_prompts(frame, n_boot=n_boot),
+        "term_effects": lambda: effects_table(frame),
+        "best_prompts": lambda: best_prompts(frame),
         "text_search": lambda: (store.list_runs(search="golden hour", limit=50), store.count_runs(search="golden hour")),
         "text_search_rare": lambda: (store.list_runs(search="Moebius", experiment=name, limit=50),
                                      store.count_runs(search="Moebius", experiment=name)),  # fmt: skip
@@ -166,7 +164,6 @@ def main() -> None:
             "inserts_per_s_record_run": round(args.record_runs / record_s, 1),
             "query_ms": query_ms,
             "over_200ms": sorted(k for k, v in query_ms.items() if v >= 200),
-            "n_boot": n_boot,
             "repeats": args.repeats,
             "machine": machine(),
         }

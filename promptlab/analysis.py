@@ -446,11 +446,8 @@ def holm_levels(p_values: Sequence[float], alpha: float = 0.05) -> list[float]:
     return levels
 
 
-def variant_table(frame: pd.DataFrame, *, n_boot: int | None = None) -> list[VariantStats]:
-    """Per variant, every one in frame order: mean, SD and 95% t-interval over seeds, its failed runs, its best run.
-
-    ``n_boot`` is accepted for callers written for the bootstrap and ignored.
-    """
+def variant_table(frame: pd.DataFrame) -> list[VariantStats]:
+    """Per variant, every one in frame order: mean, SD and 95% t-interval over seeds, its failed runs, its best run."""
     runs = _all_runs(frame)
     scored = runs[runs["score"].notna()]
     # 1. one value per (variant, seed): the mean over subjects and repeats
@@ -492,8 +489,8 @@ def variant_table(frame: pd.DataFrame, *, n_boot: int | None = None) -> list[Var
     return table
 
 
-def best_prompts(frame: pd.DataFrame, top: int = 5, *, n_boot: int | None = None) -> list[BestPrompt]:
-    """The ``top`` scored variants by mean score, ties broken by the higher CI lower bound (``n_boot`` ignored)."""
+def best_prompts(frame: pd.DataFrame, top: int = 5) -> list[BestPrompt]:
+    """The ``top`` scored variants by mean score, ties broken by the higher CI lower bound."""
     return _rank_best(variant_table(frame), top)
 
 
@@ -539,12 +536,8 @@ def effects_table(
     effect_size: float = 1.0,
     alpha: float = 0.05,
     power: float = 0.80,
-    n_boot: int | None = None,
 ) -> list[Effect]:
-    """Every axis level against its axis's reference, adjusted for the other axes, ranked by effect.
-
-    ``n_boot`` is accepted for callers written for the bootstrap and ignored.
-    """
+    """Every axis level against its axis's reference, adjusted for the other axes, ranked by effect."""
     _check_alpha(alpha)
     if not effect_size > 0:
         raise PromptlabError(f"effect_size must be a positive score difference, got {effect_size}")
@@ -606,12 +599,10 @@ def analyze(
     top: int = 5,
     score_kind: str = "intent",
     experiment: str = "",
-    n_boot: int | None = None,
 ) -> Analysis:
     """Variants, effects and best prompts of one experiment's runs frame for one score kind.
 
     Raises ``PromptlabError`` when no run has a usable score, saying how many runs failed.
-    ``n_boot`` is accepted for callers written for the bootstrap and ignored.
     """
     # 1. Check the request
     runs = _all_runs(frame)

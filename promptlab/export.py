@@ -134,7 +134,7 @@ class ExportFileType:
 Writer = Callable[[Sequence[ExportRow], str], str]
 
 
-def export_rows(frame: pd.DataFrame, top: int | None = 5, *, n_boot: int = 2000) -> list[ExportRow]:
+def export_rows(frame: pd.DataFrame, top: int | None = 5) -> list[ExportRow]:
     """The ``top`` variants by mean score (every scored variant when ``top`` is None), ready to write."""
     check_frame(frame)
     scored = frame[pd.to_numeric(frame["score"], errors="coerce").notna()]
@@ -146,22 +146,22 @@ def export_rows(frame: pd.DataFrame, top: int | None = 5, *, n_boot: int = 2000)
     count = top if top is not None else scored["variant_key"].nunique()
     if count < 1:
         raise ExportError(f"top must be at least 1, got {top}")
-    return [_export_row(best, frame) for best in best_prompts(frame, count, n_boot=n_boot)]
+    return [_export_row(best, frame) for best in best_prompts(frame, count)]
 
 
 def export_best(
-    frame: pd.DataFrame, fmt: str, *, experiment: str, top: int = 5, n_boot: int = 2000
+    frame: pd.DataFrame, fmt: str, *, experiment: str, top: int = 5
 ) -> str:
     """The best ``top`` prompts of ``experiment``'s runs frame as the text of format ``fmt``."""
     writer = _writer(fmt)
-    return writer(export_rows(frame, top, n_boot=n_boot), experiment)
+    return writer(export_rows(frame, top), experiment)
 
 
 def write_best(
-    frame: pd.DataFrame, fmt: str, out: Path, *, experiment: str, top: int = 5, n_boot: int = 2000
+    frame: pd.DataFrame, fmt: str, out: Path, *, experiment: str, top: int = 5
 ) -> Path:
     """Write ``export_best(...)`` to ``out`` as UTF-8 (line endings as the writer made them); returns ``out``."""
-    text = export_best(frame, fmt, experiment=experiment, top=top, n_boot=n_boot)
+    text = export_best(frame, fmt, experiment=experiment, top=top)
     _write_atomic(Path(out), text.encode("utf-8"))
     return Path(out)
 
@@ -714,7 +714,6 @@ def export_zip(
     top: int | None = None,
     *,
     experiment: str = "experiment",
-    n_boot: int = 2000,
 ) -> ZipExport:
     """A zip of the ranked table (CSV, JSON), the runs of those variants, and their images, bytes unchanged.
 
@@ -722,7 +721,7 @@ def export_zip(
     then is the whole experiment). Relative image paths are read under ``images_root``.
     """
     # 1. the ranked variants and their runs
-    rows = export_rows(frame, top, n_boot=n_boot)
+    rows = export_rows(frame, top)
     keys = {row.variant_key for row in rows}
     runs = frame if top is None else frame[frame["variant_key"].isin(keys)]
     runs = runs.reset_index(drop=True)

@@ -548,7 +548,7 @@ def test_runs_frame_has_one_row_per_run_and_what_analysis_needs(store: Store) ->
     assert frame["params"][0]["long_prompt"] == "truncate"
     assert (store.runs_frame(spec.name, "prompt")["score"].dropna() == 0.5).all()
     # The analysis reads it as it comes.
-    result = analyze(frame, score_kind="intent", n_boot=200)
+    result = analyze(frame, score_kind="intent")
     assert {effect.axis for effect in result.effects} <= {"style", "artist", "guidance_scale"}
 
 

@@ -21,8 +21,6 @@ from promptlab.store import ExperimentSummary, Store, open_store
 from promptlab.vocab import Vocabulary, load_vocab
 
 THUMBNAIL_PX = 256
-# Bootstrap resamples for the dashboard: enough for stable whiskers, fast with 10,000 runs.
-N_BOOT = 1000
 
 
 @st.cache_resource(show_spinner=False)
@@ -81,7 +79,7 @@ def runs_frame(name: str, score_kind: str = "intent") -> pd.DataFrame:
 
 @st.cache_data(max_entries=32, show_spinner="Analysing...")
 def _analysis(url: str, name: str, score_kind: str, version: str) -> Analysis:
-    return analyze(_runs_frame(url, name, score_kind, version), score_kind=score_kind, n_boot=N_BOOT)
+    return analyze(_runs_frame(url, name, score_kind, version), score_kind=score_kind)
 
 
 def analysis(name: str, score_kind: str = "intent") -> Analysis:

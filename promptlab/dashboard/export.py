@@ -17,7 +17,7 @@ from promptlab.paths import database_url
 @st.cache_data(max_entries=8, show_spinner="Ranking the prompts...")
 def _export_texts(url: str, name: str, kind: str, version: str, top: int) -> dict[str, str]:
     """Every format's text from one ranking (the bootstrap runs once, not once per format)."""
-    rows = export_rows(data._runs_frame(url, name, kind, version), top, n_boot=data.N_BOOT)
+    rows = export_rows(data._runs_frame(url, name, kind, version), top)
     return {fmt: writer(rows, name) for fmt, writer in EXPORT_FORMATS.items()}
 
 
@@ -32,7 +32,7 @@ def _grid_png(url: str, name: str, kind: str, version: str, x: str, y: str) -> b
 def _zip_bytes(url: str, name: str, kind: str, version: str, top: int) -> bytes:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{name}.zip"
-        export_zip(data._runs_frame(url, name, kind, version), path, top=top, experiment=name, n_boot=data.N_BOOT)
+        export_zip(data._runs_frame(url, name, kind, version), path, top=top, experiment=name)
         return path.read_bytes()
 
 
