@@ -79,7 +79,7 @@ def runs_frame(name: str, score_kind: str = "intent") -> pd.DataFrame:
 
 @st.cache_data(max_entries=32, show_spinner="Analysing...")
 def _analysis(url: str, name: str, score_kind: str, version: str) -> Analysis:
-    return analyze(_runs_frame(url, name, score_kind, version), score_kind=score_kind)
+    return analyze(_runs_frame(url, name, score_kind, version), score_kind=score_kind, experiment=name)
 
 
 def analysis(name: str, score_kind: str = "intent") -> Analysis:
