@@ -10,6 +10,7 @@ commands that need them, so ``promptlab --help`` starts fast.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -663,12 +664,21 @@ def import_(
             if isinstance(value, list):
                 typer.echo(f"  {key}:")
                 for item in value:
-                    typer.echo(f"    - {item}")
+                    typer.echo(f"    - {_printable(str(item))}")
             else:
-                typer.echo(f"  {key + ':':<22}{value}")
+                typer.echo(f"  {key + ':':<22}{_printable(str(value))}")
     for style in batch.styles:
-        typer.echo(f"style {style.name!r}: {style.prompt}  |  negative: {style.negative_prompt}")
+        typer.echo(_printable(f"style {style.name!r}: {style.prompt}  |  negative: {style.negative_prompt}"))
     return None
+
+
+def _printable(text: str) -> str:
+    """Text from a file as a terminal shows it safely: control characters (an escape sequence in a
+    hostile prompt could rewrite the screen) written as ``\\xNN``; tabs and line breaks kept."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @app.command()
@@ -693,8 +703,8 @@ def main() -> None:
             import traceback
 
             traceback.print_exception(error, file=sys.stderr)
-        # One line whatever the message holds: a quoted file's newlines are shown, not printed.
-        message = " ".join(str(error).split("\n"))
+        # One line whatever the message holds: a quoted file's newlines and control characters are shown, not printed.
+        message = _printable(" ".join(str(error).split("\n")))
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         sys.exit(1)
     except SystemExit as done:

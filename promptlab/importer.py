@@ -65,10 +65,12 @@ from PIL.PngImagePlugin import PngInfo
 from promptlab.errors import ImportMetadataError, PromptSyntaxError, VocabError
 from promptlab.metadata import (
     A1111_PROMPT_SYNTAX_KEY,
+    MAX_JSON_DEPTH,
     ConditioningPrompt,
     GenerationParameters,
     ImageMetadata,
     Source,
+    check_json,
     read_image_metadata,
 )
 from promptlab.prompt import Prompt, convert, parse_compel
@@ -85,6 +87,8 @@ if TYPE_CHECKING:
 IMPORT_EXPERIMENT = "imported"
 UNKNOWN_SEED = -1
 STYLES_FILE = Path("templates") / "styles.toml"
+# A1111's styles.csv and Fooocus's style files are kilobytes; one far larger is no style file.
+MAX_STYLE_FILE_BYTES = 16 * 1024 * 1024
 STYLE_PLACEHOLDER = "{prompt}"
 StyleSource = Literal["a1111", "fooocus", "promptlab"]
 # File suffixes read as style files; anything else is read as an image.
@@ -604,6 +608,10 @@ def import_styles(path: Path) -> list[Style]:
             f"{path}: not a style file; promptlab reads A1111 styles.csv (.csv) and Fooocus styles (.json)"
         )
     try:
+        if path.stat().st_size > MAX_STYLE_FILE_BYTES:
+            raise ImportMetadataError(
+                f"{path}: {path.stat().st_size:,} bytes, more than a style file holds (promptlab reads up to {MAX_STYLE_FILE_BYTES:,})"
+            )
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ImportMetadataError(f"{path}: no such file") from None
@@ -630,18 +638,23 @@ def _a1111_styles(text: str, path: Path) -> list[Style]:
             f"its header is {','.join(fields) or 'empty'}"
         )
     styles = []
-    for row in reader:
-        name = row.get("name") or ""
-        if not name or name.startswith("#"):
-            continue
-        prompt = row.get("prompt") if "prompt" in fields else row.get("text")
-        styles.append(Style(name, prompt or "", row.get("negative_prompt") or "", "a1111", path))
+    try:
+        for row in reader:
+            name = row.get("name") or ""
+            if not name or name.startswith("#"):
+                continue
+            prompt = row.get("prompt") if "prompt" in fields else row.get("text")
+            styles.append(Style(name, prompt or "", row.get("negative_prompt") or "", "a1111", path))
+    except csv.Error as error:  # a field past csv's limit, which no style is
+        raise ImportMetadataError(f"{path}: cannot be read as CSV ({error})") from None
     return styles
 
 
 def _fooocus_styles(text: str, path: Path) -> list[Style]:
     try:
-        data = json.loads(text)
+        data = check_json(json.loads(text), str(path))
+    except RecursionError:
+        raise ImportMetadataError(f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels, which no style file is") from None
     except ValueError as error:
         raise ImportMetadataError(f"{path}: not valid JSON ({error})") from error
     if not isinstance(data, list):

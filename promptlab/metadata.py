@@ -19,6 +19,11 @@ Example::
 
 Sampler and scheduler names stay the strings each tool wrote ("DPM++ 2M Karras", "euler",
 "dpmpp_2m_k"); mapping them to diffusers schedulers is the renderer's job.
+
+Any file can be given, so reading is bounded: an image over Pillow's pixel limit is refused
+before it is decoded, a text chunk over Pillow's 1 MB text-chunk limit before it is parsed,
+JSON nested deeper than ``MAX_JSON_DEPTH``, and numbers no tool writes (``FIELD_RANGES``); A1111's
+generation line is read in linear time. Each refusal is one ``ImportMetadataError``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import ExifTags, Image, UnidentifiedImageError
+import dataclasses
+import math
+import warnings
+
+from PIL import ExifTags, Image, PngImagePlugin, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from promptlab.errors import ExportError, ImportMetadataError
@@ -47,6 +56,21 @@ INVOKEAI_CHUNK = "invokeai_metadata"
 INVOKEAI_LEGACY_CHUNK = "sd-metadata"
 INVOKEAI_DREAM_CHUNK = "Dream"
 NOVELAI_CHUNK = "Comment"
+# Pillow's own limit for a compressed text chunk; promptlab reads no longer text from any chunk.
+MAX_TEXT_CHARS = PngImagePlugin.MAX_TEXT_CHUNK
+# Real metadata is a few levels deep (ComfyUI's graph: 4); deeper is no tool's output.
+MAX_JSON_DEPTH = 64
+#: The values the tools themselves allow (ComfyUI's widgets are the widest: steps to 10,000, CFG to
+#: 100, sizes to 16,384, any 64-bit seed); a value outside is no real image's and is refused.
+FIELD_RANGES: dict[str, tuple[float, float]] = {
+    "seed": (0, 2**64 - 1),
+    "steps": (1, 10_000),
+    "cfg_scale": (0.0, 100.0),
+    "width": (1, 16_384),
+    "height": (1, 16_384),
+    "denoising_strength": (0.0, 1.0),
+    "clip_skip": (0, 64),
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +140,11 @@ class ImageMetadata:
 
 # A1111 infotext_utils.re_param: "key: value" pairs, a value either JSON-quoted or running to the next comma.
 _RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# The pieces ``_a1111_pairs`` reads A1111's generation line with, each in linear time.
+_RE_KEY_RUN = re.compile(r"[\w \-/]+")
+_RE_WORD_CHAR = re.compile(r"\w")
+_RE_SPACE = re.compile(r"\s*")
+_RE_BACKSLASHES = re.compile(r"\\*")
 _RE_IMAGE_SIZE = re.compile(r"^(\d+)x(\d+)$")
 _RE_KEY = re.compile(r"\w[\w \-/]+")
 _NEGATIVE_PREFIX = "Negative prompt:"
@@ -179,7 +208,7 @@ def parse_a1111_parameters(text: str) -> GenerationParameters:
     writes that line, so its absence means the text is not an infotext.
     """
     *lines, last_line = text.strip().split("\n")
-    pairs = _RE_PARAM.findall(last_line)
+    pairs = _a1111_pairs(last_line)
     if len(pairs) < 3:
         shown = last_line if len(last_line) <= 80 else last_line[:77] + "..."
         raise ImportMetadataError(
@@ -189,6 +218,74 @@ def parse_a1111_parameters(text: str) -> GenerationParameters:
     prompt, negative_prompt = _split_prompts(lines)
     values = {key: _unquote(value) for key, value in pairs}
     return _params_from_a1111_values(prompt, negative_prompt, values)
+
+
+def _a1111_pairs(line: str) -> list[tuple[str, str]]:
+    r"""``_RE_PARAM.findall(line)`` (A1111's own ``re_param``), in time linear in the line's length.
+
+    The regex retries at every position of a long run of word characters without a colon, so
+    A1111's reader takes quadratic time on a long last line (32,000 characters: 5 s). The same
+    pairs come from the runs themselves: a key is a run of ``[\w \-/]`` followed by ``:``, from the
+    first word character the scan reaches in it, if two or more characters remain; its value is a
+    quoted string followed by ``,`` or the end, else the text up to the next ``,``.
+    """
+    pairs: list[tuple[str, str]] = []
+    closing = _ClosingQuotes(line)
+    scan = 0
+    for run in _RE_KEY_RUN.finditer(line):
+        start, colon = run.span()
+        if colon <= scan or line[colon : colon + 1] != ":":
+            continue
+        first = _RE_WORD_CHAR.search(line, max(start, scan), colon)
+        if first is None or colon - first.start() < 2:
+            continue
+        value_start = _RE_SPACE.match(line, colon + 1).end()  # type: ignore[union-attr]
+        end = closing.after(value_start) if line[value_start : value_start + 1] == '"' else None
+        if end is not None and (end == len(line) or line[end] == ","):
+            value = line[value_start:end]
+        else:
+            comma = line.find(",", value_start)
+            end = len(line) if comma < 0 else comma
+            value = line[value_start:end]
+        pairs.append((line[first.start() : colon], value))
+        scan = end + 1 if end < len(line) else end
+    return pairs
+
+
+class _ClosingQuotes:
+    """Where ``"(?:\\.|[^\\"])+"`` opened at a quote ends, found by bisection over the line's quotes."""
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+        self.quotes: list[int] = []  # quotes not escaped by the backslashes before them
+        backslashes = 0
+        for match in re.finditer(r'\\+|"', line):
+            if match.group() == '"':
+                if backslashes % 2 == 0:
+                    self.quotes.append(match.start())
+                backslashes = 0
+            else:
+                backslashes = len(match.group()) if match.end() < len(line) and line[match.end()] == '"' else 0
+
+    def after(self, opening: int) -> int | None:
+        """The index just past the closing quote of a string opened at ``opening``; None where the regex finds none."""
+        import bisect
+
+        line = self.line
+        body = opening + 1
+        # Backslashes right after the opening quote pair up from there, whatever came before it.
+        run = _RE_BACKSLASHES.match(line, body).end() - body  # type: ignore[union-attr]
+        first = body + run
+        if first < len(line) and line[first] == '"':
+            if run == 0:
+                return None  # "" holds nothing: the regex needs one character at least
+            if run % 2 == 0:
+                return first + 1
+            first += 1  # an escaped quote
+        elif run % 2 == 1:
+            first += 1  # the odd backslash escapes the character after it
+        index = bisect.bisect_left(self.quotes, max(first, body + 1))
+        return self.quotes[index] + 1 if index < len(self.quotes) else None
 
 
 def _check_prompt_lines(params: GenerationParameters) -> None:
@@ -1503,7 +1600,10 @@ def read_image_metadata(path: Path) -> ImageMetadata:
     path = Path(path)
     chunks, size, stealth = _read_chunks(path)
     try:
+        _check_chunk_sizes(chunks)
         parameters, record = _parse_chunks(chunks, size)
+        _check_ranges(parameters)
+        check_json(dataclasses.asdict(parameters), "the metadata")
     except ImportMetadataError as error:
         raise ImportMetadataError(f"{path}: {error}") from error
     if stealth:
@@ -1522,7 +1622,11 @@ def _read_chunks(path: Path) -> tuple[dict[str, str], tuple[int, int], str | Non
     """The file's text chunks, its size, and the stealth signature when the text came from the pixels."""
     stealth = None
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Pillow warns past its pixel limit and raises past twice that: refuse before decoding either.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             chunks = {key: str(value) for key, value in getattr(image, "text", {}).items()}
             if A1111_CHUNK not in chunks:
                 comment = _exif_user_comment(image, path)
@@ -1536,9 +1640,48 @@ def _read_chunks(path: Path) -> tuple[dict[str, str], tuple[int, int], str | Non
             size = image.size
     except FileNotFoundError:
         raise ImportMetadataError(f"{path}: no such file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImportMetadataError(
+            f"{path}: the image is larger than promptlab reads (Pillow's limit, {Image.MAX_IMAGE_PIXELS:,} pixels): {error}"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ImportMetadataError(f"{path}: not an image file Pillow can read ({error})") from error
+    except ValueError as error:  # Pillow's text-chunk limits: "Decompressed data too large", "Too much memory ..."
+        raise ImportMetadataError(f"{path}: its text chunks are larger than promptlab reads ({error})") from None
     return chunks, size, stealth
+
+
+def _check_chunk_sizes(chunks: dict[str, str]) -> None:
+    for name, text in chunks.items():
+        if len(text) > MAX_TEXT_CHARS:
+            raise ImportMetadataError(
+                f"'{name}' chunk holds {len(text):,} characters, more than promptlab reads ({MAX_TEXT_CHARS:,}, "
+                "Pillow's limit for a compressed text chunk); no tool writes metadata that long"
+            )
+
+
+def _check_ranges(params: GenerationParameters) -> None:
+    """ImportMetadataError naming the first field whose value no tool writes (``FIELD_RANGES``),
+    or a prompt longer than promptlab renders."""
+    from promptlab.render.params import MAX_PROMPT_CHARS
+
+    for name in ("prompt", "negative_prompt"):
+        length = len(getattr(params, name))
+        if length > MAX_PROMPT_CHARS:
+            raise ImportMetadataError(f"{name} is {length:,} characters long, more than promptlab renders ({MAX_PROMPT_CHARS:,})")
+    for name, (low, high) in FIELD_RANGES.items():
+        value = getattr(params, name)
+        if value is None:
+            continue
+        whole = isinstance(low, int)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
+            raise ImportMetadataError(f"{name} = {value!r}: expected a {'whole number' if whole else 'number'}")
+        if not (math.isfinite(value) and low <= value <= high):
+            shown = "2**64 - 1" if high == 2**64 - 1 else f"{high:,}"
+            raise ImportMetadataError(
+                f"{name} = {value!r} is out of range: expected {'a whole number' if whole else 'a number'} "
+                f"from {low} to {shown}"
+            )
 
 
 # The stealth-pnginfo signatures: which bits carry the text, and whether it is gzipped.
@@ -1580,6 +1723,8 @@ def _stealth_text(image: Image.Image, path: Path) -> tuple[str, str] | None:
             continue
         length = int.from_bytes(header[15:19], "big")
         capacity = pixels.shape[0] * pixels.shape[1] * channels.shape[2] - _STEALTH_HEADER_BITS
+        if length > 8 * MAX_TEXT_CHARS:
+            raise ImportMetadataError(f"{path}: {signature} says {length // 8:,} bytes follow, more than promptlab reads ({MAX_TEXT_CHARS:,})")
         if length > capacity:
             raise ImportMetadataError(f"{path}: {signature} says {length} bits follow, but the image holds {capacity}")
         payload = data(_STEALTH_HEADER_BITS + length)[19:]
@@ -1596,9 +1741,10 @@ def _stealth_chunks(text: str) -> dict[str, str]:
     """Stealth text as the chunks it stands for: NovelAI's JSON of its chunks, or A1111's infotext."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict) and NOVELAI_CHUNK in data:
+        check_json(data, "the stealth text's JSON")
         return {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in data.items()}
     return {A1111_CHUNK: text}
 
@@ -1676,7 +1822,10 @@ def _parse_parameters_chunk(chunks: dict[str, str]) -> GenerationParameters:
         data = json.loads(text) if text.lstrip().startswith("{") else None
     except ValueError:
         data = None  # an A1111 prompt may start with "{" (dynamic prompts)
+    except RecursionError:
+        raise ImportMetadataError(f"'{A1111_CHUNK}' chunk: JSON nested deeper than {MAX_JSON_DEPTH} levels, which no tool writes") from None
     if isinstance(data, dict):
+        check_json(data, f"'{A1111_CHUNK}' chunk")
         if isinstance(data.get("sui_image_params"), dict):
             return parse_swarmui_metadata(data)
         if data.get("software") == "RuinedFooocus":
@@ -1696,6 +1845,45 @@ def _parse_parameters_chunk(chunks: dict[str, str]) -> GenerationParameters:
 
 def _load_json(text: str, chunk: str) -> Any:
     try:
-        return json.loads(text)
+        data = json.loads(text)
+    except RecursionError:
+        raise ImportMetadataError(f"'{chunk}' chunk: JSON nested deeper than {MAX_JSON_DEPTH} levels, which no tool writes") from None
     except ValueError as error:
         raise ImportMetadataError(f"'{chunk}' chunk is not valid JSON ({error})") from error
+    return check_json(data, f"'{chunk}' chunk")
+
+
+def check_json(data: Any, what: str) -> Any:
+    """``data`` (parsed JSON) if it nests at most ``MAX_JSON_DEPTH`` levels and holds only text a file can
+    hold, else ImportMetadataError naming ``what``.
+
+    Walked without recursion, so a hostile document cannot exhaust the stack of the code that reads it.
+    JSON's ``\\ud800`` escape makes a lone surrogate, which no text file, terminal or database takes.
+    """
+    level: list[Any] = [data]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        children: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                children += item.values()
+                _check_text(" ".join(map(str, item)), what)
+            elif isinstance(item, (list, tuple)):
+                children += item
+            elif isinstance(item, str):
+                _check_text(item, what)
+        if not children:
+            return data
+        level = children
+    raise ImportMetadataError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH} levels, which no tool writes")
+
+
+_RE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_text(text: str, what: str) -> None:
+    found = _RE_SURROGATE.search(text)
+    if found:
+        raise ImportMetadataError(
+            f"{what}: character {found.start() + 1} of {_short(text, 40)} is a lone surrogate "
+            f"(\\u{ord(found.group()):04X}), which no text file or database holds"
+        )

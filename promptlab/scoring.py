@@ -551,12 +551,18 @@ def load_scorer(spec: str = DEFAULT_SPEC, *, device: str | None = None) -> ClipS
 
 def open_image(path: Path | str) -> Image:
     """An image file as RGB; ScoringError names a file Pillow cannot read."""
+    import warnings
+
     from PIL import Image as PILImage
 
     try:
-        with PILImage.open(path) as opened:
+        with warnings.catch_warnings():
+            # Past Pillow's pixel limit an image is refused before it is decoded (Pillow only warns up to twice it).
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            opened = PILImage.open(path)
+        with opened:
             return opened.convert("RGB")
-    except (OSError, ValueError, PILImage.DecompressionBombError) as error:
+    except (OSError, ValueError, PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
         raise ScoringError(f"cannot read image {path}: {error}") from error
 
 

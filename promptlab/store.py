@@ -107,6 +107,8 @@ SCORE_KINDS = ("intent", "prompt")
 PARAM_COLUMNS = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# The seed column is a signed 64-bit integer in every database promptlab supports.
+MAX_STORED_SEED = 2**63 - 1
 # Image files of a batch written at once (their fsyncs overlap).
 MAX_PARALLEL_WRITES = 16
 # FTS5's trigram tokenizer matches substrings of 3 characters or more.
@@ -1487,6 +1489,11 @@ def _terms_json(prompt: Prompt) -> list[dict[str, Any]]:
 
 
 def _run_row(record: RunRecord, status: str, error: str | None, image_sha256: str | None) -> Run:
+    if isinstance(record.seed, bool) or not isinstance(record.seed, int) or not -MAX_STORED_SEED - 1 <= record.seed <= MAX_STORED_SEED:
+        raise StoreError(
+            f"run ({record.cell}): seed {record.seed!r} cannot be stored: the seed column holds whole numbers "
+            "up to 2**63 - 1 (a signed 64-bit integer, in SQLite and PostgreSQL alike)"
+        )
     # A failure may be the prompt's own fault; it is still recorded, with the text it has.
     compel, a1111, plain = _prompt_texts(record, strict=status == "ok")
     params = dict(record.params)

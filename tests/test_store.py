@@ -748,3 +748,11 @@ def test_partial_files_of_dead_writers_are_cleaned_and_live_ones_kept(sqlite_sto
     os.utime(stale_old_style, (hour_ago, hour_ago))
     assert sqlite_store.clean_partials() == 2
     assert sorted(p.name for p in images.iterdir()) == sorted(p.name for p in (mine, elsewhere, old_style))
+
+
+def test_a_seed_past_the_seed_column_is_a_one_line_error(store: Store) -> None:
+    # ComfyUI writes seeds up to 2**64 - 1; the column holds a signed 64-bit integer.
+    experiment = store.add_experiment("e", {})
+    with pytest.raises(StoreError, match=r"seed 9223372036854775808 cannot be stored: the seed column holds whole numbers up to 2\*\*63 - 1"):
+        store.record_run(make_record(experiment.id, 2**63), png(1))
+    assert store.record_run(make_record(experiment.id, 2**63 - 1), png(1)).seed == 2**63 - 1
