@@ -86,6 +86,23 @@ def test_render_mistakes(args: list[str], tmp_path: Path) -> None:
     assert result.exit_code != 0
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["a (red)1000 circle"], "prompt: 'red': weight 1000 is out of range: weights go from 0 to 100"),
+        (["a cat", "--size", "1048576x1048576"], "size 1048576x1048576 is too large"),
+        (["a cat", "--steps", "1000000"], "num_inference_steps 1000000 must be a whole number from 1 to 1000"),
+        (["a cat", "-n", "100000000"], "count 100000000 must be a whole number from 1 to 10000"),
+        (["a cat " * 2000], "prompt is 12,000 characters long: at most 10,000"),
+    ],
+)
+def test_render_refuses_what_cannot_work_before_loading_the_model(args: list[str], message: str, tmp_path: Path) -> None:
+    """Issue 22: these used to render black images, run for minutes or fail mid-way; none reaches the model now."""
+    result = runner.invoke(app, ["render", *args, "--model", "./no/such/model", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and message in str(result.exception), result.exception
+    assert not (tmp_path / "out").exists()
+
+
 def test_model_info_and_schedulers() -> None:
     info = json.loads(runner.invoke(app, ["model", "info", "tiny-sd", "--format", "json"]).stdout)
     assert info["family"] == "sd1"
