@@ -55,7 +55,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass, field, replace
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, Iterable, Protocol
@@ -372,6 +372,13 @@ def a1111_parts(text: str) -> list[list[Fragment]]:
 
 def compel_parts(text: str) -> list[list[Fragment]]:
     """compel's (text, weight) fragments for ``text``, one list per part of a ``.and()`` conjunction."""
+    return [list(part) for part in _compel_parts(text)]
+
+
+# compel's pyparsing grammar takes ~20 ms a prompt; a run writes each variant's prompt and the
+# shared negative prompt into every image's metadata, so each distinct text is parsed once.
+@lru_cache(maxsize=1024)
+def _compel_parts(text: str) -> tuple[tuple[Fragment, ...], ...]:
     _check_compel_groups(text)
     _check_compel_weights(text)
     module = _compel_prompt_parser_module()
@@ -388,11 +395,11 @@ def compel_parts(text: str) -> list[list[Fragment]]:
     )
     if conjunction.lora_weights or any(abs(w - 1.0) > _WEIGHT_TOLERANCE for w in conjunction.weights):
         raise unsupported
-    parts: list[list[Fragment]] = []
+    parts: list[tuple[Fragment, ...]] = []
     for flattened in conjunction.prompts:
         if not isinstance(flattened, module.FlattenedPrompt):
             raise unsupported
-        part = []
+        part: list[Fragment] = []
         for fragment in flattened.children:
             if not isinstance(fragment, module.Fragment):
                 raise unsupported
@@ -403,8 +410,8 @@ def compel_parts(text: str) -> list[list[Fragment]]:
                     position=_first_match_position(re.compile(r"-\s*\.?\d"), text),
                 )
             part.append((fragment.text, fragment.weight))
-        parts.append(part)
-    return parts
+        parts.append(tuple(part))
+    return tuple(parts)
 
 
 def write_parts(parts: list[list[Fragment]], syntax: str) -> str:

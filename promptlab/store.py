@@ -1663,7 +1663,7 @@ def _generation_parameters(record: RunRecord, size: tuple[int, int]) -> Any:
 
     params = record.params
     clip_skip = params.get("clip_skip")
-    prompt, negative, compel = _a1111_prompts(_prompt_texts(record, strict=False)[0], record.negative_prompt)
+    prompt, negative, compel = _a1111_prompts(record)
     sampler = _a1111_sampler(params)
     settings = dict(sampler.settings) if sampler else {}
     if compel:
@@ -1688,16 +1688,22 @@ def _generation_parameters(record: RunRecord, size: tuple[int, int]) -> Any:
     )
 
 
-def _a1111_prompts(prompt: str, negative_prompt: str) -> tuple[str, str, bool]:
+def _a1111_prompts(record: RunRecord) -> tuple[str, str, bool]:
     """Both prompts in A1111 syntax, and False; or, where either has no A1111 form, both as rendered, and True.
 
     A rendered image is never lost over its metadata: its prompts then go in as compel text under
     ``Prompt syntax: compel`` (A1111 keeps a key it does not know; promptlab's import reads it).
+    A prompt built from terms is written from them (as the ``prompt_a1111`` column is); a prompt
+    kept verbatim is converted from its compel text.
     """
     try:
-        return convert(prompt, "compel", "a1111"), convert(negative_prompt, "compel", "a1111"), False
+        if record.prompt_text is None:
+            prompt = record.prompt.to_a1111()
+        else:
+            prompt = convert(record.prompt_text, "compel", "a1111")
+        return prompt, convert(record.negative_prompt, "compel", "a1111"), False
     except PromptSyntaxError:
-        return prompt, negative_prompt, True
+        return _prompt_texts(record, strict=False)[0], record.negative_prompt, True
 
 
 def _a1111_sampler(params: Mapping[str, Any]) -> Any:

@@ -651,3 +651,17 @@ def test_compel_prompt_refuses_a1111_syntax_naming_the_fragment_and_the_fix(text
 def test_compel_prompt_keeps_compel_text_as_written() -> None:
     assert compel_prompt("a (red)1.5 circle, blurry--") == "a (red)1.5 circle, blurry--"
     assert compel_prompt("a (red:1.3) circle, [blurry]", "a1111") == "a (red)1.3 circle, (blurry)0.909091"
+
+
+def test_compel_parts_parses_each_text_once_and_hands_out_lists_of_its_own() -> None:
+    # A run writes the same texts into every image's metadata; compel's grammar is parsed once per text.
+    from promptlab.prompt import _compel_parts
+
+    _compel_parts.cache_clear()
+    first = compel_parts("a (red)1.5 circle")
+    first[0].append(("mutated", 9.0))
+    second = compel_parts("a (red)1.5 circle")
+    assert second == [[("a", 1.0), ("red", 1.5), ("circle", 1.0)]]
+    assert _compel_parts.cache_info().hits == 1
+    with pytest.raises(PromptSyntaxError):
+        compel_parts("a (red circle")
