@@ -44,6 +44,7 @@ import io
 import json
 import math
 import os
+import re
 import socket
 import sqlite3
 import tempfile
@@ -121,6 +122,8 @@ PARTIAL_MAX_AGE_S = 600.0
 # PostgreSQL advisory lock keys (any fixed numbers): migrations, and claims (per experiment).
 MIGRATION_LOCK_KEY = 0x70726F6D70746C61
 CLAIM_LOCK_KEY = 0x7072
+# An input image's extension: a dot and a few letters or digits, never a path.
+INPUT_SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 
 
 def _now() -> datetime:
@@ -805,6 +808,37 @@ class Store:
         """Where the image with this hash lives."""
         return self.images_dir / f"{sha256}.png"
 
+    @property
+    def inputs_dir(self) -> Path:
+        return self.home / "inputs"
+
+    def save_input(self, data: bytes, suffix: str) -> Path:
+        """Keep an input image (an img2img or inpaint upload) by content: ``inputs/<sha256><suffix>``; return its path.
+
+        Written whole or not at all, like an image; the same bytes twice are one file. ``suffix`` is
+        the file's extension with its dot (``.png``, ``.jpg``), kept lower-case so a later run can
+        name the file again.
+        """
+        self._check_writable()
+        suffix = suffix.lower()
+        if not INPUT_SUFFIX.fullmatch(suffix):
+            raise StoreError(f"input image suffix {suffix!r}: expected a dot and 1 to 8 letters or digits, e.g. '.png'")
+        if not data:
+            raise StoreError("input image is empty (0 bytes); upload the image file again")
+        path = self.inputs_dir / f"{hashlib.sha256(data).hexdigest()}{suffix}"
+        if path.is_file() and path.stat().st_size == len(data):
+            return path
+        try:
+            self.inputs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the input folder {self.inputs_dir}: {exc}") from exc
+        _write_file_atomically(path, data, "input image")
+        try:
+            _fsync_dir(self.inputs_dir)
+        except OSError as exc:
+            raise StoreError(f"cannot write input folder {self.inputs_dir}: {exc}") from exc
+        return path
+
     def _check_writable(self) -> None:
         if self.read_only:
             raise StoreError(
@@ -1181,21 +1215,7 @@ class Store:
 
     def _write_image(self, sha256: str, data: bytes) -> None:
         """Write ``data`` to ``images/<sha256>.png`` whole or not at all: temp file, fsync, rename."""
-        path = self.image_path(sha256)
-        try:
-            # The writer's machine and process in the name, so clean_partials knows a dead writer's file.
-            fd, temp = tempfile.mkstemp(prefix=f".{sha256}.{_writer_tag()}.", suffix=".partial", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temp, path)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            raise StoreError(f"cannot write image {path}: {exc}") from exc
+        _write_file_atomically(self.image_path(sha256), data, "image")
 
     def _insert_runs(self, prepared: Sequence[_Prepared], replace: Collection[int] = ()) -> list[Run]:
         """Write the rows of ``prepared`` in one transaction; return their runs, ids filled in."""
@@ -1725,6 +1745,24 @@ def _a1111_model_hash(params: Mapping[str, Any]) -> str | None:
     if isinstance(source, Mapping) and source.get("kind") == "file" and isinstance(source.get("sha256"), str):
         return str(source["sha256"])[:10]
     return None
+
+
+def _write_file_atomically(path: Path, data: bytes, what: str) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a ``.partial`` temp file beside it, fsync, rename."""
+    try:
+        # The writer's machine and process in the name, so clean_partials knows a dead writer's file.
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.{_writer_tag()}.", suffix=".partial", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise StoreError(f"cannot write {what} {path}: {exc}") from exc
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -756,3 +756,35 @@ def test_a_seed_past_the_seed_column_is_a_one_line_error(store: Store) -> None:
     with pytest.raises(StoreError, match=r"seed 9223372036854775808 cannot be stored: the seed column holds whole numbers up to 2\*\*63 - 1"):
         store.record_run(make_record(experiment.id, 2**63), png(1))
     assert store.record_run(make_record(experiment.id, 2**63 - 1), png(1)).seed == 2**63 - 1
+
+
+def test_an_uploaded_input_is_kept_by_content_under_home(sqlite_store: Store) -> None:
+    data = b"\x89PNG\r\n\x1a\n not really a picture, but bytes are bytes"
+    path = sqlite_store.save_input(data, ".PNG")
+    assert path == sqlite_store.home / "inputs" / f"{hashlib.sha256(data).hexdigest()}.png"
+    assert path.read_bytes() == data
+    assert sqlite_store.save_input(data, ".png") == path
+    assert not list(path.parent.glob(".*.partial"))
+    with pytest.raises(StoreError, match=r"suffix '/\.\./x': expected a dot"):
+        sqlite_store.save_input(data, "/../x")
+    with pytest.raises(StoreError, match="input image is empty"):
+        sqlite_store.save_input(b"", ".png")
+
+
+def test_a_crash_while_keeping_an_input_leaves_no_file(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args: Any) -> None:
+        raise Crash
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(Crash):
+        sqlite_store.save_input(b"abc", ".jpg")
+    assert list((sqlite_store.home / "inputs").iterdir()) == []
+
+
+def test_a_read_only_store_keeps_no_input(sqlite_store: Store) -> None:
+    experiment = sqlite_store.add_experiment("e", {})
+    sqlite_store.record_run(make_record(experiment.id), png(1))
+    with open_store(sqlite_store.engine.url.render_as_string(hide_password=False), read_only=True) as reader:
+        with pytest.raises(StoreError, match="is open read-only, so nothing can be written"):
+            reader.save_input(b"abc", ".png")
+    assert not (sqlite_store.home / "inputs").exists()
