@@ -63,6 +63,8 @@ from typing import Callable, Iterable, Protocol
 from promptlab.errors import PromptSyntaxError
 
 SYNTAXES: tuple[str, ...] = ("compel", "a1111", "plain")
+#: Where a style's prompt template (A1111's styles.csv, Fooocus's style files) takes the user's prompt.
+STYLE_PLACEHOLDER = "{prompt}"
 
 _WEIGHT_TOLERANCE = 1e-9
 _WEIGHT_DECIMALS = 9
