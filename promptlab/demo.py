@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from promptlab.experiment import load_experiment
+from promptlab.paths import examples_dir
 from promptlab.runner import ProgressCallback, RunSummary, run_experiment
 from promptlab.store import Store
 
 #: The demo experiment file (micro and micro-clip: seconds on a CPU, images that follow their prompts).
-DEMO_EXPERIMENT = Path(__file__).resolve().parent.parent / "examples" / "demo.toml"
+DEMO_EXPERIMENT = examples_dir() / "demo.toml"
 
 
 def run_demo(store: Store, progress: ProgressCallback | None = None) -> RunSummary:

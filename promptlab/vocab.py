@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptlab.errors import VocabError
+from promptlab.paths import bundled_vocab_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,7 +50,7 @@ else:
 if TYPE_CHECKING:
     from promptlab.prompt import Prompt
 
-BUNDLED_VOCAB_DIR = Path(__file__).resolve().parent.parent / "vocab"
+BUNDLED_VOCAB_DIR = bundled_vocab_dir()
 NEGATIVE_FILE = "negative.toml"
 SUBJECTS_FILE = "subjects.toml"
 # Categories without an ``order`` key sort after the bundled ones (10..70), then by name.

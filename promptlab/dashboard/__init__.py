@@ -12,10 +12,10 @@ shows how to start it instead of the store (``unbound``).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from promptlab.paths import dashboard_app
 
 #: The entry point ``streamlit run`` opens: it only routes to the pages in this package.
-APP_PATH = Path(__file__).resolve().parent.parent.parent / "app.py"
+APP_PATH = dashboard_app()
 #: Bind to this machine only unless the user asks for another address.
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 8501

@@ -14,9 +14,10 @@ from promptlab.dashboard import data
 from promptlab.dashboard.toml_file import experiment_toml
 from promptlab.errors import PromptlabError
 from promptlab.experiment import PROMPT_SYNTAXES, TASK_INPUTS, TASKS, parse_experiment
+from promptlab.paths import examples_dir
 from promptlab.render.models import BUILTIN_MODELS
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples"
+EXAMPLES_DIR = examples_dir()
 COLUMNS = 6
 
 
