@@ -19,6 +19,8 @@ from typing import Any, Optional
 import typer
 
 from promptlab.errors import PromptlabError
+from promptlab.prompt import SOURCE_SYNTAXES, SYNTAXES
+from promptlab.render.params import LONG_PROMPT_POLICIES, TASKS
 
 app = typer.Typer(
     name="promptlab",
@@ -58,15 +60,15 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
-class Syntax(str, Enum):
-    compel = "compel"
-    a1111 = "a1111"
-    plain = "plain"
+def _choices(name: str, values: Any) -> Any:
+    """A typer choice type whose values are the library's own names (one source for each list)."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
-class SourceSyntax(str, Enum):
-    compel = "compel"
-    a1111 = "a1111"
+Syntax = _choices("Syntax", SYNTAXES)
+SourceSyntax = _choices("SourceSyntax", SOURCE_SYNTAXES)
+Task = _choices("Task", TASKS)
+LongPrompt = _choices("LongPrompt", LONG_PROMPT_POLICIES)
 
 
 FORMAT_OPTION = typer.Option(OutputFormat.text, "--format", help="text for people, json for scripts.")
@@ -162,13 +164,6 @@ def prompt_convert(
     return None
 
 
-class Task(str, Enum):
-    txt2img = "txt2img"
-    img2img = "img2img"
-    inpaint = "inpaint"
-    depth2img = "depth2img"
-
-
 class ScoreKind(str, Enum):
     intent = "intent"
     prompt = "prompt"
@@ -242,7 +237,7 @@ def render(
     vae: Optional[str] = typer.Option(None, "--vae", help="A separate VAE: hub id, folder or file."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float16, bfloat16 or float32 (default: fp16 on CUDA, fp32 on CPU)."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available)."),
-    long_prompt: str = typer.Option("truncate", "--long-prompt", help="Past 75 tokens: truncate, or chunk (compel)."),
+    long_prompt: LongPrompt = typer.Option(LongPrompt.truncate, "--long-prompt", help="Past 75 tokens: truncate, or chunk (compel)."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow a pickle .ckpt file (loading one can run code)."),
     syntax: SourceSyntax = typer.Option(SourceSyntax.compel, "--syntax", help="Weight syntax of the prompt and negative prompt."),
     out: Path = typer.Option(Path("."), "--out", help="Folder for the PNG files."),
@@ -266,7 +261,7 @@ def render(
         image=str(image) if image else None,
         mask_image=str(mask) if mask else None,
         depth_map=str(depth) if depth else None,
-        long_prompt=long_prompt,
+        long_prompt=long_prompt.value,
     )
     spec = ModelSpec(model, vae=vae, dtype=dtype, device=device, allow_pickle=allow_pickle)
     request = RenderRequest(prompt=prompt, model=spec, params=params, seed=seed, count=count)

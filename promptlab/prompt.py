@@ -63,6 +63,8 @@ from typing import Callable, Iterable, Protocol
 from promptlab.errors import PromptSyntaxError
 
 SYNTAXES: tuple[str, ...] = ("compel", "a1111", "plain")
+#: The syntaxes prompt text is read from (plain text is only written: it has no weights to read).
+SOURCE_SYNTAXES: tuple[str, ...] = ("compel", "a1111")
 #: Where a style's prompt template (A1111's styles.csv, Fooocus's style files) takes the user's prompt.
 STYLE_PLACEHOLDER = "{prompt}"
 

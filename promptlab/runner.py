@@ -45,10 +45,9 @@ from typing import Any
 
 from promptlab.errors import CellTakenError, PromptlabError, StoreError
 from promptlab.experiment import Cell, ExperimentSpec, Variant, cells
+from promptlab.render.params import RENDER_PARAM_NAMES
 from promptlab.store import CLAIM_TTL_S, NewRun, RunRecord, ScoreRecord, Store, runner_id
 
-# Keys of Variant.params that are RenderParams fields; anything else stays in the run's params.
-_RENDER_PARAM_NAMES = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength")
 _INPUT_PARAM_NAMES = {"image": "image", "mask": "mask_image", "mask_image": "mask_image", "depth": "depth_map", "depth_map": "depth_map"}
 
 
@@ -148,7 +147,7 @@ def render_params(variant: Variant) -> Any:
     """The ``RenderParams`` of a variant (diffusers' names; image inputs as file paths)."""
     from promptlab.render.params import RenderParams
 
-    values = {name: variant.params[name] for name in _RENDER_PARAM_NAMES if variant.params.get(name) is not None}
+    values = {name: variant.params[name] for name in RENDER_PARAM_NAMES if variant.params.get(name) is not None}
     for name, path in variant.inputs.items():
         values[_INPUT_PARAM_NAMES.get(name, name)] = str(path)
     return RenderParams(task=variant.task, long_prompt=variant.long_prompt, **values)

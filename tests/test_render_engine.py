@@ -407,7 +407,7 @@ def test_render_request_without_seed_draws_and_records_one() -> None:
     assert items[1].seed == items[0].seed + 1 and 0 <= items[0].seed < 2**32
 
 
-@pytest.mark.parametrize(("seed", "count", "named"), [(1, 0, "count 0"), (2**64 - 2, 3, "seed 18446744073709551616")])
+@pytest.mark.parametrize(("seed", "count", "named"), [(1, 0, "count 0"), (2**63 - 2, 3, "seed 9223372036854775808")])
 def test_render_request_checks_count_and_last_seed(seed: int, count: int, named: str) -> None:
     with pytest.raises(RenderError, match=named):
         RenderRequest("a fox", ModelSpec("tiny-sd"), seed=seed, count=count).items()

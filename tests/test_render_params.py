@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from promptlab.errors import RenderError
-from promptlab.render.params import LONG_PROMPT_POLICIES, RenderItem, RenderParams, Size, parse_size
+from promptlab.render.models import PIPELINE_CLASSES
+from promptlab.render.params import (
+    INPUT_IMAGES,
+    LONG_PROMPT_POLICIES,
+    MAX_SEED,
+    TASK_INPUTS,
+    TASKS,
+    RenderItem,
+    RenderParams,
+    Size,
+    parse_size,
+)
 
 
 def test_defaults_are_valid_txt2img() -> None:
@@ -51,15 +63,27 @@ def test_guidance_zero_and_full_strength_are_allowed() -> None:
     assert params.guidance_scale == 0
 
 
-@pytest.mark.parametrize("seed", [-1, 2**64, 1.0, "7", None, False])
+@pytest.mark.parametrize("seed", [-1, 2**63, 2**64, 1.0, "7", None, False])
 def test_bad_seeds_are_named(seed: object) -> None:
     with pytest.raises(RenderError, match=f"seed {seed!r}"):
         RenderItem("a cat", seed)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("seed", [0, 2**64 - 1])
+@pytest.mark.parametrize("seed", [0, MAX_SEED])
 def test_seed_range_edges(seed: int) -> None:
     assert RenderItem("a cat", seed).seed == seed
+
+
+def test_seed_range_is_what_the_store_holds() -> None:
+    """One seed range everywhere: a signed 64-bit column's, in SQLite and PostgreSQL alike."""
+    assert MAX_SEED == 2**63 - 1
+
+
+def test_task_facts_agree() -> None:
+    assert TASKS == tuple(TASK_INPUTS) == tuple(PIPELINE_CLASSES)
+    for task, (needs, takes) in TASK_INPUTS.items():
+        assert set(needs) <= set(takes) <= set(INPUT_IMAGES), task
+    assert RenderParams().task == TASKS[0]
 
 
 @given(st.integers(1, 512), st.integers(1, 512), st.sampled_from(["x", "X", "×"]))
@@ -111,3 +135,16 @@ def test_importing_render_does_not_import_torch() -> None:
     code = "import sys, promptlab.render; print('torch' in sys.modules, 'diffusers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63), str(2**64)])
+def test_cli_refuses_a_seed_past_the_store_in_one_line(seed: str, tmp_path: Path) -> None:
+    """2**63 used to pass the check and fail in SQLite with a raw OverflowError."""
+    code = "from promptlab.cli import main; main()"
+    args = ["render", "a cat", "--model", "tiny-sd", "--seed", seed, "--out", str(tmp_path / "out")]
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: seed {seed} must be a whole number from 0 to 2**63 - 1 (the store keeps seeds as signed 64-bit integers)\n"
+    )
+    assert not (tmp_path / "out").exists()

@@ -24,7 +24,7 @@ from promptlab.render.engine import (
 from promptlab.render.models import (
     BUILTIN_MODELS,
     FAMILIES,
-    TASKS,
+    PIPELINE_CLASSES,
     ModelInfo,
     ModelSource,
     ModelSpec,
@@ -32,7 +32,17 @@ from promptlab.render.models import (
     load_model,
     model_info,
 )
-from promptlab.render.params import LONG_PROMPT_POLICIES, RenderItem, RenderParams, Size, parse_size
+from promptlab.render.params import (
+    LONG_PROMPT_POLICIES,
+    MAX_SEED,
+    RENDER_PARAM_NAMES,
+    TASK_INPUTS,
+    TASKS,
+    RenderItem,
+    RenderParams,
+    Size,
+    parse_size,
+)
 from promptlab.render.schedulers import SCHEDULERS, SchedulerChoice, list_schedulers
 from promptlab.render.tiny import TINY_MODELS
 
@@ -40,8 +50,12 @@ __all__ = [
     "BUILTIN_MODELS",
     "FAMILIES",
     "LONG_PROMPT_POLICIES",
+    "MAX_SEED",
+    "PIPELINE_CLASSES",
+    "RENDER_PARAM_NAMES",
     "SCHEDULERS",
     "TASKS",
+    "TASK_INPUTS",
     "TINY_MODELS",
     "ModelInfo",
     "ModelSource",

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptlab.errors import ModelError, RenderError
 from promptlab.micro import MICRO_MODELS, RETRAIN_COMMAND
+from promptlab.render.params import TASKS
 from promptlab.render.tiny import TINY_MODELS, tiny_model_folder
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ FAMILIES: dict[str, str] = {
     "sdxl": "Stable Diffusion XL (two text encoders, pooled embeddings, size/crop conditioning)",
 }
 
-#: diffusers pipeline class per task and family; a missing family means diffusers has none.
-TASKS: dict[str, dict[str, str]] = {
+#: diffusers pipeline class per task (``params.TASKS``) and family; a missing family means diffusers has none.
+PIPELINE_CLASSES: dict[str, dict[str, str]] = {
     "txt2img": {"sd1": "StableDiffusionPipeline", "sd2": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"},
     "img2img": {
         "sd1": "StableDiffusionImg2ImgPipeline",
@@ -474,8 +475,8 @@ def check_task(task: str, family: str, unet_in_channels: int, model: str) -> str
     """The pipeline class name for ``task`` on this model; RenderError if diffusers has none for it."""
     if task not in TASKS:
         raise RenderError(f"task {task!r} is not one of {', '.join(TASKS)}")
-    if family not in TASKS[task]:
-        have = ", ".join(sorted(TASKS[task]))
+    if family not in PIPELINE_CLASSES[task]:
+        have = ", ".join(sorted(PIPELINE_CLASSES[task]))
         raise RenderError(
             f"diffusers has no {task} pipeline for {family} models such as {model!r} (it has one for: {have})"
         )
@@ -490,7 +491,7 @@ def check_task(task: str, family: str, unet_in_channels: int, model: str) -> str
             f"model {model!r} is {kind} (UNet in_channels {unet_in_channels}); it renders task(s) "
             f"{', '.join(allowed) or 'none'}, and {task} needs {needs}"
         )
-    return TASKS[task][family]
+    return PIPELINE_CLASSES[task][family]
 
 
 def load_model(spec: ModelSpec | str, task: str = "txt2img") -> LoadedModel:

@@ -15,7 +15,9 @@ from typing import NamedTuple
 
 from promptlab.errors import RenderError
 
-MAX_SEED = 2**64
+#: The largest seed: the store keeps seeds in a signed 64-bit column (SQLite and PostgreSQL alike),
+#: so every seed promptlab renders, reads from a file or stores is from 0 to 2**63 - 1.
+MAX_SEED = 2**63 - 1
 SIZE_MULTIPLE = 8
 # Diffusers' schedulers step through the model's 1000 training timesteps: no more steps than that.
 MAX_STEPS = 1000
@@ -38,14 +40,36 @@ LONG_PROMPT_POLICIES: dict[str, str] = {
     "chunk": "the prompt is encoded in 75-token chunks that are concatenated (compel, truncate_long_prompts=False)",
 }
 
-#: Tasks and the input images each needs.
-TASK_INPUTS: dict[str, tuple[str, ...]] = {
-    "txt2img": (),
-    "img2img": ("image",),
-    "inpaint": ("image", "mask_image"),
-    "depth2img": ("image",),
+
+
+class TaskInputs(NamedTuple):
+    """The input images a task needs, and every one it takes (diffusers' argument names)."""
+
+    needs: tuple[str, ...]
+    takes: tuple[str, ...]
+
+
+#: Tasks and their input images, in the order tasks are listed (txt2img first).
+TASK_INPUTS: dict[str, TaskInputs] = {
+    "txt2img": TaskInputs((), ()),
+    "img2img": TaskInputs(("image",), ("image",)),
+    "inpaint": TaskInputs(("image", "mask_image"), ("image", "mask_image")),
+    "depth2img": TaskInputs(("image",), ("image", "depth_map")),
 }
-_OPTIONAL_INPUTS = {"depth2img": ("depth_map",)}
+#: The tasks promptlab renders; ``render.models.PIPELINE_CLASSES`` names diffusers' pipeline for each.
+TASKS: tuple[str, ...] = tuple(TASK_INPUTS)
+#: Every input image a render can take.
+INPUT_IMAGES: tuple[str, ...] = ("image", "mask_image", "depth_map")
+#: Render parameters a run records with a column of its own (diffusers' argument names); the rest
+#: of a run's parameters are kept as JSON.
+RENDER_PARAM_NAMES: tuple[str, ...] = (
+    "num_inference_steps",
+    "guidance_scale",
+    "width",
+    "height",
+    "scheduler",
+    "strength",
+)
 
 
 def _is_int(value: object) -> bool:
@@ -57,9 +81,17 @@ def _is_number(value: object) -> bool:
 
 
 def check_seed(seed: object) -> int:
-    """``seed`` if it is an int in 0 <= seed < 2**64 (torch.Generator's range), else RenderError."""
-    if not _is_int(seed) or not 0 <= seed < MAX_SEED:  # type: ignore[operator]
-        raise RenderError(f"seed {seed!r} must be a whole number from 0 to 2**64 - 1")
+    """``seed`` if it is an int from 0 to ``MAX_SEED`` (what the store keeps), else RenderError.
+
+    >>> check_seed(2**63)
+    Traceback (most recent call last):
+    ...
+    promptlab.errors.RenderError: seed 9223372036854775808 must be a whole number from 0 to 2**63 - 1 (the store keeps seeds as signed 64-bit integers)
+    """
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:  # type: ignore[operator]
+        raise RenderError(
+            f"seed {seed!r} must be a whole number from 0 to 2**63 - 1 (the store keeps seeds as signed 64-bit integers)"
+        )
     return seed  # type: ignore[return-value]
 
 
@@ -114,9 +146,8 @@ class RenderParams:
         self._check_inputs()
 
     def _check_inputs(self) -> None:
-        needed = TASK_INPUTS[self.task]
-        allowed = needed + _OPTIONAL_INPUTS.get(self.task, ())
-        for name in ("image", "mask_image", "depth_map"):
+        needed, allowed = TASK_INPUTS[self.task]
+        for name in INPUT_IMAGES:
             value = getattr(self, name)
             if name in needed and not value:
                 raise RenderError(f"task {self.task} needs {name} (an image file)")
