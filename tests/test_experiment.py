@@ -17,9 +17,13 @@ from promptlab.experiment import (
     PARAMS,
     Variant,
     cells,
+    draft_experiment,
     expand,
     load_experiment,
+    order_terms,
     parse_experiment,
+    read_seeds,
+    to_toml,
     variant_key,
 )
 from promptlab.prompt import Prompt, Term
@@ -391,3 +395,82 @@ def test_prompt_text_in_the_wrong_syntax_fails_by_name(syntax: str, lines: str, 
     text = f'name = "t"\nmodel = "micro"\nsyntax = "{syntax}"\nseeds = 1\n[prompt]\n{subject}\n{lines}\n'
     with pytest.raises(ExperimentError, match=re.escape(named)):
         parse(text)
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_to_toml_round_trips_every_example_to_the_same_spec(path: Path) -> None:
+    spec = load_experiment(path, vocab=VOCAB)
+    again = parse_experiment(to_toml(spec), path, vocab=VOCAB)
+    assert again == spec
+    assert [v.key for v in expand(again)] == [v.key for v in expand(spec)]
+
+
+def test_to_toml_round_trips_axes_weights_and_subjects() -> None:
+    text = with_axes(
+        """
+        style = ["", "pop-art:1.3"]
+        guidance_scale = [5.0, 7.5]
+        order = [["light", "medium"], ["medium", "light"]]
+        [axes.weights]
+        "oil painting" = [0.8, 1.2]
+        """,
+        top='strategy = "ablation"\ndescription = "tab\\there, \\"quotes\\" and \\\\ back\\u007f"\n',
+    )
+    spec = parse(text)
+    assert parse(to_toml(spec)) == spec
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40))
+def test_to_toml_writes_any_text_back_as_it_was(description: str) -> None:
+    raw = {**parse(BASE).raw, "description": description}
+    assert parse(to_toml(raw)).raw == raw
+
+
+def test_to_toml_refuses_a_lone_surrogate_by_name() -> None:
+    raw = {**parse(BASE).raw, "description": "half \ud800 a character"}
+    with pytest.raises(ExperimentError, match=r"experiment 't'.*\\ud800.*lone surrogate"):
+        to_toml(raw)
+
+
+def test_draft_experiment_keeps_the_prompt_order_with_an_order_axis() -> None:
+    prompt = Prompt("a red fox", (Term("pop-art", 1.3, "style"), Term("oil painting", 1.0, "medium")))
+    spec = parse(to_toml(draft_experiment(prompt, name="fox", vocab=VOCAB, negative="(blue:1.2)", syntax="a1111")))
+    (variant,) = expand(spec)
+    assert variant.prompt.to_compel() == "a red fox, (pop-art)1.3, oil painting"
+    assert spec.negative_prompt == "(blue)1.2"
+    # In vocabulary order already: no order axis.
+    plain = draft_experiment(Prompt("a fox", (Term("oil painting", 1.0, "medium"), Term("pop-art", 1.0, "style"))), name="f", vocab=VOCAB)
+    assert "axes" not in plain
+
+
+def test_order_terms_keeps_a_category_where_its_first_term_goes() -> None:
+    pop, oil, cubism = Term("pop-art", 1.0, "style"), Term("oil painting", 1.0, "medium"), Term("cubism", 1.0, "style")
+    assert order_terms([(5, oil), (1, pop), (9, cubism)]) == [pop, cubism, oil]
+    assert order_terms([(1, oil), (1, pop)]) == [oil, pop]  # a tie keeps the given order
+    assert order_terms([]) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("4", 4), ("1, 2, 3", [1, 2, 3]), (" 7 ,", [7]), ("9223372036854775807,", [9223372036854775807])]
+)
+def test_read_seeds_reads_a_count_or_a_list(text: str, value: object) -> None:
+    assert read_seeds(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("one, two", "seeds = \"one, two\": expected a count N (seeds 1..N) or whole numbers"),
+        ("", "seeds = []: expected"),
+        ("0", "seeds = 0: expected a count N from 1 to 10,000"),
+        ("1, 1", "seeds = [1, 1]: expected"),
+        ("-1, 2", "seeds = [-1, 2]: expected"),
+    ],
+)
+def test_read_seeds_refuses_what_an_experiment_file_refuses(text: str, message: str) -> None:
+    with pytest.raises(ExperimentError, match=re.escape(message)):
+        read_seeds(text)

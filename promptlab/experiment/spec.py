@@ -1,0 +1,209 @@
+"""What an experiment is made of: the validated file (``ExperimentSpec``), its axes, variants and cells,
+and the names and rules the file's keys follow. ``parse`` builds a spec, ``expand`` its variants."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptlab.prompt import Prompt, Term
+from promptlab.render.params import MAX_SIDE, MAX_STEPS
+from promptlab.render.params import TASK_INPUTS as RENDER_TASK_INPUTS
+
+STRATEGIES: tuple[str, ...] = ("grid", "ablation", "random")
+#: The experiment file's key for each input image, and the diffusers argument it fills.
+INPUT_KEYS: dict[str, str] = {"image": "image", "mask": "mask_image", "depth": "depth_map"}
+_FILE_KEYS = {argument: key for key, argument in INPUT_KEYS.items()}
+#: The input images each task needs, and those it takes, by the file's keys: ``render.params.TASK_INPUTS`` renamed.
+TASK_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    task: (tuple(_FILE_KEYS[name] for name in needs), tuple(_FILE_KEYS[name] for name in takes))
+    for task, (needs, takes) in RENDER_TASK_INPUTS.items()
+}
+# The level of a category axis meaning "without this category".
+ABSENT = ""
+DEFAULT_SCORER = "clip"
+# Enough for any measurement (a term's effect is sure within a few dozen seeds); far past it is a typo
+# that would run for days. Checked before anything is built.
+MAX_SEEDS = 10_000
+MAX_CELLS = 1_000_000
+# Bumped when the key's recipe changes, so old and new keys never collide.
+KEY_VERSION = 1
+
+TOP_KEYS = (
+    "name", "description", "model", "task", "seeds", "strategy", "samples", "random_seed",
+    "scorer", "batch_size", "long_prompt", "subjects", "image", "mask", "depth",
+    "params", "prompt", "axes", "syntax",
+)  # fmt: skip
+# How the file's subject and negative prompt are read: compel's syntax, or A1111's.
+PROMPT_SYNTAXES = ("compel", "a1111")
+PROMPT_KEYS = ("subject", "intent", "negative", "negative_presets", "terms")
+
+
+@dataclass(frozen=True)
+class ParamRule:
+    """How a generation parameter is checked: its type and the rule its value must follow."""
+
+    kind: type
+    expected: str
+    check: Callable[[Any], bool]
+
+
+def _image_side(value: int) -> bool:
+    return 8 <= value <= MAX_SIDE and value % 8 == 0
+
+
+#: Generation parameters by diffusers' argument names; ``[params]`` and parameter axes use them.
+PARAMS: dict[str, ParamRule] = {
+    "num_inference_steps": ParamRule(int, f"an integer from 1 to {MAX_STEPS}", lambda v: 1 <= v <= MAX_STEPS),
+    "guidance_scale": ParamRule(float, "a number >= 0", lambda v: v >= 0),
+    "width": ParamRule(int, f"a multiple of 8 from 8 to {MAX_SIDE} (diffusers' rule)", _image_side),
+    "height": ParamRule(int, f"a multiple of 8 from 8 to {MAX_SIDE} (diffusers' rule)", _image_side),
+    "scheduler": ParamRule(str, "a scheduler name", lambda v: bool(v.strip())),
+    "strength": ParamRule(float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
+    "clip_skip": ParamRule(int, "an integer >= 1", lambda v: v >= 1),
+    "guidance_rescale": ParamRule(float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
+    "eta": ParamRule(float, "a number >= 0", lambda v: v >= 0),
+}
+# Parameters that only an image-to-image task reads.
+IMAGE_TASK_PARAMS = ("strength",)
+MODEL_RULE = ParamRule(str, "a model: hub id, local folder, .safetensors file or built-in name", lambda v: bool(v.strip()))
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept dimension: its name, its kind and its levels in file order.
+
+    Levels by kind: ``category`` a ``Term`` or None (absent), ``param`` and ``model`` the
+    value, ``weight`` a float (for the fixed term ``term``), ``order`` a tuple of
+    categories, ``subject`` a string.
+    """
+
+    name: str
+    kind: str
+    levels: tuple[Any, ...]
+    term: str | None = None
+
+    def value(self, level: Any) -> Any:
+        """The level as it appears in ``Variant.axis_values``: JSON-able, as the file wrote it."""
+        if self.kind == "category":
+            return ABSENT if level is None else term_spec(level)
+        if self.kind == "order":
+            return " > ".join(level)
+        return level
+
+    def describe(self, level: Any) -> str:
+        """The level as it appears in labels."""
+        if self.kind == "category" and level is None:
+            return "(none)"
+        return str(self.value(level))
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A validated experiment file. ``raw`` is the parsed TOML, as stored with the runs."""
+
+    name: str
+    source: str
+    model: str
+    task: str
+    seeds: tuple[int, ...]
+    strategy: str
+    subjects: tuple[str, ...]
+    terms: tuple[Term, ...]
+    params: dict[str, Any]
+    axes: tuple[Axis, ...]
+    category_order: tuple[str, ...]
+    description: str = ""
+    path: Path | None = None
+    samples: int | None = None
+    random_seed: int = 0
+    scorer: str = DEFAULT_SCORER
+    batch_size: int = 1
+    long_prompt: str = "truncate"
+    intent: str | None = None
+    negative: str = ""
+    negative_presets: tuple[str, ...] = ()
+    negative_prompt: str = ""
+    inputs: dict[str, Path] = field(default_factory=dict)
+    input_hashes: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        """The subject, or the subjects joined with " | " when there are several."""
+        return " | ".join(self.subjects)
+
+    def intent_for(self, subject: str) -> str:
+        """What an image of ``subject`` should show: the ``intent`` key, else the subject."""
+        return self.intent if self.intent is not None else subject
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One prompt + parameters + model combination: everything of a render but the seed."""
+
+    key: str
+    label: str
+    axis_values: dict[str, Any]
+    prompt: Prompt
+    negative_prompt: str
+    intent: str
+    model: str
+    task: str
+    params: dict[str, Any]
+    long_prompt: str = "truncate"
+    inputs: dict[str, Path] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description, the shape stored with runs and in PNG metadata."""
+        return {
+            "key": self.key,
+            "label": self.label,
+            "axis_values": dict(self.axis_values),
+            "subject": self.prompt.subject,
+            "prompt": self.prompt.to_compel(),
+            "prompt_a1111": self.prompt.to_a1111(),
+            "prompt_plain": self.prompt.to_plain(),
+            "terms": [{"text": t.text, "weight": t.weight, "category": t.category} for t in self.prompt.terms],
+            "negative_prompt": self.negative_prompt,
+            "intent": self.intent,
+            "model": self.model,
+            "task": self.task,
+            "params": dict(self.params),
+            "long_prompt": self.long_prompt,
+            "inputs": {name: str(path) for name, path in self.inputs.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One image to render: a variant and a seed."""
+
+    variant: Variant
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """``(variant key, seed)``: unique within an experiment."""
+        return (self.variant.key, self.seed)
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant.label}, seed={self.seed}"
+
+
+def term_spec(term: Term) -> str:
+    """A term as an experiment file writes it: ``TEXT``, or ``TEXT:WEIGHT`` where the weight is not 1."""
+    return term.text if term.weight == 1.0 else f"{term.text}:{term.weight:g}"
+
+
+def show_value(value: Any) -> str:
+    """A value as error messages show it (as TOML writes it)."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
