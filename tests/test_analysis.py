@@ -522,6 +522,7 @@ def test_best_prompts_rank_by_mean_then_ci_low() -> None:
         best_prompts(frame, top=0)
 
 
+@pytest.mark.slow
 def test_hundred_thousand_runs() -> None:
     rng = np.random.default_rng(4)
     grid = pd.MultiIndex.from_product(

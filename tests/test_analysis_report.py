@@ -68,6 +68,7 @@ def _insights(name: str) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_cli_and_insights_show_the_same_numbers_and_every_variant() -> None:
     _record("mixed", _scores)
     printed = runner.invoke(app, ["analyze", "mixed"])

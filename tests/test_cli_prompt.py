@@ -64,6 +64,7 @@ def test_user_vocab_folder_via_option(tmp_path: Path) -> None:
     assert "mood" in {row["category"] for row in json.loads(result.stdout)}
 
 
+@pytest.mark.slow
 def test_prompt_build_json() -> None:
     result = promptlab(
         "prompt", "build", "--subject", "fat cat lies on the couch",
@@ -79,6 +80,7 @@ def test_prompt_build_json() -> None:
     assert data["negative_prompt"] == f"{universal}, text"
 
 
+@pytest.mark.slow
 def test_prompt_build_a1111_text_output() -> None:
     result = promptlab(
         "prompt", "build", "--subject", "a squirrel", "--term", "light=cinematic lighting:1.3", "--syntax", "a1111"
@@ -88,6 +90,7 @@ def test_prompt_build_a1111_text_output() -> None:
     assert "/75" in result.stdout
 
 
+@pytest.mark.slow
 def test_prompt_build_warns_about_terms_past_the_window() -> None:
     terms = [f"--term=resolution=detail number {i}" for i in range(30)]
     result = promptlab("prompt", "build", "--subject", "a squirrel", *terms, "--format", "json")
@@ -97,6 +100,7 @@ def test_prompt_build_warns_about_terms_past_the_window() -> None:
     assert any("75-token window" in w for w in data["warnings"])
 
 
+@pytest.mark.slow
 def test_prompt_build_lints_duplicates_weights_and_empty_subject() -> None:
     result = promptlab(
         "prompt", "build", "--subject", "", "--term", "style=pop-art", "--term", "style=pop-art:2.5",
@@ -160,6 +164,7 @@ def test_prompt_convert_keeps_weights_inside_phrases(text: str, expected: str) -
     assert result.stdout.strip() == expected
 
 
+@pytest.mark.slow
 def test_prompt_build_writes_the_negative_in_the_syntax_asked_for() -> None:
     result = promptlab("prompt", "build", "--subject", "a cat", "--negative", "ugly, blurry++, (text)1.3",
                        "--syntax", "a1111", "--format", "json")  # fmt: skip

@@ -29,6 +29,7 @@ def demo_store() -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_demo_then_listings_and_analysis(demo_store: None) -> None:
     experiments = json.loads(runner.invoke(app, ["experiments", "list", "--format", "json"]).stdout)
     assert [e["name"] for e in experiments] == ["demo"] and experiments[0]["ok"] == 48
@@ -63,6 +64,7 @@ def test_runs_show_unknown_id_is_an_error() -> None:
     assert "999" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_render_writes_pngs_with_metadata_and_logs_runs(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = runner.invoke(app, ["render", "a cat, (oil painting)1.3", "--model", "tiny-sd", "--size", "64x64",
@@ -121,6 +123,7 @@ def test_score_without_prompt_or_metadata_says_so(tmp_path: Path) -> None:
     assert "plain.png" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_export_formats_grid_zip_and_import(demo_store: None, tmp_path: Path) -> None:
     import csv
     import zipfile
@@ -170,6 +173,7 @@ def _render_micro(tmp_path: Path, name: str, prompt: str, *extra: str) -> Path:
     return Path(json.loads(result.stdout)[0]["path"])
 
 
+@pytest.mark.slow
 def test_a_weight_inside_a_phrase_reaches_the_model(tmp_path: Path) -> None:
     from promptlab.micro.gates import redness
 
@@ -185,6 +189,7 @@ def test_a_weight_inside_a_phrase_reaches_the_model(tmp_path: Path) -> None:
     assert a1111.read_bytes() == weighted.read_bytes()
 
 
+@pytest.mark.slow
 def test_render_refuses_a1111_syntax_given_as_compel(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -198,6 +203,7 @@ def test_render_refuses_a1111_syntax_given_as_compel(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.png"))
 
 
+@pytest.mark.slow
 def test_render_reads_a1111_break_as_a_new_chunk(tmp_path: Path) -> None:
     joined = _render_micro(tmp_path, "joined", "a red circle, on a black background", "--syntax", "a1111")
     broken = _render_micro(tmp_path, "broken", "a red circle BREAK on a black background", "--syntax", "a1111")
@@ -227,6 +233,7 @@ def _can_drop_root_powers() -> bool:
     return os.geteuid() != 0 or (shutil.which("unshare") is not None and subprocess.run(["unshare", "--user", "true"]).returncode == 0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _can_drop_root_powers(), reason="as root, needs unshare --user to make file permissions apply")
 def test_a_read_only_home_is_browsed_and_only_writing_says_it_cannot(tmp_path: Path, promptlab_home: Path) -> None:
     experiment = tmp_path / "tiny.toml"
@@ -263,6 +270,7 @@ def test_runs_show_marks_a_lost_image(tmp_path: Path) -> None:
     assert "warning: the image file of run 1 is missing" in result.stderr
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_and_debug_shows_the_cause(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)

@@ -349,6 +349,7 @@ def test_app_started_without_an_address_shows_how_to_start_it_not_the_store(fill
     assert not at.title and not at.dataframe
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the listening sockets from /proc/net/tcp (Linux)")
 def test_promptlab_dashboard_listens_on_localhost_only_from_any_working_directory(filled: Path, tmp_path: Path) -> None:
     import os

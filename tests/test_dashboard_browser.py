@@ -53,6 +53,7 @@ def dashboard_url(filled: Path):  # type: ignore[no-untyped-def]
         process.wait(timeout=20)
 
 
+@pytest.mark.slow
 def test_compare_insights_and_export_in_a_browser(dashboard_url: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 

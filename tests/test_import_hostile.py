@@ -88,6 +88,7 @@ def assert_one_line(error: BaseException) -> None:
     assert "\n" not in str(error), str(error)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(chunks=hostile_chunks())
 def test_hostile_chunks_end_in_a_result_or_one_line_error_in_bounded_time(chunks: dict[str, str], tmp_path: Path) -> None:
@@ -176,6 +177,7 @@ HOSTILE_FILES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(HOSTILE_FILES))
 def test_the_audits_hostile_files_are_one_error_line_from_the_cli(name: str, tmp_path: Path) -> None:
     path = _hostile_file(name, tmp_path)
@@ -189,6 +191,7 @@ def test_the_audits_hostile_files_are_one_error_line_from_the_cli(name: str, tmp
         assert HOSTILE_FILES[name] in done.stderr
 
 
+@pytest.mark.slow
 def test_score_refuses_an_image_past_pillows_limit_before_decoding(tmp_path: Path) -> None:
     path = raw_png(tmp_path / "bomb.png", 10_000, 10_000)  # past the warning limit, under twice it
     done = subprocess.run(

@@ -33,6 +33,7 @@ def test_shipped_weights_are_small_and_record_how_they_were_made() -> None:
     assert sum(minutes) <= 60, minutes
 
 
+@pytest.mark.slow
 def test_held_out_combinations_render_as_captioned() -> None:
     result = held_out_agreement(64)
     assert result.count == 64
@@ -46,12 +47,14 @@ def test_micro_clip_picks_the_true_caption_among_eight() -> None:
     assert caption_choice_accuracy(200) >= 0.90
 
 
+@pytest.mark.slow
 def test_weights_act() -> None:
     strong = render_images(["(red)1.5 circle"] * len(SEEDS), SEEDS)
     weak = render_images(["(red)0.6 circle"] * len(SEEDS), SEEDS)
     assert sum(map(redness, strong)) > sum(map(redness, weak)) * 1.2 + 1
 
 
+@pytest.mark.slow
 def test_negative_prompt_lowers_redness() -> None:
     prompts = ["a circle on a black background"] * len(SEEDS)
     plain = render_images(prompts, SEEDS)
@@ -95,6 +98,7 @@ def colors_analysis(tmp_path_factory: pytest.TempPathFactory) -> dict:
         return json.loads(runner.invoke(app, ["analyze", "micro-colors", "--format", "json"]).stdout)
 
 
+@pytest.mark.slow
 def test_run_and_analyze_rank_the_asked_colour_first(colors_analysis: dict) -> None:
     by_color: dict[str, list[float]] = {}
     for variant in colors_analysis["variants"]:

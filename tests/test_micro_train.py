@@ -34,6 +34,7 @@ TOY = TrainConfig(
 )
 
 
+@pytest.mark.slow
 def test_train_all_writes_loadable_models_with_their_record(tmp_path: Path) -> None:
     stages = []
     report = train_all(tmp_path, TOY, "promptlab micro train --out x", lambda stage, step, total, loss: stages.append(stage))
@@ -81,6 +82,7 @@ def test_micro_draw_and_judge_commands(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "names no shape" in str(bad.exception)
 
 
+@pytest.mark.slow
 def test_weighted_captions_are_encoded_as_promptlab_renders_them(tmp_path: Path) -> None:
     import torch
     from transformers import CLIPTokenizer
@@ -142,6 +144,7 @@ def test_twin_order_pairs_each_token_with_its_twin_without_null_words() -> None:
         assert pad not in [full[i] for i in order[-dropped:]], caption
 
 
+@pytest.mark.slow
 def test_distillation_holds_null_words_to_their_twins_and_keeps_the_twins() -> None:
     import copy
     import random

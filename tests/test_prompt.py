@@ -481,6 +481,7 @@ COMPEL_SUBJECT = texts(COMPEL_WORD_CHARS, joiners="-+.")
 COMPEL_TERM = texts(COMPEL_WORD_CHARS, joiners="-+")
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(prompts(COMPEL_SUBJECT, COMPEL_TERM))
 def test_compel_round_trip_and_a1111_to_compel(prompt: Prompt) -> None:
@@ -494,6 +495,7 @@ def test_compel_round_trip_and_a1111_to_compel(prompt: Prompt) -> None:
 
 # Any characters but ',' and (in weighted terms) '.': to_compel either refuses the text, pointing
 # at a '+', '-', '=' or backslash compel would misread, or compel reads back exactly what was meant.
+@pytest.mark.slow
 @PROPERTY
 @given(prompts(texts(LETTERS + " -+=\\'/:()[]\"."), texts(LETTERS + " -+=\\'/:()[]\"")))
 def test_compel_refuses_or_round_trips(prompt: Prompt) -> None:
@@ -513,6 +515,7 @@ A1111_TOKENS = st.sampled_from(
 
 
 # Arbitrary A1111 prompts, unbalanced brackets included: converting to compel keeps what A1111 read.
+@pytest.mark.slow
 @PROPERTY
 @given(st.lists(A1111_TOKENS, max_size=14).map("".join))
 def test_arbitrary_a1111_converts_to_compel(text: str) -> None:
@@ -558,6 +561,7 @@ A1111_PROMPT_TOKENS = st.sampled_from(
 # converted text into the fragments A1111's parse_prompt_attention reads from the original.
 # The one refusal: a literal backslash (A1111's \\) before a parenthesis or closing a group,
 # which compel cannot hold (it takes the backslash for an escape).
+@pytest.mark.slow
 @PROPERTY
 @given(st.lists(A1111_PROMPT_TOKENS, max_size=16).map("".join))
 def test_a1111_to_compel_keeps_every_fragment(text: str) -> None:
@@ -595,6 +599,7 @@ def compel_prompt_texts() -> st.SearchStrategy[str]:
 
 
 # And the other way: A1111's parser reads the converted text into compel's fragments.
+@pytest.mark.slow
 @PROPERTY
 @given(st.lists(compel_prompt_texts(), min_size=1, max_size=3))
 def test_compel_to_a1111_keeps_every_fragment(texts: list[str]) -> None:

@@ -83,6 +83,7 @@ def _task_params(task: str, inputs: dict[str, str], **kwargs: object) -> RenderP
     return RenderParams(task=task, num_inference_steps=3, width=64, height=64, **files, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "task", "family", "pipeline_class"), TASK_CASES)
 def test_every_task_and_family_renders(
     model: str, task: str, family: str, pipeline_class: str, inputs: dict[str, str]
@@ -129,6 +130,7 @@ def test_mask_mismatch_fails_before_rendering(inputs: dict[str, str], tmp_path: 
         render_batches([RenderItem("x", 1)], params, "tiny-sd")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "task"), [("tiny-sd", "txt2img"), ("tiny-sdxl", "txt2img"), ("tiny-sd", "img2img")])
 def test_image_is_the_same_alone_or_in_a_batch_of_16(model: str, task: str, inputs: dict[str, str]) -> None:
     items = [RenderItem(f"a {word} at dusk, (oil painting)1.2", 100 + i) for i, word in enumerate(WORDS)]
@@ -236,6 +238,7 @@ def _as_conjunction(fragments: list[tuple[str, float]]) -> Any:
     return Conjunction([FlattenedPrompt(fragments)])
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(_SIMPLE_PROMPT)
 def test_simple_prompts_are_read_exactly_as_compel_parser_reads_them(text: str) -> None:

@@ -62,6 +62,7 @@ def test_tiny_sdxl_has_two_encoders_and_text_time_conditioning() -> None:
     assert pipe.tokenizer_2.pad_token == "!"
 
 
+@pytest.mark.slow
 def test_tiny_model_is_built_once_and_identically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = tiny_model_folder("tiny-sd")
     stamp = (first / "promptlab_tiny.json").stat().st_mtime_ns
@@ -75,6 +76,7 @@ def test_tiny_model_is_built_once_and_identically(tmp_path: Path, monkeypatch: p
     assert [p.name for p in second.parent.iterdir()] == ["tiny-sd"]
 
 
+@pytest.mark.slow
 def test_stale_tiny_model_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMPTLAB_CACHE", str(tmp_path))
     folder = tiny_model_folder("tiny-sd")
@@ -85,6 +87,7 @@ def test_stale_tiny_model_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert sorted(p.name for p in tmp_path.joinpath("models").iterdir()) == ["tiny-sd"]
 
 
+@pytest.mark.slow
 def test_parallel_processes_build_one_complete_folder(tmp_path: Path) -> None:
     code = "from promptlab.render.tiny import tiny_model_folder; print(tiny_model_folder('tiny-sd'))"
     env = {**os.environ, "PROMPTLAB_CACHE": str(tmp_path)}
@@ -187,6 +190,7 @@ def test_uncached_hub_model_offline_is_a_model_error(monkeypatch: pytest.MonkeyP
     assert "Traceback" not in message and len(message) < 1000
 
 
+@pytest.mark.slow
 def test_hub_model_from_local_cache_records_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants
 
@@ -261,6 +265,7 @@ def test_depth2img_on_a_standard_sd2_model_needs_a_depth_model() -> None:
         models.check_task("depth2img", "sd2", 4, "stabilityai/stable-diffusion-2-1")
 
 
+@pytest.mark.slow
 def test_vae_swap_from_folder_and_builtin() -> None:
     vae_folder = tiny_model_folder("tiny-sdxl") / "vae"
     from_folder = load_model(ModelSpec("tiny-sd", vae=str(vae_folder)))

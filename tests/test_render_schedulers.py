@@ -215,6 +215,7 @@ def _written(base: Any, steps: int = 20) -> dict[str, Any]:
     return written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["sd", "sd-folder", "micro"])
 def test_a1111_names_are_names_a1111_reads_back_as_written(model: str) -> None:
     from promptlab.render.schedulers import A1111_TIMESTEP_SAMPLERS, scheduler_named_in_a1111_sampler
@@ -239,6 +240,7 @@ def test_a1111_names_are_names_a1111_reads_back_as_written(model: str) -> None:
         assert (sampler, schedule) == (a1111.sampler, a1111.schedule_type), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "sampler", "schedule"),
     [
@@ -262,6 +264,7 @@ def test_a1111_names_on_sd(name: str, sampler: str, schedule: str | None) -> Non
     assert (a1111.sampler, a1111.schedule_type, a1111.exact) == (sampler, schedule, True)
 
 
+@pytest.mark.slow
 def test_sd_hub_config_swaps_get_their_own_default_spacing() -> None:
     # SD 1.5's hub config says no timestep_spacing, so a swapped-in class keeps its own default "linspace"
     written = _written(_SD_SCHEDULER)
@@ -269,6 +272,7 @@ def test_sd_hub_config_swaps_get_their_own_default_spacing() -> None:
     assert (written["dpmpp_2m"].sampler, written["dpmpp_2m"].schedule_type) == ("DPM++ 2M", "SGM Uniform")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["deis", "dpmpp_sde", "dpmpp_2s_a", "dpmpp_2s_a_karras", "ddpm", "edm_euler"])
 def test_schedulers_a1111_lacks_say_so(name: str) -> None:
     # DEIS, DDPM and EDM are not A1111 samplers; DPMSolverSinglestep is neither A1111's stochastic DPM++ SDE

@@ -243,6 +243,7 @@ with open_store() as store:
 """
 
 
+@pytest.mark.slow
 def test_killed_with_sigkill_and_run_again_every_cell_exactly_once(tmp_path: Path) -> None:
     path = tmp_path / "kill.toml"
     path.write_text(EXPERIMENT.format(extra='light = ["", "dark", "sunlight"]').replace("runner-test", "kill"))
@@ -286,6 +287,7 @@ with open_store() as store:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_four_runs_started_at_once_on_a_fresh_store_render_each_cell_once(
     tmp_path: Path, kind: str, request: pytest.FixtureRequest

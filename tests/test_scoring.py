@@ -135,6 +135,7 @@ def test_score_says_how_it_was_made(scorer: ClipScorer) -> None:
     assert scorer.info.device == "cpu" and scorer.info.weights_sha256 == score.weights_sha256
 
 
+@pytest.mark.slow
 def test_tiny_clip_weights_are_the_same_on_every_build(tmp_path: Path) -> None:
     torch.manual_seed(5)
     expected = torch.rand(3)

@@ -34,6 +34,7 @@ def test_variant_intervals_cover_95_percent(seeds: int, noise: float | str) -> N
     assert 0.93 <= check.variant_coverage <= 0.97, check
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("design", ["grid", "random", "failed"])
 @pytest.mark.parametrize("seeds", [2, 3, 4, 8, 16])
 def test_effect_intervals_cover_95_percent(seeds: int, design: str) -> None:
