@@ -92,10 +92,11 @@ def bulk_insert(store, n_runs: int, n_experiments: int) -> tuple[str, int]:  # t
 
 
 def time_record_run(store, count: int) -> float:  # type: ignore[no-untyped-def]
-    """Seconds for ``count`` ``record_run`` calls (PIL image -> PNG file + rows), as the runner makes them."""
+    """Seconds for ``count`` ``record_run`` calls (PIL image -> ``run_png`` -> PNG file + rows), as the runner makes them."""
     import numpy as np
     from PIL import Image as PILImage
 
+    from promptlab.metadata import run_png
     from promptlab.prompt import Prompt, Term
     from promptlab.store import RunRecord, ScoreRecord
 
@@ -108,7 +109,7 @@ def time_record_run(store, count: int) -> float:  # type: ignore[no-untyped-def]
         record = RunRecord(experiment.id, f"v{i // 4}", i % 4 + 1, prompt, "tiny-sd", NEGATIVE,
                            params={"num_inference_steps": 4, "width": 64, "height": 64}, label=f"v{i // 4}")  # fmt: skip
         scores = [ScoreRecord("intent", "tiny-clip", 25.0, "a cat"), ScoreRecord("prompt", "tiny-clip", 24.0, "a cat")]
-        store.record_run(record, image, scores)
+        store.record_run(record, run_png(record, image, scores, "record-run"), scores)
     return time.perf_counter() - started
 
 

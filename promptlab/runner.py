@@ -46,6 +46,7 @@ from typing import Any
 from promptlab.errors import CellTakenError, PromptlabError, StoreError
 from promptlab.experiment import Cell, ExperimentSpec, Variant, cells
 from promptlab.render.params import RENDER_PARAM_NAMES
+from promptlab.metadata import run_png
 from promptlab.store import CLAIM_TTL_S, NewRun, RunRecord, ScoreRecord, Store, runner_id
 
 _INPUT_PARAM_NAMES = {"image": "image", "mask": "mask_image", "mask_image": "mask_image", "depth": "depth_map", "depth_map": "depth_map"}
@@ -341,15 +342,15 @@ def _run_batch(
         return partial(_record_failures, store, experiment_id, batch, detail, lost)
     setup = _setup_params(result.setup)
     runs = {
-        cell.key: NewRun(
-            RunRecord.for_variant(experiment_id, cell.variant, cell.seed, render_s=render_s, score_s=score_s, params=setup),
+        cell.key: _Rendered(
+            run_record(experiment_id, cell.variant, cell.seed, render_s=render_s, score_s=score_s, params=setup),
             image,
             (_score_record("intent", pair.intent), _score_record("prompt", pair.prompt)),
         )
         for cell, image, pair in zip(batch, images, pairs)
         if not _all_black(image)
     }
-    return partial(_record_batch, store, experiment_id, batch, runs, lost)
+    return partial(_record_batch, store, experiment_id, spec.name, batch, runs, lost)
 
 
 def _all_black(image: Any) -> bool:
@@ -362,18 +363,51 @@ def _band_extrema(image: Any) -> list[tuple[int, int]]:
     return list(extrema) if isinstance(extrema[0], tuple) else [extrema]
 
 
+def run_record(experiment_id: int, variant: Variant, seed: int, **extra: Any) -> RunRecord:
+    """The store's record of ``variant`` at ``seed``; ``extra`` sets timings, and ``params`` adds to the variant's."""
+    params = {**variant.params, "long_prompt": variant.long_prompt, **extra.pop("params", {})}
+    return RunRecord(
+        experiment_id=experiment_id,
+        variant_key=variant.key,
+        seed=seed,
+        prompt=variant.prompt,
+        model=variant.model,
+        negative_prompt=variant.negative_prompt,
+        task=variant.task,
+        params=params,
+        label=variant.label,
+        axes=dict(variant.axis_values),
+        intent=variant.intent,
+        **extra,
+    )
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """A rendered, scored cell before its PNG is made (on the writer's turn, with the rows)."""
+
+    record: RunRecord
+    image: Any
+    scores: tuple[ScoreRecord, ...]
+
+    def encoded(self, experiment: str) -> NewRun:
+        return NewRun(self.record, run_png(self.record, self.image, self.scores, experiment), self.scores)
+
+
 def _record_batch(
     store: Store,
     experiment_id: int,
+    experiment: str,
     batch: Sequence[Cell],
-    runs: Mapping[tuple[str, int], NewRun],
+    rendered: Mapping[tuple[str, int], _Rendered],
     lost: Mapping[tuple[str, int], int],
 ) -> list[CellOutcome]:
-    """Write a rendered batch (files, then rows in one transaction) and say what became of each cell.
+    """Write a rendered batch (PNG files, then rows in one transaction) and say what became of each cell.
 
     Cells missing from ``runs`` came out black and are recorded as failed. A cell another runner
     recorded first (its claim lapsed) is left as it is, and the rest are written.
     """
+    runs = {key: cell.encoded(experiment) for key, cell in rendered.items()}
     good = [cell for cell in batch if cell.key in runs]
     replace = [lost[cell.key] for cell in good if cell.key in lost]
     taken: set[tuple[str, int]] = set()
@@ -449,7 +483,7 @@ def _record_failures(
             outcomes.append(CellOutcome(cell.variant.key, cell.variant.label, cell.seed, lost[cell.key], "failed", error=error))
             continue
         try:
-            run = store.record_failure(RunRecord.for_variant(experiment_id, cell.variant, cell.seed), error)
+            run = store.record_failure(run_record(experiment_id, cell.variant, cell.seed), error)
         except CellTakenError:
             outcomes.append(CellOutcome(cell.variant.key, cell.variant.label, cell.seed, None, "taken"))
             continue
@@ -561,14 +595,16 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
 
 
 def _record_render(store: Store, record: RunRecord, image: Any) -> Any:
-    """The cell's run: recorded now, or already (by this or another process), its image made again if lost."""
+    """The cell's run (in the renders experiment): recorded now, or already (by this or another process), its image
+    made again if lost."""
     run = store.find_run(record.experiment_id, record.variant_key, record.seed)
     if run is not None and run.status == "ok" and run.image_sha256 is not None:
         if store.image_problem(run.image_sha256) is None:
             return run
-        return store.record_run(record, image, replace=(run.id,))
+        return store.record_run(record, run_png(record, image, (), RENDERS_EXPERIMENT), replace=(run.id,))
+    png = run_png(record, image, (), RENDERS_EXPERIMENT)
     try:
-        return store.record_run(record, image)
+        return store.record_run(record, png)
     except CellTakenError:
         return store.find_run(record.experiment_id, record.variant_key, record.seed)
 

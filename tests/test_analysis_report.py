@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 from promptlab.analysis import analyze, format_report
 from promptlab.cli import app
 from promptlab.experiment import Variant, cells, parse_experiment
-from promptlab.store import RunRecord, ScoreRecord, open_store
+from promptlab.metadata import run_png
+from promptlab.runner import run_record
+from promptlab.store import ScoreRecord, open_store
 
 runner = CliRunner()
 EXPERIMENT = """
@@ -45,13 +47,14 @@ def _record(name: str, score: Callable[[Variant, int], float]) -> None:
     with open_store() as store:
         experiment = store.get_or_create_experiment(spec.name, spec.raw, spec.path, subject=spec.subject)
         for number, cell in enumerate(cells(spec)):
-            record = RunRecord.for_variant(experiment.id, cell.variant, cell.seed)
+            record = run_record(experiment.id, cell.variant, cell.seed)
             value = score(cell.variant, cell.seed)
             if math.isnan(value):
                 store.record_failure(record, "CUDA out of memory")
             else:
                 image = Image.new("RGB", (8, 8), (number * 9 % 256, 80, 40))
-                store.record_run(record, image, [ScoreRecord("intent", "tiny-clip", value, "a squirrel")])
+                scores = [ScoreRecord("intent", "tiny-clip", value, "a squirrel")]
+                store.record_run(record, run_png(record, image, scores, spec.name), scores)
 
 
 def _scores(variant: Variant, seed: int) -> float:

@@ -386,6 +386,7 @@ def test_zip_names_same_named_files_from_two_folders_apart(experiment: tuple[pd.
 
 
 def test_exports_from_a_real_store(tmp_path: Path) -> None:
+    from promptlab.metadata import run_png
     from promptlab.store import RunRecord, ScoreRecord, open_store
 
     with open_store() as store:
@@ -404,7 +405,8 @@ def test_exports_from_a_real_store(tmp_path: Path) -> None:
                     axes={"style": style},
                 )
                 picture = Image.new("RGB", (16, 16), _colour(index * 2 + seed))
-                store.record_run(record, picture, [ScoreRecord("intent", "clip", float(index + seed), SUBJECT)])
+                scores = [ScoreRecord("intent", "clip", float(index + seed), SUBJECT)]
+                store.record_run(record, run_png(record, picture, scores, "fox"), scores)
         frame = store.runs_frame("fox")
         home = store.home
     rows = json.loads(export_best(frame, "json", experiment="fox", top=3))["prompts"]

@@ -29,7 +29,7 @@ from promptlab.importer import (
     save_styles_as_vocab,
     store_imported,
 )
-from promptlab.metadata import GenerationParameters, ImageMetadata, write_png
+from promptlab.metadata import GenerationParameters, ImageMetadata, run_png, write_png
 from promptlab.prompt import Prompt, Term, parse_a1111, parse_compel
 from promptlab.render.schedulers import SCHEDULERS
 from promptlab.store import open_store
@@ -309,7 +309,7 @@ def test_prompts_without_an_a1111_form_go_in_as_compel_and_say_so(tmp_path: Path
         experiment = store.get_or_create_experiment("blend", {"name": "blend"}, None)
         assert experiment.id is not None
         record = RunRecord(experiment.id, "v", 1, Prompt("a fox", (Term("snow", 1.2),)), "tiny-sd", negative, params=params)
-        run = store.record_run(record, Image.new("RGB", (8, 8)))
+        run = store.record_run(record, run_png(record, Image.new("RGB", (8, 8)), (), experiment.name))
         with Image.open(store.image_path(run.image_sha256)) as image:
             parameters = image.info["parameters"]
     assert parameters.startswith("a fox, (snow)1.2\nNegative prompt: " + negative + "\n")
@@ -333,7 +333,7 @@ def test_model_hash_is_a1111s_short_hash_of_a_single_file(tmp_path: Path) -> Non
         experiment = store.get_or_create_experiment("hash", {"name": "hash"}, None)
         assert experiment.id is not None
         record = RunRecord(experiment.id, "v", 1, prompt, str(checkpoint), params=params)
-        run = store.record_run(record, Image.new("RGB", (8, 8)))
+        run = store.record_run(record, run_png(record, Image.new("RGB", (8, 8)), (), experiment.name))
         with Image.open(store.image_path(run.image_sha256)) as image:
             parameters = image.info["parameters"]
     # A1111's modules/hashes.calculate_sha256 (the whole file) and sd_models' shorthash (its first 10 digits)

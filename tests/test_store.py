@@ -26,9 +26,11 @@ from sqlmodel import Session, SQLModel, select
 from promptlab.analysis import REQUIRED_COLUMNS, analyze
 from promptlab.errors import CellTakenError, StoreError
 from promptlab.experiment import cells, load_experiment
-from promptlab.metadata import read_image_metadata
+from promptlab.metadata import read_image_metadata, run_png
 from promptlab.prompt import Prompt, Term
-import promptlab.store as store_module
+from promptlab.runner import run_record
+import promptlab.store.writes as store_writes
+from promptlab.store.files import writer_tag
 from promptlab.store import (
     MIGRATIONS,
     Image,
@@ -61,8 +63,15 @@ def sqlite_store() -> Iterator[Store]:
         yield opened
 
 
-def png(shade: int, size: tuple[int, int] = (8, 6)) -> PILImage.Image:
+def picture(shade: int, size: tuple[int, int] = (8, 6)) -> PILImage.Image:
     return PILImage.new("RGB", size, (shade, 255 - shade, 40))
+
+
+def png(shade: int, size: tuple[int, int] = (8, 6)) -> bytes:
+    """A plain PNG file: the store keeps the bytes it is given (a run's metadata is run_png's job)."""
+    buffer = io.BytesIO()
+    picture(shade, size).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def make_record(experiment_id: int, seed: int = 1, *terms: Term, key: str = "v1", model: str = "tiny-sd", **extra: Any) -> RunRecord:
@@ -211,7 +220,8 @@ def test_list_experiments_counts_runs_and_models(store: Store) -> None:
 
 def test_record_run_writes_a_content_addressed_png_then_its_rows(store: Store) -> None:
     experiment = store.add_experiment("e", {})
-    run = store.record_run(make_record(experiment.id, render_s=1.5, score_s=0.25), png(10), [intent(0.31)])
+    record, scores = make_record(experiment.id, render_s=1.5, score_s=0.25), [intent(0.31)]
+    run = store.record_run(record, run_png(record, picture(10), scores, "e"), scores)
     path = store.home / "images" / f"{run.image_sha256}.png"
     data = path.read_bytes()
     assert hashlib.sha256(data).hexdigest() == run.image_sha256
@@ -233,21 +243,22 @@ def test_record_run_writes_a_content_addressed_png_then_its_rows(store: Store) -
 
 def test_png_bytes_are_stored_as_given_and_other_bytes_refused(store: Store) -> None:
     experiment = store.add_experiment("e", {})
-    buffer = io.BytesIO()
-    png(3).save(buffer, format="PNG")
-    run = store.record_run(make_record(experiment.id), buffer.getvalue())
-    assert (store.home / "images" / f"{run.image_sha256}.png").read_bytes() == buffer.getvalue()
+    run = store.record_run(make_record(experiment.id), png(3))
+    assert (store.home / "images" / f"{run.image_sha256}.png").read_bytes() == png(3)
+    assert (rows(store, Image)[0].width, rows(store, Image)[0].height) == (8, 6)
     with pytest.raises(StoreError, match=r"run \(experiment \d+, variant v1, seed 2\): the image bytes are not a PNG"):
         store.record_run(make_record(experiment.id, 2), b"GIF89a...")
+    with pytest.raises(StoreError, match=r"seed 2\): the image bytes are not a readable PNG: no IHDR"):
+        store.record_run(make_record(experiment.id, 2), png(3)[:12])
+    with pytest.raises(StoreError, match=r"seed 2\): the image is a Image, not PNG bytes; encode it with promptlab.metadata.run_png"):
+        store.record_run(make_record(experiment.id, 2), picture(3))  # type: ignore[arg-type]
     assert len(rows(store, Run)) == 1
 
 
 def test_the_same_image_twice_is_one_file_and_one_image_row(store: Store) -> None:
     experiment = store.add_experiment("e", {})
-    buffer = io.BytesIO()
-    png(3).save(buffer, format="PNG")
-    first = store.record_run(make_record(experiment.id, 1), buffer.getvalue())
-    second = store.record_run(make_record(experiment.id, 2), buffer.getvalue())
+    first = store.record_run(make_record(experiment.id, 1), png(3))
+    second = store.record_run(make_record(experiment.id, 2), png(3))
     assert first.image_sha256 == second.image_sha256
     assert len(rows(store, Image)) == 1
     assert len(list((store.home / "images").iterdir())) == 1
@@ -367,7 +378,7 @@ def test_record_runs_writes_every_file_then_all_rows_with_one_folder_fsync(
 ) -> None:
     experiment = store.add_experiment("e", {})
     synced: list[Path] = []
-    monkeypatch.setattr(store_module, "_fsync_dir", synced.append)
+    monkeypatch.setattr(store_writes, "fsync_dir", synced.append)
     files_at_insert: list[int] = []
 
     @event.listens_for(store.engine, "before_cursor_execute")
@@ -375,7 +386,8 @@ def test_record_runs_writes_every_file_then_all_rows_with_one_folder_fsync(
         if statement.lstrip().upper().startswith("INSERT INTO RUN "):
             files_at_insert.append(len(list((store.home / "images").glob("*.png"))))
 
-    batch = [NewRun(make_record(experiment.id, seed), png(seed * 20), [intent(seed / 10)]) for seed in range(1, 6)]
+    records = [(make_record(experiment.id, seed), [intent(seed / 10)]) for seed in range(1, 6)]
+    batch = [NewRun(record, run_png(record, picture(record.seed * 20), scores, "e"), scores) for record, scores in records]
     runs = store.record_runs(batch)
     assert files_at_insert == [5]
     assert synced == [store.images_dir]
@@ -528,7 +540,7 @@ def test_runs_frame_has_one_row_per_run_and_what_analysis_needs(store: Store) ->
     experiment = store.get_or_create_experiment(spec.name, spec.raw, spec.path, subject=spec.subject)
     chosen = cells(spec)[:12]
     for number, cell in enumerate(chosen):
-        record = RunRecord.for_variant(experiment.id, cell.variant, cell.seed, render_s=0.1)
+        record = run_record(experiment.id, cell.variant, cell.seed, render_s=0.1)
         if number == 5:
             store.record_failure(record, "boom")
         else:
@@ -665,7 +677,7 @@ def test_read_only_wal_file_in_a_read_only_folder_opens_immutable(sqlite_store: 
             raise sqlite3.OperationalError("attempt to write a readonly database")
         return connect(database, *args, **kwargs)
 
-    monkeypatch.setattr(store_module.sqlite3, "connect", no_shm_possible)
+    monkeypatch.setattr(sqlite3, "connect", no_shm_possible)
     with open_store(f"sqlite:///{path}", read_only=True) as reader:
         assert reader.list_runs()[0].seed == 1
     assert opened[0].endswith("?mode=ro") and opened[-1].endswith("?mode=ro&immutable=1")
@@ -733,7 +745,7 @@ def test_lost_and_changed_image_files_are_found_and_a_new_image_replaces_their_r
 def test_partial_files_of_dead_writers_are_cleaned_and_live_ones_kept(sqlite_store: Store) -> None:
     images = sqlite_store.images_dir
     images.mkdir(parents=True)
-    tag = store_module._writer_tag()
+    tag = writer_tag()
     host = tag.partition("-")[0]
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

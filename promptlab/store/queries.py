@@ -1,0 +1,391 @@
+"""The store's read side: experiments, runs and their views, the analysis frame, lost images.
+
+``StoreReader`` holds the connection and every query the dashboard and CLI make; ``Store``
+(``writes.py``) adds the writes. Each method runs its own short session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import and_, case, column, func, inspect, literal, table, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, select
+
+from promptlab.errors import StoreError
+from promptlab.store.connection import READ_ONLY_HINT, database_reason, looks_read_only
+from promptlab.store.files import MAX_PARALLEL_WRITES, file_problem
+from promptlab.store.records import BrokenImage, ExperimentSummary, RunView, ScoreView, utc
+from promptlab.store.schema import PARAM_COLUMNS, SCORE_KINDS, STATUSES, Experiment, Image, Run, RunTerm, Score
+
+# FTS5's trigram tokenizer matches substrings of 3 characters or more.
+FTS_MIN_CHARS = 3
+
+
+class StoreReader:
+    """The run store's reads. Each method runs its own short session; the object is cheap to keep open."""
+
+    def __init__(self, engine: Engine, home: Path, *, read_only: bool = False) -> None:
+        self.engine = engine
+        self.home = Path(home)
+        self.url = engine.url.render_as_string(hide_password=True)
+        self.read_only = read_only
+        self._writer = engine.execution_options(promptlab_write=True)
+        self._fts = engine.dialect.name == "sqlite" and inspect(engine).has_table("run_fts")
+
+
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+
+    def db_path(self) -> Path | None:
+        """The SQLite file, or None for another database (see ``url``)."""
+        if self.engine.dialect.name != "sqlite" or self.engine.url.database in (None, "", ":memory:"):
+            return None
+        return Path(self.engine.url.database)
+
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+
+    def image_path(self, sha256: str) -> Path:
+        """Where the image with this hash lives."""
+        return self.images_dir / f"{sha256}.png"
+
+
+    @property
+    def inputs_dir(self) -> Path:
+        return self.home / "inputs"
+
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"database {self.url} is open read-only, so nothing can be written to it; "
+                "open it where it may be written (promptlab run, render and import do)"
+            )
+
+
+    @contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        """A short session; database errors become one-line StoreError naming the database."""
+        if write:
+            self._check_writable()
+        try:
+            with Session(self._writer if write else self.engine, expire_on_commit=False) as session:
+                yield session
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            action = "write to" if write else "read"
+            hint = READ_ONLY_HINT if write and looks_read_only(exc) else ""
+            raise StoreError(f"cannot {action} database {self.url}: {database_reason(exc)}{hint}") from exc
+
+
+    def get_experiment(self, experiment: str | int) -> Experiment:
+        """The experiment with this name or id; StoreError if there is none."""
+        with self._session() as session:
+            column_ = Experiment.id if isinstance(experiment, int) else Experiment.name
+            row = session.exec(select(Experiment).where(column_ == experiment)).first()
+        if row is None:
+            raise StoreError(f"no experiment {experiment!r} in {self.url}")
+        return row
+
+
+    def list_experiments(self) -> list[ExperimentSummary]:
+        """Every experiment, newest first, with its run counts and models."""
+        counts = (
+            select(
+                Experiment,
+                func.count(Run.id),
+                func.coalesce(func.sum(case((Run.status == "ok", 1), else_=0)), 0),
+                func.coalesce(func.sum(case((Run.status == "failed", 1), else_=0)), 0),
+                func.max(Run.created_at),
+            )
+            .outerjoin(Run, Run.experiment_id == Experiment.id)
+            .group_by(Experiment.id)
+            .order_by(Experiment.created_at.desc(), Experiment.id.desc())
+        )
+        with self._session() as session:
+            rows = session.exec(counts).all()
+            models: dict[int, list[str]] = {}
+            for experiment_id, model in session.exec(
+                select(Run.experiment_id, Run.model).distinct().order_by(Run.experiment_id, Run.model)
+            ):
+                models.setdefault(experiment_id, []).append(model)
+        return [
+            ExperimentSummary(
+                id=row.id,
+                name=row.name,
+                source_path=row.source_path,
+                subject=row.subject,
+                intent=row.intent,
+                created_at=utc(row.created_at),
+                runs=runs,
+                ok=ok,
+                failed=failed,
+                models=models.get(row.id, []),
+                last_run_at=utc(last) if last is not None else None,
+            )
+            for row, runs, ok, failed, last in rows
+        ]
+
+
+    def existing_cells(self, experiment_id: int, *, include_failed: bool = False) -> set[tuple[str, int]]:
+        """The (variant key, seed) cells already recorded; failed ones only with ``include_failed``.
+
+        A runner skips these; failed cells are left out by default so a rerun retries them.
+        """
+        query = select(Run.variant_key, Run.seed).where(Run.experiment_id == experiment_id)
+        if not include_failed:
+            query = query.where(Run.status == "ok")
+        with self._session() as session:
+            return {(key, seed) for key, seed in session.exec(query)}
+
+
+    def find_run(self, experiment_id: int, variant_key: str, seed: int) -> Run | None:
+        """The run recorded for a cell, ok or failed, or None."""
+        query = select(Run).where(Run.experiment_id == experiment_id, Run.variant_key == variant_key, Run.seed == seed)
+        with self._session() as session:
+            return session.exec(query).first()
+
+
+    def broken_images(self, experiment_id: int | None = None) -> list[BrokenImage]:
+        """Runs recorded as ok whose image file is missing or not the recorded bytes (sha256), oldest first."""
+        query = (
+            select(Run.id, Run.variant_key, Run.seed, Image.sha256, Image.path)
+            .join(Image, Image.sha256 == Run.image_sha256)
+            .where(Run.status == "ok")
+            .order_by(Run.id)
+        )
+        if experiment_id is not None:
+            query = query.where(Run.experiment_id == experiment_id)
+        with self._session() as session:
+            rows = session.exec(query).all()
+        paths = {sha256: self.home / path for _, _, _, sha256, path in rows}
+        with ThreadPoolExecutor(max_workers=min(len(paths), MAX_PARALLEL_WRITES) or 1) as pool:
+            problems = dict(zip(paths, pool.map(file_problem, paths.values(), paths)))
+        return [
+            BrokenImage(run_id, key, seed, paths[sha256], problems[sha256])
+            for run_id, key, seed, sha256, _ in rows
+            if problems[sha256] is not None
+        ]
+
+
+    def image_problem(self, sha256: str) -> str | None:
+        """``missing`` or ``changed`` where the image file with this hash is not what was recorded, else None."""
+        return file_problem(self.image_path(sha256), sha256)
+
+
+    def get_run(self, run_id: int) -> RunView:
+        """The run with this id; StoreError if there is none."""
+        views = self._views(select(*_VIEW_COLUMNS).where(Run.id == run_id))
+        if not views:
+            raise StoreError(f"no run {run_id} in {self.url}")
+        return views[0]
+
+
+    def list_runs(
+        self,
+        experiment: str | int | None = None,
+        search: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        term: str | None = None,
+        status: str | None = None,
+    ) -> list[RunView]:
+        """Runs newest first, filtered; ``search`` matches the plain prompt text, ignoring case.
+
+        ``term`` keeps runs whose prompt has that term (exactly as written); ``since`` and
+        ``until`` bound ``created_at`` (naive datetimes are UTC; ``until`` is exclusive).
+        """
+        if limit < 0 or offset < 0:
+            raise StoreError(f"list_runs: limit = {limit}, offset = {offset}: expected numbers >= 0")
+        query = self._filtered(select(*_VIEW_COLUMNS), experiment, search, model, since, until, term, status)
+        return self._views(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset))
+
+
+    def count_runs(
+        self,
+        experiment: str | int | None = None,
+        search: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        term: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """How many runs ``list_runs`` would return without a limit."""
+        query = self._filtered(select(func.count(Run.id)), experiment, search, model, since, until, term, status)
+        with self._session() as session:
+            return int(session.exec(query).one())
+
+
+    def runs_frame(self, experiment: str | int, score_kind: str = "intent", scorer: str | None = None) -> pd.DataFrame:
+        """One row per run of ``experiment``, in recording order, for ``promptlab.analysis``.
+
+        Columns: run_id, variant_key, label, seed, subject, intent, prompt (compel syntax),
+        prompt_a1111, prompt_plain, negative_prompt, model, task, the ``PARAM_COLUMNS``,
+        status, error, terms, params, axes, score (NaN when failed or unscored), image (the
+        file's path, or None), render_s, score_s, created_at, and one ``axis:<name>`` column
+        per axis (the subject axis is the ``subject`` column). ``scorer`` picks among several
+        scorers of ``score_kind``; with several and none picked, StoreError lists them.
+        """
+        if score_kind not in SCORE_KINDS:
+            raise StoreError(f"score kind {score_kind!r}: expected one of {', '.join(SCORE_KINDS)}")
+        row = self.get_experiment(experiment)
+        scorer = scorer or self._only_scorer(row, score_kind)
+        score_join = and_(Score.run_id == Run.id, Score.kind == score_kind, Score.scorer == scorer)
+        query = (
+            select(
+                Run.id.label("run_id"), Run.variant_key, Run.label, Run.seed, Run.subject, Run.intent,
+                Run.prompt, Run.prompt_a1111, Run.prompt_plain, Run.negative_prompt, Run.model, Run.task,
+                *(getattr(Run, name) for name in PARAM_COLUMNS),
+                Run.status, Run.error, Run.terms, Run.params, Run.axes,
+                Score.value.label("score"), (literal(f"{self.home.as_posix()}/") + Image.path).label("image"),
+                Run.render_s, Run.score_s, Run.created_at,
+            )  # fmt: skip
+            .outerjoin(Score, score_join)
+            .outerjoin(Image, Image.sha256 == Run.image_sha256)
+            .where(Run.experiment_id == row.id)
+            .order_by(Run.id)
+        )
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execute(query)
+                frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read database {self.url}: {database_reason(exc)}") from exc
+        frame["score"] = pd.to_numeric(frame["score"]).astype(float)
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        axes = pd.DataFrame(frame["axes"].tolist(), index=frame.index).drop(columns="subject", errors="ignore")
+        return pd.concat([frame, axes.add_prefix("axis:")], axis=1)
+
+
+    def _only_scorer(self, experiment: Experiment, kind: str) -> str | None:
+        query = (
+            select(Score.scorer)
+            .join(Run, Run.id == Score.run_id)
+            .where(Run.experiment_id == experiment.id, Score.kind == kind)
+            .distinct()
+        )
+        with self._session() as session:
+            scorers = sorted(session.exec(query).all())
+        if len(scorers) > 1:
+            raise StoreError(
+                f"experiment {experiment.name!r} has {kind} scores from several scorers "
+                f"({', '.join(scorers)}); pass scorer= one of them"
+            )
+        return scorers[0] if scorers else None
+
+
+    def _filtered(
+        self,
+        query: Any,
+        experiment: str | int | None,
+        search: str | None,
+        model: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        term: str | None,
+        status: str | None,
+    ) -> Any:
+        if experiment is not None:
+            query = query.where(Run.experiment_id == self.get_experiment(experiment).id)
+        if search and search.strip():
+            query = query.where(self._search_clause(search.strip()))
+        if model is not None:
+            query = query.where(Run.model == model)
+        if since is not None:
+            query = query.where(Run.created_at >= self._stamp(since))
+        if until is not None:
+            query = query.where(Run.created_at < self._stamp(until))
+        if term is not None:
+            query = query.where(Run.id.in_(select(RunTerm.run_id).where(RunTerm.text == term)))
+        if status is not None:
+            if status not in STATUSES:
+                raise StoreError(f"status {status!r}: expected one of {', '.join(STATUSES)}")
+            query = query.where(Run.status == status)
+        return query
+
+
+    def _search_clause(self, needle: str) -> Any:
+        if self._fts and len(needle) >= FTS_MIN_CHARS:
+            phrase = '"' + needle.replace('"', '""') + '"'
+            matches = select(column("rowid")).select_from(table("run_fts")).where(text("run_fts MATCH :phrase"))
+            return Run.id.in_(matches.params(phrase=phrase))
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return Run.prompt_plain.ilike(f"%{escaped}%", escape="\\")
+
+
+    def _stamp(self, moment: datetime) -> datetime:
+        # SQLite keeps datetimes as text without a zone: compare in UTC, as they are stored.
+        moment = utc(moment)
+        return moment.replace(tzinfo=None) if self.engine.dialect.name == "sqlite" else moment
+
+
+    def _views(self, query: Any) -> list[RunView]:
+        with self._session() as session:
+            rows = session.exec(query.join(Experiment).outerjoin(Image, Image.sha256 == Run.image_sha256)).all()
+            ids = [row[0].id for row in rows]
+            scores: dict[int, list[ScoreView]] = {}
+            if ids:
+                for score in session.exec(select(Score).where(Score.run_id.in_(ids)).order_by(Score.id)):
+                    scores.setdefault(score.run_id, []).append(ScoreView.model_validate(score, from_attributes=True))
+        return [self._view(run, name, path, scores.get(run.id, [])) for run, name, path in rows]
+
+
+    def _view(self, run: Run, experiment: str, path: str | None, scores: list[ScoreView]) -> RunView:
+        columns = {name: getattr(run, name) for name in PARAM_COLUMNS if getattr(run, name) is not None}
+        assert run.id is not None
+        return RunView(
+            id=run.id,
+            experiment_id=run.experiment_id,
+            experiment=experiment,
+            variant_key=run.variant_key,
+            label=run.label,
+            seed=run.seed,
+            prompt=run.prompt,
+            prompt_a1111=run.prompt_a1111,
+            prompt_plain=run.prompt_plain,
+            negative_prompt=run.negative_prompt,
+            subject=run.subject,
+            intent=run.intent,
+            model=run.model,
+            task=run.task,
+            params={**columns, **run.params},
+            terms=run.terms,
+            axes=run.axes,
+            status=run.status,
+            error=run.error,
+            image_sha256=run.image_sha256,
+            image_path=self.home / path if path is not None else None,
+            render_s=run.render_s,
+            score_s=run.score_s,
+            created_at=utc(run.created_at),
+            scores=scores,
+        )
+
+
+_VIEW_COLUMNS = (Run, Experiment.name, Image.path)
+
