@@ -614,3 +614,135 @@ def _record_render_failure(store: Store, record: RunRecord) -> None:
         store.record_failure(record, BLACK_IMAGE_ERROR)
     except CellTakenError:
         pass  # an ok image of this cell is recorded already: it stays
+
+
+@dataclass(frozen=True)
+class Rerendered:
+    """A recorded run rendered again: the new run (in the ``renders`` experiment) and how it compares.
+
+    ``max_diff`` is the largest difference from the source run's image in any pixel's channel (0 to
+    255; 0 is the same image): batched and single renders on a CPU may differ in the last float bits,
+    a level or two. None where there is nothing to compare with (another seed, a failed run, a lost
+    image file).
+    """
+
+    run_id: int
+    source_run_id: int
+    seed: int
+    image: Path
+    max_diff: int | None
+
+    @property
+    def identical(self) -> bool | None:
+        """Whether every pixel equals the source run's (None: nothing to compare with)."""
+        return None if self.max_diff is None else self.max_diff == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "source_run_id": self.source_run_id,
+            "seed": self.seed,
+            "image": str(self.image),
+            "max_diff": self.max_diff,
+        }
+
+
+def rerender(run_id: int, store: Store, *, seeds: Sequence[int] | None = None, device: str | None = None) -> list[Rerendered]:
+    """Render a recorded run again with every parameter it recorded, and record the new runs.
+
+    What is replayed: the prompt and negative prompt as rendered (compel text, verbatim), model,
+    VAE, dtype, task, steps, guidance, size, scheduler, strength, the long-prompt policy and the
+    input images (each checked against its recorded hash). The device is this machine's unless
+    ``device`` is given. ``seeds`` defaults to the run's own seed.
+
+    The new runs are logged in the ``renders`` experiment, like ``promptlab render``'s, with
+    ``rerender_of`` in their params; rendering the same thing at the same seed again finds that
+    run rather than adding a second (a cell is recorded once).
+    """
+    import numpy as np
+    from PIL import Image
+
+    from promptlab.errors import RenderError
+    from promptlab.experiment import variant_key
+    from promptlab.hashing import file_sha256
+    from promptlab.prompt import parse_compel
+    from promptlab.render.engine import render
+    from promptlab.render.models import ModelSpec
+    from promptlab.render.params import RenderItem, RenderParams
+
+    # 1. The recorded run and its recipe.
+    run = store.get_run(run_id)
+    recorded = run.params
+    values = {name: recorded[name] for name in RENDER_PARAM_NAMES if recorded.get(name) is not None}
+    for item in recorded.get("inputs") or ():
+        path = Path(item["path"])
+        if not path.is_file():
+            raise RenderError(f"run {run_id}: its {item['role']} {path} is missing; it cannot be rendered again without it")
+        if file_sha256(path) != item["sha256"]:
+            raise RenderError(
+                f"run {run_id}: its {item['role']} {path} has changed since the run (sha256 differs); "
+                "put the original file back to render it again"
+            )
+        values[item["role"]] = str(path)
+    vae = recorded.get("vae")
+    model = ModelSpec(
+        run.model,
+        vae=vae["model"] if isinstance(vae, Mapping) else None,
+        dtype=recorded.get("dtype"),
+        device=device,
+    )
+    params = RenderParams(
+        task=run.task,
+        negative_prompt=run.negative_prompt,
+        long_prompt=recorded.get("long_prompt", "truncate"),
+        **values,
+    )
+    # 2. Render, each seed as recorded or asked.
+    items = [RenderItem(run.prompt, seed, run.negative_prompt) for seed in (seeds if seeds is not None else [run.seed])]
+    result = render(items, params, model)
+    setup = result.setup.to_dict()
+    recipe = {k: v for k, v in setup["params"].items() if k not in _SETUP_NOT_PARAMS}
+    prompt = parse_compel(run.prompt, join_parts=True)
+    key = variant_key(
+        prompt=prompt,
+        negative_prompt=run.negative_prompt,
+        model=run.model,
+        task=run.task,
+        params=recipe,
+        long_prompt=params.long_prompt,
+        input_hashes={i["role"]: i["sha256"] for i in setup["inputs"]},
+        prompt_text=run.prompt,
+    )
+    experiment = store.get_or_create_experiment(RENDERS_EXPERIMENT, {"name": RENDERS_EXPERIMENT}, None)
+    assert experiment.id is not None
+    original = None
+    if run.image_sha256 is not None and store.image_problem(run.image_sha256) is None:
+        with Image.open(store.image_path(run.image_sha256)) as image:
+            original = np.asarray(image.convert("RGB"), dtype=np.int16)
+    # 3. Record each image (file first, then its row), as ``promptlab render`` does.
+    done: list[Rerendered] = []
+    for rendered in result.images:
+        record = RunRecord(
+            experiment_id=experiment.id,
+            variant_key=key,
+            seed=rendered.seed,
+            prompt=prompt,
+            model=run.model,
+            negative_prompt=run.negative_prompt,
+            task=run.task,
+            params={**recipe, "long_prompt": params.long_prompt, **_setup_params(result.setup), "rerender_of": run.id},
+            label=f"{run.label or run.prompt} (again from #{run.id})",
+            intent=run.intent,
+            render_s=sum(result.batch_seconds) / len(result.images),
+            prompt_text=run.prompt,
+        )
+        if _all_black(rendered.image):
+            _record_render_failure(store, record)
+            raise RenderError(f"run {run_id}, seed {rendered.seed}: {BLACK_IMAGE_ERROR} (recorded as failed)")
+        new = _record_render(store, record, rendered.image)
+        diff = None
+        if original is not None and rendered.seed == run.seed:
+            pixels = np.asarray(rendered.image.convert("RGB"), dtype=np.int16)
+            diff = int(np.abs(pixels - original).max()) if pixels.shape == original.shape else 255
+        done.append(Rerendered(new.id, run.id, rendered.seed, store.image_path(new.image_sha256), diff))
+    return done

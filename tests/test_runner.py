@@ -352,3 +352,65 @@ def test_a_rerun_renders_again_exactly_the_cells_whose_image_is_lost_or_changed(
                 # Rendered again from the same recorded parameters: the same pixels, the same file.
                 assert Path(run.image_path).read_bytes() == originals[run.seed][1]
         assert run_experiment(experiment, store).rendered == 0
+
+
+def test_rerender_replays_every_recorded_parameter_and_logs_the_new_run(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from promptlab.runner import RENDERS_EXPERIMENT, rerender
+
+    text = EXPERIMENT.format(extra="").replace("batch_size = 4", 'batch_size = 1\nlong_prompt = "chunk"')
+    text = text.replace("num_inference_steps = 2", 'num_inference_steps = 2\nscheduler = "euler"')
+    path = tmp_path / "again.toml"
+    path.write_text(text)
+    experiment = parse_experiment(text, path)
+    with open_store() as store:
+        run_experiment(experiment, store)
+        source = next(r for r in store.list_runs(experiment="runner-test") if "pop-art" in r.prompt)
+        (again,) = rerender(source.id, store)
+        assert again.source_run_id == source.id and again.run_id != source.id and again.seed == source.seed
+        assert again.max_diff == 0 and again.identical is True
+        new = store.get_run(again.run_id)
+        assert new.experiment == RENDERS_EXPERIMENT and new.status == "ok"
+        assert new.params["rerender_of"] == source.id
+        assert (new.prompt, new.negative_prompt, new.model, new.task, new.seed) == (
+            source.prompt, source.negative_prompt, source.model, source.task, source.seed
+        )
+        for name in ("long_prompt", "dtype", "vae", "scheduler", "scheduler_class", "num_inference_steps", "width", "height"):
+            assert new.params.get(name) == source.params.get(name), name
+        assert new.params["long_prompt"] == "chunk" and new.params["scheduler"] == "euler"
+        # The same pixels; only the PNG's metadata (experiment, label) differs.
+        assert np.array_equal(np.asarray(Image.open(again.image)), np.asarray(Image.open(source.image_path)))
+        assert store.count_runs(experiment="runner-test") == 4
+        assert store.count_runs(experiment=RENDERS_EXPERIMENT) == 1
+        # Other seeds: new runs, nothing to compare with; the same cell again is the run it already is.
+        others = rerender(source.id, store, seeds=[7, 8])
+        assert [o.seed for o in others] == [7, 8] and all(o.max_diff is None for o in others)
+        assert rerender(source.id, store)[0].run_id == again.run_id
+        assert store.count_runs(experiment=RENDERS_EXPERIMENT) == 3
+
+
+def test_rerender_refuses_an_unknown_run_and_a_changed_input(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from promptlab.runner import rerender
+
+    image = tmp_path / "input.png"
+    Image.new("RGB", (64, 64), "red").save(image)
+    text = EXPERIMENT.format(extra="").replace('model = "tiny-sd"', 'model = "tiny-sd"\ntask = "img2img"\nimage = "input.png"')
+    text = text.replace("height = 64", "height = 64\nstrength = 0.5")
+    path = tmp_path / "img.toml"
+    path.write_text(text)
+    with open_store() as store:
+        with pytest.raises(StoreError, match="no run 999"):
+            rerender(999, store)
+        run_experiment(parse_experiment(text, path), store)
+        source = store.list_runs(experiment="runner-test")[0]
+        assert source.status == "ok"
+        (again,) = rerender(source.id, store)
+        new = store.get_run(again.run_id)
+        assert new.params["strength"] == 0.5 and new.params["inputs"] == source.params["inputs"]
+        Image.new("RGB", (64, 64), "blue").save(image)
+        with pytest.raises(PromptlabError, match=r"its image .*input.png has changed since the run"):
+            rerender(source.id, store)
