@@ -30,6 +30,7 @@ from promptlab.analysis import (
     how_to_read,
     report_tables,
     seeds_needed,
+    term_suggestions,
     t_test_power,
     variant_table,
     wilson_interval,
@@ -540,3 +541,26 @@ def test_hundred_thousand_runs() -> None:
     top = result.effects[0]
     assert (top.axis, top.level, top.significant) == ("style", "pop-art", True)
     assert top.mean_diff == pytest.approx(1.0, abs=0.1)
+
+
+def test_term_suggestions_gather_terms_that_helped_across_experiments() -> None:
+    first = analyze(_table(HAND_TABLE), experiment="first")
+    second = analyze(
+        _frame(
+            [({"style": style}, seed, base + bump) for seed, base in enumerate([10.0, 12.0, 11.0, 13.0])
+             for style, bump in (("", 0.0), ("cubism", -2.0 - seed % 2), ("steampunk", 4.0 + seed % 2))]
+        ),
+        experiment="second",
+    )
+    pop_art = next(e for e in first.effects if e.axis == "style")
+    steampunk = next(e for e in second.effects if e.level == "steampunk")
+    suggestions = term_suggestions([first, second], {"style", "medium"})
+    # guidance_scale helped too, but it is no term; cubism lowered the score.
+    assert [(s.term, s.experiment) for s in suggestions] == [("steampunk", "second"), ("pop-art", "first")]
+    assert suggestions[0].mean_diff == steampunk.mean_diff == pytest.approx(4.5)
+    assert (suggestions[1].mean_diff, suggestions[1].ci_low, suggestions[1].significant) == (
+        pop_art.mean_diff, pop_art.ci_low, pop_art.significant
+    )
+    assert all(s.category == "style" for s in suggestions)
+    assert [s.term for s in term_suggestions([first, second], {"style"}, exclude={"steampunk"})] == ["pop-art"]
+    assert term_suggestions([first, second], {"medium"}) == []
