@@ -18,9 +18,6 @@ from PIL.PngImagePlugin import PngInfo
 from promptlab.errors import ImportMetadataError, VocabError
 from promptlab.export import export_best
 from promptlab.importer import (
-    A1111_KARRAS,
-    COMFYUI_SAMPLERS,
-    INVOKEAI_SCHEDULERS,
     import_image,
     import_paths,
     import_styles,
@@ -31,7 +28,7 @@ from promptlab.importer import (
 )
 from promptlab.metadata import GenerationParameters, ImageMetadata, run_png, write_png
 from promptlab.prompt import Prompt, Term, parse_a1111, parse_compel
-from promptlab.render.schedulers import SCHEDULERS
+from promptlab.render.schedulers import A1111_SCHEDULE_TWINS, COMFYUI_SAMPLERS, INVOKEAI_SCHEDULERS, SCHEDULERS
 from promptlab.store import open_store
 from promptlab.vocab import load_vocab
 
@@ -191,7 +188,8 @@ def test_every_invokeai_scheduler_maps_to_a_renderable_name(name: str) -> None:
 
 
 def test_a1111_karras_twins_are_renderable_and_schedule_types_join() -> None:
-    assert set(A1111_KARRAS) | set(A1111_KARRAS.values()) <= A1111_LABELS
+    assert A1111_SCHEDULE_TWINS["Karras"]["DPM++ SDE"] == "DPM++ SDE Karras"
+    assert {sampler for twins in A1111_SCHEDULE_TWINS.values() for pair in twins.items() for sampler in pair} <= A1111_LABELS
     assert imported_prompt(_meta("a1111", "DPM++ SDE", "Karras")).scheduler == "DPM++ SDE Karras"
     assert imported_prompt(_meta("a1111", "Euler a", "Automatic")).scheduler == "Euler a"
     assert imported_prompt(_meta("a1111", "DPM++ 2M Karras", None)).scheduler == "DPM++ 2M Karras"

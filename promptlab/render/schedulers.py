@@ -18,6 +18,11 @@ really used (its class and config, not the name it was asked by), as the ``Sampl
 whose timesteps lie nearest its own (A1111's ``Automatic`` would pick Karras). A scheduler of an
 algorithm A1111 lacks (DEIS, PNDM with its warm-up, DPMSolverSinglestep) says so instead.
 
+The names other tools write are here too, so that the importer reads them into names the
+renderer takes: ``COMFYUI_SAMPLERS`` and ``INVOKEAI_SCHEDULERS`` map ComfyUI's and InvokeAI's
+names to ``SCHEDULERS`` names, and ``A1111_SCHEDULE_TWINS`` joins A1111 1.9+'s ``Sampler`` and
+``Schedule type`` into the single name older versions wrote.
+
 Lookup ignores case, spaces, ``_`` and ``-``: ``"dpm++ 2m karras"``, ``"DPM++ 2M Karras"`` and
 ``"dpmpp_2m_karras"`` are one scheduler. A scheduler is swapped the way diffusers intends,
 ``SchedulerClass.from_config(original_config, **overrides)``, always from the model's original
@@ -362,3 +367,82 @@ def _a1111_sampler_name(class_name: str, config: Mapping[str, Any]) -> str | Non
         # PNDM without its Runge-Kutta warm-up is the PLMS of latent diffusion, which A1111 runs
         return "PLMS" if config.get("skip_prk_steps") else None
     return _A1111_BY_CLASS.get(class_name)
+
+
+# Other tools' names for these samplers, read when an image made there is imported.
+
+
+def _a1111_schedule_twins() -> dict[str, dict[str, str]]:
+    labels = {spec.label for spec in SCHEDULERS.values()}
+    twins: dict[str, dict[str, str]] = {schedule: {} for schedule in _A1111_SIGMA_FLAGS.values()}
+    for spec in SCHEDULERS.values():
+        for flag, schedule in _A1111_SIGMA_FLAGS.items():
+            sampler = spec.label.removesuffix(f" {schedule}")
+            if spec.overrides.get(flag) and sampler != spec.label and sampler in labels:
+                twins[schedule][sampler] = spec.label
+    return twins
+
+
+A1111_SCHEDULE_TWINS: dict[str, dict[str, str]] = _a1111_schedule_twins()
+"""Per A1111 schedule type, each sampler -> the one name A1111 gave the two before 1.9.
+
+A1111 1.9+ writes ``Sampler: DPM++ 2M, Schedule type: Karras``; before, "DPM++ 2M Karras" (and
+1.6-1.8 "DPM++ 2M SDE Exponential"). Built from ``SCHEDULERS``: every label that is another
+label and a schedule type, and sets that schedule's sigmas.
+
+    >>> A1111_SCHEDULE_TWINS["Karras"]["DPM++ 2M"]
+    'DPM++ 2M Karras'
+    >>> A1111_SCHEDULE_TWINS["Exponential"]
+    {'DPM++ 2M SDE': 'DPM++ 2M SDE Exponential'}
+"""
+
+COMFYUI_SAMPLERS: dict[str, str] = {
+    "euler": "euler",
+    "euler_ancestral": "euler_a",
+    "heun": "heun",
+    "lms": "lms",
+    "dpm_2": "dpm2",
+    "dpm_2_ancestral": "dpm2_a",
+    "dpmpp_2s_ancestral": "dpmpp_2s_a",
+    "dpmpp_sde": "dpmpp_sde",
+    "dpmpp_sde_gpu": "dpmpp_sde",
+    "dpmpp_2m": "dpmpp_2m",
+    "dpmpp_2m_sde": "dpmpp_2m_sde",
+    "dpmpp_2m_sde_gpu": "dpmpp_2m_sde",
+    "ddim": "ddim",
+    "uni_pc": "unipc",
+    "deis": "deis",
+}
+"""ComfyUI KSampler's ``sampler_name`` -> the ``SCHEDULERS`` name on its plain schedule.
+
+Both tools wrap k-diffusion's samplers; ComfyUI keeps k-diffusion's names (``sample_dpmpp_2m``).
+"""
+
+INVOKEAI_SCHEDULERS: dict[str, str] = {
+    "euler": "euler",
+    "euler_a": "euler_a",
+    "heun": "heun",
+    "lms": "lms",
+    "lms_k": "lms_karras",
+    "kdpm_2": "dpm2",
+    "kdpm_2_a": "dpm2_a",
+    "dpmpp_2m": "dpmpp_2m",
+    "dpmpp_2m_k": "dpmpp_2m_karras",
+    "dpmpp_2m_sde": "dpmpp_2m_sde",
+    "dpmpp_2m_sde_k": "dpmpp_2m_sde_karras",
+    "dpmpp_sde": "dpmpp_sde",
+    "dpmpp_sde_k": "dpmpp_sde_karras",
+    "ddim": "ddim",
+    "pndm": "pndm",
+    "unipc": "unipc",
+    "deis": "deis",
+    "k_euler": "euler",
+    "k_euler_a": "euler_a",
+    "k_heun": "heun",
+    "k_lms": "lms",
+    "k_dpm_2": "dpm2",
+    "k_dpm_2_a": "dpm2_a",
+    "k_dpmpp_2": "dpmpp_2m",
+    "k_dpmpp_2_a": "dpmpp_2s_a",
+}
+"""InvokeAI's scheduler names (3.x+, and 2.x's ``k_`` names) -> the ``SCHEDULERS`` name."""
