@@ -1,0 +1,101 @@
+"""The ranked table every export format writes: one ``ExportRow`` per variant, best first.
+
+    rows = export_rows(store.runs_frame("squirrel-styles"), top=5)
+    rows[0].prompt, rows[0].prompt_a1111     # the best variant's prompt in both syntaxes
+
+The frame is ``promptlab.analysis``'s runs frame; its prompts are in compel syntax and are
+converted with ``promptlab.prompt.convert`` for the A1111 columns. Variants are ranked by mean
+score (``analysis.best_prompts``); a variant's prompt with no A1111 form raises ``ExportError``
+naming it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import pandas as pd
+
+from promptlab.analysis import BestPrompt, best_prompts, check_frame
+from promptlab.errors import ExportError, PromptSyntaxError
+from promptlab.prompt import convert
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One ranked variant as every format writes it: prompts in both syntaxes, its numbers, its image."""
+
+    rank: int
+    variant_key: str
+    label: str
+    subject: str
+    prompt: str
+    prompt_a1111: str
+    negative_prompt: str
+    negative_prompt_a1111: str
+    best_score: float
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+    image: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: NaN becomes null."""
+        return {
+            key: None if isinstance(value, float) and math.isnan(value) else value
+            for key, value in asdict(self).items()
+        }
+
+
+# The table's columns are the row's fields, in order.
+TABLE_COLUMNS: tuple[str, ...] = tuple(column.name for column in fields(ExportRow))
+
+
+def export_rows(frame: pd.DataFrame, top: int | None = 5) -> list[ExportRow]:
+    """The ``top`` variants by mean score (every scored variant when ``top`` is None), ready to write."""
+    check_frame(frame)
+    scored = frame[pd.to_numeric(frame["score"], errors="coerce").notna()]
+    if scored.empty:
+        raise ExportError(
+            f"the experiment has no scored runs ({len(frame)} run(s) in all): nothing to rank; "
+            "score its images first (promptlab score)"
+        )
+    count = top if top is not None else scored["variant_key"].nunique()
+    if count < 1:
+        raise ExportError(f"top must be at least 1, got {top}")
+    return [_export_row(best, frame) for best in best_prompts(frame, count)]
+
+
+def _export_row(best: BestPrompt, frame: pd.DataFrame) -> ExportRow:
+    runs = frame[frame["variant_key"] == best.variant_key]
+    best_run = runs[runs["image"].astype(str) == best.image]
+    subject = str((best_run if not best_run.empty else runs)["subject"].iloc[0])
+    return ExportRow(
+        rank=best.rank,
+        variant_key=best.variant_key,
+        label=best.label,
+        subject=subject,
+        prompt=best.prompt,
+        prompt_a1111=_to_a1111(best.prompt, "prompt", best),
+        negative_prompt=best.negative_prompt,
+        negative_prompt_a1111=_to_a1111(best.negative_prompt, "negative_prompt", best),
+        best_score=best.best_score,
+        mean=best.mean,
+        ci_low=best.ci_low,
+        ci_high=best.ci_high,
+        n=best.n,
+        image=best.image,
+    )
+
+
+def _to_a1111(text: str, what: str, best: BestPrompt) -> str:
+    if not text.strip():
+        return ""
+    try:
+        return convert(text, "compel", "a1111")
+    except PromptSyntaxError as error:
+        raise ExportError(
+            f"variant {best.label!r}: its {what} {text!r} cannot be written in A1111 syntax: {error}"
+        ) from error
