@@ -105,11 +105,15 @@ def test_build_composes_and_saves(promptlab_home: Path) -> None:
     at.button(key="build_save").click().run()
     no_errors(at)
     saved = promptlab_home / "experiments" / "fox.toml"
-    from promptlab.experiment import load_experiment
+    from promptlab.experiment import expand, load_experiment
 
     spec = load_experiment(saved)
     assert spec.subject == "a red fox"
-    assert [t.text for t in spec.terms] == ["pop-art", "oil painting"] or {t.text for t in spec.terms} == {"pop-art", "oil painting"}
+    # The documented order: pop-art's category moved before medium, so the file's prompt is the one shown.
+    assert [(t.text, t.weight, t.category) for t in spec.terms] == [("pop-art", 1.3, "style"), ("oil painting", 1.0, "medium")]
+    (variant,) = expand(spec)
+    assert variant.prompt.to_compel() == codes[0]
+    assert variant.prompt.to_a1111() == codes[1]
 
 
 def test_build_reads_an_a1111_negative_and_saves_its_syntax(promptlab_home: Path) -> None:
@@ -185,11 +189,30 @@ def test_compare_grid_and_side_by_side(filled: Path) -> None:
     at.selectbox(key="compare_y").select("style").run()
     at.selectbox(key="compare_x").select("seed").run()
     no_errors(at)
+    _same_grid_as_export(at, "style", "seed")
+    at.selectbox(key="compare_y").select("seed").run()
+    at.selectbox(key="compare_x").select("style").run()
+    no_errors(at)
+    _same_grid_as_export(at, "seed", "style")
     options = at.multiselect(key="compare_pick").options
     at.multiselect(key="compare_pick").select(options[0]).select(options[-1]).run()
     no_errors(at)
     table = at.dataframe[-1].value
     assert "term: pop-art" in table.index
+
+
+def _same_grid_as_export(at: AppTest, y: str, x: str) -> None:
+    """Compare's labels, their order and each cell's run are those of the exported grid (export.plan_grid)."""
+    from promptlab.export import plan_grid
+    from promptlab.store import open_store
+
+    with open_store() as store:
+        plan = plan_grid(store.runs_frame("dash", "intent"), x, y)
+    bold = [m.value.strip("*") for m in at.markdown if m.value.startswith("**")]
+    assert bold == [f"{y} \\ {x}", *plan.x_labels, *plan.y_labels]
+    assert "no style" in plan.x_labels + plan.y_labels  # the absent level, named as the grid names it
+    shown = [c.value.rsplit("#", 1)[1] for c in at.caption if c.value.startswith("score")]
+    assert shown == [str(cell.run_id) for cell in plan.cells]
 
 
 def test_insights_shows_effects_and_best(filled: Path) -> None:
@@ -201,7 +224,18 @@ def test_insights_shows_effects_and_best(filled: Path) -> None:
     assert len(at.dataframe[-1].value) == 2
 
 
-def test_history_search_open_and_render_again(filled: Path) -> None:
+@pytest.fixture
+def filled_copy(filled_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the filled store, for a test that adds runs to it."""
+    import shutil
+
+    home = tmp_path / "copied-home"
+    shutil.copytree(filled_home, home)
+    monkeypatch.setenv("PROMPTLAB_HOME", str(home))
+    return home
+
+
+def test_history_search_open_and_render_again(filled_copy: Path) -> None:
     at = page("history")
     at.selectbox(key="history_experiment").select("dash").run()
     no_errors(at)
@@ -211,9 +245,18 @@ def test_history_search_open_and_render_again(filled: Path) -> None:
     at.selectbox(key="history_open").select_index(0).run()
     no_errors(at)
     assert at.subheader[0].value.startswith("Run #")
+    source = int(at.subheader[0].value.removeprefix("Run #"))
     at.button(key="history_rerender").click().run()
     no_errors(at)
     assert len(at.get("image")) == 2
+    from promptlab.store import open_store
+
+    # Rendered again is logged, with what it was made from.
+    with open_store() as store:
+        (again,) = store.list_runs(experiment="renders")
+        assert again.params["rerender_of"] == source and again.status == "ok"
+    caption = at.get("image")[-1].proto.imgs[0].caption
+    assert caption.startswith(f"rendered again: seed {again.seed}, run #{again.id} in renders; ")
 
 
 @pytest.fixture

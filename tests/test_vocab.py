@@ -415,7 +415,7 @@ def test_toml_string_reads_back_as_the_text_or_names_what_cannot(text: str) -> N
 def test_experiment_files_the_dashboard_writes_read_back(text: str) -> None:
     import tomllib
 
-    from promptlab.dashboard.toml_file import experiment_toml
+    from promptlab.experiment import to_toml
 
     raw = {"name": text, "seeds": [1], "prompt": {"subject": text, text: [text]}}
-    assert tomllib.loads(experiment_toml(raw)) == raw
+    assert tomllib.loads(to_toml(raw)) == raw

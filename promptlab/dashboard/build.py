@@ -3,16 +3,16 @@ Compel and A1111 syntax with its token count; related-term suggestions; save as 
 
 from __future__ import annotations
 
-import re
+from dataclasses import asdict
 
 import pandas as pd
 import streamlit as st
 
+from promptlab.analysis import term_suggestions
 from promptlab.compose import compose
 from promptlab.dashboard import data
-from promptlab.dashboard.toml_file import experiment_toml
 from promptlab.errors import PromptlabError
-from promptlab.experiment import PROMPT_SYNTAXES, parse_experiment
+from promptlab.experiment import PROMPT_SYNTAXES, draft_experiment, experiment_name, order_terms, parse_experiment, to_toml
 from promptlab.prompt import Term, compel_prompt, convert
 
 SUGGESTIONS = 10
@@ -40,8 +40,8 @@ def page() -> None:
 
 
 def _pick_terms(vocab) -> list[Term]:  # type: ignore[no-untyped-def]
-    """Terms per category with a weight each, ordered by their position numbers."""
-    picked: list[tuple[float, int, Term]] = []
+    """Terms per category with a weight each, ordered by their position numbers (``order_terms``)."""
+    picked: list[tuple[float, Term]] = []
     for category in vocab.categories.values():
         chosen = st.multiselect(
             category.name.capitalize(), [t.text for t in category.terms], key=f"build_terms_{category.name}",
@@ -54,12 +54,8 @@ def _pick_terms(vocab) -> list[Term]:  # type: ignore[no-untyped-def]
             position = right.number_input(
                 f"{text} position", min_value=1, value=len(picked) + 1, key=f"build_pos_{category.name}_{text}"
             )
-            picked.append((position, len(picked), Term(text, weight, category.name)))
-    # An experiment file orders categories, not single terms: a category goes where its first term goes.
-    first = {}
-    for position, index, term in sorted(picked):
-        first.setdefault(term.category, (position, index))
-    return [term for _, _, term in sorted(picked, key=lambda p: (first[p[2].category], p[0], p[1]))]
+            picked.append((position, Term(text, weight, category.name)))
+    return order_terms(picked)
 
 
 def _show_prompt(built) -> None:  # type: ignore[no-untyped-def]
@@ -116,22 +112,9 @@ def _suggestions(prompt: str, chosen: list[str]) -> None:
                     hide_index=True,
                 )
     with st.expander("Suggestions: terms that helped in earlier experiments"):
-        rows = []
-        for summary in data.experiments():
-            if summary.ok < 2:
-                continue
-            try:
-                effects = data.analysis(summary.name).effects
-            except PromptlabError:
-                continue
-            rows += [
-                {"term": str(e.level), "category": e.axis, "experiment": summary.name,
-                 "mean_diff": e.mean_diff, "ci_low": e.ci_low, "ci_high": e.ci_high, "significant": e.significant}
-                for e in effects
-                if e.axis in vocab.categories and e.level and e.mean_diff > 0 and str(e.level) not in chosen
-            ]  # fmt: skip
-        if rows:
-            st.dataframe(pd.DataFrame(rows).sort_values("mean_diff", ascending=False), hide_index=True)
+        found = term_suggestions(data.analyses(), vocab.categories, exclude=chosen)
+        if found:
+            st.dataframe(pd.DataFrame([asdict(s) for s in found]), hide_index=True)
         else:
             st.caption("No term with a positive measured effect yet.")
 
@@ -145,23 +128,13 @@ def _scorer(spec: str):  # type: ignore[no-untyped-def]
 
 def _save(prompt, presets: list[str], negative: str, syntax: str) -> None:  # type: ignore[no-untyped-def]
     st.subheader("Save as an experiment")
-    slug = re.sub(r"[^a-z0-9]+", "-", prompt.subject.lower()).strip("-")[:40] or "experiment"
-    name = st.text_input("Experiment name", value=slug, key="build_name")
-    terms: dict[str, list[str]] = {}
-    for term in prompt.terms:
-        terms.setdefault(term.category, []).append(term.text if term.weight == 1.0 else f"{term.text}:{term.weight:g}")
-    raw = {
-        "name": name,
-        "model": "tiny-sd",
-        "seeds": 4,
-        "prompt": {"subject": prompt.subject, "negative": negative, "negative_presets": presets, "terms": terms},
-    }
-    if syntax != "compel":
-        raw["syntax"] = syntax
-    vocab_order = [c for c in data.vocab().categories if c in terms]
-    if list(terms) != vocab_order:
-        raw["axes"] = {"order": [list(terms)]}
-    text = experiment_toml(raw)
+    name = st.text_input("Experiment name", value=experiment_name(prompt.subject), key="build_name")
+    try:
+        raw = draft_experiment(prompt, name=name, vocab=data.vocab(), negative=negative, negative_presets=presets, syntax=syntax)
+        text = to_toml(raw)
+    except PromptlabError as error:
+        data.show_error(error)
+        return
     path = data.experiments_dir() / f"{name}.toml"
     st.code(text, language="toml")
     if st.button("Save experiment file", key="build_save"):

@@ -1,5 +1,9 @@
-"""Compare: an X/Y grid of an experiment's images (variants by seeds by default) with the score
-under each, sortable by score and paged; 2 to 4 runs side by side with their differences marked."""
+"""Compare: an X/Y grid of an experiment's images with the score under each, paged; 2 to 4 runs side
+by side with their differences marked.
+
+The grid is ``export.plan_grid``'s, so its levels, their order and labels, and the run each cell
+shows (the best-scoring one) are those of the exported grid image.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,14 @@ import streamlit as st
 
 from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
-from promptlab.store import PARAM_COLUMNS
+from promptlab.export import GridPlan, grid_axes, plan_grid
+from promptlab.render.params import RENDER_PARAM_NAMES
 
 ROWS_PER_PAGE = 8
 MAX_COLUMNS = 8
 SIDE_BY_SIDE = 4
-AXIS_NAMES = {"variant": "label", "seed": "seed"}
+# The grid's cells show thumbnails: planning them at this size reads no image file for its layout.
+CELL_PX = data.THUMBNAIL_PX
 
 
 def page() -> None:
@@ -35,61 +41,46 @@ def page() -> None:
     _side_by_side(frame)
 
 
-def _axis_choices(frame: pd.DataFrame) -> dict[str, str]:
-    choices = dict(AXIS_NAMES)
-    choices.update({c.removeprefix("axis:"): c for c in frame.columns if c.startswith("axis:")})
-    if frame["subject"].nunique() > 1:
-        choices["subject"] = "subject"
-    return choices
-
-
 def _grid(frame: pd.DataFrame) -> None:
-    choices = _axis_choices(frame)
-    left, middle, right = st.columns(3)
-    y_name = left.selectbox("Y axis (rows)", list(choices), index=0, key="compare_y")
-    x_name = middle.selectbox("X axis (columns)", list(choices), index=1, key="compare_x")
-    order = right.selectbox("Sort rows by", ["score, best first", "score, worst first", "name"], key="compare_sort")
-    y, x = choices[y_name], choices[x_name]
-    cells = frame.assign(_y=frame[y].astype(str), _x=frame[x].astype(str))
-    rows = cells.groupby("_y")["score"].mean()
-    if order == "name":
-        rows = rows.sort_index()
-    else:
-        rows = rows.sort_values(ascending=order.endswith("worst first"), na_position="last")
-    columns = sorted(cells["_x"].unique(), key=_natural)
-    if len(columns) > MAX_COLUMNS:
-        st.caption(f"Showing the first {MAX_COLUMNS} of {len(columns)} columns.")
-        columns = columns[:MAX_COLUMNS]
-    pages = max(1, math.ceil(len(rows) / ROWS_PER_PAGE))
-    number = st.number_input(f"Page (of {pages})", 1, pages, 1, key="compare_page") if pages > 1 else 1
-    shown = rows.index[(number - 1) * ROWS_PER_PAGE : number * ROWS_PER_PAGE]
-    header = st.columns([2] + [1] * len(columns))
-    header[0].markdown(f"**{y_name} \\ {x_name}**")
-    for col, value in zip(header[1:], columns):
-        col.markdown(f"**{value}**")
-    # Only the cells on screen: grouping all 5,000 runs of a big experiment costs half a second a rerun.
-    visible = cells[cells["_y"].isin(shown) & cells["_x"].isin(columns)]
-    by_cell = {key: group for key, group in visible.groupby(["_y", "_x"])}
-    for row in shown:
-        line = st.columns([2] + [1] * len(columns))
-        line[0].markdown(f"**{row}**  \nmean {data.score_text(rows[row])}")
-        for col, value in zip(line[1:], columns):
-            group = by_cell.get((row, value))
-            if group is None:
-                continue
-            run = group.iloc[0]
-            more = f" (+{len(group) - 1} more)" if len(group) > 1 else ""
-            if run["image"]:
-                data.show_image(col, run["image"], f"score {data.score_text(run['score'])}{more} · #{run['run_id']}", thumb=True)
-            else:
-                col.error(f"failed: {run['error']}")
-
-
-def _natural(value: str) -> tuple:
+    axes = grid_axes(frame)
+    left, right = st.columns(2)
+    y = left.selectbox("Y axis (rows)", axes, index=0, key="compare_y")
+    others = [axis for axis in axes if axis != y]
+    x = right.selectbox("X axis (columns)", others, index=others.index("seed") if "seed" in others else 0, key="compare_x")
+    # A lost image file is a warning in its cell, not an error for the whole grid.
+    shown, lost = data.without_lost_images(frame)
     try:
-        return (0, float(value), "")
-    except ValueError:
-        return (1, 0.0, value)
+        plan = plan_grid(shown, x, y, cell_size=CELL_PX)
+    except PromptlabError as error:
+        data.show_error(error)
+        return
+    columns = min(len(plan.x_labels), MAX_COLUMNS)
+    if len(plan.x_labels) > MAX_COLUMNS:
+        st.caption(f"Showing the first {MAX_COLUMNS} of {len(plan.x_labels)} columns.")
+    pages = max(1, math.ceil(len(plan.y_labels) / ROWS_PER_PAGE))
+    number = st.number_input(f"Page (of {pages})", 1, pages, 1, key="compare_page") if pages > 1 else 1
+    header = st.columns([2] + [1] * columns)
+    header[0].markdown(f"**{y} \\ {x}**")
+    for col, label in zip(header[1:], plan.x_labels):
+        col.markdown(f"**{label}**")
+    for row in range((number - 1) * ROWS_PER_PAGE, min(number * ROWS_PER_PAGE, len(plan.y_labels))):
+        line = st.columns([2] + [1] * columns)
+        line[0].markdown(f"**{plan.y_labels[row]}**")
+        for column, col in enumerate(line[1:]):
+            _cell(col, plan, row, column, lost)
+
+
+def _cell(col, plan: GridPlan, row: int, column: int, lost: int) -> None:  # type: ignore[no-untyped-def]
+    cell = plan.cell(row, column)
+    if cell.status == "ok" and cell.image is not None:
+        more = f" (+{cell.n_runs - 1} more)" if cell.n_runs > 1 else ""
+        data.show_image(col, cell.image, f"score {data.score_text(cell.score)}{more} · #{cell.run_id}", thumb=True)
+    elif cell.status == "missing":
+        col.caption("no run")
+    elif lost:
+        col.warning(f"no image: failed, or {data.MISSING_IMAGE}")
+    else:
+        col.error("failed" if cell.n_runs == 1 else f"{cell.n_runs} runs, all failed")
 
 
 def _side_by_side(frame: pd.DataFrame) -> None:
@@ -119,7 +110,7 @@ def _side_by_side(frame: pd.DataFrame) -> None:
 def _facts(run: pd.Series) -> dict[str, object]:
     facts: dict[str, object] = {"score": data.score_text(run["score"]), "seed": run["seed"], "model": run["model"],
                                 "prompt": run["prompt"], "negative_prompt": run["negative_prompt"]}  # fmt: skip
-    facts.update({name: run[name] for name in PARAM_COLUMNS})
+    facts.update({name: run[name] for name in RENDER_PARAM_NAMES})
     for term in run["terms"]:
         facts[f"term: {term['text']}"] = f"weight {term['weight']:g}"
     return facts

@@ -62,7 +62,8 @@ def experiment(name: str) -> ExperimentSummary:
     return next(e for e in experiments() if e.name == name)
 
 
-def _version(name: str) -> str:
+def version(name: str) -> str:
+    """What changes when the experiment gets new runs (run count and last run time): keys cached reads."""
     summary = experiment(name)
     return f"{summary.runs}:{summary.last_run_at}"
 
@@ -74,7 +75,7 @@ def _runs_frame(url: str, name: str, score_kind: str, version: str) -> pd.DataFr
 
 def runs_frame(name: str, score_kind: str = "intent") -> pd.DataFrame:
     """``Store.runs_frame``, cached until the experiment gets new runs."""
-    return _runs_frame(database_url(), name, score_kind, _version(name))
+    return _runs_frame(database_url(), name, score_kind, version(name))
 
 
 @st.cache_data(max_entries=32, show_spinner="Analysing...")
@@ -84,10 +85,35 @@ def _analysis(url: str, name: str, score_kind: str, version: str) -> Analysis:
 
 def analysis(name: str, score_kind: str = "intent") -> Analysis:
     """``analyze`` of the experiment's runs, cached until the experiment gets new runs."""
-    return _analysis(database_url(), name, score_kind, _version(name))
+    return _analysis(database_url(), name, score_kind, version(name))
+
+
+def analyses(score_kind: str = "intent") -> list[Analysis]:
+    """The analysis of every experiment that has one (two scored runs or more), each cached as ``analysis``."""
+    found = []
+    for summary in experiments():
+        if summary.ok < 2:
+            continue
+        try:
+            found.append(analysis(summary.name, score_kind))
+        except PromptlabError:
+            continue  # no scores of this kind yet: nothing to learn from it
+    return found
 
 
 MISSING_IMAGE = "image file missing or changed: `promptlab run` on its experiment file renders it again"
+
+
+def without_lost_images(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The runs with each run whose image file is gone shown as having no image, and how many those are.
+
+    A page can then draw the rest and mark the lost ones, where the library would refuse a missing file.
+    """
+    images = frame["image"]
+    lost = images.notna() & ~images.map(lambda path: isinstance(path, str) and Path(path).is_file())
+    if not lost.any():
+        return frame, 0
+    return frame.assign(image=images.where(~lost, None)), int(lost.sum())
 
 
 def thumbnail(path: str, size: int = THUMBNAIL_PX) -> bytes | None:

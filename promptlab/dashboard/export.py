@@ -12,19 +12,22 @@ from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
 from promptlab.export import EXPORT_FILE_TYPES, EXPORT_FORMATS, export_rows, export_zip, grid_axes, grid_image
 from promptlab.paths import database_url
+from promptlab.store import SCORE_KINDS
 
 
+# Each cached call is keyed by the database, the experiment and its version, and reads the frame
+# through ``data.runs_frame`` (cached the same way), so new runs give new files.
 @st.cache_data(max_entries=8, show_spinner="Ranking the prompts...")
 def _export_texts(url: str, name: str, kind: str, version: str, top: int) -> dict[str, str]:
     """Every format's text from one ranking (the bootstrap runs once, not once per format)."""
-    rows = export_rows(data._runs_frame(url, name, kind, version), top)
+    rows = export_rows(data.runs_frame(name, kind), top)
     return {fmt: writer(rows, name) for fmt, writer in EXPORT_FORMATS.items()}
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing the grid...")
 def _grid_png(url: str, name: str, kind: str, version: str, x: str, y: str) -> bytes:
     buffer = io.BytesIO()
-    grid_image(data._runs_frame(url, name, kind, version), x, y).save(buffer, format="PNG")
+    grid_image(data.runs_frame(name, kind), x, y).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -32,7 +35,7 @@ def _grid_png(url: str, name: str, kind: str, version: str, x: str, y: str) -> b
 def _zip_bytes(url: str, name: str, kind: str, version: str, top: int) -> bytes:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{name}.zip"
-        export_zip(data._runs_frame(url, name, kind, version), path, top=top, experiment=name)
+        export_zip(data.runs_frame(name, kind), path, top=top, experiment=name)
         return path.read_bytes()
 
 
@@ -43,8 +46,8 @@ def page() -> None:
         return
     left, right = st.columns(2)
     top = left.number_input("Best prompts", min_value=1, max_value=100, value=5, key="export_top")
-    kind = right.radio("Rank by score", ["intent", "prompt"], horizontal=True, key="export_score")
-    key = (database_url(), name, kind, data._version(name))
+    kind = right.radio("Rank by score", SCORE_KINDS, horizontal=True, key="export_score")
+    key = (database_url(), name, kind, data.version(name))
     try:
         st.subheader("Best prompts")
         columns = st.columns(4)

@@ -1,5 +1,5 @@
 """History: every run, searchable by prompt text, filtered by experiment, model and date, paged;
-open any run, and render it again from what was recorded."""
+open any run, and render it again from what was recorded (``runner.rerender``: the new run is logged)."""
 
 from __future__ import annotations
 
@@ -90,18 +90,20 @@ def _show_run(run_id: int) -> None:
 
 
 def _render_again(run) -> None:  # type: ignore[no-untyped-def]
-    from promptlab.render.engine import render
-    from promptlab.render.params import RenderItem, RenderParams
+    from promptlab.runner import rerender
 
-    if run.task != "txt2img":
-        st.warning(f"Render again covers txt2img runs; this one is {run.task}: run its experiment file again.")
-        return
-    names = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler")
-    params = RenderParams(task=run.task, **{k: run.params[k] for k in names if run.params.get(k) is not None})
     with st.spinner("Rendering..."):
         try:
-            result = render([RenderItem(run.prompt, run.seed, run.negative_prompt)], params, run.model)
+            (again,) = rerender(run.id, data.writable_store())
         except PromptlabError as error:
             data.show_error(error)
             return
-    st.image(result.images[0].image, caption=f"rendered again: seed {run.seed}")
+        finally:
+            data.refresh()
+    if again.max_diff is None:
+        same = "nothing to compare with"
+    elif again.max_diff == 0:
+        same = "the same pixels as the original"
+    else:
+        same = f"differs from the original by up to {again.max_diff} of 255 levels"
+    data.show_image(st, again.image, f"rendered again: seed {again.seed}, run #{again.run_id} in renders; {same}")

@@ -3,19 +3,23 @@ input images for the image tasks, and run it with a progress bar, images showing
 
 from __future__ import annotations
 
-import hashlib
-import tomllib
+import sys
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from promptlab.dashboard import data
-from promptlab.dashboard.toml_file import experiment_toml
-from promptlab.errors import PromptlabError
-from promptlab.experiment import PROMPT_SYNTAXES, TASK_INPUTS, TASKS, parse_experiment
+from promptlab.errors import ExperimentError, PromptlabError
+from promptlab.experiment import INPUT_KEYS, PROMPT_SYNTAXES, TASK_INPUTS, TASKS, parse_experiment, read_seeds, to_toml
 from promptlab.paths import examples_dir
 from promptlab.render.models import BUILTIN_MODELS
+from promptlab.render.params import MAX_SIDE, MAX_STEPS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 EXAMPLES_DIR = examples_dir()
 COLUMNS = 6
@@ -37,9 +41,19 @@ def page() -> None:
     names = [str(f) for f in files]
     source = Path(st.selectbox("Experiment file", names, index=names.index(chosen) if chosen in names else 0,
                                key="run_source"))  # fmt: skip
-    raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    raw = _settings(raw, source)
-    text = experiment_toml(raw)
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        data.show_error(ExperimentError(f"{source}: cannot read it as TOML: {error}"))
+        return
+    try:
+        raw, complete = _settings(raw, source)
+        text = to_toml(raw)
+    except PromptlabError as error:
+        data.show_error(error)
+        return
+    if not complete:
+        return
     with st.expander("Experiment file to run"):
         st.code(text, language="toml")
     target = data.experiments_dir() / f"{raw['name']}.toml"
@@ -53,8 +67,9 @@ def page() -> None:
         _run(spec)
 
 
-def _settings(raw: dict[str, Any], source: Path) -> dict[str, Any]:
-    """The file's values, as changed by the widgets (the widgets start at the file's values)."""
+def _settings(raw: dict[str, Any], source: Path) -> tuple[dict[str, Any], bool]:
+    """The file's values, as changed by the widgets (the widgets start at the file's values), and
+    whether every widget holds a valid value (a refused one is marked where it is)."""
     key = f"run_{source.stem}"
     raw["name"] = st.text_input("Experiment name", value=raw.get("name", source.stem), key=f"{key}_name")
     left, middle, right = st.columns(3)
@@ -72,13 +87,18 @@ def _settings(raw: dict[str, Any], source: Path) -> dict[str, Any]:
     seeds = raw.get("seeds", 4)
     written = ", ".join(map(str, seeds)) if isinstance(seeds, list) else str(seeds)
     seeds_text = st.text_input("Seeds: a count N (seeds 1..N) or a list", value=written, key=f"{key}_seeds")
-    raw["seeds"] = _seeds(seeds_text)
+    complete = True
+    try:
+        raw["seeds"] = read_seeds(seeds_text, str(source))
+    except ExperimentError as error:
+        data.show_error(error)
+        complete = False
     params = dict(raw.get("params", {}))
     cols = st.columns(5)
-    params["num_inference_steps"] = int(cols[0].number_input("Steps", 1, 500, int(params.get("num_inference_steps", 20)), key=f"{key}_steps"))
+    params["num_inference_steps"] = int(cols[0].number_input("Steps", 1, MAX_STEPS, int(params.get("num_inference_steps", 20)), key=f"{key}_steps"))
     params["guidance_scale"] = float(cols[1].number_input("Guidance scale", 0.0, 50.0, float(params.get("guidance_scale", 7.5)), 0.5, key=f"{key}_cfg"))
-    params["width"] = int(cols[2].number_input("Width", 8, 4096, int(params.get("width", 512)), 8, key=f"{key}_width"))
-    params["height"] = int(cols[3].number_input("Height", 8, 4096, int(params.get("height", 512)), 8, key=f"{key}_height"))
+    params["width"] = int(cols[2].number_input("Width", 8, MAX_SIDE, int(params.get("width", 512)), 8, key=f"{key}_width"))
+    params["height"] = int(cols[3].number_input("Height", 8, MAX_SIDE, int(params.get("height", 512)), 8, key=f"{key}_height"))
     scheduler = cols[4].text_input("Scheduler", value=params.get("scheduler", ""), key=f"{key}_scheduler")
     params.pop("scheduler", None)
     if scheduler.strip():
@@ -89,37 +109,17 @@ def _settings(raw: dict[str, Any], source: Path) -> dict[str, Any]:
         params.pop("strength", None)
     raw["params"] = params
     _, accepted = TASK_INPUTS[raw["task"]]
-    for name in ("image", "mask", "depth"):
+    for name in INPUT_KEYS:
         if name not in accepted:
             raw.pop(name, None)
             continue
         upload = st.file_uploader(f"{name.capitalize()} ({raw['task']})", type=["png", "jpg", "jpeg", "webp"],
                                   key=f"{key}_{name}_upload")  # fmt: skip
         if upload is not None:
-            raw[name] = str(_keep_upload(upload.getvalue(), Path(upload.name).suffix))
+            raw[name] = str(data.writable_store().save_input(upload.getvalue(), Path(upload.name).suffix or ".png"))
         elif name in raw:
             raw[name] = str((source.parent / raw[name]).resolve())
-    return raw
-
-
-def _seeds(text: str) -> int | list[int] | str:
-    """A count or a list of integers; anything else goes to parse_experiment as written, to be refused there."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        return text
-    return numbers[0] if len(numbers) == 1 and "," not in text else numbers
-
-
-def _keep_upload(content: bytes, suffix: str) -> Path:
-    """An uploaded input image, kept by content under PROMPTLAB_HOME/inputs so a run can be repeated."""
-    folder = data.experiments_dir().parent / "inputs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(content).hexdigest()}{suffix.lower() or '.png'}"
-    if not path.exists():
-        path.write_bytes(content)
-    return path
+    return raw, complete
 
 
 def _run(spec) -> None:  # type: ignore[no-untyped-def]
