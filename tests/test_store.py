@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,20 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
 def sqlite_store() -> Iterator[Store]:
     with open_store() as opened:
         yield opened
+
+
+@contextmanager
+def crash_on_commit(store: Store) -> Iterator[None]:
+    """The process dies as the database commits: the transaction never lands."""
+
+    def crash(conn: Any) -> None:
+        raise Crash()
+
+    event.listen(store.engine, "commit", crash)
+    try:
+        yield
+    finally:
+        event.remove(store.engine, "commit", crash)
 
 
 def picture(shade: int, size: tuple[int, int] = (8, 6)) -> PILImage.Image:
@@ -277,14 +292,10 @@ def test_the_image_file_exists_before_the_run_row_is_written(store: Store) -> No
     assert seen == [True, True]
 
 
-def test_a_crash_after_the_file_write_leaves_no_row_pointing_at_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_after_the_file_write_leaves_no_row_pointing_at_nothing(store: Store) -> None:
     experiment = store.add_experiment("e", {})
 
-    def crash(self: Session) -> None:
-        raise Crash()
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Session, "commit", crash)
+    with crash_on_commit(store):
         with pytest.raises(Crash):
             store.record_run(make_record(experiment.id), png(7), [intent(0.2)])
     assert len(list((store.home / "images").glob("*.png"))) == 1
@@ -401,15 +412,11 @@ def test_record_runs_writes_every_file_then_all_rows_with_one_folder_fsync(
     assert list((store.home / "images").glob(".*.partial")) == []
 
 
-def test_a_crash_before_a_batch_commits_leaves_files_and_no_rows(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_before_a_batch_commits_leaves_files_and_no_rows(store: Store) -> None:
     experiment = store.add_experiment("e", {})
     batch = [NewRun(make_record(experiment.id, seed), png(seed), [intent(0.3)]) for seed in (1, 2, 3)]
 
-    def crash(self: Session) -> None:
-        raise Crash()
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Session, "commit", crash)
+    with crash_on_commit(store):
         with pytest.raises(Crash):
             store.record_runs(batch)
     assert len(list((store.home / "images").glob("*.png"))) == 3

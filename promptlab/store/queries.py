@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import and_, case, column, func, inspect, literal, table, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, select
 
@@ -41,15 +41,12 @@ class StoreReader:
         self._fts = engine.dialect.name == "sqlite" and inspect(engine).has_table("run_fts")
 
 
-
     def __exit__(self, *exc: object) -> None:
         self.close()
-
 
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
-
 
     def db_path(self) -> Path | None:
         """The SQLite file, or None for another database (see ``url``)."""
@@ -57,21 +54,17 @@ class StoreReader:
             return None
         return Path(self.engine.url.database)
 
-
     @property
     def images_dir(self) -> Path:
         return self.home / "images"
-
 
     def image_path(self, sha256: str) -> Path:
         """Where the image with this hash lives."""
         return self.images_dir / f"{sha256}.png"
 
-
     @property
     def inputs_dir(self) -> Path:
         return self.home / "inputs"
-
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -79,7 +72,6 @@ class StoreReader:
                 f"database {self.url} is open read-only, so nothing can be written to it; "
                 "open it where it may be written (promptlab run, render and import do)"
             )
-
 
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
@@ -96,6 +88,21 @@ class StoreReader:
             hint = READ_ONLY_HINT if write and looks_read_only(exc) else ""
             raise StoreError(f"cannot {action} database {self.url}: {database_reason(exc)}{hint}") from exc
 
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A short write transaction on a bare connection (no ORM session: a run's rows are written in bulk).
+
+        Database errors become one-line StoreError naming the database; an IntegrityError is left to the caller.
+        """
+        self._check_writable()
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            hint = READ_ONLY_HINT if looks_read_only(exc) else ""
+            raise StoreError(f"cannot write to database {self.url}: {database_reason(exc)}{hint}") from exc
 
     def get_experiment(self, experiment: str | int) -> Experiment:
         """The experiment with this name or id; StoreError if there is none."""
@@ -105,7 +112,6 @@ class StoreReader:
         if row is None:
             raise StoreError(f"no experiment {experiment!r} in {self.url}")
         return row
-
 
     def list_experiments(self) -> list[ExperimentSummary]:
         """Every experiment, newest first, with its run counts and models."""
@@ -145,7 +151,6 @@ class StoreReader:
             for row, runs, ok, failed, last in rows
         ]
 
-
     def existing_cells(self, experiment_id: int, *, include_failed: bool = False) -> set[tuple[str, int]]:
         """The (variant key, seed) cells already recorded; failed ones only with ``include_failed``.
 
@@ -157,13 +162,11 @@ class StoreReader:
         with self._session() as session:
             return {(key, seed) for key, seed in session.exec(query)}
 
-
     def find_run(self, experiment_id: int, variant_key: str, seed: int) -> Run | None:
         """The run recorded for a cell, ok or failed, or None."""
         query = select(Run).where(Run.experiment_id == experiment_id, Run.variant_key == variant_key, Run.seed == seed)
         with self._session() as session:
             return session.exec(query).first()
-
 
     def broken_images(self, experiment_id: int | None = None) -> list[BrokenImage]:
         """Runs recorded as ok whose image file is missing or not the recorded bytes (sha256), oldest first."""
@@ -186,11 +189,9 @@ class StoreReader:
             if problems[sha256] is not None
         ]
 
-
     def image_problem(self, sha256: str) -> str | None:
         """``missing`` or ``changed`` where the image file with this hash is not what was recorded, else None."""
         return file_problem(self.image_path(sha256), sha256)
-
 
     def get_run(self, run_id: int) -> RunView:
         """The run with this id; StoreError if there is none."""
@@ -198,7 +199,6 @@ class StoreReader:
         if not views:
             raise StoreError(f"no run {run_id} in {self.url}")
         return views[0]
-
 
     def list_runs(
         self,
@@ -223,7 +223,6 @@ class StoreReader:
         query = self._filtered(select(*_VIEW_COLUMNS), experiment, search, model, since, until, term, status)
         return self._views(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset))
 
-
     def count_runs(
         self,
         experiment: str | int | None = None,
@@ -239,7 +238,6 @@ class StoreReader:
         query = self._filtered(select(func.count(Run.id)), experiment, search, model, since, until, term, status)
         with self._session() as session:
             return int(session.exec(query).one())
-
 
     def runs_frame(self, experiment: str | int, score_kind: str = "intent", scorer: str | None = None) -> pd.DataFrame:
         """One row per run of ``experiment``, in recording order, for ``promptlab.analysis``.
@@ -281,7 +279,6 @@ class StoreReader:
         axes = pd.DataFrame(frame["axes"].tolist(), index=frame.index).drop(columns="subject", errors="ignore")
         return pd.concat([frame, axes.add_prefix("axis:")], axis=1)
 
-
     def _only_scorer(self, experiment: Experiment, kind: str) -> str | None:
         query = (
             select(Score.scorer)
@@ -297,7 +294,6 @@ class StoreReader:
                 f"({', '.join(scorers)}); pass scorer= one of them"
             )
         return scorers[0] if scorers else None
-
 
     def _filtered(
         self,
@@ -328,7 +324,6 @@ class StoreReader:
             query = query.where(Run.status == status)
         return query
 
-
     def _search_clause(self, needle: str) -> Any:
         if self._fts and len(needle) >= FTS_MIN_CHARS:
             phrase = '"' + needle.replace('"', '""') + '"'
@@ -337,12 +332,10 @@ class StoreReader:
         escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return Run.prompt_plain.ilike(f"%{escaped}%", escape="\\")
 
-
     def _stamp(self, moment: datetime) -> datetime:
         # SQLite keeps datetimes as text without a zone: compare in UTC, as they are stored.
         moment = utc(moment)
         return moment.replace(tzinfo=None) if self.engine.dialect.name == "sqlite" else moment
-
 
     def _views(self, query: Any) -> list[RunView]:
         with self._session() as session:
@@ -353,7 +346,6 @@ class StoreReader:
                 for score in session.exec(select(Score).where(Score.run_id.in_(ids)).order_by(Score.id)):
                     scores.setdefault(score.run_id, []).append(ScoreView.model_validate(score, from_attributes=True))
         return [self._view(run, name, path, scores.get(run.id, [])) for run, name, path in rows]
-
 
     def _view(self, run: Run, experiment: str, path: str | None, scores: list[ScoreView]) -> RunView:
         columns = {name: getattr(run, name) for name in PARAM_COLUMNS if getattr(run, name) is not None}

@@ -18,8 +18,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, text, tuple_, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import bindparam, delete, insert, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, select
 
@@ -72,6 +74,11 @@ class _Prepared:
 class Store(StoreReader):
     """The run store. Each method runs its own short session; the object is cheap to keep open."""
 
+    def __init__(self, engine: Engine, home: Path, *, read_only: bool = False) -> None:
+        super().__init__(engine, home, read_only=read_only)
+        # Experiments are never deleted, so one seen once needs no second look (a foreign key still checks).
+        self._known_experiments: set[int] = set()
+
     def __enter__(self) -> Store:
         return self
 
@@ -99,7 +106,6 @@ class Store(StoreReader):
         except IntegrityError as exc:
             raise StoreError(f"experiment {name!r} already exists in {self.url}") from exc
         return row
-
 
     def get_or_create_experiment(
         self,
@@ -131,7 +137,6 @@ class Store(StoreReader):
             # Another process created it between our read and our write.
             return self.get_or_create_experiment(name, spec, source_path, subject=subject, intent=intent)
 
-
     def record_run(
         self, record: RunRecord, image: bytes, scores: Sequence[ScoreRecord] = (), *, replace: Collection[int] = ()
     ) -> Run:
@@ -142,7 +147,6 @@ class Store(StoreReader):
         scores). ``replace`` as in ``record_runs``.
         """
         return self.record_runs([NewRun(record, image, tuple(scores))], replace=replace)[0]
-
 
     def record_runs(self, runs: Sequence[NewRun], *, replace: Collection[int] = ()) -> list[Run]:
         """Record rendered cells together: every image file first, then all their rows in one transaction.
@@ -164,11 +168,9 @@ class Store(StoreReader):
         # 3. The rows, in one transaction.
         return self._insert_runs(prepared, replace)
 
-
     def record_failure(self, record: RunRecord, error: str) -> Run:
         """Record a cell that could not be rendered or scored, with its error text."""
         return self._insert_runs([_Prepared(record, run_row(record, "failed", error, None), (), None, b"")])[0]
-
 
     def claim_cells(
         self,
@@ -235,7 +237,6 @@ class Store(StoreReader):
             session.commit()
         return Claim(tuple(free), tuple(done), tuple(taken))
 
-
     def renew_claims(self, owner: str, *, ttl_s: float = CLAIM_TTL_S) -> None:
         """Keep ``owner``'s claims for another ``ttl_s`` seconds (a runner's heartbeat)."""
         claims = CellClaim.__table__
@@ -245,14 +246,12 @@ class Store(StoreReader):
             )
             session.commit()
 
-
     def release_claims(self, owner: str) -> None:
         """Drop ``owner``'s claims (a runner that stops: its unrendered cells are free again)."""
         claims = CellClaim.__table__
         with self._session(write=True) as session:
             session.connection().execute(delete(claims).where(claims.c.owner == owner))  # type: ignore[attr-defined]
             session.commit()
-
 
     def save_input(self, data: bytes, suffix: str) -> Path:
         """Keep an input image (an img2img or inpaint upload) by content: ``inputs/<sha256><suffix>``; return its path.
@@ -281,7 +280,6 @@ class Store(StoreReader):
             raise StoreError(f"cannot write input folder {self.inputs_dir}: {exc}") from exc
         return path
 
-
     def clean_partials(self) -> int:
         """Remove the ``.partial`` image files that writers killed mid-write left behind; return how many.
 
@@ -302,16 +300,16 @@ class Store(StoreReader):
                 continue  # gone already, or not ours to remove: never worth stopping a run for
         return removed
 
-
     def _check_experiments(self, records: Sequence[RunRecord]) -> None:
-        """StoreError naming a record whose experiment is not in the store (one query for a batch)."""
-        ids = {record.experiment_id for record in records}
+        """StoreError naming a record whose experiment is not in the store (one query for a batch, none once seen)."""
+        ids = {record.experiment_id for record in records} - self._known_experiments
+        if not ids:
+            return
         with self._session() as session:
-            known = set(session.exec(select(Experiment.id).where(Experiment.id.in_(ids))).all())
+            self._known_experiments.update(session.exec(select(Experiment.id).where(Experiment.id.in_(ids))).all())
         for record in records:
-            if record.experiment_id not in known:
+            if record.experiment_id not in self._known_experiments:
                 raise StoreError(f"cannot record run ({record.cell}): no experiment {record.experiment_id} in {self.url}")
-
 
     def _prepare(self, new: NewRun) -> _Prepared:
         record = new.record
@@ -335,7 +333,6 @@ class Store(StoreReader):
         )
         run.image_sha256 = sha256
         return _Prepared(record, run, tuple(new.scores), image, data)
-
 
     def _write_images(self, files: Mapping[str, bytes]) -> None:
         """Write each file to ``images/<sha256>.png`` whole or not at all, then fsync the folder once.
@@ -362,25 +359,21 @@ class Store(StoreReader):
         except OSError as exc:
             raise StoreError(f"cannot write image folder {self.images_dir}: {exc}") from exc
 
-
     def _has_image(self, sha256: str, size: int) -> bool:
         # A file already there is checked whole: a damaged one is written again.
         path = self.image_path(sha256)
         return path.is_file() and path.stat().st_size == size and file_problem(path, sha256) is None
 
-
     def _write_image(self, sha256: str, data: bytes) -> None:
         """Write ``data`` to ``images/<sha256>.png`` whole or not at all: temp file, fsync, rename."""
         write_file_atomically(self.image_path(sha256), data, "image")
-
 
     def _insert_runs(self, prepared: Sequence[_Prepared], replace: Collection[int] = ()) -> list[Run]:
         """Write the rows of ``prepared`` in one transaction; return their runs, ids filled in."""
         first = prepared[0].record
         what = f"run ({first.cell})" if len(prepared) == 1 else f"{len(prepared)} runs (the first: {first.cell})"
         try:
-            with self._session(write=True) as session:
-                conn = session.connection()
+            with self._transaction() as conn:
                 records = [p.record for p in prepared]
                 # 1. Earlier failed attempts at these cells give way; a cell recorded as ok refuses the lot.
                 _delete_runs(conn, self._previous_failures(conn, records, replace))
@@ -389,24 +382,25 @@ class Store(StoreReader):
                 _insert_run_rows(conn, prepared)
                 # 3. The cells are recorded: whoever claimed them is done with them.
                 _delete_claims(conn, records)
-                session.commit()
         except IntegrityError as exc:
             raise StoreError(f"cannot record {what} in {self.url}: {database_reason(exc)}") from exc
         return [p.run for p in prepared]
-
 
     def _previous_failures(self, conn: Connection, records: Sequence[RunRecord], replace: Collection[int] = ()) -> list[int]:
         """Ids of earlier failed runs of these cells (and of the ok runs in ``replace``); CellTakenError
         naming every cell recorded as ok by another run."""
         cells = {(r.experiment_id, r.variant_key, r.seed): r for r in records}
-        query = select(Run.id, Run.experiment_id, Run.variant_key, Run.seed, Run.status).where(
-            Run.experiment_id.in_({r.experiment_id for r in records}),
-            Run.variant_key.in_({r.variant_key for r in records}),
-            Run.seed.in_({r.seed for r in records}),
+        found = conn.execute(
+            _PREVIOUS_RUNS,
+            {
+                "experiments": list({r.experiment_id for r in records}),
+                "keys": list({r.variant_key for r in records}),
+                "seeds": list({r.seed for r in records}),
+            },
         )
         stale = []
         taken: dict[tuple[int, str, int], int] = {}
-        for run_id, experiment_id, variant_key, seed, status in conn.execute(query):
+        for run_id, experiment_id, variant_key, seed, status in found:
             cell = (experiment_id, variant_key, seed)
             if cell not in cells:
                 continue
@@ -439,14 +433,27 @@ def lapsed(owner: str, expires_at: datetime, now: datetime) -> bool:
     return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
 
 
+_run = Run.__table__.c  # type: ignore[attr-defined]
+# Built once: a statement per record would cost more to build than to run.
+_PREVIOUS_RUNS = select(_run.id, _run.experiment_id, _run.variant_key, _run.seed, _run.status).where(
+    _run.experiment_id.in_(bindparam("experiments", expanding=True)),
+    _run.variant_key.in_(bindparam("keys", expanding=True)),
+    _run.seed.in_(bindparam("seeds", expanding=True)),
+)
+_claim = CellClaim.__table__.c  # type: ignore[attr-defined]
+_DELETE_CLAIMS = delete(CellClaim.__table__).where(
+    _claim.experiment_id == bindparam("experiment"),
+    tuple_(_claim.variant_key, _claim.seed).in_(bindparam("cells", expanding=True)),
+)
+_UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+
+
 def _delete_claims(conn: Connection, records: Sequence[RunRecord]) -> None:
-    claims = CellClaim.__table__
-    c = claims.c  # type: ignore[attr-defined]
     by_experiment: dict[int, list[tuple[str, int]]] = {}
     for record in records:
         by_experiment.setdefault(record.experiment_id, []).append((record.variant_key, record.seed))
     for experiment_id, cells in by_experiment.items():
-        conn.execute(delete(claims).where(c.experiment_id == experiment_id, tuple_(c.variant_key, c.seed).in_(cells)))
+        conn.execute(_DELETE_CLAIMS, {"experiment": experiment_id, "cells": cells})
 
 
 def _delete_runs(conn: Connection, ids: Sequence[int]) -> None:
@@ -458,9 +465,15 @@ def _delete_runs(conn: Connection, ids: Sequence[int]) -> None:
 
 
 def _insert_images(conn: Connection, images: Sequence[Image]) -> None:
+    """Insert the image rows not there yet (an image shared by several runs is one row)."""
     table = Image.__table__
     wanted = {image.sha256: image for image in images}
     if not wanted:
+        return
+    dialect = conn.dialect.name
+    if dialect in _UPSERTS:
+        # One statement: the database skips the rows it has.
+        conn.execute(_UPSERTS[dialect](table).on_conflict_do_nothing(index_elements=["sha256"]), [_columns(i) for i in wanted.values()])
         return
     known = set(conn.execute(select(table.c.sha256).where(table.c.sha256.in_(wanted))).scalars())  # type: ignore[attr-defined]
     new = [_columns(image) for sha256, image in wanted.items() if sha256 not in known]
