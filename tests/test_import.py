@@ -187,6 +187,15 @@ def test_every_invokeai_scheduler_maps_to_a_renderable_name(name: str) -> None:
     assert imported_prompt(_meta("invokeai", name, None)).scheduler in A1111_LABELS
 
 
+def test_schedule_twins_are_the_single_names_a1111_wrote_before_1_9() -> None:
+    # the names A1111 gave a sampler and its schedule before 1.9 (modules/sd_samplers_kdiffusion.py), for the
+    # samplers promptlab renders: derived from SCHEDULERS, checked here against that list
+    karras = ["LMS", "DPM2", "DPM2 a", "DPM++ 2S a", "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE"]
+    assert A1111_SCHEDULE_TWINS["Karras"] == {sampler: f"{sampler} Karras" for sampler in karras}
+    assert A1111_SCHEDULE_TWINS["Exponential"] == {"DPM++ 2M SDE": "DPM++ 2M SDE Exponential"}
+    assert set(COMFYUI_SAMPLERS.values()) | set(INVOKEAI_SCHEDULERS.values()) <= set(SCHEDULERS)
+
+
 def test_a1111_karras_twins_are_renderable_and_schedule_types_join() -> None:
     assert A1111_SCHEDULE_TWINS["Karras"]["DPM++ SDE"] == "DPM++ SDE Karras"
     assert {sampler for twins in A1111_SCHEDULE_TWINS.values() for pair in twins.items() for sampler in pair} <= A1111_LABELS

@@ -62,7 +62,7 @@ def _terms_without_subject(row: ExportRow) -> tuple[Any, ...]:
         return parsed.terms[lead:]
     raise ExportError(
         f"variant {row.label!r}: prompt {row.prompt!r} does not start with its subject {row.subject!r}, "
-        "so the style cannot put {prompt} in the subject's place"
+        f"so the style cannot put {STYLE_PLACEHOLDER} in the subject's place"
     )
 
 

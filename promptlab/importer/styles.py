@@ -259,7 +259,7 @@ def save_styles_as_vocab(styles: Sequence[Style], vocab_dir: Path) -> SavedStyle
         files[negative_file] = _appended(negative_file, _toml_tables(preset_tables, names), header)
         expected[negative_file] = preset_tables
     if templates:
-        header = "# Prompt templates imported from style files; {prompt} marks the user's prompt.\n"
+        header = f"# Prompt templates imported from style files; {STYLE_PLACEHOLDER} marks the user's prompt.\n"
         files[styles_file] = _appended(styles_file, _toml_tables(template_tables, names), header)
         expected[styles_file] = template_tables
     write_toml_files(files, expected)
