@@ -258,7 +258,8 @@ def check_setup(todo: Sequence[Cell], spec: ExperimentSpec, scorer: Any = None) 
     scorer = scorer or load_scorer
     if callable(scorer) and not hasattr(scorer, "score"):
         scorer = scorer(spec.scorer)
-    for group in render_groups(todo):
+    # Last to first: models stay loaded up to the cache's bound, so the first to render are the ones kept.
+    for group in reversed(render_groups(todo)):
         variant = group[0].variant
         check_render(render_params(variant), variant.model)
     return scorer
@@ -301,7 +302,7 @@ def overlap_writes() -> bool:
     """
     import torch
 
-    from promptlab.render.models import choose_device
+    from promptlab.device import choose_device
 
     return choose_device() != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1)
 

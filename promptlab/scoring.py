@@ -51,13 +51,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from promptlab.builtin import MICRO_CLIP_CONFIG, MICRO_CLIP_WEIGHTS, RETRAIN_COMMAND, builtin_clip_dir
+from promptlab.device import choose_device, release_memory
 from promptlab.errors import ScoringError
-from promptlab.micro import MICRO_CLIP_CONFIG, MICRO_CLIP_WEIGHTS, RETRAIN_COMMAND
-from promptlab.paths import cache_dir
+from promptlab.hashing import file_sha256
+from promptlab.model_cache import ModelCache
 
 if TYPE_CHECKING:
     import torch
@@ -113,8 +114,8 @@ class BuiltinClip:
     shipped: Path | None = None
 
 
-#: Built-in models by name. Shipped weights load from the package; built ones are saved once
-#: to ``cache_dir() / NAME / NAME-vVERSION.safetensors``.
+#: Built-in models by name (``builtin.BUILTIN_CLIP_NAMES``). Shipped weights load from the package;
+#: built ones are saved once to ``builtin_clip_dir(NAME) / NAME-vVERSION.safetensors``.
 BUILTIN_CLIP_MODELS: dict[str, BuiltinClip] = {
     "micro-clip": BuiltinClip(MICRO_CLIP_CONFIG, shipped=MICRO_CLIP_WEIGHTS),
     "tiny-clip": BuiltinClip(TINY_CLIP_CONFIG, 1, _tiny_clip_state),
@@ -317,7 +318,7 @@ def builtin_clip_weights(name: str) -> Path:
     if name not in BUILTIN_CLIP_MODELS:
         raise ScoringError(f"unknown built-in CLIP model {name!r}; built-in: {', '.join(BUILTIN_CLIP_MODELS)}")
     builtin = BUILTIN_CLIP_MODELS[name]
-    folder = cache_dir() / name
+    folder = builtin_clip_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
     if builtin.shipped is not None:
         if not builtin.shipped.is_file():
@@ -367,16 +368,13 @@ class _LoadedClip:
     weights_sha256: str | None
 
 
-@lru_cache(maxsize=4)
 def _load_clip(model_name: str, pretrained: str | None, device: str) -> _LoadedClip:
-    """An open_clip model, loaded once per process per (model, weights, device)."""
+    """An open_clip model with its weights on ``device`` (``load_scorer`` keeps the last few loaded)."""
     import open_clip
-
-    from promptlab.render.models import file_sha256
 
     if model_name in BUILTIN_CLIP_MODELS:
         # The built-in's architecture, registered with open_clip, loads its own file or another.
-        _register_builtin(model_name, cache_dir() / model_name)
+        _register_builtin(model_name, builtin_clip_dir(model_name))
         pretrained = pretrained or str(builtin_clip_weights(model_name))
     is_file = Path(pretrained).is_file() if pretrained else False
     sha = file_sha256(Path(pretrained)) if pretrained and is_file else None
@@ -537,16 +535,33 @@ def suggest_terms(scorer: ClipScorer, prompt: str, terms: Sequence[str], top: in
 SCORERS: dict[str, type[ClipScorer]] = {"clip": ClipScorer}
 
 
-@lru_cache(maxsize=8)
-def _scorer(spec: ScorerSpec, device: str) -> ClipScorer:
+def _evicted(key: tuple[ScorerSpec, str]) -> None:
+    release_memory(key[1])
+
+
+#: Loaded scorers by (spec, device), least recently used first; bounded like the pipelines
+#: (``promptlab.model_cache``), so scoring with many CLIP models holds only the last few.
+_SCORERS: ModelCache[tuple[ScorerSpec, str], ClipScorer] = ModelCache("scorers", on_evict=_evicted)
+
+
+def _load(spec: ScorerSpec, device: str) -> ClipScorer:
     return SCORERS[spec.kind](spec, _load_clip(spec.model, spec.pretrained, device), device)
 
 
 def load_scorer(spec: str = DEFAULT_SPEC, *, device: str | None = None) -> ClipScorer:
-    """The scorer for ``spec`` on ``device`` (default: cuda, else mps, else cpu), loaded once per process."""
-    from promptlab.render.models import choose_device
+    """The scorer for ``spec`` on ``device`` (default: cuda, else mps, else cpu); the last few loaded are kept."""
+    parsed, chosen = parse_scorer_spec(spec), choose_device(device)
+    return _SCORERS.get_or_load((parsed, chosen), lambda: _load(parsed, chosen))
 
-    return _scorer(parse_scorer_spec(spec), choose_device(device))
+
+def loaded_scorers() -> list[tuple[ScorerSpec, str]]:
+    """The scorers held in memory now, least recently used first: (spec, device)."""
+    return list(_SCORERS.keys())
+
+
+def clear_scorers() -> None:
+    """Forget every loaded scorer and give the accelerator's memory back."""
+    _SCORERS.clear()
 
 
 def open_image(path: Path | str) -> Image:

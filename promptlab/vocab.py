@@ -37,7 +37,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from promptlab.errors import VocabError
 from promptlab.paths import bundled_vocab_dir
@@ -47,8 +47,15 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-if TYPE_CHECKING:
-    from promptlab.prompt import Prompt
+
+class NegativeParts(Protocol):
+    """What a negative prompt is made of (``prompt.Prompt`` has both): vocab reads prompts, never imports them."""
+
+    @property
+    def negative_presets(self) -> Sequence[str]: ...
+
+    @property
+    def negative(self) -> str: ...
 
 BUNDLED_VOCAB_DIR = bundled_vocab_dir()
 NEGATIVE_FILE = "negative.toml"
@@ -136,7 +143,7 @@ class Vocabulary:
             raise VocabError(f"unknown negative preset '{name}'; known presets: {known}")
         return self.negative_presets[name]
 
-    def negative_text(self, prompt: Prompt) -> str:
+    def negative_text(self, prompt: NegativeParts) -> str:
         """The prompt's presets' texts then its free negative text, joined with ", ", repeats dropped.
 
         Items are the comma-separated parts (commas inside brackets do not split); a repeat is

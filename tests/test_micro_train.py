@@ -88,7 +88,7 @@ def test_weighted_captions_are_encoded_as_promptlab_renders_them(tmp_path: Path)
     from transformers import CLIPTokenizer
 
     from promptlab.micro.train import _encode_captions, build_text_encoder
-    from promptlab.render.conditioning import _compel
+    from promptlab.render.conditioning import compel_encoder
     from promptlab.tokens import save_clip_tokenizer
 
     save_clip_tokenizer(tmp_path)
@@ -98,7 +98,7 @@ def test_weighted_captions_are_encoded_as_promptlab_renders_them(tmp_path: Path)
     captions = ["a (red)0.6 circle, left", "a circle, (blue)1.5", "a red circle, left"]
     hidden, pooled = _encode_captions(encoder, tokenizer, captions)
     with torch.no_grad():
-        rendered = _compel(tokenizer, encoder, truncate=True, sdxl=False)(captions[:2])
+        rendered = compel_encoder(tokenizer, encoder, truncate=True, sdxl=False)(captions[:2])
         plain = encoder(tokenizer(["a red circle, left"], padding="max_length", return_tensors="pt").input_ids)
     torch.testing.assert_close(hidden[:2], rendered)
     torch.testing.assert_close(hidden[2], plain.last_hidden_state[0])

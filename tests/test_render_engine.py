@@ -196,13 +196,13 @@ def test_plain_texts_batched_through_diffusers_equal_compel() -> None:
 
 @pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl"])
 def test_compel_reading_simple_prompts_itself_gives_compel_own_embeddings(model: str) -> None:
-    from promptlab.render.conditioning import _compel
+    from promptlab.render.conditioning import compel_encoder
 
     pipe = load_model(model).pipe
     texts = ["a red fox, (pop-art)1.3, snow", "(oil painting)0.8, an owl", "an owl++, (dusk)1.2"]
     sdxl = model == "tiny-sdxl"
     tokenizer, encoder = (pipe.tokenizer_2, pipe.text_encoder_2) if sdxl else (pipe.tokenizer, pipe.text_encoder)
-    ours = _compel(tokenizer, encoder, truncate=True, sdxl=sdxl, pooled=sdxl)(texts)
+    ours = compel_encoder(tokenizer, encoder, truncate=True, sdxl=sdxl, pooled=sdxl)(texts)
     theirs = _reference_compel(tokenizer, encoder, sdxl=sdxl, pooled=sdxl)(texts)
     for mine, reference in zip(ours if sdxl else [ours], theirs if sdxl else [theirs]):
         assert torch.equal(mine, reference)

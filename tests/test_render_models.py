@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from promptlab.builtin import TINY_MODELS
+from promptlab.device import choose_device, choose_dtype
 from promptlab.errors import ModelError, RenderError
 from promptlab.render import models
-from promptlab.render.models import ModelSpec, choose_device, choose_dtype, detect_family, load_model, model_info
-from promptlab.render.tiny import TINY_MODELS, tiny_model_folder
+from promptlab.render.models import ModelSpec, detect_family, load_model, model_info
+from promptlab.render.tiny import TINY_BUILDERS, tiny_model_folder
 
 EXPECTED_FAMILY = {
     "tiny-sd": "sd1",
@@ -36,7 +38,7 @@ def _sha(path: Path) -> str:
 
 
 def test_every_tiny_model_has_an_expected_family() -> None:
-    assert set(EXPECTED_FAMILY) == set(TINY_MODELS)
+    assert set(EXPECTED_FAMILY) == set(TINY_MODELS) == set(TINY_BUILDERS)
 
 
 @pytest.mark.parametrize("name", sorted(TINY_MODELS))

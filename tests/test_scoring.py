@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import save_file
 
+from promptlab.device import choose_device
 from promptlab.errors import ScoringError
-from promptlab.render.models import choose_device
 from promptlab.scoring import (
     BUILTIN_CLIP_MODELS,
     SCORERS,

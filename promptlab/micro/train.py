@@ -410,7 +410,7 @@ def _encode_captions(text_encoder: Any, tokenizer: Any, captions: Sequence[str])
     """
     import torch
 
-    from promptlab.render.conditioning import _compel, has_weight_syntax, without_weights
+    from promptlab.render.conditioning import compel_encoder, has_weight_syntax, without_weights
 
     plain = [without_weights(caption) for caption in captions]
     encoded = text_encoder(_token_ids(tokenizer, plain))
@@ -418,7 +418,7 @@ def _encode_captions(text_encoder: Any, tokenizer: Any, captions: Sequence[str])
     if not weighted:
         return encoded.last_hidden_state, encoded.pooler_output
     # A new Compel each call: it caches the empty prompt's embedding, and the encoder is training.
-    conditioner = _compel(tokenizer, text_encoder, truncate=True, sdxl=False)
+    conditioner = compel_encoder(tokenizer, text_encoder, truncate=True, sdxl=False)
     rows = list(encoded.last_hidden_state.unbind(0))
     for i in weighted:
         rows[i] = conditioner.build_conditioning_tensor(captions[i])[0]

@@ -11,6 +11,7 @@
 Importing this package does not import torch or diffusers; they load on first use.
 """
 
+from promptlab.builtin import TINY_MODELS
 from promptlab.render.engine import (
     RenderedImage,
     RenderProgress,
@@ -44,7 +45,6 @@ from promptlab.render.params import (
     parse_size,
 )
 from promptlab.render.schedulers import SCHEDULERS, SchedulerChoice, list_schedulers
-from promptlab.render.tiny import TINY_MODELS
 
 __all__ = [
     "BUILTIN_MODELS",

@@ -121,7 +121,14 @@ class Conditioning:
         return kwargs
 
 
-def _compel(tokenizer: Any, text_encoder: Any, *, truncate: bool, sdxl: bool, pooled: bool = False) -> Any:
+def compel_encoder(tokenizer: Any, text_encoder: Any, *, truncate: bool, sdxl: bool, pooled: bool = False) -> Any:
+    """A compel ``Compel`` over one tokenizer and text encoder, reading prompts as promptlab renders them.
+
+    ``truncate``: drop tokens past the 75-token window (else encode in chunks); ``sdxl``: SDXL's
+    penultimate hidden states (else the last, normalised); ``pooled``: also return the pooled output.
+    Building one is cheap: it caches the empty prompt's embedding, so build a new one for an
+    encoder whose weights change (training).
+    """
     from compel import ReturnedEmbeddingsType
 
     embeddings = (
@@ -163,11 +170,11 @@ def encode_prompts(
         embeds = embeds[index.to(embeds.device)]
         return Conditioning(prompt_embeds=embeds[:count], negative_prompt_embeds=embeds[count:])
 
-    second = _compel(pipe.tokenizer_2, pipe.text_encoder_2, truncate=truncate, sdxl=True, pooled=True)
+    second = compel_encoder(pipe.tokenizer_2, pipe.text_encoder_2, truncate=truncate, sdxl=True, pooled=True)
     embeds, pooled = second(distinct)
     # The SDXL refiner has only the second encoder.
     if pipe.text_encoder is not None:
-        first = _compel(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=True)(distinct)
+        first = compel_encoder(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=True)(distinct)
         if first.shape[1] != embeds.shape[1]:
             raise RenderError(
                 f"the two SDXL tokenizers split a prompt into different chunk counts ({first.shape[1]} vs "
@@ -197,7 +204,7 @@ def _encode_sd(pipe: DiffusionPipeline, texts: list[str], truncate: bool) -> tor
     plain = [t for t in texts if t not in set(weighted)]
     parts: dict[str, torch.Tensor] = {}
     if weighted:
-        compel = _compel(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=False)
+        compel = compel_encoder(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=False)
         encoded = compel(weighted)
         if plain and encoded.shape[1] != pipe.tokenizer.model_max_length:
             # A BREAK (compel's .and()) makes chunks of 77 tokens each: compel pads every text to match.

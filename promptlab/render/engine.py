@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptlab.errors import RenderError
+from promptlab.hashing import file_sha256
 from promptlab.render.conditioning import encode_prompts
 from promptlab.render.images import InputImages, depth_tensor, prepare_images
-from promptlab.render.models import LoadedModel, ModelSource, ModelSpec, file_sha256, load_model
+from promptlab.render.models import LoadedModel, ModelSource, ModelSpec, load_model
 from promptlab.render.params import MAX_COUNT, RenderItem, RenderParams, check_seed, check_size
 from promptlab.render.schedulers import SchedulerChoice, build_scheduler, class_scheduler_name, find_scheduler
 

@@ -12,8 +12,9 @@ A model is one of:
   cache or downloaded.
 
 The family (``sd1``, ``sd2``, ``sdxl``) is read from the loaded components, not the name.
-Pipelines are cached per (model, task, dtype, device, vae); a second task on the same weights
-reuses the components through diffusers' ``Pipeline.from_pipe``.
+Loaded models are kept per (model, dtype, device, vae) in a bounded cache (``promptlab.model_cache``:
+the 2 most recently used by default, ``PROMPTLAB_MODEL_CACHE`` to change); a second task on the
+same weights reuses the components through diffusers' ``Pipeline.from_pipe``.
 
     >>> loaded = load_model(ModelSpec("tiny-sd"), task="txt2img")
     >>> loaded.family, type(loaded.pipe).__name__
@@ -22,7 +23,6 @@ reuses the components through diffusers' ``Pipeline.from_pipe``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -32,16 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptlab.builtin import BUILTIN_MODELS, MICRO_MODELS, RETRAIN_COMMAND, TINY_MODELS
+from promptlab.device import choose_device, choose_dtype, release_memory
 from promptlab.errors import ModelError, RenderError
-from promptlab.micro import MICRO_MODELS, RETRAIN_COMMAND
+from promptlab.hashing import file_sha256
+from promptlab.model_cache import ModelCache
 from promptlab.render.params import TASKS
-from promptlab.render.tiny import TINY_MODELS, tiny_model_folder
+from promptlab.render.tiny import tiny_model_folder
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
 
-#: Names of the models that come with promptlab: the trained micro-world models, then the tiny random ones.
-BUILTIN_MODELS: tuple[str, ...] = (*MICRO_MODELS, *TINY_MODELS)
 FAMILIES: dict[str, str] = {
     "sd1": "Stable Diffusion 1.x (one CLIP ViT-L text encoder, 768-wide cross-attention)",
     "sd2": "Stable Diffusion 2.x (OpenCLIP ViT-H text encoder, 1024-wide, linear-projection attention)",
@@ -64,7 +65,6 @@ PIPELINE_CLASSES: dict[str, dict[str, str]] = {
     "depth2img": {"sd2": "StableDiffusionDepth2ImgPipeline"},
 }
 
-DTYPES = ("float16", "bfloat16", "float32")
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # UNet input channels: latents only, latents + depth, latents + mask + masked-image latents.
@@ -143,11 +143,16 @@ class _Base:
     family: str
     vae: ModelSource | None
     load_seconds: float
+    #: Pipelines for other tasks sharing this model's weights, by task: they go when it goes.
+    task_pipes: dict[str, DiffusionPipeline] = field(default_factory=dict)
 
 
-_BASES: dict[tuple[str, str, str, str | None], _Base] = {}
-_TASK_PIPES: dict[tuple[str, str, str, str | None, str], DiffusionPipeline] = {}
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+def _evicted(key: tuple[str, str, str, str | None]) -> None:
+    release_memory(key[2])
+
+
+#: Loaded models by (location, dtype, device, vae), least recently used first.
+_BASES: ModelCache[tuple[str, str, str, str | None], _Base] = ModelCache("pipelines", on_evict=_evicted)
 
 
 def _env_flag(name: str) -> bool:
@@ -176,19 +181,6 @@ def _quiet_loading() -> Iterator[None]:
             diffusers_logging.enable_progress_bar()
         if bars[1]:
             transformers_logging.enable_progress_bar()
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, computed once per process per (path, size, mtime)."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _FILE_HASHES[key] = digest.hexdigest()
-    return _FILE_HASHES[key]
 
 
 def _looks_like_path(model: str) -> bool:
@@ -265,38 +257,6 @@ def _hub_revision(repo_id: str) -> str | None:
         return Path(cached).parent.name
     cached = try_to_load_from_cache(repo_id, "config.json")
     return Path(cached).parent.name if isinstance(cached, str) else None
-
-
-def choose_device(requested: str | None = None) -> str:
-    """CUDA if available, else Apple MPS, else CPU; a requested device must exist here."""
-    import torch
-
-    if requested is None:
-        if torch.cuda.is_available():
-            return "cuda"
-        if torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    try:
-        device = torch.device(requested)
-    except (RuntimeError, ValueError) as error:
-        raise ModelError(f"device {requested!r} is not a torch device name (cpu, cuda, cuda:1, mps)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {requested!r}: CUDA is not available on this machine; use cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ModelError(f"device {requested!r}: Apple MPS is not available on this machine; use cpu")
-    return str(device)
-
-
-def choose_dtype(device: str, requested: str | None = None) -> str:
-    """float16 on CUDA and MPS (as diffusers' guides load them), float32 on CPU; bfloat16 on request."""
-    aliases = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
-    if requested is None:
-        return "float32" if device.startswith("cpu") else "float16"
-    name = aliases.get(requested.lower(), requested.lower())
-    if name not in DTYPES:
-        raise ModelError(f"dtype {requested!r} is not one of {', '.join(DTYPES)}")
-    return name
 
 
 def _torch_dtype(name: str) -> Any:
@@ -448,9 +408,10 @@ def _load_pipeline(source: ModelSource, torch_dtype: Any, vae: AutoencoderKL | N
 
 def _base(spec: ModelSpec, device: str, dtype: str) -> _Base:
     source = resolve_model(spec.model, allow_pickle=spec.allow_pickle)
-    key = (source.location, dtype, device, spec.vae)
-    if key in _BASES:
-        return _BASES[key]
+    return _BASES.get_or_load((source.location, dtype, device, spec.vae), lambda: _load_base(spec, source, device, dtype))
+
+
+def _load_base(spec: ModelSpec, source: ModelSource, device: str, dtype: str) -> _Base:
     started = time.perf_counter()
     torch_dtype = _torch_dtype(dtype)
     vae, vae_source = _load_vae(spec.vae, torch_dtype) if spec.vae else (None, None)
@@ -460,15 +421,13 @@ def _base(spec: ModelSpec, device: str, dtype: str) -> _Base:
     pipe.set_progress_bar_config(disable=True)
     if source.kind == "hub":
         source = ModelSource(source.model, "hub", source.location, revision=_hub_revision(source.location))
-    base = _Base(
+    return _Base(
         pipe=pipe,
         source=source,
         family=detect_family(pipe.components),
         vae=vae_source,
         load_seconds=time.perf_counter() - started,
     )
-    _BASES[key] = base
-    return base
 
 
 def check_task(task: str, family: str, unet_in_channels: int, model: str) -> str:
@@ -510,15 +469,14 @@ def load_model(spec: ModelSpec | str, task: str = "txt2img") -> LoadedModel:
     started = time.perf_counter()
     base = _base(spec, device, dtype)
     class_name = check_task(task, base.family, base.pipe.unet.config.in_channels, spec.model)
-    key = (base.source.location, dtype, device, spec.vae, task)
-    pipe = _TASK_PIPES.get(key)
+    pipe = base.task_pipes.get(task)
     if pipe is None:
         # Always a new pipeline object sharing the weights: renders swap its scheduler, never the base's.
         with _quiet_loading():
             # from_pipe casts the shared weights to float32 unless told the dtype.
             pipe = getattr(diffusers, class_name).from_pipe(base.pipe, dtype=_torch_dtype(dtype))
         pipe.set_progress_bar_config(disable=True)
-        _TASK_PIPES[key] = pipe
+        base.task_pipes[task] = pipe
     return LoadedModel(
         pipe=pipe,
         source=base.source,
@@ -562,7 +520,11 @@ def model_info(spec: ModelSpec | str) -> ModelInfo:
     )
 
 
+def loaded_models() -> list[tuple[str, str, str, str | None]]:
+    """The models held in memory now, least recently used first: (location, dtype, device, vae)."""
+    return list(_BASES.keys())
+
+
 def clear_cache() -> None:
-    """Forget every loaded pipeline (tests; freeing memory between models)."""
+    """Forget every loaded pipeline and give the accelerator's memory back."""
     _BASES.clear()
-    _TASK_PIPES.clear()

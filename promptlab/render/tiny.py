@@ -6,7 +6,7 @@ downsamples by 8 into 4 latent channels, CLIP text encoders over the real 49,408
 vocabulary with 77 positions, SDXL's two encoders with pooled embeddings and size/crop
 conditioning, 9 UNet input channels for inpainting models and 5 (plus a DPT depth estimator)
 for the depth model. A model is written once, as safetensors, to
-``cache_dir() / "models" / NAME`` and then loaded through ``from_pretrained`` like a real one.
+``builtin.tiny_model_dir(NAME)`` and then loaded through ``from_pretrained`` like a real one.
 
     >>> folder = tiny_model_folder("tiny-sd")
     >>> folder.name
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptlab.paths import cache_dir
+from promptlab.builtin import tiny_model_dir
 from promptlab.tokens import END_TOKEN, save_clip_tokenizer
 
 if TYPE_CHECKING:
@@ -234,7 +234,8 @@ def build_tiny_sd2_depth(work: Path) -> DiffusionPipeline:
     )
 
 
-TINY_MODELS: dict[str, Callable[[Path], DiffusionPipeline]] = {
+#: How each of ``builtin.TINY_MODELS`` is built.
+TINY_BUILDERS: dict[str, Callable[[Path], DiffusionPipeline]] = {
     "tiny-sd": build_tiny_sd,
     "tiny-sd-inpaint": build_tiny_sd_inpaint,
     "tiny-sdxl": build_tiny_sdxl,
@@ -259,9 +260,9 @@ def tiny_model_folder(name: str) -> Path:
     The model is built in a temporary folder beside the final one and renamed into place, so
     a parallel process sees either no folder or a complete one.
     """
-    builder = TINY_MODELS[name]
-    root = cache_dir() / "models"
-    final = root / name
+    builder = TINY_BUILDERS[name]
+    final = tiny_model_dir(name)
+    root = final.parent
     if _is_current(final):
         return final
     root.mkdir(parents=True, exist_ok=True)
