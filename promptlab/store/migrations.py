@@ -175,11 +175,31 @@ def m003_cell_claim(conn: Connection) -> None:
     claims.create(conn, checkfirst=True)
 
 
+def m004_experiment_counts(conn: Connection) -> None:
+    """An index of each run's experiment, model, status and time: the experiments list reads only it.
+
+    Without it, counting runs per experiment read every run row (their prompts and JSON too):
+    324 ms at 100,000 runs on a busy 2-core machine (bench/store.py).
+    """
+    meta = MetaData()
+    runs = Table(
+        "run", meta,
+        Column("experiment_id", Integer),
+        Column("model", String),
+        Column("status", String),
+        Column("created_at", DateTime(timezone=True)),
+    )  # fmt: skip
+    Index("ix_run_experiment_model_status", runs.c.experiment_id, runs.c.model, runs.c.status, runs.c.created_at).create(
+        conn, checkfirst=True
+    )
+
+
 #: Applied in order on open; a name, once released, never changes meaning.
 MIGRATIONS: dict[str, Callable[[Connection], None]] = {
     "m001_initial": m001_initial,
     "m002_run_search": m002_run_search,
     "m003_cell_claim": m003_cell_claim,
+    "m004_experiment_counts": m004_experiment_counts,
 }
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, case, column, func, inspect, literal, table, text
+from sqlalchemy import and_, column, func, inspect, literal, table, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, select
@@ -114,26 +115,22 @@ class StoreReader:
         return row
 
     def list_experiments(self) -> list[ExperimentSummary]:
-        """Every experiment, newest first, with its run counts and models."""
-        counts = (
-            select(
-                Experiment,
-                func.count(Run.id),
-                func.coalesce(func.sum(case((Run.status == "ok", 1), else_=0)), 0),
-                func.coalesce(func.sum(case((Run.status == "failed", 1), else_=0)), 0),
-                func.max(Run.created_at),
-            )
-            .outerjoin(Run, Run.experiment_id == Experiment.id)
-            .group_by(Experiment.id)
-            .order_by(Experiment.created_at.desc(), Experiment.id.desc())
+        """Every experiment, newest first, with its run counts and models.
+
+        The runs are counted by experiment, model and status in one pass over an index
+        (``ix_run_experiment_model_status``), never over the run rows themselves.
+        """
+        experiments = select(Experiment).order_by(Experiment.created_at.desc(), Experiment.id.desc())
+        counts = select(Run.experiment_id, Run.model, Run.status, func.count(), func.max(Run.created_at)).group_by(
+            Run.experiment_id, Run.model, Run.status
         )
         with self._session() as session:
-            rows = session.exec(counts).all()
-            models: dict[int, list[str]] = {}
-            for experiment_id, model in session.exec(
-                select(Run.experiment_id, Run.model).distinct().order_by(Run.experiment_id, Run.model)
-            ):
-                models.setdefault(experiment_id, []).append(model)
+            rows = session.exec(experiments).all()
+            tallies = session.exec(counts).all()
+        by_experiment: dict[int, _Tally] = {}
+        for experiment_id, model, status, count, last in tallies:
+            by_experiment.setdefault(experiment_id, _Tally()).add(model, status, count, utc(last))
+        empty = _Tally()
         return [
             ExperimentSummary(
                 id=row.id,
@@ -142,13 +139,14 @@ class StoreReader:
                 subject=row.subject,
                 intent=row.intent,
                 created_at=utc(row.created_at),
-                runs=runs,
-                ok=ok,
-                failed=failed,
-                models=models.get(row.id, []),
-                last_run_at=utc(last) if last is not None else None,
+                runs=tally.runs,
+                ok=tally.ok,
+                failed=tally.failed,
+                models=sorted(tally.models),
+                last_run_at=tally.last,
             )
-            for row, runs, ok, failed, last in rows
+            for row in rows
+            for tally in [by_experiment.get(row.id, empty)]
         ]
 
     def existing_cells(self, experiment_id: int, *, include_failed: bool = False) -> set[tuple[str, int]]:
@@ -220,8 +218,15 @@ class StoreReader:
         """
         if limit < 0 or offset < 0:
             raise StoreError(f"list_runs: limit = {limit}, offset = {offset}: expected numbers >= 0")
-        query = self._filtered(select(*_VIEW_COLUMNS), experiment, search, model, since, until, term, status)
-        return self._views(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset))
+        # 1. The page's ids: sorting ids and times costs little, sorting whole rows (prompts, JSON) does not.
+        page = self._filtered(select(Run.id), experiment, search, model, since, until, term, status, newest_first=True)
+        with self._session() as session:
+            ids = list(session.exec(page.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset)))
+        if not ids:
+            return []
+        # 2. Those runs, whole, in the page's order.
+        views = {view.id: view for view in self._views(select(*_VIEW_COLUMNS).where(Run.id.in_(ids)))}
+        return [views[run_id] for run_id in ids if run_id in views]
 
     def count_runs(
         self,
@@ -235,6 +240,12 @@ class StoreReader:
         status: str | None = None,
     ) -> int:
         """How many runs ``list_runs`` would return without a limit."""
+        needle = (search or "").strip()
+        if self._fts and len(needle) >= FTS_MIN_CHARS and (experiment, model, since, until, term, status) == (None,) * 6:
+            # The search alone: the index counts its matches without reading a run.
+            query = select(func.count()).select_from(table("run_fts")).where(text("run_fts MATCH :phrase"))
+            with self._session() as session:
+                return int(session.exec(query.params(phrase=_fts_phrase(needle))).one())  # type: ignore[call-overload]
         query = self._filtered(select(func.count(Run.id)), experiment, search, model, since, until, term, status)
         with self._session() as session:
             return int(session.exec(query).one())
@@ -305,11 +316,13 @@ class StoreReader:
         until: datetime | None,
         term: str | None,
         status: str | None,
+        *,
+        newest_first: bool = False,
     ) -> Any:
         if experiment is not None:
             query = query.where(Run.experiment_id == self.get_experiment(experiment).id)
         if search and search.strip():
-            query = query.where(self._search_clause(search.strip()))
+            query = query.where(self._search_clause(search.strip(), newest_first=newest_first))
         if model is not None:
             query = query.where(Run.model == model)
         if since is not None:
@@ -324,11 +337,17 @@ class StoreReader:
             query = query.where(Run.status == status)
         return query
 
-    def _search_clause(self, needle: str) -> Any:
+    def _search_clause(self, needle: str, *, newest_first: bool = False) -> Any:
+        """Runs whose plain prompt holds ``needle``; ``newest_first`` for a page ordered by time.
+
+        Such a page walks the runs newest first (an index on the time) and stops at its last match:
+        ``id + 0`` keeps SQLite from fetching every match by id and sorting them all instead (a word
+        in a quarter of 100,000 prompts: 9 ms against 21 ms, and the gap grows with the store).
+        """
         if self._fts and len(needle) >= FTS_MIN_CHARS:
-            phrase = '"' + needle.replace('"', '""') + '"'
             matches = select(column("rowid")).select_from(table("run_fts")).where(text("run_fts MATCH :phrase"))
-            return Run.id.in_(matches.params(phrase=phrase))
+            run_id = Run.id + 0 if newest_first else Run.id
+            return run_id.in_(matches.params(phrase=_fts_phrase(needle)))
         escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return Run.prompt_plain.ilike(f"%{escaped}%", escape="\\")
 
@@ -380,4 +399,27 @@ class StoreReader:
 
 
 _VIEW_COLUMNS = (Run, Experiment.name, Image.path)
+
+
+def _fts_phrase(needle: str) -> str:
+    """``needle`` as one FTS5 phrase: a substring, whatever quotes or operators it holds."""
+    return '"' + needle.replace('"', '""') + '"'
+
+
+@dataclass
+class _Tally:
+    """One experiment's runs as the experiments list counts them."""
+
+    runs: int = 0
+    ok: int = 0
+    failed: int = 0
+    models: set[str] = field(default_factory=set)
+    last: datetime | None = None
+
+    def add(self, model: str, status: str, count: int, last: datetime) -> None:
+        self.runs += count
+        self.ok += count if status == "ok" else 0
+        self.failed += count if status == "failed" else 0
+        self.models.add(model)
+        self.last = last if self.last is None else max(self.last, last)
 

@@ -64,6 +64,8 @@ class Run(SQLModel, table=True):
         # Listings filter by experiment or model and show the newest first.
         Index("ix_run_experiment_id_created_at", "experiment_id", "created_at"),
         Index("ix_run_model_created_at", "model", "created_at"),
+        # The experiments list counts runs by experiment, model and status from this index alone.
+        Index("ix_run_experiment_model_status", "experiment_id", "model", "status", "created_at"),
         # Run ids are never reused, even after a failed run is replaced: links stay true.
         {"sqlite_autoincrement": True},
     )
