@@ -14,7 +14,7 @@ import streamlit as st
 
 from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
-from promptlab.export import GridPlan, grid_axes, plan_grid
+from promptlab.export import GridPlan, grid_axes
 from promptlab.render.params import RENDER_PARAM_NAMES
 
 ROWS_PER_PAGE = 8
@@ -37,20 +37,19 @@ def page() -> None:
     if frame.empty:
         st.info(f"Experiment {name!r} has no runs yet.")
         return
-    _grid(frame)
+    _grid(name, frame)
     _side_by_side(frame)
 
 
-def _grid(frame: pd.DataFrame) -> None:
+def _grid(name: str, frame: pd.DataFrame) -> None:
     axes = grid_axes(frame)
     left, right = st.columns(2)
     y = left.selectbox("Y axis (rows)", axes, index=0, key="compare_y")
     others = [axis for axis in axes if axis != y]
     x = right.selectbox("X axis (columns)", others, index=others.index("seed") if "seed" in others else 0, key="compare_x")
-    # A lost image file is a warning in its cell, not an error for the whole grid.
-    shown, lost = data.without_lost_images(frame)
     try:
-        plan = plan_grid(shown, x, y, cell_size=CELL_PX)
+        # A lost image file is a warning in its cell, not an error for the whole grid.
+        plan, lost = data.grid_plan(name, x, y, CELL_PX)
     except PromptlabError as error:
         data.show_error(error)
         return

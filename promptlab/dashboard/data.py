@@ -16,6 +16,7 @@ import streamlit as st
 
 from promptlab.analysis import Analysis, analyze
 from promptlab.errors import PromptlabError
+from promptlab.export import GridPlan, plan_grid
 from promptlab.paths import database_url, home_dir
 from promptlab.store import ExperimentSummary, Store, open_store
 from promptlab.vocab import Vocabulary, load_vocab
@@ -86,6 +87,19 @@ def _analysis(url: str, name: str, score_kind: str, version: str) -> Analysis:
 def analysis(name: str, score_kind: str = "intent") -> Analysis:
     """``analyze`` of the experiment's runs, cached until the experiment gets new runs."""
     return _analysis(database_url(), name, score_kind, version(name))
+
+
+@st.cache_data(max_entries=16, show_spinner="Laying out the grid...")
+def _grid_plan(url: str, name: str, score_kind: str, version: str, x: str, y: str, cell_px: int) -> tuple[GridPlan, int]:
+    shown, lost = without_lost_images(_runs_frame(url, name, score_kind, version))
+    return plan_grid(shown, x, y, cell_size=cell_px), lost
+
+
+def grid_plan(name: str, x: str, y: str, cell_px: int, score_kind: str = "intent") -> tuple[GridPlan, int]:
+    """``export.plan_grid`` of the experiment's runs, cells ``cell_px`` a side, with each run whose image
+    file is gone shown as having no image; and how many those are. Cached until the experiment gets
+    new runs, so paging through a big grid does not plan it again."""
+    return _grid_plan(database_url(), name, score_kind, version(name), x, y, cell_px)
 
 
 def analyses(score_kind: str = "intent") -> list[Analysis]:
@@ -161,6 +175,7 @@ def refresh() -> None:
     _experiments.clear()
     _runs_frame.clear()
     _analysis.clear()
+    _grid_plan.clear()
 
 
 def save_text(path: Path, text: str) -> bool:
