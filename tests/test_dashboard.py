@@ -180,6 +180,38 @@ def test_run_page_refuses_bad_seeds(filled: Path) -> None:
     assert not at.exception
 
 
+def test_run_page_keeps_an_upload_in_the_store_and_renders_img2img_from_it(filled_copy: Path) -> None:
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    from promptlab.store import open_store
+
+    folder = filled_copy / "experiments"
+    folder.mkdir(exist_ok=True)
+    (folder / "up.toml").write_text(EXPERIMENT.replace('name = "dash"', 'name = "up"'), encoding="utf-8")
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buffer, format="PNG")
+    png = buffer.getvalue()
+    at = page("run")
+    at.selectbox(key="run_source").select(str(folder / "up.toml")).run()
+    at.selectbox(key="run_up_task").select("img2img").run()
+    at.text_input(key="run_up_seeds").set_value("1").run()
+    at.get("file_uploader")[0].set_value(("Red.PNG", png, "image/png")).run()
+    no_errors(at)
+    kept = filled_copy / "inputs" / f"{hashlib.sha256(png).hexdigest()}.png"
+    assert kept.read_bytes() == png
+    assert f'image = "{kept}"' in next(c.value for c in at.code if c.value.startswith("name = "))
+    at.button(key="run_start").click().run()
+    no_errors(at)
+    assert "2 rendered, 0 failed" in at.success[0].value
+    with open_store() as store:
+        runs = store.list_runs(experiment="up")
+        assert len(runs) == 2 and all(r.task == "img2img" for r in runs)
+        assert {i["path"] for r in runs for i in r.params["inputs"]} == {str(kept)}
+
+
 def test_compare_grid_and_side_by_side(filled: Path) -> None:
     at = page("compare")
     at.selectbox(key="compare_experiment").select("dash").run()
