@@ -152,6 +152,19 @@ def test_build_suggests_terms_with_clip_and_effects(filled: Path) -> None:
     no_errors(at)
     suggestions = at.dataframe[-2].value if len(at.dataframe) > 1 else at.dataframe[-1].value
     assert "similarity" in suggestions.columns and len(suggestions) == 10
+    # Terms that helped earlier: the library's term_suggestions over every experiment's analysis.
+    from promptlab.analysis import analyze, term_suggestions
+    from promptlab.store import open_store
+    from promptlab.vocab import load_vocab
+
+    with open_store() as store:
+        results = [analyze(store.runs_frame(e.name, "intent"), score_kind="intent", experiment=e.name) for e in store.list_experiments()]
+    expected = term_suggestions(results, load_vocab().categories)
+    if expected:
+        table = at.dataframe[-1].value
+        assert list(zip(table["term"], table["experiment"], table["mean_diff"])) == [(e.term, e.experiment, e.mean_diff) for e in expected]
+    else:
+        assert any("No term with a positive measured effect" in c.value for c in at.caption)
 
 
 def test_run_page_runs_an_experiment_file(filled: Path) -> None:
