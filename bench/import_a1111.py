@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--regex", action="store_true", help="Also time A1111's regex (up to 32,000 characters).")
     args = parser.parse_args()
     temp_home("import-a1111")
-    from promptlab.metadata import _RE_PARAM, parse_a1111_parameters
+    from promptlab.metadata import RE_PARAM, parse_a1111_parameters
 
     results: dict[str, dict[str, float]] = {}
     for size in SIZES:
@@ -42,7 +42,7 @@ def main() -> None:
             row["linear_s"] = round(time.perf_counter() - started, 4)
             if args.regex and size <= 32_000:
                 started = time.perf_counter()
-                _RE_PARAM.findall(text.split("\n")[-1])
+                RE_PARAM.findall(text.split("\n")[-1])
                 row["a1111_regex_s"] = round(time.perf_counter() - started, 4)
             note(f"{shape} {size:,}: {row}")
     worst = max(row["linear_s"] for key, row in results.items() if key.endswith("_100000"))

@@ -25,7 +25,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from promptlab.errors import PromptlabError
 from promptlab.importer import import_paths, store_imported
-from promptlab.metadata import _RE_PARAM, _a1111_pairs, parse_a1111_parameters
+from promptlab.metadata import RE_PARAM, a1111_pairs, parse_a1111_parameters
 from promptlab.store import open_store
 
 # Generous, for a loaded machine: a file takes milliseconds to read, and storing one runs compel's parser
@@ -107,7 +107,7 @@ def test_hostile_chunks_end_in_a_result_or_one_line_error_in_bounded_time(chunks
 @settings(max_examples=300, deadline=None)
 @given(st.text(st.sampled_from(['a', 'b', ' ', ':', ',', '"', '\\', '-', '/', '\t', 'é', '1', '_', '\x1c']), max_size=40))
 def test_the_linear_generation_line_reader_finds_what_a1111s_regex_finds(line: str) -> None:
-    assert _a1111_pairs(line) == _RE_PARAM.findall(line)
+    assert a1111_pairs(line) == RE_PARAM.findall(line)
 
 
 def test_a_long_last_line_reads_in_linear_time() -> None:

@@ -643,3 +643,11 @@ def test_zlib_compressed_chunks_are_read(tmp_path: Path) -> None:
     _image().save(path, format="PNG", pnginfo=info)
     assert _chunk_types(path.read_bytes()) == {"parameters": "zTXt"}
     assert read_image_metadata(path).parameters == parse_a1111_parameters(A1111_IMG2IMG)
+
+
+@pytest.mark.parametrize("field", ["Steps", "CFG scale"])
+def test_a_number_past_any_float_is_out_of_range_not_an_overflow(tmp_path: Path, field: str) -> None:
+    # Found by test_import_hostile's hypothesis run: math.isfinite(10**400) raised OverflowError.
+    path = _png_with_chunks(tmp_path / "huge.png", {"parameters": f"a cat\nSampler: Euler a, {field}: {'9' * 400}, Model: m"})
+    with pytest.raises(ImportMetadataError, match=r"huge\.png: .* = (9+|inf) is out of range: expected"):
+        read_image_metadata(path)
