@@ -87,7 +87,8 @@ def test_weighted_captions_are_encoded_as_promptlab_renders_them(tmp_path: Path)
     import torch
     from transformers import CLIPTokenizer
 
-    from promptlab.micro.train import _encode_captions, build_text_encoder
+    from promptlab.micro.architecture import build_text_encoder
+    from promptlab.micro.losses import encode_captions
     from promptlab.render.conditioning import compel_encoder
     from promptlab.tokens import save_clip_tokenizer
 
@@ -96,7 +97,7 @@ def test_weighted_captions_are_encoded_as_promptlab_renders_them(tmp_path: Path)
     torch.manual_seed(0)
     encoder = build_text_encoder()
     captions = ["a (red)0.6 circle, left", "a circle, (blue)1.5", "a red circle, left"]
-    hidden, pooled = _encode_captions(encoder, tokenizer, captions)
+    hidden, pooled = encode_captions(encoder, tokenizer, captions)
     with torch.no_grad():
         rendered = compel_encoder(tokenizer, encoder, truncate=True, sdxl=False)(captions[:2])
         plain = encoder(tokenizer(["a red circle, left"], padding="max_length", return_tensors="pt").input_ids)
@@ -111,7 +112,7 @@ def test_weighted_captions_are_encoded_as_promptlab_renders_them(tmp_path: Path)
 
 
 def test_null_words_come_out_of_the_tail_only() -> None:
-    from promptlab.micro.train import without_null_words
+    from promptlab.micro.data import without_null_words
 
     words = ["Greg Rutkowski", "artstation", "8k"]
     assert without_null_words("a red circle, artstation, left, Greg Rutkowski", words) == "a red circle, left"
@@ -124,7 +125,7 @@ def test_twin_order_pairs_each_token_with_its_twin_without_null_words() -> None:
     from transformers import CLIPTokenizer
 
     from promptlab.micro import WEIGHTS_DIR
-    from promptlab.micro.train import _token_ids, _twin_order, null_words, without_null_words
+    from promptlab.micro.data import null_words, token_ids, twin_order, without_null_words
     from promptlab.micro.world import sample_caption, sample_scene
 
     tokenizer, words, rng = CLIPTokenizer.from_pretrained(WEIGHTS_DIR / "micro" / "tokenizer"), null_words(), random.Random(3)
@@ -133,8 +134,8 @@ def test_twin_order_pairs_each_token_with_its_twin_without_null_words() -> None:
     assert len(captions) > 50
     pad = tokenizer.pad_token_id
     for caption in captions:
-        full, twin = _token_ids(tokenizer, [caption, without_null_words(caption, words)]).tolist()
-        order, twin_tokens = _twin_order(tokenizer, caption, words)
+        full, twin = token_ids(tokenizer, [caption, without_null_words(caption, words)]).tolist()
+        order, twin_tokens = twin_order(tokenizer, caption, words)
         assert sorted(order) == list(range(len(full))), caption
         # The null words' tokens take the places of the padding they pushed out of the twin.
         dropped = len(tokenizer(caption).input_ids) - len(tokenizer(without_null_words(caption, words)).input_ids)
@@ -151,34 +152,27 @@ def test_distillation_holds_null_words_to_their_twins_and_keeps_the_twins() -> N
 
     import torch
 
-    from promptlab.micro.train import (
-        _micro_tokenizer,
-        _token_ids,
-        _twin_order,
-        build_text_encoder,
-        distil_null_words,
-        null_words,
-        training_scenes,
-        without_null_words,
-    )
+    from promptlab.micro.architecture import build_text_encoder, micro_tokenizer
+    from promptlab.micro.data import null_words, token_ids, training_scenes, twin_order, without_null_words
+    from promptlab.micro.stages import distil_null_words
     from promptlab.micro.world import sample_caption, sample_scene
 
     torch.manual_seed(0)
-    encoder, tokenizer, words = build_text_encoder().eval(), _micro_tokenizer(), null_words()
+    encoder, tokenizer, words = build_text_encoder().eval(), micro_tokenizer(), null_words()
     teacher = copy.deepcopy(encoder)
     # Captions drawn apart from the distillation's own (another seed), each with null words.
     rng = random.Random(11)
     captions = [sample_caption(sample_scene(rng), rng, words) for _ in range(200)]
     captions = [c for c in captions if without_null_words(c, words) != c][:32]
     twins = [without_null_words(c, words) for c in captions]
-    order = torch.tensor([_twin_order(tokenizer, c, words)[0] for c in captions])
+    order = torch.tensor([twin_order(tokenizer, c, words)[0] for c in captions])
 
     def errors() -> tuple[float, float]:
         """Mean squared error against the teacher's twin states: of the captions (in twin order), of the twins."""
         with torch.no_grad():
-            target = teacher(_token_ids(tokenizer, twins)).last_hidden_state
-            moved = encoder(_token_ids(tokenizer, captions)).last_hidden_state[torch.arange(len(captions))[:, None], order]
-            kept = encoder(_token_ids(tokenizer, twins)).last_hidden_state
+            target = teacher(token_ids(tokenizer, twins)).last_hidden_state
+            moved = encoder(token_ids(tokenizer, captions)).last_hidden_state[torch.arange(len(captions))[:, None], order]
+            kept = encoder(token_ids(tokenizer, twins)).last_hidden_state
         return float((moved - target).pow(2).mean()), float((kept - target).pow(2).mean())
 
     before, _ = errors()

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from promptlab.micro.train import null_words, one_off_caption, training_scenes
+from promptlab.micro.data import null_words, one_off_caption, training_scenes
 from promptlab.micro.world import (
     BACKGROUNDS,
     COLORS,
