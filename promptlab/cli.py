@@ -20,7 +20,7 @@ import typer
 
 from promptlab.errors import PromptlabError
 from promptlab.prompt import SOURCE_SYNTAXES, SYNTAXES
-from promptlab.render.params import LONG_PROMPT_POLICIES, TASKS
+from promptlab.render.params import LONG_PROMPT_POLICIES, RENDER_PARAM_NAMES, TASKS
 
 app = typer.Typer(
     name="promptlab",
@@ -482,7 +482,7 @@ def _run_json(view: Any, full: bool = False) -> dict[str, Any]:
         "task": data["task"],
     }
     params = data["params"]
-    for name in ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength"):
+    for name in RENDER_PARAM_NAMES:
         row[name] = params.get(name)
     row.update(
         status=data["status"],

@@ -60,11 +60,18 @@ def overlap(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def test_writes_overlap_rendering_only_where_a_core_is_free(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
+    from promptlab import device
+
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
+        # On a CPU, only where torch leaves a core free; on an accelerator, always (the CPU waits on it).
+        monkeypatch.setattr(device, "choose_device", lambda requested=None: "cpu")
         assert runner.overlap_writes() is False
+        monkeypatch.setattr(device, "choose_device", lambda requested=None: "cuda")
+        assert runner.overlap_writes() is True
+        monkeypatch.setattr(device, "choose_device", lambda requested=None: "cpu")
         torch.set_num_threads(1)
         assert runner.overlap_writes() is True
     finally:
