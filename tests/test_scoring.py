@@ -326,6 +326,9 @@ def test_score_files_reads_images_in_batches_and_names_bad_files(tmp_path: Path,
 
 
 def test_builtin_registry_entries_build_and_load() -> None:
+    from promptlab.builtin import BUILTIN_CLIP_NAMES
+
+    assert tuple(BUILTIN_CLIP_MODELS) == BUILTIN_CLIP_NAMES
     for name in BUILTIN_CLIP_MODELS:
         weights = builtin_clip_weights(name)
         assert weights.parent.name == name and weights.name.endswith(".safetensors")
