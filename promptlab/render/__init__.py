@@ -11,40 +11,81 @@
 Importing this package does not import torch or diffusers; they load on first use.
 """
 
-from promptlab.builtin import TINY_MODELS
-from promptlab.render.engine import (
-    RenderedImage,
-    RenderProgress,
-    RenderRequest,
-    RenderResult,
-    RenderSetup,
-    render,
-    render_batches,
-    render_request,
-)
-from promptlab.render.models import (
-    BUILTIN_MODELS,
-    FAMILIES,
-    PIPELINE_CLASSES,
-    ModelInfo,
-    ModelSource,
-    ModelSpec,
-    detect_family,
-    load_model,
-    model_info,
-)
-from promptlab.render.params import (
-    LONG_PROMPT_POLICIES,
-    MAX_SEED,
-    RENDER_PARAM_NAMES,
-    TASK_INPUTS,
-    TASKS,
-    RenderItem,
-    RenderParams,
-    Size,
-    parse_size,
-)
-from promptlab.render.schedulers import SCHEDULERS, SchedulerChoice, list_schedulers
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promptlab.builtin import TINY_MODELS
+    from promptlab.render.engine import (
+        RenderedImage,
+        RenderProgress,
+        RenderRequest,
+        RenderResult,
+        RenderSetup,
+        render,
+        render_batches,
+        render_request,
+    )
+    from promptlab.render.models import (
+        BUILTIN_MODELS,
+        FAMILIES,
+        PIPELINE_CLASSES,
+        ModelInfo,
+        ModelSource,
+        ModelSpec,
+        detect_family,
+        load_model,
+        model_info,
+    )
+    from promptlab.render.params import (
+        LONG_PROMPT_POLICIES,
+        MAX_SEED,
+        RENDER_PARAM_NAMES,
+        TASK_INPUTS,
+        TASKS,
+        RenderItem,
+        RenderParams,
+        Size,
+        parse_size,
+    )
+    from promptlab.render.schedulers import SCHEDULERS, SchedulerChoice, list_schedulers
+
+# Each name's module, imported on first use: ``promptlab.render.params`` (the CLI's choices) loads
+# without the engine, and ``promptlab --help`` stays fast.
+_HOMES: dict[str, str] = {
+    "TINY_MODELS": "promptlab.builtin",
+    **dict.fromkeys(
+        ("RenderedImage", "RenderProgress", "RenderRequest", "RenderResult", "RenderSetup", "render", "render_batches",
+         "render_request"),
+        "promptlab.render.engine",
+    ),
+    **dict.fromkeys(
+        ("BUILTIN_MODELS", "FAMILIES", "PIPELINE_CLASSES", "ModelInfo", "ModelSource", "ModelSpec", "detect_family",
+         "load_model", "model_info"),
+        "promptlab.render.models",
+    ),
+    **dict.fromkeys(
+        ("LONG_PROMPT_POLICIES", "MAX_SEED", "RENDER_PARAM_NAMES", "TASK_INPUTS", "TASKS", "RenderItem", "RenderParams",
+         "Size", "parse_size"),
+        "promptlab.render.params",
+    ),
+    **dict.fromkeys(("SCHEDULERS", "SchedulerChoice", "list_schedulers"), "promptlab.render.schedulers"),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'promptlab.render' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
+
 
 __all__ = [
     "BUILTIN_MODELS",
