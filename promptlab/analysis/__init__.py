@@ -1,0 +1,183 @@
+"""Which prompt words helped, by how much, and how sure we are.
+
+This is what ``promptlab analyze`` and the dashboard's Insights page call::
+
+    result = analyze(store.runs_frame("demo", "intent"), score_kind="intent", experiment="demo")
+    format_effect(result.effects[1])   # 'blue vs red: -36.26 (98.3% CI -38.18..-34.35), wins 0 of 8 seeds'
+    format_report(result)              # the lines ``promptlab analyze`` prints
+    result.best[0].prompt, result.best[0].image
+
+The input is a frame of runs, one row per run, with the columns in ``REQUIRED_COLUMNS`` plus
+one ``axis:<name>`` column per experiment axis (``axis:style`` = "pop-art", or "" when the
+variant has no style term; ``axis:guidance_scale`` = 7.5). The choices, and why (README's
+"Statistics" says the same for users; ``tests/test_stats_calibration.py`` checks each claim by
+simulating experiments whose truth is known):
+
+1. Cells. A run without a score (failed, or not scored) is counted on its variant and left out.
+   A cell is one (variant, seed, subject); its score is the mean of its runs.
+2. Variants. A variant's mean is the mean over seeds of its per-seed means (over subjects). Its
+   95% interval is Student's t on those per-seed means, with n - 1 degrees of freedom: exact
+   when seeds vary normally, whatever each variant's own noise. From 2 seeds it is t with 1 df
+   (12.7 standard errors each side: wide, as 2 seeds are); 1 seed gives none, and says why.
+3. Effects. Per axis, a linear model of the cell scores: one block per (seed, subject), and every
+   axis a factor, so a level's effect is adjusted for the other axes (a random sample or a grid
+   with failed cells does not cross its axes evenly), fitted by least squares within blocks. A
+   comparison, level minus reference, is a linear function of the cell scores. Its standard
+   error is clustered by seed with Bell and McCaffrey's small-sample correction (CR2), and its
+   t has their Satterthwaite degrees of freedom. When every seed holds the same cells (a grid,
+   a random sample or an ablation with no failed cell) this is exactly the paired t-test on
+   per-seed differences, with G - 1 df for G seeds; with failed cells it stays calibrated from
+   3 seeds (see the simulations). A comparison the design cannot separate from other axes is
+   "not estimable" and ``note`` names them; one whose cells' noise nothing else measures (a
+   level scored on one seed) has an estimate but no test. An axis that applies only at some
+   levels of another (a term's weight, NaN where the term is absent) is left out of that other
+   axis's model, whose comparison then averages over the weights as the design has them.
+   Numeric NaN means "does not apply"; a missing text value means the term is absent ("").
+4. The reference level is "" (term absent) where the axis has it and it was scored, else the
+   axis's first scored level in frame order; ``reference={"style": "pop-art"}`` overrides it.
+5. Stars. ``p_value`` is the two-sided t-test's; Holm's step-down over every tested comparison
+   of the experiment gives ``p_holm``, and ``significant`` is p_holm <= ``alpha``, so with
+   every word truly null at most ``alpha`` of experiments show any star. Each CI is at the
+   level Holm judged it at: 1 - alpha / (m - r + 1) for the r-th smallest p when starred, the
+   first unstarred step's level otherwise, so a star and a CI that excludes 0 always agree.
+6. Wins: a seed's own contrast (its share of the estimate, times G) above 0; ties count half;
+   Wilson 95% interval over the informing seeds.
+7. ``seeds_needed``: the fewest seeds (at least 2) at which the same two-sided t-test, at
+   Holm's strictest level alpha / m, stars ``effect_size`` score points with probability
+   ``power`` (noncentral t), given the SD of per-seed contrasts this experiment showed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+
+from promptlab.analysis.effects import EffectModel, effect_model, effects_table
+from promptlab.analysis.frame import (
+    ABSENT,
+    AXIS_PREFIX,
+    REQUIRED_COLUMNS,
+    VARIANT_LEVEL,
+    Level,
+    all_runs,
+    axis_columns,
+    check_frame,
+)
+from promptlab.analysis.inference import (
+    Interval,
+    holm,
+    holm_adjust,
+    holm_levels,
+    seeds_needed,
+    t_interval,
+    t_p_value,
+    t_quantile,
+    t_test_power,
+    wilson_interval,
+)
+from promptlab.analysis.report import (
+    format_effect,
+    format_level,
+    format_report,
+    format_variant,
+    how_to_read,
+    report_tables,
+)
+from promptlab.analysis.results import Analysis, BestPrompt, Comparison, Effect, Estimates, VariantStats
+from promptlab.analysis.suggest import TermSuggestion, term_suggestions
+from promptlab.analysis.variants import best_prompts, rank_best, variant_table
+from promptlab.errors import PromptlabError
+
+__all__ = [
+    "ABSENT",
+    "AXIS_PREFIX",
+    "REQUIRED_COLUMNS",
+    "VARIANT_LEVEL",
+    "Analysis",
+    "BestPrompt",
+    "Comparison",
+    "Effect",
+    "EffectModel",
+    "Estimates",
+    "Interval",
+    "Level",
+    "TermSuggestion",
+    "VariantStats",
+    "analyze",
+    "axis_columns",
+    "best_prompts",
+    "check_frame",
+    "effect_model",
+    "effects_table",
+    "format_effect",
+    "format_level",
+    "format_report",
+    "format_variant",
+    "holm",
+    "holm_adjust",
+    "holm_levels",
+    "how_to_read",
+    "report_tables",
+    "seeds_needed",
+    "t_interval",
+    "t_p_value",
+    "t_quantile",
+    "t_test_power",
+    "term_suggestions",
+    "variant_table",
+    "wilson_interval",
+]
+
+
+def analyze(
+    frame: pd.DataFrame,
+    *,
+    reference: Mapping[str, Level] | None = None,
+    effect_size: float = 1.0,
+    alpha: float = 0.05,
+    power: float = 0.80,
+    top: int = 5,
+    score_kind: str = "intent",
+    experiment: str = "",
+) -> Analysis:
+    """Variants, effects and best prompts of one experiment's runs frame for one score kind.
+
+    Raises ``PromptlabError`` when no run has a usable score, saying how many runs failed.
+    """
+    # 1. Check the request
+    runs = all_runs(frame)
+    n_scored = int(runs["score"].notna().sum())
+    if n_scored == 0:
+        raise PromptlabError(_no_scores_message(runs, score_kind, experiment))
+    # 2. Variants, effects, best prompts
+    variants = variant_table(runs)
+    effects = effects_table(runs, reference=reference, effect_size=effect_size, alpha=alpha, power=power)
+    return Analysis(
+        experiment=experiment,
+        score_kind=score_kind,
+        effect_size=effect_size,
+        alpha=alpha,
+        power=power,
+        family_size=sum(not math.isnan(e.p_value) for e in effects),
+        n_runs=len(runs),
+        n_failed=len(runs) - n_scored,
+        variants=variants,
+        effects=effects,
+        best=rank_best(variants, top),
+    )
+
+
+def _no_scores_message(runs: pd.DataFrame, score_kind: str, experiment: str) -> str:
+    where = f"experiment {experiment!r}" if experiment else "this experiment"
+    if runs.empty:
+        return f"{where} has no runs yet: nothing to analyse (promptlab run FILE renders them)"
+    failed = int(runs["status"].eq("failed").sum()) if "status" in runs.columns else 0
+    error = ""
+    if "error" in runs.columns and runs["error"].notna().any():
+        error = f"; first error: {str(runs['error'].dropna().iloc[0]).splitlines()[0][:120]}"
+    return (
+        f"{where} has no usable {score_kind} scores: {len(runs)} runs, {failed} failed, "
+        f"{len(runs) - failed} with no {score_kind} score{error}"
+    )
