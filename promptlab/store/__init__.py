@@ -39,10 +39,12 @@ How it stays safe:
 
 The package, one job per module: ``schema`` (the tables), ``migrations`` (numbered schema
 changes, applied on open), ``records`` (what goes in and comes out), ``files`` (image and input
-files), ``connection`` (opening a database), ``queries`` (the reads) and ``writes`` (``Store``).
+files), ``connection`` (opening a database), ``queries`` (the reads), ``claims`` (runners
+sharing a store) and ``writes`` (``Store``).
 The store takes finished PNG bytes and knows nothing of experiments or image metadata.
 """
 
+from promptlab.store.claims import CLAIM_TTL_S, runner_id
 from promptlab.store.connection import SQLITE_BUSY_TIMEOUT_MS
 from promptlab.store.files import MAX_PARALLEL_WRITES, PARTIAL_MAX_AGE_S, PNG_SIGNATURE
 from promptlab.store.migrations import MIGRATIONS, migrate
@@ -69,7 +71,7 @@ from promptlab.store.schema import (
     RunTerm,
     Score,
 )
-from promptlab.store.writes import CLAIM_TTL_S, Store, open_store, runner_id
+from promptlab.store.writes import Store, open_store
 
 __all__ = [
     "CLAIM_TTL_S",

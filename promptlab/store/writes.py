@@ -8,17 +8,13 @@ before rendering them, so each is rendered once.
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
-import uuid
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, text, tuple_, update
+from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -27,6 +23,7 @@ from sqlmodel import SQLModel, select
 
 from promptlab.errors import CellTakenError, StoreError
 from promptlab.paths import home_dir
+from promptlab.store.claims import CLAIM_TTL_S, claim, delete_claims, release, renew
 from promptlab.store.connection import connect, database_reason
 from promptlab.store.files import (
     INPUT_SUFFIX,
@@ -35,17 +32,12 @@ from promptlab.store.files import (
     file_problem,
     fsync_dir,
     png_size,
-    process_alive,
     write_file_atomically,
 )
 from promptlab.store.queries import StoreReader
-from promptlab.store.records import Claim, NewRun, RunRecord, ScoreRecord, check_json, check_score, run_row, utc
-from promptlab.store.schema import CellClaim, Experiment, Image, Run, RunTerm, Score, utc_now
+from promptlab.store.records import Claim, NewRun, RunRecord, ScoreRecord, check_json, check_score, run_row
+from promptlab.store.schema import Experiment, Image, Run, RunTerm, Score
 
-# A runner renews its claims every third of this; a claim not renewed for this long has lapsed.
-CLAIM_TTL_S = 120.0
-
-CLAIM_LOCK_KEY = 0x7072
 
 
 def open_store(url: str | None = None, *, read_only: bool = False) -> Store:
@@ -187,71 +179,20 @@ class Store(StoreReader):
         to be made again); one another runner claims is taken, unless that claim has lapsed or its
         process, on this machine, is gone (killed): then it is the caller's.
         """
-        wanted = list(dict.fromkeys(cells))
-        if not wanted:
+        if not cells:
             return Claim((), (), ())
-        claims = CellClaim.__table__
-        c = claims.c  # type: ignore[attr-defined]
-        now = utc_now()
-        with self._session(write=True) as session:
-            conn = session.connection()
-            if conn.dialect.name == "postgresql":
-                # SQLite's BEGIN IMMEDIATE already makes claimers take turns.
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key, :experiment)"), {"key": CLAIM_LOCK_KEY, "experiment": experiment_id})
-            # Claims before runs: a runner recording a cell drops its claim in the same transaction,
-            # so a cell is seen either claimed or recorded, never neither.
-            held = {
-                (key, seed): (holder, expires)
-                for key, seed, holder, expires in conn.execute(
-                    select(c.variant_key, c.seed, c.owner, c.expires_at).where(
-                        c.experiment_id == experiment_id, tuple_(c.variant_key, c.seed).in_(wanted)
-                    )
-                )
-            }
-            recorded = {
-                (key, seed)
-                for run_id, key, seed in conn.execute(
-                    select(Run.id, Run.variant_key, Run.seed).where(
-                        Run.experiment_id == experiment_id,
-                        tuple_(Run.variant_key, Run.seed).in_(wanted),
-                        Run.status == "ok",
-                    )
-                )
-                if run_id not in redo
-            }
-            done = [cell for cell in wanted if cell in recorded]
-            taken = [
-                cell for cell in wanted
-                if cell not in recorded and cell in held and held[cell][0] != owner and not lapsed(*held[cell], now)
-            ]  # fmt: skip
-            free = [cell for cell in wanted if cell not in recorded and cell not in taken]
-            stale = [cell for cell in free if cell in held]
-            if stale:
-                conn.execute(delete(claims).where(c.experiment_id == experiment_id, tuple_(c.variant_key, c.seed).in_(stale)))
-            if free:
-                expires = now + timedelta(seconds=ttl_s)
-                conn.execute(
-                    insert(claims),
-                    [{"experiment_id": experiment_id, "variant_key": k, "seed": s, "owner": owner, "expires_at": expires} for k, s in free],
-                )
-            session.commit()
-        return Claim(tuple(free), tuple(done), tuple(taken))
+        with self._transaction() as conn:
+            return claim(conn, experiment_id, cells, owner, ttl_s=ttl_s, redo=redo)
 
     def renew_claims(self, owner: str, *, ttl_s: float = CLAIM_TTL_S) -> None:
         """Keep ``owner``'s claims for another ``ttl_s`` seconds (a runner's heartbeat)."""
-        claims = CellClaim.__table__
-        with self._session(write=True) as session:
-            session.connection().execute(
-                update(claims).where(claims.c.owner == owner).values(expires_at=utc_now() + timedelta(seconds=ttl_s))  # type: ignore[attr-defined]
-            )
-            session.commit()
+        with self._transaction() as conn:
+            renew(conn, owner, ttl_s=ttl_s)
 
     def release_claims(self, owner: str) -> None:
         """Drop ``owner``'s claims (a runner that stops: its unrendered cells are free again)."""
-        claims = CellClaim.__table__
-        with self._session(write=True) as session:
-            session.connection().execute(delete(claims).where(claims.c.owner == owner))  # type: ignore[attr-defined]
-            session.commit()
+        with self._transaction() as conn:
+            release(conn, owner)
 
     def save_input(self, data: bytes, suffix: str) -> Path:
         """Keep an input image (an img2img or inpaint upload) by content: ``inputs/<sha256><suffix>``; return its path.
@@ -381,7 +322,7 @@ class Store(StoreReader):
                 _insert_images(conn, [p.image for p in prepared if p.image is not None])
                 _insert_run_rows(conn, prepared)
                 # 3. The cells are recorded: whoever claimed them is done with them.
-                _delete_claims(conn, records)
+                delete_claims(conn, records)
         except IntegrityError as exc:
             raise StoreError(f"cannot record {what} in {self.url}: {database_reason(exc)}") from exc
         return [p.run for p in prepared]
@@ -419,20 +360,6 @@ class Store(StoreReader):
         return stale
 
 
-def runner_id() -> str:
-    """A name for one runner, unique among runners sharing a store: ``host:pid:token``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def lapsed(owner: str, expires_at: datetime, now: datetime) -> bool:
-    """Whether a claim no longer holds: its time is up, or its process, on this machine, is gone."""
-    if utc(expires_at) <= now:
-        return True
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
-
-
 _run = Run.__table__.c  # type: ignore[attr-defined]
 # Built once: a statement per record would cost more to build than to run.
 _PREVIOUS_RUNS = select(_run.id, _run.experiment_id, _run.variant_key, _run.seed, _run.status).where(
@@ -440,20 +367,7 @@ _PREVIOUS_RUNS = select(_run.id, _run.experiment_id, _run.variant_key, _run.seed
     _run.variant_key.in_(bindparam("keys", expanding=True)),
     _run.seed.in_(bindparam("seeds", expanding=True)),
 )
-_claim = CellClaim.__table__.c  # type: ignore[attr-defined]
-_DELETE_CLAIMS = delete(CellClaim.__table__).where(
-    _claim.experiment_id == bindparam("experiment"),
-    tuple_(_claim.variant_key, _claim.seed).in_(bindparam("cells", expanding=True)),
-)
 _UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
-
-
-def _delete_claims(conn: Connection, records: Sequence[RunRecord]) -> None:
-    by_experiment: dict[int, list[tuple[str, int]]] = {}
-    for record in records:
-        by_experiment.setdefault(record.experiment_id, []).append((record.variant_key, record.seed))
-    for experiment_id, cells in by_experiment.items():
-        conn.execute(_DELETE_CLAIMS, {"experiment": experiment_id, "cells": cells})
 
 
 def _delete_runs(conn: Connection, ids: Sequence[int]) -> None:
