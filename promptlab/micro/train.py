@@ -45,6 +45,7 @@ from promptlab.micro.config import Progress, TrainConfig
 from promptlab.micro.data import null_words, scene_tensor, training_scenes, weighted_scenes
 from promptlab.micro.stages import distil_null_words, encode_latents, train_clip, train_unet, train_vae
 from promptlab.micro.world import HELD_OUT, SceneError
+from promptlab.render.quiet import quiet_libraries
 
 __all__ = ["MODELS", "RECORD", "TRAINING_SOURCES", "TrainConfig", "TrainReport", "code_revision", "save_micro", "save_micro_clip", "train_all"]
 
@@ -144,8 +145,9 @@ def save_micro(folder: Path, vae: Any, text_encoder: Any, unet: Any) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.to(torch.float16)
-    pipe.save_pretrained(str(folder), safe_serialization=True)
+    with quiet_libraries():
+        pipe.to(torch.float16)
+        pipe.save_pretrained(str(folder), safe_serialization=True)
 
 
 def save_micro_clip(folder: Path, model: Any) -> None:

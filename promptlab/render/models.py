@@ -27,7 +27,6 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from promptlab.errors import ModelError, RenderError
 from promptlab.hashing import file_sha256
 from promptlab.model_cache import ModelCache
 from promptlab.render.params import TASKS
+from promptlab.render.quiet import quiet_libraries
 from promptlab.render.tiny import tiny_model_folder
 
 if TYPE_CHECKING:
@@ -159,30 +159,6 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Library code never prints: silence diffusers'/transformers' loading bars and notices, then restore them."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    bars = (diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled())
-    levels = (diffusers_logging.get_verbosity(), transformers_logging.get_verbosity())
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    # Loading chatter (fp32-module notices, "will try the local cache") is not for users; errors still raise.
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        diffusers_logging.set_verbosity(levels[0])
-        transformers_logging.set_verbosity(levels[1])
-        if bars[0]:
-            diffusers_logging.enable_progress_bar()
-        if bars[1]:
-            transformers_logging.enable_progress_bar()
-
-
 def _looks_like_path(model: str) -> bool:
     return (
         model.startswith((".", "~", "/"))
@@ -298,7 +274,7 @@ def _load_vae(spec: str, torch_dtype: Any) -> tuple[AutoencoderKL, ModelSource]:
     source = resolve_model(spec, allow_pickle=False, what="vae")
     local_only = _env_flag("HF_HUB_OFFLINE")
     try:
-        with _quiet_loading():
+        with quiet_libraries():
             if source.kind == "file":
                 vae = AutoencoderKL.from_single_file(source.location, dtype=torch_dtype, local_files_only=local_only)
             elif source.kind != "hub" and (Path(source.location) / "model_index.json").is_file():
@@ -415,7 +391,7 @@ def _load_base(spec: ModelSpec, source: ModelSource, device: str, dtype: str) ->
     started = time.perf_counter()
     torch_dtype = _torch_dtype(dtype)
     vae, vae_source = _load_vae(spec.vae, torch_dtype) if spec.vae else (None, None)
-    with _quiet_loading():
+    with quiet_libraries():
         pipe = _load_pipeline(source, torch_dtype, vae)
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -472,7 +448,7 @@ def load_model(spec: ModelSpec | str, task: str = "txt2img") -> LoadedModel:
     pipe = base.task_pipes.get(task)
     if pipe is None:
         # Always a new pipeline object sharing the weights: renders swap its scheduler, never the base's.
-        with _quiet_loading():
+        with quiet_libraries():
             # from_pipe casts the shared weights to float32 unless told the dtype.
             pipe = getattr(diffusers, class_name).from_pipe(base.pipe, dtype=_torch_dtype(dtype))
         pipe.set_progress_bar_config(disable=True)

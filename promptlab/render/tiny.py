@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptlab.builtin import tiny_model_dir
+from promptlab.render.quiet import quiet_libraries
 from promptlab.tokens import END_TOKEN, save_clip_tokenizer
 
 if TYPE_CHECKING:
@@ -268,9 +269,10 @@ def tiny_model_folder(name: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
-        pipe = builder(work / "scratch")
         built = work / name
-        pipe.save_pretrained(str(built), safe_serialization=True)
+        with quiet_libraries():
+            pipe = builder(work / "scratch")
+            pipe.save_pretrained(str(built), safe_serialization=True)
         (built / _STAMP).write_text(json.dumps({"name": name, "version": TINY_VERSION}))
         if final.exists() and not _is_current(final):
             stale = work / "stale"
