@@ -660,7 +660,7 @@ def test_compel_prompt_keeps_compel_text_as_written() -> None:
 
 def test_compel_parts_parses_each_text_once_and_hands_out_lists_of_its_own() -> None:
     # A run writes the same texts into every image's metadata; compel's grammar is parsed once per text.
-    from promptlab.prompt import _compel_parts
+    from promptlab.prompt.compel import _compel_parts
 
     _compel_parts.cache_clear()
     first = compel_parts("a (red)1.5 circle")
