@@ -1,30 +1,4 @@
-"""The vocabularies: prompt terms by category, negative-prompt presets and subject templates.
-
-Pure Python: this module never imports torch. The data lives in TOML files, one per
-category, in the repository's ``vocab/`` folder. A user's own folder (``PROMPTLAB_VOCAB``,
-or ``dirs`` here, which the CLI's ``--vocab DIR`` passes) adds terms and categories and
-overrides the bundled ones; a user adds a category by adding a file, no code change.
-
-    >>> vocab = load_vocab(use_env=False)
-    >>> list(vocab.categories)[:3]
-    ['medium', 'style', 'artist']
-    >>> vocab.find("Pop-Art").category
-    'style'
-    >>> vocab.negative_preset("minimal").text
-    'ugly, bad anatomy'
-
-A category file (any ``NAME.toml`` other than ``negative.toml`` and ``subjects.toml``)::
-
-    category = "style"          # optional: defaults to the file name without .toml
-    description = "The art movement or visual style"
-    order = 20                  # place in the prompt; categories without one go last
-    [terms]
-    "pop-art" = "Bold flat colours and comic-book outlines"
-    "steampunk" = { description = "Victorian brass machinery", weight = 1.1 }
-
-``negative.toml`` holds one table per preset (``[photo]`` with ``text`` and
-``description``); ``subjects.toml`` holds ``subjects = ["a squirrel", ...]``.
-"""
+"""Reading the vocabulary folders into a ``Vocabulary``, each problem named by file and line; cached per state of the files."""
 
 from __future__ import annotations
 
@@ -33,213 +7,34 @@ import math
 import os
 import re
 import sys
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from promptlab.errors import VocabError
-from promptlab.paths import bundled_vocab_dir
+from promptlab.vocab.model import (
+    BUNDLED_VOCAB_DIR,
+    CATEGORY_KEYS,
+    DEFAULT_ORDER,
+    FORBIDDEN_TERM_CHARS,
+    NAME_RE,
+    NEGATIVE_FILE,
+    PRESET_KEYS,
+    SUBJECTS_FILE,
+    SUBJECTS_KEYS,
+    TERM_KEYS,
+    Category,
+    NegativePreset,
+    VocabTerm,
+    Vocabulary,
+)
+from promptlab.vocab.toml_lines import KeyLines
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
-
-
-class NegativeParts(Protocol):
-    """What a negative prompt is made of (``prompt.Prompt`` has both): vocab reads prompts, never imports them."""
-
-    @property
-    def negative_presets(self) -> Sequence[str]: ...
-
-    @property
-    def negative(self) -> str: ...
-
-BUNDLED_VOCAB_DIR = bundled_vocab_dir()
-NEGATIVE_FILE = "negative.toml"
-SUBJECTS_FILE = "subjects.toml"
-# Categories without an ``order`` key sort after the bundled ones (10..70), then by name.
-DEFAULT_ORDER = 1000
-
-CATEGORY_KEYS = ("category", "description", "order", "terms")
-TERM_KEYS = ("description", "weight")
-PRESET_KEYS = ("text", "description")
-SUBJECTS_KEYS = ("subjects",)
-# Commas separate prompt terms; brackets, parentheses and colons carry weights in compel/A1111 syntax.
-FORBIDDEN_TERM_CHARS = ",()[]{}<>:"
-NAME_RE = re.compile(r"[a-z][a-z0-9_-]*")
-
-
-@dataclass(frozen=True)
-class VocabTerm:
-    """One vocabulary term: its category, its text as written in a prompt, what it does, its default weight."""
-
-    category: str
-    text: str
-    description: str
-    weight: float = 1.0
-
-
-@dataclass(frozen=True)
-class Category:
-    """A category of terms (medium, style, ...), its place in the prompt and the files it came from."""
-
-    name: str
-    description: str
-    order: int
-    terms: tuple[VocabTerm, ...]
-    source: tuple[Path, ...]
-
-    def find(self, text: str) -> VocabTerm | None:
-        """The term whose text matches ``text`` case-insensitively, or None."""
-        key = text.strip().casefold()
-        return next((term for term in self.terms if term.text.casefold() == key), None)
-
-
-@dataclass(frozen=True)
-class NegativePreset:
-    """A named negative prompt, e.g. ``universal``."""
-
-    name: str
-    text: str
-    description: str
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """Every category (in prompt order), the negative presets and the subject templates."""
-
-    categories: dict[str, Category]
-    negative_presets: dict[str, NegativePreset]
-    subjects: tuple[str, ...]
-    dirs: tuple[Path, ...] = ()
-    _index: dict[str, VocabTerm] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        index: dict[str, VocabTerm] = {}
-        for category in self.categories.values():
-            for term in category.terms:
-                # Prompt order decides when two categories share a term.
-                index.setdefault(term.text.casefold(), term)
-        object.__setattr__(self, "_index", index)
-
-    def category(self, name: str) -> Category:
-        """The category called ``name``; VocabError listing the known ones if there is none."""
-        if name not in self.categories:
-            known = ", ".join(self.categories)
-            raise VocabError(f"unknown vocabulary category '{name}'; known categories: {known}")
-        return self.categories[name]
-
-    def find(self, text: str) -> VocabTerm | None:
-        """The term whose text matches ``text`` case-insensitively, in any category, or None."""
-        return self._index.get(text.strip().casefold())
-
-    def negative_preset(self, name: str) -> NegativePreset:
-        """The negative preset called ``name``; VocabError listing the known ones if there is none."""
-        if name not in self.negative_presets:
-            known = ", ".join(self.negative_presets)
-            raise VocabError(f"unknown negative preset '{name}'; known presets: {known}")
-        return self.negative_presets[name]
-
-    def negative_text(self, prompt: NegativeParts) -> str:
-        """The prompt's presets' texts then its free negative text, joined with ", ", repeats dropped.
-
-        Items are the comma-separated parts (commas inside brackets do not split); a repeat is
-        an item equal to an earlier one ignoring case, and the first spelling and place are kept.
-        """
-        parts = [self.negative_preset(name).text for name in prompt.negative_presets]
-        parts.append(prompt.negative)
-        items: list[str] = []
-        seen: set[str] = set()
-        for part in parts:
-            for item in split_items(part):
-                if item.casefold() not in seen:
-                    seen.add(item.casefold())
-                    items.append(item)
-        return ", ".join(items)
-
-    def category_order(self, name: str) -> int:
-        """The place of category ``name`` in the prompt (smaller comes first)."""
-        return self.category(name).order
-
-
-def split_items(text: str) -> list[str]:
-    """``text`` split on commas outside brackets, each item stripped, empty items left out."""
-    items: list[str] = []
-    depth = 0
-    start = 0
-    for i, char in enumerate(text):
-        if char in "([{<":
-            depth += 1
-        elif char in ")]}>":
-            depth = max(depth - 1, 0)
-        elif char == "," and depth == 0:
-            items.append(text[start:i])
-            start = i + 1
-    items.append(text[start:])
-    return [item.strip() for item in items if item.strip()]
-
-
-# TOML basic strings hold every character raw but these: the quote, the backslash, and the control
-# characters other than tab (U+0000-U+001F, U+007F), which must be escaped.
-_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-_TOML_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
-
-
-def toml_string(text: str, what: str = "text") -> str:
-    r"""``text`` as a TOML basic string, with every character TOML cannot hold raw escaped.
-
-    >>> print(toml_string('say "hi"\x7f\tbye'))
-    "say \"hi\"\u007F\tbye"
-
-    A lone surrogate (half of a UTF-16 pair, as a broken JSON file can hold) is no character at
-    all: no TOML or UTF-8 file can hold it, so ``what`` is named in a VocabError.
-    """
-    for index, char in enumerate(text):
-        if "\ud800" <= char <= "\udfff":
-            raise VocabError(
-                f"{what}: character {index + 1} is a lone surrogate (\\u{ord(char):04X}), which no text file can hold; "
-                "fix the source file's text"
-            )
-    escaped = _TOML_NEEDS_ESCAPE.sub(lambda m: _TOML_ESCAPES.get(m.group(), f"\\u{ord(m.group()):04X}"), text)
-    return f'"{escaped}"'
-
-
-def write_toml_files(files: Mapping[Path, str], expected: Mapping[Path, Mapping[str, Any]]) -> None:
-    """Write every file whole, or none: each text is read back first, then written beside its target and renamed.
-
-    Each text must parse as TOML with the tables ``expected[path]`` holds, value for value, so a
-    file that would read back differently (or not at all) is never written; VocabError names it.
-    """
-    # 1. Read every text back before anything touches the disk.
-    for path, text in files.items():
-        try:
-            parsed = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise VocabError(f"{path}: the new text would not read back as TOML ({exc}); nothing was written") from exc
-        for key, table in expected.get(path, {}).items():
-            if parsed.get(key) != table:
-                raise VocabError(f"{path}: [{key}] would read back as {parsed.get(key)!r}; nothing was written")
-    # 2. Temporary files, fsynced, then each renamed over its target.
-    temps: dict[Path, Path] = {}
-    try:
-        for path, text in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-            temps[path] = Path(name)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(text.encode("utf-8"))
-                handle.flush()
-                os.fsync(handle.fileno())
-        for path, temp in temps.items():
-            os.replace(temp, path)
-    except OSError as exc:
-        raise VocabError(f"cannot write {exc.filename or 'the vocabulary'}: {exc.strerror or exc}") from exc
-    finally:
-        for temp in temps.values():
-            temp.unlink(missing_ok=True)
 
 
 def vocab_dirs(dirs: Sequence[Path | str] = (), *, use_env: bool = True) -> tuple[Path, ...]:
@@ -375,7 +170,7 @@ class _Doc:
 
     path: Path
     data: dict[str, Any]
-    lines: _KeyLines
+    lines: KeyLines
 
     def error(self, problem: str, *key_path: str) -> VocabError:
         line = self.lines.line_of(key_path) if key_path else None
@@ -401,7 +196,7 @@ def _read(path: Path) -> _Doc:
         raise _error(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
     except OSError as exc:
         raise _error(path, None, f"cannot be read ({exc.strerror})") from exc
-    lines = _KeyLines.scan(text)
+    lines = KeyLines.scan(text)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -412,7 +207,7 @@ def _read(path: Path) -> _Doc:
 _TOML_POSITION_RE = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of document\)")
 
 
-def _toml_error(path: Path, text: str, lines: _KeyLines, exc: tomllib.TOMLDecodeError) -> VocabError:
+def _toml_error(path: Path, text: str, lines: KeyLines, exc: tomllib.TOMLDecodeError) -> VocabError:
     message = str(exc.args[0]) if exc.args else str(exc)
     match = _TOML_POSITION_RE.search(message)
     line: int | None = getattr(exc, "lineno", None)
@@ -558,83 +353,3 @@ def _kind(value: Any) -> str:
         list: "a list",
         dict: "a table",
     }.get(type(value), type(value).__name__)
-
-
-_BARE_KEY = r"[A-Za-z0-9_-]+"
-_BASIC_STRING = r'"(?:[^"\\\n]|\\.)*"'
-_LITERAL_STRING = r"'[^'\n]*'"
-_KEY = rf"(?:{_BARE_KEY}|{_BASIC_STRING}|{_LITERAL_STRING})"
-_DOTTED_KEY = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
-_HEADER_RE = re.compile(rf"\s*\[\[?\s*({_DOTTED_KEY})\s*\]\]?\s*(?:#.*)?$")
-_KEYVAL_RE = re.compile(rf"\s*({_DOTTED_KEY})\s*=")
-_KEY_PART_RE = re.compile(_KEY)
-_STRING_OR_COMMENT_RE = re.compile(rf"{_BASIC_STRING}|{_LITERAL_STRING}|#.*")
-
-
-def _unquote(part: str) -> str:
-    if part[0] in "\"'":
-        return str(tomllib.loads(f"k = {part}")["k"])
-    return part
-
-
-def _key_parts(dotted: str) -> tuple[str, ...]:
-    return tuple(_unquote(part) for part in _KEY_PART_RE.findall(dotted))
-
-
-@dataclass
-class _KeyLines:
-    """Where each key of a TOML text is defined, found by scanning lines (tomllib keeps no positions)."""
-
-    first: dict[tuple[str, ...], int] = field(default_factory=dict)
-    duplicates: list[tuple[tuple[str, ...], int, int]] = field(default_factory=list)
-    # Each string value (not key) with its line, in file order, and the key path it follows.
-    strings: list[tuple[tuple[str, ...], int]] = field(default_factory=list)
-
-    @classmethod
-    def scan(cls, text: str) -> _KeyLines:
-        found = cls()
-        table: tuple[str, ...] = ()
-        current: tuple[str, ...] = ()
-        open_multiline: str | None = None
-        for number, line in enumerate(text.splitlines(), start=1):
-            if open_multiline is not None:
-                if line.count(open_multiline) % 2 == 1:
-                    open_multiline = None
-                continue
-            rest = line
-            header = _HEADER_RE.match(line)
-            keyval = _KEYVAL_RE.match(line)
-            if header:
-                table = current = _key_parts(header.group(1))
-                # An array of tables ([[x]]) may repeat its header; a plain table may not.
-                if not line.lstrip().startswith("[["):
-                    found.define(table, number)
-                continue
-            if keyval:
-                current = table + _key_parts(keyval.group(1))
-                found.define(current, number)
-                rest = line[keyval.end() :]
-            for token in _STRING_OR_COMMENT_RE.findall(rest):
-                if not token.startswith("#"):
-                    found.strings.append((current, number))
-            for quote in ('"""', "'''"):
-                if rest.count(quote) % 2 == 1:
-                    open_multiline = quote
-        return found
-
-    def define(self, key_path: tuple[str, ...], line: int) -> None:
-        if key_path in self.first:
-            self.duplicates.append((key_path, self.first[key_path], line))
-        else:
-            self.first[key_path] = line
-
-    def line_of(self, key_path: tuple[str, ...]) -> int | None:
-        """The line defining ``key_path``, or its nearest defined parent (an inline table's keys share its line)."""
-        for end in range(len(key_path), 0, -1):
-            if key_path[:end] in self.first:
-                return self.first[key_path[:end]]
-        return None
-
-    def strings_after(self, key_path: tuple[str, ...]) -> list[int]:
-        """The lines of the string values under ``key_path``, in order (one per array item)."""
-        return [line for path, line in self.strings if path == key_path]
