@@ -417,3 +417,39 @@ def test_exports_from_a_real_store(tmp_path: Path) -> None:
     with zipfile.ZipFile(result.path) as archive:
         name = json.loads(archive.read("best.json"))["prompts"][0]["image"]
         assert archive.read(name) == Path(rows[0]["image"]).read_bytes()
+
+
+def test_grid_cells_show_each_cells_best_run_with_an_image(tmp_path: Path) -> None:
+    # Random runs: some cells empty, some with only failed runs, repeated runs, scores missing or tied.
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    Image.new("RGB", (8, 8)).save(tmp_path / "image.png")
+    rows = []
+    for style in range(6):
+        for seed in range(9):
+            for _ in range(rng.integers(0, 4)):
+                ok = rng.random() > 0.2
+                rows.append(
+                    {
+                        "run_id": len(rows) + 1, "variant_key": f"v{style}", "label": f"s{style}", "seed": seed,
+                        "subject": "cat", "score": np.nan if rng.random() < 0.2 else float(rng.integers(0, 3)),
+                        "image": "image.png" if ok else None, "prompt": "p", "negative_prompt": "",
+                        "status": "ok" if ok else "failed", "axis:style": f"style {style}" if style else None,
+                    }
+                )  # fmt: skip
+    frame = pd.DataFrame(rows)
+    plan = plan_grid(frame, "style", "seed", images_root=tmp_path)
+    for cell in plan.cells:
+        style = frame["axis:style"].fillna("").map(lambda s: plan.x_labels.index(s or "no style"))
+        here = frame[(style == cell.column) & (frame["seed"] == int(plan.y_labels[cell.row].split()[1]))]
+        usable = here[here["status"] == "ok"]
+        if here.empty:
+            assert (cell.status, cell.n_runs) == ("missing", 0)
+        elif usable.empty:
+            assert (cell.status, cell.n_runs) == ("failed", len(here))
+        else:
+            scored = usable.dropna(subset=["score"])
+            best = scored.loc[scored["score"].idxmax()] if len(scored) else usable.iloc[0]
+            assert (cell.status, cell.n_runs, cell.run_id) == ("ok", len(here), best["run_id"])
+    assert {cell.status for cell in plan.cells} == {"ok", "failed", "missing"}

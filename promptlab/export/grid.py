@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
@@ -130,11 +131,7 @@ def plan_grid(
     # 2. levels in order of first appearance, then the chosen run per cell
     x_codes, x_levels = _levels(frame, x_column, runs)
     y_codes, y_levels = _levels(frame, y_column, runs)
-    cells = [
-        _pick(runs[(x_codes == column) & (y_codes == row)], row, column, images_root)
-        for row in range(len(y_levels))
-        for column in range(len(x_levels))
-    ]
+    cells = _pick_cells(runs, x_codes, y_codes, len(x_levels), len(y_levels), images_root)
     # 3. the layout
     width, height = _cell_size(cell_size, cells)
     size = font_size if font_size is not None else max(10, (width + height) // 40)
@@ -247,27 +244,46 @@ def _level_label(column: str, level: Any) -> str:
     return f"{name}: {level:g}" if isinstance(level, float) else f"{name}: {level}"
 
 
-def _pick(runs: pd.DataFrame, row: int, column: int, images_root: Path | None) -> GridCell:
-    if runs.empty:
-        return GridCell(row=row, column=column, status="missing", n_runs=0)
-    with_image = runs[runs["image"].notna() & (runs["image"].astype(str) != "")]
+def _pick_cells(
+    runs: pd.DataFrame, x_codes: pd.Series, y_codes: pd.Series, n_x: int, n_y: int, images_root: Path | None
+) -> list[GridCell]:
+    """Each cell's run, rows then columns: the best-scored run with an image, else the first with one.
+
+    One pass over the runs (a sort), not one filter per cell: 5,000 cells took 7.5 s that way.
+    """
+    keys = y_codes.to_numpy(dtype=np.int64) * n_x + x_codes.to_numpy(dtype=np.int64)
+    counts = np.bincount(keys, minlength=n_x * n_y)
+    usable = runs["image"].notna().to_numpy() & (runs["image"].astype(str) != "").to_numpy()
     if "status" in runs.columns:
-        with_image = with_image[with_image["status"].fillna("ok") == "ok"]
-    if with_image.empty:
-        return GridCell(row=row, column=column, status="failed", n_runs=len(runs))
-    scores = pd.to_numeric(with_image["score"], errors="coerce")
-    chosen = with_image.loc[scores.idxmax()] if scores.notna().any() else with_image.iloc[0]
-    score = float(chosen["score"]) if pd.notna(chosen["score"]) else None
-    return GridCell(
-        row=row,
-        column=column,
-        status="ok",
-        n_runs=len(runs),
-        run_id=_py(chosen["run_id"]),
-        seed=int(chosen["seed"]),
-        score=score,
-        image=image_file(str(chosen["image"]), images_root),
-    )
+        usable &= (runs["status"].fillna("ok") == "ok").to_numpy()
+    scores = pd.to_numeric(runs["score"], errors="coerce").to_numpy(dtype=float)
+    # Per cell, the highest score first (the first of equals), runs without a score after, in run order.
+    order = {"key": keys, "missing": np.isnan(scores), "score": -scores, "position": np.arange(len(runs))}
+    candidates = pd.DataFrame(order)
+    candidates = candidates[usable].sort_values(["key", "missing", "score", "position"], kind="stable")
+    chosen = dict(candidates.drop_duplicates("key")[["key", "position"]].itertuples(index=False, name=None))
+    cells = []
+    for key in range(n_x * n_y):
+        row, column = divmod(key, n_x)
+        if not counts[key]:
+            cells.append(GridCell(row=row, column=column, status="missing", n_runs=0))
+        elif key not in chosen:
+            cells.append(GridCell(row=row, column=column, status="failed", n_runs=int(counts[key])))
+        else:
+            run = runs.iloc[chosen[key]]
+            cells.append(
+                GridCell(
+                    row=row,
+                    column=column,
+                    status="ok",
+                    n_runs=int(counts[key]),
+                    run_id=_py(run["run_id"]),
+                    seed=int(run["seed"]),
+                    score=float(run["score"]) if pd.notna(run["score"]) else None,
+                    image=image_file(str(run["image"]), images_root),
+                )
+            )
+    return cells
 
 
 def _cell_size(cell_size: int | tuple[int, int] | None, cells: list[GridCell]) -> tuple[int, int]:
