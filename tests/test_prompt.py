@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import string
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptlab import prompt as prompt_module
 from promptlab.errors import PromptlabError, PromptSyntaxError
 from promptlab.prompt import (
     a1111_parts,
@@ -42,11 +40,6 @@ def assert_same_prompt(actual: Prompt, expected: Prompt) -> None:
         assert [text for text, _ in got.pieces()] == [text for text, _ in want.pieces()], got.text
         for (_, got_weight), (_, want_weight) in zip(got.pieces(), want.pieces()):
             assert got_weight == pytest.approx(want_weight, abs=1e-6), got.text
-
-
-def test_module_docstring_examples() -> None:
-    result = doctest.testmod(prompt_module)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # --- rendering ---------------------------------------------------------------------------------
