@@ -106,6 +106,7 @@ def test_run_and_analyze_rank_the_asked_colour_first(colors_analysis: dict) -> N
         assert effect["reference"] == "red" and effect["ci_high"] < 0, effect
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("artist", ["Greg Rutkowski", "Alphonse Mucha"])
 def test_run_and_analyze_find_artists_null(colors_analysis: dict, artist: str) -> None:
     effects = {(e["axis"], e["level"]): e for e in colors_analysis["effects"]}

@@ -50,6 +50,7 @@ def _empty_caches() -> Any:
     set_model_cache_size(None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bound", [1, 2])
 def test_a_model_axis_sweep_holds_at_most_the_bound(
     bound: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -137,6 +137,7 @@ def test_importing_render_does_not_import_torch() -> None:
     assert out.split() == ["False", "False"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", ["-1", str(2**63), str(2**64)])
 def test_cli_refuses_a_seed_past_the_store_in_one_line(seed: str, tmp_path: Path) -> None:
     """2**63 used to pass the check and fail in SQLite with a raw OverflowError."""
