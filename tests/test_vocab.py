@@ -397,7 +397,10 @@ ANY_CHARACTER = st.characters(blacklist_categories=())  # surrogates and control
 @settings(max_examples=300, deadline=None)
 @given(st.text(ANY_CHARACTER, max_size=40))
 def test_toml_string_reads_back_as_the_text_or_names_what_cannot(text: str) -> None:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     from promptlab.vocab import toml_string
 
@@ -413,7 +416,10 @@ def test_toml_string_reads_back_as_the_text_or_names_what_cannot(text: str) -> N
 @settings(max_examples=100, deadline=None)
 @given(st.text(ANY_CHARACTER.filter(lambda c: not "\ud800" <= c <= "\udfff"), max_size=30))
 def test_experiment_files_the_dashboard_writes_read_back(text: str) -> None:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     from promptlab.experiment import to_toml
 
