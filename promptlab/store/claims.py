@@ -102,7 +102,10 @@ def delete_claims(conn: Connection, records: Sequence[RunRecord]) -> None:
     for record in records:
         by_experiment.setdefault(record.experiment_id, []).append((record.variant_key, record.seed))
     for experiment_id, cells in by_experiment.items():
-        conn.execute(_DELETE_CLAIMS, {"experiment": experiment_id, "cells": cells})
+        if len(cells) == 1:
+            conn.execute(_DELETE_CLAIM, {"experiment": experiment_id, "key": cells[0][0], "seed": cells[0][1]})
+        else:
+            conn.execute(_DELETE_CLAIMS, {"experiment": experiment_id, "cells": cells})
 
 
 def runner_id() -> str:
@@ -121,6 +124,9 @@ def lapsed(owner: str, expires_at: datetime, now: datetime) -> bool:
 
 _claims = CellClaim.__table__
 _claim = _claims.c  # type: ignore[attr-defined]
+_DELETE_CLAIM = delete(_claims).where(
+    _claim.experiment_id == bindparam("experiment"), _claim.variant_key == bindparam("key"), _claim.seed == bindparam("seed")
+)
 _DELETE_CLAIMS = delete(_claims).where(
     _claim.experiment_id == bindparam("experiment"),
     tuple_(_claim.variant_key, _claim.seed).in_(bindparam("cells", expanding=True)),

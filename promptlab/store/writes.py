@@ -331,14 +331,19 @@ class Store(StoreReader):
         """Ids of earlier failed runs of these cells (and of the ok runs in ``replace``); CellTakenError
         naming every cell recorded as ok by another run."""
         cells = {(r.experiment_id, r.variant_key, r.seed): r for r in records}
-        found = conn.execute(
-            _PREVIOUS_RUNS,
-            {
-                "experiments": list({r.experiment_id for r in records}),
-                "keys": list({r.variant_key for r in records}),
-                "seeds": list({r.seed for r in records}),
-            },
-        )
+        if len(records) == 1:
+            # The common case (record_run) by equality: no IN list to expand.
+            one = records[0]
+            found = conn.execute(_PREVIOUS_RUN, {"experiment": one.experiment_id, "key": one.variant_key, "seed": one.seed})
+        else:
+            found = conn.execute(
+                _PREVIOUS_RUNS,
+                {
+                    "experiments": list({r.experiment_id for r in records}),
+                    "keys": list({r.variant_key for r in records}),
+                    "seeds": list({r.seed for r in records}),
+                },
+            )
         stale = []
         taken: dict[tuple[int, str, int], int] = {}
         for run_id, experiment_id, variant_key, seed, status in found:
@@ -367,6 +372,10 @@ _PREVIOUS_RUNS = select(_run.id, _run.experiment_id, _run.variant_key, _run.seed
     _run.variant_key.in_(bindparam("keys", expanding=True)),
     _run.seed.in_(bindparam("seeds", expanding=True)),
 )
+_PREVIOUS_RUN = select(_run.id, _run.experiment_id, _run.variant_key, _run.seed, _run.status).where(
+    _run.experiment_id == bindparam("experiment"), _run.variant_key == bindparam("key"), _run.seed == bindparam("seed")
+)
+_INSERT_RUNS = insert(Run.__table__).returning(_run.id, _run.experiment_id, _run.variant_key, _run.seed)
 _UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
@@ -397,13 +406,8 @@ def _insert_images(conn: Connection, images: Sequence[Image]) -> None:
 
 def _insert_run_rows(conn: Connection, prepared: Sequence[_Prepared]) -> None:
     """Insert the runs, fill in their ids, then insert their terms and scores."""
-    table = Run.__table__
-    c = table.c  # type: ignore[attr-defined]
     # Ids are matched back by cell (unique), not by row order, so SQLite too inserts in one statement.
-    inserted = conn.execute(
-        insert(table).returning(c.id, c.experiment_id, c.variant_key, c.seed),
-        [_columns(p.run, skip="id") for p in prepared],
-    )
+    inserted = conn.execute(_INSERT_RUNS, [_columns(p.run, skip="id") for p in prepared])
     ids = {(experiment_id, key, seed): run_id for run_id, experiment_id, key, seed in inserted}
     terms: list[dict[str, Any]] = []
     scores: list[dict[str, Any]] = []
