@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import replace
@@ -651,3 +652,27 @@ def test_a_number_past_any_float_is_out_of_range_not_an_overflow(tmp_path: Path,
     path = _png_with_chunks(tmp_path / "huge.png", {"parameters": f"a cat\nSampler: Euler a, {field}: {'9' * 400}, Model: m"})
     with pytest.raises(ImportMetadataError, match=r"huge\.png: .* = (9+|inf) is out of range: expected"):
         read_image_metadata(path)
+
+
+def test_run_png_is_the_runs_infotext_and_record_and_the_same_bytes_each_time(tmp_path: Path) -> None:
+    from promptlab.metadata import run_png
+    from promptlab.prompt import Prompt, Term
+    from promptlab.store import RunRecord, ScoreRecord
+
+    record = RunRecord(7, "v1", 42, Prompt("a fox", (Term("snow", 1.3, "weather"),)), "tiny-sd", "blurry",
+                       params={"num_inference_steps": 4, "guidance_scale": 6.5, "scheduler": "Euler"})  # fmt: skip
+    scores = [ScoreRecord("intent", "tiny-clip", 0.25, "a fox")]
+    image = Image.new("RGB", (8, 6), (200, 40, 10))
+    data = run_png(record, image, scores, "foxes")
+    assert data == run_png(record, image, scores, "foxes")
+    path = tmp_path / "run.png"
+    path.write_bytes(data)
+    meta = read_image_metadata(path)
+    assert (meta.parameters.prompt, meta.parameters.negative_prompt) == ("a fox, (snow:1.3)", "blurry")
+    assert (meta.parameters.seed, meta.parameters.steps, meta.parameters.cfg_scale) == (42, 4, 6.5)
+    assert (meta.parameters.width, meta.parameters.height, meta.parameters.source) == (8, 6, "promptlab")
+    assert meta.promptlab_record is not None
+    assert (meta.promptlab_record["experiment"], meta.promptlab_record["variant_key"]) == ("foxes", "v1")
+    assert meta.promptlab_record["scores"] == [dataclasses.asdict(scores[0])]
+    with pytest.raises(ExportError, match=r"run \(experiment 7, variant v1, seed 42\) cannot be stored as JSON"):
+        run_png(replace(record, params={"dtype": object()}), image, scores, "foxes")

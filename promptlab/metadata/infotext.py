@@ -16,6 +16,7 @@ from promptlab.errors import ExportError
 from promptlab.metadata.a1111 import A1111_PROMPT_SYNTAX_KEY
 from promptlab.metadata.parameters import GenerationParameters
 from promptlab.metadata.png import png_bytes
+
 if TYPE_CHECKING:
     from promptlab.store import RunRecord, ScoreRecord
 
