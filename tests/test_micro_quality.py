@@ -37,6 +37,7 @@ def test_held_out_combinations_render_as_captioned() -> None:
     assert result.shape >= 0.70, result
 
 
+@pytest.mark.slow
 def test_micro_clip_picks_the_true_caption_among_eight() -> None:
     assert caption_choice_accuracy(200) >= 0.90
 
