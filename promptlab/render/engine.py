@@ -269,7 +269,7 @@ def check_render(params: RenderParams, model: ModelSpec | str) -> RenderSetup:
 
 
 def _plan(params: RenderParams, model: ModelSpec | str) -> tuple[_Plan, SchedulerMixin]:
-    # 2. Load the model for the task (once per process).
+    # 2. Load the model for the task (or reuse it: the last few loaded are kept).
     loaded = load_model(model, params.task)
     # 3. Read input images and settle the size.
     images, files = _inputs(params, loaded)

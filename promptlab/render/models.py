@@ -1,4 +1,4 @@
-"""Find, load and describe Stable Diffusion models; one load per process.
+"""Find, load and describe Stable Diffusion models; the last few loaded stay in memory.
 
 A model is one of:
 
@@ -430,7 +430,7 @@ def check_task(task: str, family: str, unet_in_channels: int, model: str) -> str
 
 
 def load_model(spec: ModelSpec | str, task: str = "txt2img") -> LoadedModel:
-    """Load (once per process) the pipeline that runs ``task`` with ``spec``'s model.
+    """Load (or reuse, from the bounded cache) the pipeline that runs ``task`` with ``spec``'s model.
 
     ModelError when the model cannot be found or loaded; RenderError when the model cannot
     run the task (e.g. depth2img on an SDXL model).
@@ -468,7 +468,7 @@ def load_model(spec: ModelSpec | str, task: str = "txt2img") -> LoadedModel:
 
 
 def base_pipeline(spec: ModelSpec | str) -> DiffusionPipeline:
-    """The model's own pipeline (its ``model_index.json`` class), loaded once, never modified by renders."""
+    """The model's own pipeline (its ``model_index.json`` class), cached like ``load_model``'s, never modified by renders."""
     spec = ModelSpec(spec) if isinstance(spec, str) else spec
     device = choose_device(spec.device)
     return _base(spec, device, choose_dtype(device, spec.dtype)).pipe
