@@ -21,7 +21,7 @@ One module per job, each with its choices in its docstring:
 """
 
 from promptlab.importer.batch import ImportBatch, import_paths
-from promptlab.importer.images import ImportedPrompt, import_image, imported_prompt
+from promptlab.importer.images import ImportedPrompt, image_prompt, import_image, imported_prompt
 from promptlab.importer.record import IMPORT_EXPERIMENT, UNKNOWN_SEED, store_imported
 from promptlab.importer.samplers import (
     COMFYUI_KARRAS_SCHEDULES,
@@ -63,6 +63,7 @@ __all__ = [
     "Style",
     "StyleSource",
     "extra_networks",
+    "image_prompt",
     "import_image",
     "import_paths",
     "import_styles",

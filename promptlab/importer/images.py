@@ -34,7 +34,7 @@ from promptlab.metadata import (
     Source,
     read_image_metadata,
 )
-from promptlab.prompt import Prompt, parse_compel
+from promptlab.prompt import Prompt, convert, parse_compel
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,11 @@ def import_image(path: Path) -> ImportedPrompt:
     """The prompt and parameters in an image's metadata; ``ImportMetadataError`` naming the file if there are none."""
     path = Path(path)
     return imported_prompt(read_image_metadata(path))
+
+
+def image_prompt(path: Path) -> str:
+    """The prompt an image was made with, without weights: the text a CLIP score reads (``promptlab score``)."""
+    return convert(import_image(path).prompt, "compel", "plain")
 
 
 def imported_prompt(meta: ImageMetadata) -> ImportedPrompt:
