@@ -772,8 +772,11 @@ def test_partial_files_of_dead_writers_are_cleaned_and_live_ones_kept(sqlite_sto
 def test_a_seed_past_the_seed_column_is_a_one_line_error(store: Store) -> None:
     # ComfyUI writes seeds up to 2**64 - 1; the column holds a signed 64-bit integer.
     experiment = store.add_experiment("e", {})
-    with pytest.raises(StoreError, match=r"seed 9223372036854775808 cannot be stored: the seed column holds whole numbers up to 2\*\*63 - 1"):
+    same_words = r"must be a whole number from 0 to 2\*\*63 - 1 \(the store keeps seeds as signed 64-bit integers\)"
+    with pytest.raises(StoreError, match=r"seed 9223372036854775808 cannot be stored: a seed " + same_words):
         store.record_run(make_record(experiment.id, 2**63), png(1))
+    with pytest.raises(StoreError, match=r"seed -2 cannot be stored: a seed " + same_words + ", or -1 when unknown"):
+        store.record_run(make_record(experiment.id, -2), png(1))
     assert store.record_run(make_record(experiment.id, 2**63 - 1), png(1)).seed == 2**63 - 1
 
 

@@ -179,7 +179,7 @@ def _seeds(check: Checker, raw: Mapping[str, Any]) -> tuple[int, ...]:
     value = raw.get("seeds", 1)
     expected = (
         f"a count N from 1 to {MAX_SEEDS:,} (seeds 1..N) or a list of at most {MAX_SEEDS:,} distinct integers "
-        f"from 0 to {MAX_SEED}"
+        f"from 0 to 2**63 - 1 ({MAX_SEED})"
     )
     if isinstance(value, int) and not isinstance(value, bool):
         if not 1 <= value <= MAX_SEEDS:

@@ -18,6 +18,8 @@ from promptlab.errors import RenderError
 #: The largest seed: the store keeps seeds in a signed 64-bit column (SQLite and PostgreSQL alike),
 #: so every seed promptlab renders, reads from a file or stores is from 0 to 2**63 - 1.
 MAX_SEED = 2**63 - 1
+#: What a seed must be, as every error about one says it.
+SEED_RANGE = "a whole number from 0 to 2**63 - 1 (the store keeps seeds as signed 64-bit integers)"
 SIZE_MULTIPLE = 8
 # Diffusers' schedulers step through the model's 1000 training timesteps: no more steps than that.
 MAX_STEPS = 1000
@@ -89,9 +91,7 @@ def check_seed(seed: object) -> int:
     promptlab.errors.RenderError: seed 9223372036854775808 must be a whole number from 0 to 2**63 - 1 (the store keeps seeds as signed 64-bit integers)
     """
     if not _is_int(seed) or not 0 <= seed <= MAX_SEED:  # type: ignore[operator]
-        raise RenderError(
-            f"seed {seed!r} must be a whole number from 0 to 2**63 - 1 (the store keeps seeds as signed 64-bit integers)"
-        )
+        raise RenderError(f"seed {seed!r} must be {SEED_RANGE}")
     return seed  # type: ignore[return-value]
 
 

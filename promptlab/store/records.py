@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from promptlab.errors import PromptSyntaxError, StoreError
 from promptlab.prompt import Prompt, convert
+from promptlab.render.params import SEED_RANGE
 from promptlab.store.schema import MAX_STORED_SEED, PARAM_COLUMNS, SCORE_KINDS, Run
 
 
@@ -230,10 +231,10 @@ def terms_json(prompt: Prompt) -> list[dict[str, Any]]:
 
 
 def run_row(record: RunRecord, status: str, error: str | None, image_sha256: str | None) -> Run:
-    if isinstance(record.seed, bool) or not isinstance(record.seed, int) or not -MAX_STORED_SEED - 1 <= record.seed <= MAX_STORED_SEED:
+    # -1 is an imported image's unknown seed (A1111's "random"); every other seed is a rendered one's.
+    if isinstance(record.seed, bool) or not isinstance(record.seed, int) or not -1 <= record.seed <= MAX_STORED_SEED:
         raise StoreError(
-            f"run ({record.cell}): seed {record.seed!r} cannot be stored: the seed column holds whole numbers "
-            "up to 2**63 - 1 (a signed 64-bit integer, in SQLite and PostgreSQL alike)"
+            f"run ({record.cell}): seed {record.seed!r} cannot be stored: a seed must be {SEED_RANGE}, or -1 when unknown"
         )
     # A failure may be the prompt's own fault; it is still recorded, with the text it has.
     compel, a1111, plain = prompt_texts(record, strict=status == "ok")

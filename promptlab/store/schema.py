@@ -12,16 +12,18 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from promptlab.render.params import MAX_SEED, RENDER_PARAM_NAMES
+
 STATUSES = ("ok", "failed")
 
 SCORE_KINDS = ("intent", "prompt")
 
 # Parameters with a column of their own on Run (diffusers' names); the rest go to Run.params.
-PARAM_COLUMNS = ("num_inference_steps", "guidance_scale", "width", "height", "scheduler", "strength")
+PARAM_COLUMNS = RENDER_PARAM_NAMES
 
-
-# The seed column is a signed 64-bit integer in every database promptlab supports.
-MAX_STORED_SEED = 2**63 - 1
+# The seed column is a signed 64-bit integer in every database promptlab supports: render.params'
+# seed range is this column's.
+MAX_STORED_SEED = MAX_SEED
 
 
 def utc_now() -> datetime:
