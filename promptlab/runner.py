@@ -560,7 +560,7 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
         input_hashes={i["role"]: i["sha256"] for i in setup["inputs"]},
         prompt_text=text,
     )
-    params = {**recipe, **_setup_params(result.setup)}
+    params = {**recipe, "long_prompt": request.params.long_prompt, **_setup_params(result.setup)}
     experiment = store.get_or_create_experiment(RENDERS_EXPERIMENT, {"name": RENDERS_EXPERIMENT}, None)
     assert experiment.id is not None
     # 2. Record each image (file first, then rows), then copy it out with its metadata.

@@ -78,6 +78,9 @@ def test_render_writes_pngs_with_metadata_and_logs_runs(tmp_path: Path) -> None:
     assert "Seed: 7" in parameters and "Size: 64x64" in parameters
     runs = json.loads(runner.invoke(app, ["runs", "list", "--experiment", "renders", "--format", "json"]).stdout)
     assert sorted(r["seed"] for r in runs) == [7, 8]
+    # Every parameter is recorded, the long-prompt policy too, so rerender replays it.
+    shown = json.loads(runner.invoke(app, ["runs", "show", str(runs[0]["id"]), "--format", "json"]).stdout)
+    assert shown["params"]["long_prompt"] == "truncate"
     scored = json.loads(runner.invoke(app, ["score", files[0]["path"], "--model", "tiny-clip", "--format", "json"]).stdout)
     assert scored[0]["prompt"] == "a cat, oil painting" and 0 <= scored[0]["value"] <= 100
 
