@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from promptlab import runner
+from promptlab.runner import sweep
 from promptlab.errors import PromptlabError, StoreError
 from promptlab.experiment import cells, parse_experiment
 from promptlab.runner import render_groups, run_experiment
@@ -53,7 +54,7 @@ def spec(tmp_path: Path, extra: str = "", name: str = "runner-test"):  # type: i
 @pytest.fixture(params=[True, False], ids=["writer-thread", "in-turn"])
 def overlap(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
     """Run the test with batches written on the writer thread, and in turn."""
-    monkeypatch.setattr(runner, "overlap_writes", lambda: request.param)
+    monkeypatch.setattr(sweep, "overlap_writes", lambda: request.param)
     return request.param
 
 

@@ -1,33 +1,4 @@
-"""The experiment runner: expand an experiment into cells, render the missing ones in batches,
-score them and record each one in the store.
-
-    spec = load_experiment("examples/squirrel-styles.toml")
-    with open_store() as store:
-        summary = run_experiment(spec, store, progress=print)
-
-How it behaves:
-
-1. Cells (variant x seed) that the store already holds are skipped, so running the same file
-   again renders only what is missing, and a run killed at any moment resumes cleanly. A cell
-   whose image file was lost or changed is rendered again and replaces its run.
-2. What would fail for every cell alike fails first, once, before any cell is recorded: the
-   scorer, and for each setup the model, its scheduler, the size and the input images.
-3. Cells that share model, task and params render together in batches across variants, each
-   image with its own seed, so every variant is compared on the same seeds. Before rendering a
-   batch the runner claims its cells in the store (``Store.claim_cells``, renewed while it
-   works): runners started together on one store split the cells, and one that finds a cell
-   taken or done moves on.
-4. Each finished batch is scored (each image against the intent and against its own prompt)
-   and written: the batch's image files first, then all its rows in one transaction
-   (``Store.record_runs``). Where rendering leaves a core idle (a GPU, or fewer torch threads
-   than cores) one writer thread writes a batch while the next one renders; where torch's
-   threads fill every core, writing in turn is faster (``overlap_writes``). A crash loses at
-   most the batch being written; no row ever names a missing file.
-5. A batch that fails to render or score is recorded cell by cell with its error and the run
-   goes on; so is an image that came out all black (NaN or overflow), never as ok. A failure
-   to write the store is never swallowed: it stops the run once the batch rendering meanwhile
-   is done.
-"""
+"""Running an experiment: claim, render, score and record every cell the store does not hold yet, batch by batch."""
 
 from __future__ import annotations
 
@@ -40,23 +11,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from promptlab.errors import CellTakenError, PromptlabError, StoreError
 from promptlab.experiment import Cell, ExperimentSpec, Variant, cells
-from promptlab.render.params import RENDER_PARAM_NAMES
 from promptlab.metadata import run_png
+from promptlab.runner.recipe import BLACK_IMAGE_ERROR, all_black, render_params, setup_params
 from promptlab.store import CLAIM_TTL_S, NewRun, RunRecord, ScoreRecord, Store, runner_id
-
-_INPUT_PARAM_NAMES = {"image": "image", "mask": "mask_image", "mask_image": "mask_image", "depth": "depth_map", "depth_map": "depth_map"}
-
-
-#: Why a black image is not recorded as a result.
-BLACK_IMAGE_ERROR = (
-    "the image is all black: the render overflowed or gave NaN (a very high term weight, or float16 on a "
-    "model that needs float32); lower the weights or render with dtype float32"
-)
 
 
 @dataclass(frozen=True)
@@ -142,16 +103,6 @@ def render_groups(todo: Iterable[Cell]) -> list[list[Cell]]:
         )
         groups.setdefault(key, []).append(cell)
     return list(groups.values())
-
-
-def render_params(variant: Variant) -> Any:
-    """The ``RenderParams`` of a variant (diffusers' names; image inputs as file paths)."""
-    from promptlab.render.params import RenderParams
-
-    values = {name: variant.params[name] for name in RENDER_PARAM_NAMES if variant.params.get(name) is not None}
-    for name, path in variant.inputs.items():
-        values[_INPUT_PARAM_NAMES.get(name, name)] = str(path)
-    return RenderParams(task=variant.task, long_prompt=variant.long_prompt, **values)
 
 
 def run_experiment(
@@ -341,7 +292,7 @@ def _run_batch(
     except Exception as error:  # noqa: BLE001 - one failing batch must not stop the sweep
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         return partial(_record_failures, store, experiment_id, batch, detail, lost)
-    setup = _setup_params(result.setup)
+    setup = setup_params(result.setup)
     runs = {
         cell.key: _Rendered(
             run_record(experiment_id, cell.variant, cell.seed, render_s=render_s, score_s=score_s, params=setup),
@@ -349,19 +300,9 @@ def _run_batch(
             (_score_record("intent", pair.intent), _score_record("prompt", pair.prompt)),
         )
         for cell, image, pair in zip(batch, images, pairs)
-        if not _all_black(image)
+        if not all_black(image)
     }
     return partial(_record_batch, store, experiment_id, spec.name, batch, runs, lost)
-
-
-def _all_black(image: Any) -> bool:
-    """Whether every pixel is 0: what a NaN or overflowing render decodes to."""
-    return all(high == 0 for _, high in _band_extrema(image))
-
-
-def _band_extrema(image: Any) -> list[tuple[int, int]]:
-    extrema = image.getextrema()
-    return list(extrema) if isinstance(extrema[0], tuple) else [extrema]
 
 
 def run_record(experiment_id: int, variant: Variant, seed: int, **extra: Any) -> RunRecord:
@@ -443,24 +384,6 @@ def _record_batch(
     return outcomes
 
 
-def _setup_params(setup: Any) -> dict[str, Any]:
-    """What a run records of the render setup besides its own params: enough to render it again."""
-    data = setup.to_dict()
-    return {
-        "family": data["family"],
-        "pipeline_class": data["pipeline_class"],
-        "dtype": data["dtype"],
-        "device": data["device"],
-        "scheduler_name": data["scheduler"]["name"],
-        "scheduler_class": data["scheduler"]["class_name"],
-        "scheduler_config": data["scheduler"]["config"],
-        "model_source": data["model"],
-        "vae": data["vae"],
-        "inputs": data["inputs"],
-        "versions": data["versions"],
-    }
-
-
 def _score_record(kind: str, score: Any) -> ScoreRecord:
     return ScoreRecord(
         kind=kind,
@@ -490,260 +413,3 @@ def _record_failures(
             continue
         outcomes.append(CellOutcome(cell.variant.key, cell.variant.label, cell.seed, run.id, "failed", error=error))
     return outcomes
-
-
-# RenderParams fields that are not part of a render's recipe key (kept elsewhere on the run).
-_SETUP_NOT_PARAMS = ("task", "negative_prompt", "long_prompt", "image", "mask_image", "depth_map")
-
-#: The experiment that logs ad-hoc renders (``promptlab render``), so no image is ever lost.
-RENDERS_EXPERIMENT = "renders"
-
-
-@dataclass(frozen=True)
-class RenderedFile:
-    """A PNG written by ``render_to_files``: where it is, its run in the store, what made it."""
-
-    path: Path
-    run_id: int
-    seed: int
-    prompt: str
-    negative_prompt: str
-    params: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "run_id": self.run_id,
-            "seed": self.seed,
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
-            "params": self.params,
-        }
-
-
-def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "compel") -> list[RenderedFile]:
-    """Render a ``RenderRequest`` whose prompt and negative prompt are written in ``syntax``,
-    log each image as a run of the ``renders`` experiment, and copy the PNG (A1111
-    ``parameters`` + ``promptlab`` chunks) to ``out_dir``."""
-    import dataclasses
-    import shutil
-
-    from promptlab.errors import RenderError
-    from promptlab.experiment import variant_key
-    from promptlab.prompt import compel_prompt, parse_compel
-    from promptlab.render.engine import render_request
-    from promptlab.render.params import check_prompt, check_prompt_length
-
-    # 1. Read the prompts as written, into the compel text that is rendered and recorded verbatim;
-    # a prompt too long or too strongly weighted to render fails before the model loads.
-    check_prompt_length(request.prompt, "prompt")
-    check_prompt_length(request.params.negative_prompt, "negative prompt")
-    text = compel_prompt(request.prompt, syntax)
-    negative = compel_prompt(request.params.negative_prompt, syntax)
-    check_prompt(text, "prompt")
-    check_prompt(negative, "negative prompt")
-    request = dataclasses.replace(
-        request, prompt=text, params=dataclasses.replace(request.params, negative_prompt=negative)
-    )
-    prompt = parse_compel(text, join_parts=True)
-    result = render_request(request)
-    setup = result.setup.to_dict()
-    # Input images count by content (their hashes), not by path.
-    recipe = {k: v for k, v in setup["params"].items() if k not in _SETUP_NOT_PARAMS}
-    key = variant_key(
-        prompt=prompt,
-        negative_prompt=negative,
-        model=request.model.model,
-        task=request.params.task,
-        params=recipe,
-        long_prompt=request.params.long_prompt,
-        input_hashes={i["role"]: i["sha256"] for i in setup["inputs"]},
-        prompt_text=text,
-    )
-    params = {**recipe, "long_prompt": request.params.long_prompt, **_setup_params(result.setup)}
-    experiment = store.get_or_create_experiment(RENDERS_EXPERIMENT, {"name": RENDERS_EXPERIMENT}, None)
-    assert experiment.id is not None
-    # 2. Record each image (file first, then rows), then copy it out with its metadata.
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    black: list[int] = []
-    for rendered in result.images:
-        record = RunRecord(
-            experiment_id=experiment.id,
-            variant_key=key,
-            seed=rendered.seed,
-            prompt=prompt,
-            model=request.model.model,
-            negative_prompt=rendered.negative_prompt,
-            task=request.params.task,
-            params=params,
-            label=request.prompt,
-            render_s=sum(result.batch_seconds) / len(result.images),
-            prompt_text=text,
-        )
-        if _all_black(rendered.image):
-            black.append(rendered.seed)
-            _record_render_failure(store, record)
-            continue
-        run = _record_render(store, record, rendered.image)
-        target = out_dir / f"{rendered.seed}-{run.image_sha256[:10]}.png"
-        shutil.copyfile(store.image_path(run.image_sha256), target)
-        files.append(RenderedFile(target, run.id, rendered.seed, request.prompt, rendered.negative_prompt, params))
-    if black:
-        seeds = ", ".join(map(str, black))
-        raise RenderError(f"seed {seeds}: {BLACK_IMAGE_ERROR} (recorded as failed; {len(files)} other image(s) written)")
-    return files
-
-
-def _record_render(store: Store, record: RunRecord, image: Any) -> Any:
-    """The cell's run (in the renders experiment): recorded now, or already (by this or another process), its image
-    made again if lost."""
-    run = store.find_run(record.experiment_id, record.variant_key, record.seed)
-    if run is not None and run.status == "ok" and run.image_sha256 is not None:
-        if store.image_problem(run.image_sha256) is None:
-            return run
-        return store.record_run(record, run_png(record, image, (), RENDERS_EXPERIMENT), replace=(run.id,))
-    png = run_png(record, image, (), RENDERS_EXPERIMENT)
-    try:
-        return store.record_run(record, png)
-    except CellTakenError:
-        return store.find_run(record.experiment_id, record.variant_key, record.seed)
-
-
-def _record_render_failure(store: Store, record: RunRecord) -> None:
-    try:
-        store.record_failure(record, BLACK_IMAGE_ERROR)
-    except CellTakenError:
-        pass  # an ok image of this cell is recorded already: it stays
-
-
-@dataclass(frozen=True)
-class Rerendered:
-    """A recorded run rendered again: the new run (in the ``renders`` experiment) and how it compares.
-
-    ``max_diff`` is the largest difference from the source run's image in any pixel's channel (0 to
-    255; 0 is the same image): batched and single renders on a CPU may differ in the last float bits,
-    a level or two. None where there is nothing to compare with (another seed, a failed run, a lost
-    image file).
-    """
-
-    run_id: int
-    source_run_id: int
-    seed: int
-    image: Path
-    max_diff: int | None
-
-    @property
-    def identical(self) -> bool | None:
-        """Whether every pixel equals the source run's (None: nothing to compare with)."""
-        return None if self.max_diff is None else self.max_diff == 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "source_run_id": self.source_run_id,
-            "seed": self.seed,
-            "image": str(self.image),
-            "max_diff": self.max_diff,
-        }
-
-
-def rerender(run_id: int, store: Store, *, seeds: Sequence[int] | None = None, device: str | None = None) -> list[Rerendered]:
-    """Render a recorded run again with every parameter it recorded, and record the new runs.
-
-    What is replayed: the prompt and negative prompt as rendered (compel text, verbatim), model,
-    VAE, dtype, task, steps, guidance, size, scheduler, strength, the long-prompt policy and the
-    input images (each checked against its recorded hash). The device is this machine's unless
-    ``device`` is given. ``seeds`` defaults to the run's own seed.
-
-    The new runs are logged in the ``renders`` experiment, like ``promptlab render``'s, with
-    ``rerender_of`` in their params; rendering the same thing at the same seed again finds that
-    run rather than adding a second (a cell is recorded once).
-    """
-    import numpy as np
-    from PIL import Image
-
-    from promptlab.errors import RenderError
-    from promptlab.experiment import variant_key
-    from promptlab.hashing import file_sha256
-    from promptlab.prompt import parse_compel
-    from promptlab.render.engine import render
-    from promptlab.render.models import ModelSpec
-    from promptlab.render.params import RenderItem, RenderParams
-
-    # 1. The recorded run and its recipe.
-    run = store.get_run(run_id)
-    recorded = run.params
-    values = {name: recorded[name] for name in RENDER_PARAM_NAMES if recorded.get(name) is not None}
-    for item in recorded.get("inputs") or ():
-        path = Path(item["path"])
-        if not path.is_file():
-            raise RenderError(f"run {run_id}: its {item['role']} {path} is missing; it cannot be rendered again without it")
-        if file_sha256(path) != item["sha256"]:
-            raise RenderError(
-                f"run {run_id}: its {item['role']} {path} has changed since the run (sha256 differs); "
-                "put the original file back to render it again"
-            )
-        values[item["role"]] = str(path)
-    vae = recorded.get("vae")
-    model = ModelSpec(
-        run.model,
-        vae=vae["model"] if isinstance(vae, Mapping) else None,
-        dtype=recorded.get("dtype"),
-        device=device,
-    )
-    params = RenderParams(
-        task=run.task,
-        negative_prompt=run.negative_prompt,
-        long_prompt=recorded.get("long_prompt", "truncate"),
-        **values,
-    )
-    # 2. Render, each seed as recorded or asked.
-    items = [RenderItem(run.prompt, seed, run.negative_prompt) for seed in (seeds if seeds is not None else [run.seed])]
-    result = render(items, params, model)
-    setup = result.setup.to_dict()
-    recipe = {k: v for k, v in setup["params"].items() if k not in _SETUP_NOT_PARAMS}
-    prompt = parse_compel(run.prompt, join_parts=True)
-    key = variant_key(
-        prompt=prompt,
-        negative_prompt=run.negative_prompt,
-        model=run.model,
-        task=run.task,
-        params=recipe,
-        long_prompt=params.long_prompt,
-        input_hashes={i["role"]: i["sha256"] for i in setup["inputs"]},
-        prompt_text=run.prompt,
-    )
-    experiment = store.get_or_create_experiment(RENDERS_EXPERIMENT, {"name": RENDERS_EXPERIMENT}, None)
-    assert experiment.id is not None
-    original = None
-    if run.image_sha256 is not None and store.image_problem(run.image_sha256) is None:
-        with Image.open(store.image_path(run.image_sha256)) as image:
-            original = np.asarray(image.convert("RGB"), dtype=np.int16)
-    # 3. Record each image (file first, then its row), as ``promptlab render`` does.
-    done: list[Rerendered] = []
-    for rendered in result.images:
-        record = RunRecord(
-            experiment_id=experiment.id,
-            variant_key=key,
-            seed=rendered.seed,
-            prompt=prompt,
-            model=run.model,
-            negative_prompt=run.negative_prompt,
-            task=run.task,
-            params={**recipe, "long_prompt": params.long_prompt, **_setup_params(result.setup), "rerender_of": run.id},
-            label=f"{run.label or run.prompt} (again from #{run.id})",
-            intent=run.intent,
-            render_s=sum(result.batch_seconds) / len(result.images),
-            prompt_text=run.prompt,
-        )
-        if _all_black(rendered.image):
-            _record_render_failure(store, record)
-            raise RenderError(f"run {run_id}, seed {rendered.seed}: {BLACK_IMAGE_ERROR} (recorded as failed)")
-        new = _record_render(store, record, rendered.image)
-        diff = None
-        if original is not None and rendered.seed == run.seed:
-            pixels = np.asarray(rendered.image.convert("RGB"), dtype=np.int16)
-            diff = int(np.abs(pixels - original).max()) if pixels.shape == original.shape else 255
-        done.append(Rerendered(new.id, run.id, rendered.seed, store.image_path(new.image_sha256), diff))
-    return done
