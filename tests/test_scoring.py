@@ -192,7 +192,7 @@ def test_text_embeddings_are_cached(scorer: ClipScorer, monkeypatch: pytest.Monk
 
 
 def test_text_cache_is_bounded(scorer: ClipScorer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("promptlab.scoring.TEXT_CACHE_SIZE", 2)
+    monkeypatch.setattr("promptlab.scoring.clip.TEXT_CACHE_SIZE", 2)
     scorer.embed_texts(["one", "two"])
     scorer.embed_texts(["one", "three"])
     assert list(scorer._texts) == ["one", "three"]
