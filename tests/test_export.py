@@ -453,3 +453,15 @@ def test_grid_cells_show_each_cells_best_run_with_an_image(tmp_path: Path) -> No
             best = scored.loc[scored["score"].idxmax()] if len(scored) else usable.iloc[0]
             assert (cell.status, cell.n_runs, cell.run_id) == ("ok", len(here), best["run_id"])
     assert {cell.status for cell in plan.cells} == {"ok", "failed", "missing"}
+
+
+def test_every_format_name_has_a_writer_and_a_file_type_and_the_package_loads_lazily() -> None:
+    import subprocess
+    import sys
+
+    from promptlab.export.names import EXPORT_FORMAT_NAMES
+
+    assert tuple(EXPORT_FORMATS) == EXPORT_FORMAT_NAMES == tuple(EXPORT_FILE_TYPES)
+    # The CLI reads the names at startup: neither they nor the package pull in pandas.
+    code = "import sys, promptlab.export, promptlab.export.names; print('pandas' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -60,21 +60,21 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
-def _choices(name: str, values: Any) -> Any:
+def choices(name: str, values: Any) -> Any:
     """A typer choice type whose values are the library's own names (one source for each list)."""
     return Enum(name, {value: value for value in values}, type=str)
 
 
-Syntax = _choices("Syntax", SYNTAXES)
+Syntax = choices("Syntax", SYNTAXES)
 
 
-SourceSyntax = _choices("SourceSyntax", SOURCE_SYNTAXES)
+SourceSyntax = choices("SourceSyntax", SOURCE_SYNTAXES)
 
 
-Task = _choices("Task", TASKS)
+Task = choices("Task", TASKS)
 
 
-LongPrompt = _choices("LongPrompt", LONG_PROMPT_POLICIES)
+LongPrompt = choices("LongPrompt", LONG_PROMPT_POLICIES)
 
 
 FORMAT_OPTION = typer.Option(OutputFormat.text, "--format", help="text for people, json for scripts.")

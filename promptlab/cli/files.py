@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from promptlab.cli.base import FORMAT_OPTION, OutputFormat, ScoreKind, app, emit_json, printable
+from promptlab.cli.base import FORMAT_OPTION, OutputFormat, ScoreKind, app, choices, emit_json, printable
+from promptlab.export.names import EXPORT_FORMAT_NAMES
 
-
-class ExportFormat(str, Enum):
-    json = "json"
-    csv = "csv"
-    markdown = "markdown"
-    a1111_styles = "a1111-styles"
-    fooocus_styles = "fooocus-styles"
-    compel = "compel"
-    a1111 = "a1111"
+ExportFormat = choices("ExportFormat", EXPORT_FORMAT_NAMES)
 
 
 @app.command()
 def export(
     experiment: str = typer.Argument(..., help="Experiment name or id."),
-    to: ExportFormat = typer.Option(ExportFormat.json, "--to", help="Format of the best-prompts export."),
+    to: ExportFormat = typer.Option(ExportFormat("json"), "--to", help="Format of the best-prompts export."),
     top: int = typer.Option(5, "--top", help="How many of the best prompts."),
     out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: print; required for --grid/--zip)."),
     grid: bool = typer.Option(False, "--grid", help="Write a labelled X/Y grid image instead (with --x, --y, --out FILE.png)."),

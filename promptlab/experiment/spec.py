@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptlab.prompt import Prompt, Term
+from promptlab.prompt import SOURCE_SYNTAXES, Prompt, Term
 from promptlab.render.params import MAX_SIDE, MAX_STEPS
 from promptlab.render.params import TASK_INPUTS as RENDER_TASK_INPUTS
 
@@ -38,7 +38,7 @@ TOP_KEYS = (
     "params", "prompt", "axes", "syntax",
 )  # fmt: skip
 # How the file's subject and negative prompt are read: compel's syntax, or A1111's.
-PROMPT_SYNTAXES = ("compel", "a1111")
+PROMPT_SYNTAXES = SOURCE_SYNTAXES
 PROMPT_KEYS = ("subject", "intent", "negative", "negative_presets", "terms")
 
 

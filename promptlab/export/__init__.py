@@ -16,41 +16,106 @@ One module per job, each with its choices in its docstring:
 - ``grid``: the labelled x-by-y grid (``plan_grid`` decides, ``draw_grid`` draws);
 - ``archive``: the zip of the ranked table, its runs and their images;
 - ``files``: the frame's image files, and output written whole or not at all.
+
+Importing this package loads none of its modules (nor pandas or Pillow): each name loads its
+module on first use, so the CLI reads ``names.EXPORT_FORMAT_NAMES`` for ``--to`` at startup.
 """
 
-from promptlab.export.archive import ZIP_IMAGES_DIR, ZipExport, export_zip
-from promptlab.export.formats import EXPORT_FILE_TYPES, EXPORT_FORMATS, ExportFileType, Writer, export_best, write_best
-from promptlab.export.grid import (
-    GRID_BACKGROUND,
-    GRID_PLAIN_AXES,
-    GRID_TEXT,
-    GRID_TILE,
-    GRID_TILE_TEXT,
-    GridCell,
-    GridPlan,
-    draw_grid,
-    grid_axes,
-    grid_image,
-    plan_grid,
-)
-from promptlab.export.rows import TABLE_COLUMNS, ExportRow, export_rows
-from promptlab.export.styles import A1111_STYLE_COLUMNS, style_template, write_a1111_styles, write_fooocus_styles
-from promptlab.export.tables import (
-    MARKDOWN_COLUMNS,
-    MARKDOWN_DECIMALS,
-    NUMBER_COLUMNS,
-    parse_markdown_table,
-    write_a1111_list,
-    write_compel_list,
-    write_csv,
-    write_json,
-    write_markdown,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promptlab.export.archive import export_zip, ZIP_IMAGES_DIR, ZipExport
+    from promptlab.export.formats import export_best, EXPORT_FORMATS, write_best, Writer
+    from promptlab.export.grid import (
+        draw_grid,
+        grid_axes,
+        GRID_BACKGROUND,
+        grid_image,
+        GRID_PLAIN_AXES,
+        GRID_TEXT,
+        GRID_TILE,
+        GRID_TILE_TEXT,
+        GridCell,
+        GridPlan,
+        plan_grid,
+    )
+    from promptlab.export.names import EXPORT_FILE_TYPES, EXPORT_FORMAT_NAMES, ExportFileType
+    from promptlab.export.rows import export_rows, ExportRow, TABLE_COLUMNS
+    from promptlab.export.styles import A1111_STYLE_COLUMNS, style_template, write_a1111_styles, write_fooocus_styles
+    from promptlab.export.tables import (
+        MARKDOWN_COLUMNS,
+        MARKDOWN_DECIMALS,
+        NUMBER_COLUMNS,
+        parse_markdown_table,
+        write_a1111_list,
+        write_compel_list,
+        write_csv,
+        write_json,
+        write_markdown,
+    )
+
+_HOMES: dict[str, str] = {
+    **dict.fromkeys(("export_zip", "ZIP_IMAGES_DIR", "ZipExport"), "promptlab.export.archive"),
+    **dict.fromkeys(("export_best", "EXPORT_FORMATS", "write_best", "Writer"), "promptlab.export.formats"),
+    **dict.fromkeys(
+        (
+            "draw_grid",
+            "grid_axes",
+            "GRID_BACKGROUND",
+            "grid_image",
+            "GRID_PLAIN_AXES",
+            "GRID_TEXT",
+            "GRID_TILE",
+            "GRID_TILE_TEXT",
+            "GridCell",
+            "GridPlan",
+            "plan_grid",
+        ),
+        "promptlab.export.grid",
+    ),
+    **dict.fromkeys(("EXPORT_FILE_TYPES", "EXPORT_FORMAT_NAMES", "ExportFileType"), "promptlab.export.names"),
+    **dict.fromkeys(("export_rows", "ExportRow", "TABLE_COLUMNS"), "promptlab.export.rows"),
+    **dict.fromkeys(
+        ("A1111_STYLE_COLUMNS", "style_template", "write_a1111_styles", "write_fooocus_styles"),
+        "promptlab.export.styles",
+    ),
+    **dict.fromkeys(
+        (
+            "MARKDOWN_COLUMNS",
+            "MARKDOWN_DECIMALS",
+            "NUMBER_COLUMNS",
+            "parse_markdown_table",
+            "write_a1111_list",
+            "write_compel_list",
+            "write_csv",
+            "write_json",
+            "write_markdown",
+        ),
+        "promptlab.export.tables",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'promptlab.export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
+
 
 __all__ = [
     "A1111_STYLE_COLUMNS",
     "EXPORT_FILE_TYPES",
     "EXPORT_FORMATS",
+    "EXPORT_FORMAT_NAMES",
     "GRID_BACKGROUND",
     "GRID_PLAIN_AXES",
     "GRID_TEXT",

@@ -5,13 +5,12 @@
 
 ``EXPORT_FORMATS`` maps each format name (the CLI's ``--to`` values) to a writer taking the
 ranked ``ExportRow``s and the experiment name and returning the file's text;
-``EXPORT_FILE_TYPES`` says how each is saved (suffix, MIME type).
+``names.EXPORT_FILE_TYPES`` says how each is saved (suffix, MIME type), in the same order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -21,14 +20,6 @@ from promptlab.export.files import write_atomic
 from promptlab.export.rows import ExportRow, export_rows
 from promptlab.export.styles import write_a1111_styles, write_fooocus_styles
 from promptlab.export.tables import write_a1111_list, write_compel_list, write_csv, write_json, write_markdown
-
-
-@dataclass(frozen=True)
-class ExportFileType:
-    """How a format's text is saved: the file suffix and the MIME type a download offers."""
-
-    suffix: str
-    mime: str
 
 
 Writer = Callable[[Sequence[ExportRow], str], str]
@@ -44,15 +35,6 @@ EXPORT_FORMATS: dict[str, Writer] = {
     "a1111": write_a1111_list,
 }
 
-EXPORT_FILE_TYPES: dict[str, ExportFileType] = {
-    "json": ExportFileType(".json", "application/json"),
-    "csv": ExportFileType(".csv", "text/csv"),
-    "markdown": ExportFileType(".md", "text/markdown"),
-    "a1111-styles": ExportFileType(".csv", "text/csv"),
-    "fooocus-styles": ExportFileType(".json", "application/json"),
-    "compel": ExportFileType(".txt", "text/plain"),
-    "a1111": ExportFileType(".txt", "text/plain"),
-}
 
 
 def export_best(
