@@ -93,8 +93,14 @@ def dashboard(
     address: str = typer.Option("127.0.0.1", "--address", help="Address to bind; localhost unless you open it up."),
 ) -> None:
     """Open the Streamlit dashboard, listening on this machine only unless --address says otherwise."""
+    import os
     import subprocess
 
     from promptlab.dashboard import dashboard_command
 
-    raise typer.Exit(subprocess.call(dashboard_command(port, address)))
+    command = dashboard_command(port, address)
+    if os.name == "posix":
+        # Streamlit takes this process's place, so a signal meant for promptlab (a service
+        # manager's SIGTERM) reaches the server instead of leaving it running as an orphan.
+        os.execv(command[0], command)
+    raise typer.Exit(subprocess.call(command))
