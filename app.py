@@ -9,9 +9,12 @@ st.set_page_config(page_title="promptlab", layout="wide")
 if unbound():
     st.error(UNBOUND_MESSAGE)
     st.stop()
+# Streamlit serves the default page at the root only; /home, the page's name, redirects there.
+HOME = st.Page(home.page, title="Home", url_path="start", default=True)
 st.navigation(
     [
-        st.Page(home.page, title="Home", url_path="home", default=True),
+        HOME,
+        st.Page(lambda: st.switch_page(HOME), title="Home", url_path="home", visibility="hidden"),
         st.Page(build.page, title="Build", url_path="build"),
         st.Page(run.page, title="Run", url_path="run"),
         st.Page(compare.page, title="Compare", url_path="compare"),

@@ -230,7 +230,7 @@ def test_compare_grid_and_side_by_side(filled: Path) -> None:
     at.selectbox(key="compare_experiment").select("dash").run()
     no_errors(at)
     assert len(at.get("image")) == 4
-    assert sum("score" in c.value for c in at.caption) == 4
+    assert sum(c.value.startswith("score ") for c in at.caption) == 4
     at.selectbox(key="compare_y").select("style").run()
     at.selectbox(key="compare_x").select("seed").run()
     no_errors(at)
@@ -248,16 +248,21 @@ def test_compare_grid_and_side_by_side(filled: Path) -> None:
 
 def _same_grid_as_export(at: AppTest, y: str, x: str) -> None:
     """Compare's labels, their order and each cell's run are those of the exported grid (export.plan_grid)."""
+    from promptlab.dashboard.data import markdown_text
     from promptlab.export import plan_grid
     from promptlab.store import open_store
 
     with open_store() as store:
         plan = plan_grid(store.runs_frame("dash", "intent"), x, y)
-    bold = [m.value.strip("*") for m in at.markdown if m.value.startswith("**")]
-    assert bold == [f"{y} \\ {x}", *plan.x_labels, *plan.y_labels]
+    bold = [m.value.removeprefix("**").removesuffix("**") for m in at.markdown if m.value.startswith("**")]
+    assert bold[0] == f"{y} \\\\ {x}"
+    assert bold[1:] == [markdown_text(label) for label in [*plan.x_labels, *plan.y_labels]]
     assert "no style" in plan.x_labels + plan.y_labels  # the absent level, named as the grid names it
-    shown = [c.value.rsplit("#", 1)[1] for c in at.caption if c.value.startswith("score")]
-    assert shown == [str(cell.run_id) for cell in plan.cells]
+    shown = [c.value for c in at.caption if c.value.startswith("score ")]
+    # the same run and the same number as the grid image, two decimals, and how many runs it was chosen from
+    assert [text.rsplit("#", 1)[1] for text in shown] == [str(cell.run_id) for cell in plan.cells]
+    assert [text.split(" ")[1] for text in shown] == [f"{cell.score:.2f}" for cell in plan.cells]
+    assert all(f"best of {cell.n_runs}" in text for text, cell in zip(shown, plan.cells) if cell.n_runs > 1)
 
 
 def test_insights_shows_effects_and_best(filled: Path) -> None:

@@ -37,11 +37,15 @@ def unbound() -> bool:
 
 
 def dashboard_command(port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS) -> list[str]:
-    """The argv that starts the dashboard with this interpreter's streamlit, headless, no telemetry."""
+    """The argv that starts the dashboard with this interpreter's streamlit: headless, no telemetry, no
+    Deploy button or developer menu (``client.toolbarMode minimal``), and no watching of source files
+    (a user's dashboard does not reload on edits, and a big working tree overflows inotify)."""
     return [
         sys.executable, "-m", "streamlit", "run", str(APP_PATH),
         "--server.port", str(port),
         "--server.address", address,
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
+        "--server.fileWatcherType", "none",
     ]  # fmt: skip

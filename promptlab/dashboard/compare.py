@@ -1,8 +1,8 @@
 """Compare: an X/Y grid of an experiment's images with the score under each, paged; 2 to 4 runs side
 by side with their differences marked.
 
-The grid is ``export.plan_grid``'s, so its levels, their order and labels, and the run each cell
-shows (the best-scoring one) are those of the exported grid image.
+The grid is ``export.plan_grid``'s, so its levels, their order and labels, the run each cell shows
+(the best-scoring one) and its score (two decimals) are those of the exported grid image.
 """
 
 from __future__ import annotations
@@ -58,13 +58,14 @@ def _grid(name: str, frame: pd.DataFrame) -> None:
         st.caption(f"Showing the first {MAX_COLUMNS} of {len(plan.x_labels)} columns.")
     pages = max(1, math.ceil(len(plan.y_labels) / ROWS_PER_PAGE))
     number = st.number_input(f"Page (of {pages})", 1, pages, 1, key="compare_page") if pages > 1 else 1
+    st.caption("Each cell shows its best-scoring run and that run's score, as the exported grid does.")
     header = st.columns([2] + [1] * columns)
-    header[0].markdown(f"**{y} \\ {x}**")
+    header[0].markdown(f"**{data.markdown_text(y)} \\\\ {data.markdown_text(x)}**")
     for col, label in zip(header[1:], plan.x_labels):
-        col.markdown(f"**{label}**")
+        col.markdown(f"**{data.markdown_text(label)}**")
     for row in range((number - 1) * ROWS_PER_PAGE, min(number * ROWS_PER_PAGE, len(plan.y_labels))):
         line = st.columns([2] + [1] * columns)
-        line[0].markdown(f"**{plan.y_labels[row]}**")
+        line[0].markdown(f"**{data.markdown_text(plan.y_labels[row])}**")
         for column, col in enumerate(line[1:]):
             _cell(col, plan, row, column, lost)
 
@@ -72,8 +73,8 @@ def _grid(name: str, frame: pd.DataFrame) -> None:
 def _cell(col, plan: GridPlan, row: int, column: int, lost: int) -> None:  # type: ignore[no-untyped-def]
     cell = plan.cell(row, column)
     if cell.status == "ok" and cell.image is not None:
-        more = f" (+{cell.n_runs - 1} more)" if cell.n_runs > 1 else ""
-        data.show_image(col, cell.image, f"score {data.score_text(cell.score)}{more} · #{cell.run_id}", thumb=True)
+        best = f" · best of {cell.n_runs}" if cell.n_runs > 1 else ""
+        data.show_image(col, cell.image, f"score {data.score_text(cell.score)}{best} · #{cell.run_id}", thumb=True)
     elif cell.status == "missing":
         col.caption("no run")
     elif lost:

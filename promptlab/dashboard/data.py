@@ -200,7 +200,16 @@ def show_error(error: PromptlabError) -> None:
 
 
 def score_text(value: Any) -> str:
-    return "no score" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+    """A score as every page shows it: two decimals (as the exported grid), or "no score"."""
+    return "no score" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+_MARKDOWN_SPECIAL = str.maketrans({char: "\\" + char for char in "\\`*_{}[]()<>#+-.!|~$:"})
+
+
+def markdown_text(text: str) -> str:
+    """``text`` escaped for ``st.markdown``, so a label such as "---", "*" or "1." shows as written."""
+    return text.translate(_MARKDOWN_SPECIAL)
 
 
 def pick_experiment(key: str) -> str | None:

@@ -43,14 +43,26 @@ def page() -> None:
     if not runs:
         st.info("No run matches." if total == 0 and any(filters.values()) else "No runs yet.")
         return
+    # Short columns first and the long texts last and bounded, so the score stays on screen.
     st.dataframe(
         pd.DataFrame(
             [
-                {"id": r.id, "created": r.created_at, "experiment": r.experiment, "variant": r.label, "seed": r.seed,
-                 "model": r.model, "status": r.status, "score": r.score("intent"), "prompt": r.prompt}
+                {"id": r.id, "score": r.score("intent"), "status": r.status, "seed": r.seed, "variant": r.label,
+                 "experiment": r.experiment, "model": r.model, "created": r.created_at, "prompt": r.prompt}
                 for r in runs
             ]  # fmt: skip
         ),
+        column_config={
+            "id": st.column_config.NumberColumn("id", width="small", format="%d"),
+            "score": st.column_config.NumberColumn("intent score", width="small", format="%.2f"),
+            "status": st.column_config.TextColumn("status", width="small"),
+            "seed": st.column_config.NumberColumn("seed", width="small", format="%d"),
+            "variant": st.column_config.TextColumn("variant", width="medium"),
+            "experiment": st.column_config.TextColumn("experiment", width="small"),
+            "model": st.column_config.TextColumn("model", width="small"),
+            "created": st.column_config.DatetimeColumn("created", width="small", format="YYYY-MM-DD HH:mm"),
+            "prompt": st.column_config.TextColumn("prompt", width="large"),
+        },
         hide_index=True,
         width="stretch",
     )
@@ -84,7 +96,7 @@ def _show_run(run_id: int) -> None:
         right.caption(f"Negative: {run.negative_prompt}")
     right.json({"experiment": run.experiment, "model": run.model, "task": run.task, "seed": run.seed,
                 "params": run.params, "axes": run.axes,
-                "scores": {f"{s.kind}/{s.scorer}": s.value for s in run.scores}}, expanded=False)  # fmt: skip
+                "scores": {f"{s.kind}/{s.scorer}": data.score_text(s.value) for s in run.scores}}, expanded=False)  # fmt: skip
     if st.button("Render again", key="history_rerender"):
         _render_again(run)
 

@@ -8,7 +8,8 @@ the dashboard's Compare page and the exported grid show the same levels, order a
 Columns are the levels of axis ``x``, rows those of ``y``, each in order of first appearance in
 the frame (the store's experiment order). A cell holding several runs (other axes or seeds
 varying) shows its best-scoring run, or with ``seed=`` the best-scoring run of that seed. A cell
-with runs but no image is a grey tile saying "failed"; a cell with no run, "missing". Images of
+with runs but no image is a grey tile saying "failed"; a cell with no run, "missing". Under each
+picture is the shown run's score, two decimals (the dashboard's ``score_text``). Images of
 another size than the cell are fitted inside it (``ImageOps.pad``), never stretched.
 """
 
@@ -185,7 +186,7 @@ def draw_grid(plan: GridPlan) -> Image.Image:
         box = (left, top, left + plan.cell_width, top + plan.cell_height)
         if cell.status == "ok" and cell.image is not None:
             canvas.paste(_fitted(cell.image, (plan.cell_width, plan.cell_height)), (left, top))
-            score = "no score" if cell.score is None else f"{cell.score:.3f}"
+            score = "no score" if cell.score is None else f"{cell.score:.2f}"
             strip = (left, box[3], box[2], box[3] + plan.score_height)
             _draw_lines(draw, font, [score], strip, GRID_TEXT)
         else:
@@ -319,11 +320,22 @@ def _wrap(text: str, font: Any, width: int) -> list[str]:
     for word in text.split():
         for piece in [word] if font.getlength(word) <= width else _break_word(word, font, width):
             candidate = f"{current} {piece}" if current else piece
-            if current and font.getlength(candidate) > width:
+            if current and _text_length(font, candidate) > width:
                 lines.append(current)
                 candidate = piece
             current = candidate
     return [*lines, current]
+
+
+def _text_length(font: Any, text: str) -> float:
+    """Pixels ``text`` takes as ``draw_grid`` draws it, each space at least a third of the font size wide."""
+    words = text.split(" ")
+    return sum(font.getlength(word) for word in words) + (len(words) - 1) * _space(font)
+
+
+def _space(font: Any) -> float:
+    # Pillow's default font draws a space 2 pixels wide at size 10: "no artist" read as "noartist".
+    return max(font.getlength(" "), font.size / 3)
 
 
 def _break_word(word: str, font: Any, width: int) -> list[str]:
@@ -343,8 +355,10 @@ def _draw_lines(
     left, top, right, bottom = box
     y = top + (bottom - top - line_height * len(lines)) // 2
     for line in lines:
-        x = left + (right - left - font.getlength(line)) / 2
-        draw.text((x, y), line, font=font, fill=fill)
+        x = left + (right - left - _text_length(font, line)) / 2
+        for word in line.split(" "):
+            draw.text((x, y), word, font=font, fill=fill)
+            x += font.getlength(word) + _space(font)
         y += line_height
 
 
