@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "promptlab.device",
             "promptlab.hashing",
             "promptlab.model_cache",
+            "promptlab.lazy",
         ),
     ),
     ("vocab", ("promptlab.vocab",)),

@@ -23,27 +23,28 @@ module on first use, so the CLI reads ``names.EXPORT_FORMAT_NAMES`` for ``--to``
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from promptlab.lazy import lazy_names
 
 if TYPE_CHECKING:
-    from promptlab.export.archive import export_zip, ZIP_IMAGES_DIR, ZipExport
-    from promptlab.export.formats import export_best, EXPORT_FORMATS, write_best, Writer
+    from promptlab.export.archive import ZIP_IMAGES_DIR, ZipExport, export_zip
+    from promptlab.export.formats import EXPORT_FORMATS, Writer, export_best, write_best
     from promptlab.export.grid import (
-        draw_grid,
-        grid_axes,
         GRID_BACKGROUND,
-        grid_image,
         GRID_PLAIN_AXES,
         GRID_TEXT,
         GRID_TILE,
         GRID_TILE_TEXT,
         GridCell,
         GridPlan,
+        draw_grid,
+        grid_axes,
+        grid_image,
         plan_grid,
     )
     from promptlab.export.names import EXPORT_FILE_TYPES, EXPORT_FORMAT_NAMES, ExportFileType
-    from promptlab.export.rows import export_rows, ExportRow, TABLE_COLUMNS
+    from promptlab.export.rows import TABLE_COLUMNS, ExportRow, export_rows
     from promptlab.export.styles import A1111_STYLE_COLUMNS, style_template, write_a1111_styles, write_fooocus_styles
     from promptlab.export.tables import (
         MARKDOWN_COLUMNS,
@@ -99,16 +100,7 @@ _HOMES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'promptlab.export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOMES])
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, globals())
 
 
 __all__ = [
