@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -486,3 +487,49 @@ def _listening_addresses(port: int) -> set[str]:
                 words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
                 found.add(str(ipaddress.ip_address(words)))
     return found
+
+
+def test_build_defaults_to_micro_and_names_the_file_after_the_current_subject(promptlab_home: Path) -> None:
+    at = page("build")
+    at.text_input(key="build_subject").set_value("a gold star on a sky blue background").run()
+    at.button(key="build_save").click().run()
+    no_errors(at)
+    from promptlab.experiment import load_experiment
+
+    spec = load_experiment(promptlab_home / "experiments" / "a-gold-star-on-a-sky-blue-background.toml")
+    # Offline in seconds on a CPU: the built-in micro model, its own scorer, its 64x64.
+    assert (spec.model, spec.scorer, spec.params) == ("micro", "micro-clip", {"width": 64, "height": 64})
+    # A real model is one field away: its scorer and size follow it.
+    at.text_input(key="build_model").set_value("runwayml/stable-diffusion-v1-5").run()
+    no_errors(at)
+    saved = at.code[-1].value
+    assert 'model = "runwayml/stable-diffusion-v1-5"' in saved and 'scorer = "clip"' in saved and "width" not in saved
+
+
+def test_build_numbers_positions_once_each_and_shows_weights_with_two_decimals() -> None:
+    at = page("build")
+    at.multiselect(key="build_terms_style").select("pop-art").run()
+    at.multiselect(key="build_terms_medium").select("oil painting").run()
+    at.multiselect(key="build_terms_light").select("golden hour").run()
+    no_errors(at)
+    keys = ["build_pos_style_pop-art", "build_pos_medium_oil painting", "build_pos_light_golden hour"]
+    # A new term goes last; no two share a position (it was medium's default 1 next to pop-art's 1).
+    assert [at.number_input(key=k).value for k in keys] == [1, 2, 3]
+    at.number_input(key="build_pos_light_golden hour").set_value(1).run()
+    assert [at.number_input(key=k).value for k in keys] == [2, 3, 1]
+    # Moved to 1: golden hour's category goes first, the others keep their order after it.
+    assert at.code[0].value == "fat cat lies on the couch, golden hour, pop-art, oil painting"
+    at.slider(key="build_w_style_pop-art").set_value(1.3).run()
+    no_errors(at)
+    shown = pa.ipc.open_stream(at.dataframe[0].proto.arrow_data.styler.display_values).read_all().to_pandas()
+    assert list(shown["weight"]) == ["1.00", "1.30", "1.00"]
+
+
+def test_build_wraps_the_prompt_boxes_so_the_whole_text_shows() -> None:
+    at = page("build")
+    at.text_input(key="build_subject").set_value("a very long subject " * 12).run()
+    at.text_input(key="build_negative").set_value("blurry, ugly").run()
+    no_errors(at)
+    boxes = at.code[:4]
+    assert [box.proto.wrap_lines for box in boxes] == [True] * 4
+    assert boxes[0].value.startswith("a very long subject") and boxes[0].value.endswith("a very long subject")

@@ -12,17 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptlab.errors import ExperimentError
+from promptlab.errors import ExperimentError, PromptlabError
 from promptlab.experiment import (
+    DEFAULT_SCORER,
     PARAMS,
     Variant,
     cells,
     draft_experiment,
+    draft_scorer,
     expand,
     load_experiment,
     order_terms,
     parse_experiment,
     read_seeds,
+    term_positions,
     to_toml,
     variant_key,
 )
@@ -474,3 +477,72 @@ def test_read_seeds_reads_a_count_or_a_list(text: str, value: object) -> None:
 def test_read_seeds_refuses_what_an_experiment_file_refuses(text: str, message: str) -> None:
     with pytest.raises(ExperimentError, match=re.escape(message)):
         read_seeds(text)
+
+
+def test_draft_experiment_defaults_to_micro_at_64x64_and_a_real_model_is_one_field_away() -> None:
+    prompt = Prompt("a gold star on a sky blue background", (Term("backlight", 1.0, "light"),))
+    spec = parse(to_toml(draft_experiment(prompt, name="star", vocab=VOCAB)))
+    # Built in, offline, seconds on a CPU: micro, scored by micro-clip, at the 64x64 it draws.
+    assert (spec.model, spec.scorer, spec.params) == ("micro", "micro-clip", {"width": 64, "height": 64})
+    real = parse(to_toml(draft_experiment(prompt, name="star", vocab=VOCAB, model="runwayml/stable-diffusion-v1-5")))
+    assert (real.model, real.scorer, real.params) == ("runwayml/stable-diffusion-v1-5", "clip", {})
+    chosen = draft_experiment(prompt, name="star", vocab=VOCAB, model="micro", scorer="tiny-clip")
+    assert chosen["scorer"] == "tiny-clip"
+    assert draft_scorer(" micro ") == "micro-clip" and draft_scorer("tiny-sd") == DEFAULT_SCORER
+
+
+def test_term_positions_number_every_term_once_in_prompt_order() -> None:
+    pop, oil, gold, hour = ("style", "pop-art"), ("medium", "oil painting"), ("style", "gold"), ("light", "golden hour")
+    # New terms go last, in the order given; never two at one position.
+    assert term_positions([oil, pop], {}, {}) == {oil: 1, pop: 2}
+    assert term_positions([oil, pop, hour], {oil: 1, pop: 2}, {oil: 1, pop: 2}) == {oil: 1, pop: 2, hour: 3}
+    # A term moved up goes before the one at its new place; moved down, after it.
+    assert term_positions([oil, pop, hour], {oil: 1, pop: 2, hour: 1}, {oil: 1, pop: 2, hour: 3}) == {hour: 1, oil: 2, pop: 3}
+    assert term_positions([oil, pop, hour], {oil: 3, pop: 2, hour: 3}, {oil: 1, pop: 2, hour: 3}) == {pop: 1, hour: 2, oil: 3}
+    # A gap left by a removed term closes; a category's terms stay together.
+    assert term_positions([oil, hour], {oil: 1, hour: 3}, {oil: 1, pop: 2, hour: 3}) == {oil: 1, hour: 2}
+    assert term_positions([oil, pop, gold], {oil: 2, pop: 1, gold: 3}, {oil: 2, pop: 1, gold: 3}) == {pop: 1, gold: 2, oil: 3}
+    assert sorted(term_positions([pop, oil, hour], {pop: 7, oil: 7, hour: 7}, {}).values()) == [1, 2, 3]
+
+
+OFFLINE_RUN = """
+name = "offline"
+model = "MODEL"
+scorer = "SCORER"
+seeds = 2
+[params]
+width = 64
+height = 64
+[prompt]
+subject = "a red circle on a black background"
+"""
+
+
+@pytest.mark.parametrize(
+    ("model", "scorer", "error", "named"),
+    [
+        ("promptlab-tests/no-such-model-here", "micro-clip", "ModelError", "model 'promptlab-tests/no-such-model-here' is not on this machine"),
+        ("micro", "clip", "ScoringError", "scorer 'clip' (ViT-L-14-quickgelu, 'openai' weights from timm/vit_large_patch14_clip_224.openai) is not on this machine"),
+    ],
+)
+def test_offline_a_missing_model_or_scorer_fails_before_any_cell_in_one_line(
+    model: str, scorer: str, error: str, named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    from promptlab.runner import run_experiment
+    from promptlab.store import open_store
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # An empty Hugging Face cache: nothing a hub id names is on this machine.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    spec = parse(OFFLINE_RUN.replace("MODEL", model).replace("SCORER", scorer))
+    with open_store() as store:
+        with pytest.raises(PromptlabError) as raised:
+            run_experiment(spec, store)
+        assert store.runs_frame("offline").empty
+    message = str(raised.value)
+    assert type(raised.value).__name__ == error
+    assert message.startswith(named) and "\n" not in message
+    fix = 'model = "micro"' if error == "ModelError" else 'scorer = "micro-clip"'
+    assert "download it once with network" in message and fix in message

@@ -12,7 +12,16 @@ from promptlab.analysis import term_suggestions
 from promptlab.compose import compose
 from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
-from promptlab.experiment import PROMPT_SYNTAXES, draft_experiment, experiment_name, order_terms, parse_experiment, to_toml
+from promptlab.experiment import (
+    DRAFT_MODEL,
+    PROMPT_SYNTAXES,
+    draft_experiment,
+    draft_scorer,
+    experiment_name,
+    parse_experiment,
+    term_positions,
+    to_toml,
+)
 from promptlab.prompt import Term, compel_prompt, convert
 
 SUGGESTIONS = 10
@@ -40,22 +49,36 @@ def page() -> None:
 
 
 def _pick_terms(vocab) -> list[Term]:  # type: ignore[no-untyped-def]
-    """Terms per category with a weight each, ordered by their position numbers (``order_terms``)."""
-    picked: list[tuple[float, Term]] = []
+    """Terms per category with a weight each, at positions 1..n once each (``term_positions``).
+
+    The positions are settled before their inputs are drawn, from what the user chose and asked for.
+    """
+    chosen = [(name, text) for name in vocab.categories for text in st.session_state.get(f"build_terms_{name}", [])]
+    wanted = {key: st.session_state[_position_key(*key)] for key in chosen if _position_key(*key) in st.session_state}
+    positions = term_positions(chosen, wanted, st.session_state.get("build_positions", {}))
+    st.session_state["build_positions"] = positions
+    for key, number in positions.items():
+        st.session_state[_position_key(*key)] = number
+    picked: dict[tuple[str, str], Term] = {}
     for category in vocab.categories.values():
-        chosen = st.multiselect(
+        chosen_here = st.multiselect(
             category.name.capitalize(), [t.text for t in category.terms], key=f"build_terms_{category.name}",
             help=category.description,
         )  # fmt: skip
-        for text in chosen:
+        for text in chosen_here:
             default = category.find(text).weight
             left, right = st.columns([3, 1])
             weight = left.slider(f"{text} weight", 0.0, 2.0, float(default), 0.05, key=f"build_w_{category.name}_{text}")
-            position = right.number_input(
-                f"{text} position", min_value=1, value=len(picked) + 1, key=f"build_pos_{category.name}_{text}"
-            )
-            picked.append((position, Term(text, weight, category.name)))
-    return order_terms(picked)
+            right.number_input(
+                f"{text} position", min_value=1, key=_position_key(category.name, text),
+                help="Where the term goes in the prompt; a category's terms stay together.",
+            )  # fmt: skip
+            picked[(category.name, text)] = Term(text, weight, category.name)
+    return [picked[key] for key in sorted(picked, key=lambda key: positions.get(key, len(positions) + 1))]
+
+
+def _position_key(category: str, text: str) -> str:
+    return f"build_pos_{category}_{text}"
 
 
 def _show_prompt(built) -> None:  # type: ignore[no-untyped-def]
@@ -64,15 +87,15 @@ def _show_prompt(built) -> None:  # type: ignore[no-untyped-def]
               delta_color="inverse")  # fmt: skip
     left, right = st.columns(2)
     left.caption("Compel")
-    left.code(built.prompt.to_compel(), language=None)
+    left.code(built.prompt.to_compel(), language=None, wrap_lines=True)
     right.caption("A1111")
-    right.code(built.prompt.to_a1111(), language=None)
+    right.code(built.prompt.to_a1111(), language=None, wrap_lines=True)
     if built.negative_prompt:
         left, right = st.columns(2)
         left.caption("Negative prompt, compel")
-        left.code(built.negative_prompt, language=None)
+        left.code(built.negative_prompt, language=None, wrap_lines=True)
         right.caption("Negative prompt, A1111")
-        right.code(convert(built.negative_prompt, "compel", "a1111"), language=None)
+        right.code(convert(built.negative_prompt, "compel", "a1111"), language=None, wrap_lines=True)
     if count.terms:
         rows = [
             {"term": span.text, "category": span.category, "weight": term.weight, "tokens": span.count,
@@ -80,10 +103,12 @@ def _show_prompt(built) -> None:  # type: ignore[no-untyped-def]
             for term, span in zip(built.prompt.terms, count.terms)
         ]  # fmt: skip
         st.dataframe(
-            pd.DataFrame(rows).style.apply(
+            pd.DataFrame(rows)
+            .style.apply(
                 lambda row: ["background-color: #ffd6d6" if row["past the window"] != "none" else ""] * len(row),
                 axis=1,
-            ),
+            )
+            .format({"weight": "{:.2f}"}),
             hide_index=True,
         )
     for warning in built.warnings:
@@ -94,8 +119,9 @@ def _suggestions(prompt: str, chosen: list[str]) -> None:
     vocab = data.vocab()
     candidates = [t.text for c in vocab.categories.values() for t in c.terms if t.text not in chosen]
     with st.expander("Suggestions: related terms by CLIP text similarity"):
-        model = st.text_input("CLIP model", value="clip", key="build_suggest_model",
-                              help="An open_clip name, NAME:PRETRAINED, a file, or tiny-clip")  # fmt: skip
+        model = st.text_input("CLIP model", value=draft_scorer(DRAFT_MODEL), key="build_suggest_model",
+                              help="micro-clip (built in, offline), clip (ViT-L, downloaded once), an open_clip "
+                                   "NAME:PRETRAINED, or a weights file")  # fmt: skip
         if st.button("Suggest related terms", key="build_suggest"):
             from promptlab.scoring import suggest_terms
 
@@ -110,6 +136,7 @@ def _suggestions(prompt: str, chosen: list[str]) -> None:
                         [{"term": t, "category": vocab.find(t).category, "similarity": s} for t, s in rows]
                     ),
                     hide_index=True,
+                    column_config={"similarity": st.column_config.NumberColumn(format="%.2f")},
                 )
     with st.expander("Suggestions: terms that helped in earlier experiments"):
         found = term_suggestions(data.analyses(), vocab.categories, exclude=chosen)
@@ -128,9 +155,24 @@ def _scorer(spec: str):  # type: ignore[no-untyped-def]
 
 def _save(prompt, presets: list[str], negative: str, syntax: str) -> None:  # type: ignore[no-untyped-def]
     st.subheader("Save as an experiment")
-    name = st.text_input("Experiment name", value=experiment_name(prompt.subject), key="build_name")
+    left, right = st.columns(2)
+    model = left.text_input(
+        "Model", value=DRAFT_MODEL, key="build_model",
+        help="micro: built in, offline, 64x64 in about a second a seed on a CPU. For real images a hub id "
+             "(runwayml/stable-diffusion-v1-5), a local diffusers folder or a .safetensors file, best on a GPU.",
+    ).strip() or DRAFT_MODEL  # fmt: skip
+    scorer = right.text_input(
+        "Scorer", key="build_scorer", placeholder=draft_scorer(model),
+        help="Empty: the model's own (micro-clip for micro, clip for others).",
+    ).strip() or draft_scorer(model)  # fmt: skip
+    default_name = experiment_name(prompt.subject)
+    # Empty means "from the subject", so the name follows the subject until the user types one.
+    name = st.text_input("Experiment name", key="build_name", placeholder=default_name).strip() or default_name
     try:
-        raw = draft_experiment(prompt, name=name, vocab=data.vocab(), negative=negative, negative_presets=presets, syntax=syntax)
+        raw = draft_experiment(
+            prompt, name=name, vocab=data.vocab(), negative=negative, negative_presets=presets, syntax=syntax,
+            model=model, scorer=scorer,
+        )  # fmt: skip
         text = to_toml(raw)
     except PromptlabError as error:
         data.show_error(error)

@@ -65,12 +65,23 @@ from promptlab.experiment.spec import (
     Variant,
     term_spec,
 )
-from promptlab.experiment.write import draft_experiment, experiment_name, order_terms, to_toml
+from promptlab.experiment.write import (
+    DRAFT_MODEL,
+    DRAFT_SEEDS,
+    draft_experiment,
+    draft_scorer,
+    experiment_name,
+    order_terms,
+    term_positions,
+    to_toml,
+)
 from promptlab.render.params import LONG_PROMPT_POLICIES, MAX_SEED, TASKS
 
 __all__ = [
     "ABSENT",
     "DEFAULT_SCORER",
+    "DRAFT_MODEL",
+    "DRAFT_SEEDS",
     "IMAGE_TASK_PARAMS",
     "INPUT_KEYS",
     "KEY_VERSION",
@@ -93,12 +104,14 @@ __all__ = [
     "Variant",
     "cells",
     "draft_experiment",
+    "draft_scorer",
     "expand",
     "experiment_name",
     "load_experiment",
     "order_terms",
     "parse_experiment",
     "read_seeds",
+    "term_positions",
     "term_spec",
     "to_toml",
     "variant_key",

@@ -6,8 +6,13 @@ dict for a prompt built from the vocabulary (the dashboard's Build page).
     >>> prompt = Prompt("a red fox", (Term("pop-art", 1.3, "style"), Term("oil painting", 1.0, "medium")))
     >>> print(to_toml(draft_experiment(prompt, name="fox", vocab=load_vocab())), end="")
     name = "fox"
-    model = "tiny-sd"
+    model = "micro"
+    scorer = "micro-clip"
     seeds = 4
+    <BLANKLINE>
+    [params]
+    width = 64
+    height = 64
     <BLANKLINE>
     [prompt]
     subject = "a red fox"
@@ -40,13 +45,19 @@ from typing import Any
 import tomli_w
 
 from promptlab.errors import ExperimentError
-from promptlab.experiment.spec import ExperimentSpec, term_spec
+from promptlab.experiment.spec import DEFAULT_SCORER, ExperimentSpec, term_spec
 from promptlab.prompt import Prompt, Term
 from promptlab.vocab import Vocabulary
 
-#: What a drafted experiment renders with until the user changes it: the tiny model, 4 seeds.
-DRAFT_MODEL = "tiny-sd"
+#: What a drafted experiment renders with until the user changes it: the built-in micro model, which
+#: needs no download and renders a 64x64 image in about 0.3 s on a CPU, and 4 seeds.
+DRAFT_MODEL = "micro"
 DRAFT_SEEDS = 4
+#: The scorer and size a model is drafted with when the user names none: micro's own (micro-clip, trained
+#: on the same scenes, and the 64x64 it draws); any other model gets the experiment file's default
+#: scorer (CLIP ViT-L) and its pipeline's own size.
+DRAFT_SCORERS: dict[str, str] = {"micro": "micro-clip"}
+DRAFT_SIZES: dict[str, int] = {"micro": 64}
 
 
 def to_toml(experiment: ExperimentSpec | Mapping[str, Any]) -> str:
@@ -89,10 +100,15 @@ def draft_experiment(
     negative_presets: Sequence[str] = (),
     syntax: str = "compel",
     model: str = DRAFT_MODEL,
+    scorer: str | None = None,
     seeds: int = DRAFT_SEEDS,
 ) -> dict[str, Any]:
     """The experiment file (as a dict for ``to_toml``) that renders ``prompt``: its terms as fixed
     terms by category, in the prompt's order.
+
+    ``model`` alone chooses the rest: micro (the default) is scored with micro-clip at 64x64, so the
+    draft runs offline in seconds; another model gets ``draft_scorer(model)`` unless ``scorer`` is
+    given, and its pipeline's own size.
 
     An experiment orders categories, not single terms: where the prompt's categories are not in
     vocabulary order, an ``order`` axis of one level keeps them as they are (``order_terms`` makes
@@ -103,10 +119,10 @@ def draft_experiment(
         if term.category is None:
             raise ExperimentError(f"term {term.text!r} has no category; an experiment file lists terms by category")
         terms.setdefault(term.category, []).append(term_spec(term))
-    raw: dict[str, Any] = {
-        "name": name,
-        "model": model,
-        "seeds": seeds,
+    raw: dict[str, Any] = {"name": name, "model": model, "scorer": scorer or draft_scorer(model), "seeds": seeds}
+    if model in DRAFT_SIZES:
+        raw["params"] = {"width": DRAFT_SIZES[model], "height": DRAFT_SIZES[model]}
+    raw |= {
         "prompt": {
             "subject": prompt.subject,
             "negative": negative,
@@ -119,6 +135,15 @@ def draft_experiment(
     if list(terms) != [category for category in vocab.categories if category in terms]:
         raw["axes"] = {"order": [list(terms)]}
     return raw
+
+
+def draft_scorer(model: str) -> str:
+    """The scorer a draft for ``model`` is written with: micro's own for micro, else the file's default.
+
+    >>> draft_scorer("micro"), draft_scorer("runwayml/stable-diffusion-v1-5")
+    ('micro-clip', 'clip')
+    """
+    return DRAFT_SCORERS.get(model.strip(), DEFAULT_SCORER)
 
 
 def order_terms(picked: Sequence[tuple[float, Term]]) -> list[Term]:
@@ -138,6 +163,39 @@ def order_terms(picked: Sequence[tuple[float, Term]]) -> list[Term]:
         first.setdefault(picked[index][1].category, rank)
     ranks = {index: rank for rank, index in enumerate(ranked)}
     return [picked[i][1] for i in sorted(ranked, key=lambda i: (first[picked[i][1].category], ranks[i]))]
+
+
+def term_positions(
+    terms: Sequence[tuple[str, str]], wanted: Mapping[tuple[str, str], float], previous: Mapping[tuple[str, str], int]
+) -> dict[tuple[str, str], int]:
+    """Positions 1..n, once each, for ``terms`` (``(category, text)``, in vocabulary order) in the order
+    ``order_terms`` puts them: what the Build page shows and renders.
+
+    ``wanted`` holds the positions the user asked for, ``previous`` the ones shown before. A term
+    moved up goes before a term already at its new position, one moved down after it; a new term
+    (in neither) goes last; a category's terms stay together, so a move that would split them is undone.
+
+    >>> oil, pop = ("medium", "oil painting"), ("style", "pop-art")
+    >>> term_positions([oil, pop], {}, {})
+    {('medium', 'oil painting'): 1, ('style', 'pop-art'): 2}
+    >>> term_positions([oil, pop], {oil: 1, pop: 1}, {oil: 1, pop: 2})
+    {('style', 'pop-art'): 1, ('medium', 'oil painting'): 2}
+    >>> term_positions([oil, pop], {oil: 2, pop: 2}, {oil: 1, pop: 2})
+    {('style', 'pop-art'): 1, ('medium', 'oil painting'): 2}
+    """
+
+    def rank(index: int) -> tuple[float, int, int]:
+        term = terms[index]
+        before = previous.get(term)
+        want = wanted.get(term, before)
+        if want is None:
+            return (float("inf"), 1, index)
+        moved = 1 if before is None or want == before else (0 if want < before else 2)
+        return (float(want), moved, index)
+
+    ranked = sorted(range(len(terms)), key=rank)
+    picked = [(float(ranked.index(i)), Term(text, 1.0, category)) for i, (category, text) in enumerate(terms)]
+    return {(term.category or "", term.text): number for number, term in enumerate(order_terms(picked), 1)}
 
 
 def experiment_name(subject: str) -> str:

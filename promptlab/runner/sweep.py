@@ -16,6 +16,7 @@ from typing import Any
 from promptlab.errors import CellTakenError, PromptlabError, StoreError
 from promptlab.experiment import Cell, ExperimentSpec, Variant, cells
 from promptlab.metadata import run_png
+from promptlab.runner.offline import check_offline
 from promptlab.runner.recipe import BLACK_IMAGE_ERROR, all_black, render_params, setup_params
 from promptlab.store import CLAIM_TTL_S, NewRun, RunRecord, ScoreRecord, Store, runner_id
 
@@ -206,6 +207,8 @@ def check_setup(todo: Sequence[Cell], spec: ExperimentSpec, scorer: Any = None) 
 
     if not todo:
         return scorer
+    # Offline, a missing hub model or scorer is found in the cache in milliseconds, not by loading it.
+    check_offline({cell.variant.model for cell in todo}, spec.scorer if scorer is None else None)
     scorer = scorer or load_scorer
     if callable(scorer) and not hasattr(scorer, "score"):
         scorer = scorer(spec.scorer)
