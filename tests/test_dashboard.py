@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -72,6 +74,27 @@ def test_dashboard_command_binds_localhost() -> None:
     assert argv[argv.index("--server.port") + 1] == "8600"
     assert Path(argv[argv.index("run") + 1]) == APP_PATH
     assert dashboard_command(8600, "0.0.0.0")[argv.index("--server.address") + 1] == "0.0.0.0"
+
+
+def test_dashboard_hides_the_deploy_button_and_developer_menu() -> None:
+    import tomllib
+
+    argv = dashboard_command(8600)
+    assert argv[argv.index("--client.toolbarMode") + 1] == "minimal"
+    # ``streamlit run app.py`` from the repository reads the same setting from .streamlit/config.toml.
+    config = tomllib.loads((APP_PATH.parent / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["client"]["toolbarMode"] == "minimal"
+
+
+def test_scores_show_two_decimals_and_labels_show_as_written() -> None:
+    from promptlab.dashboard.data import markdown_text, score_text
+
+    assert score_text(75.56234) == "75.56"
+    assert score_text(float("nan")) == score_text(None) == "no score"
+    # A level such as "---" or "*" would be a horizontal rule or a bullet in markdown.
+    assert markdown_text("---") == "\\-\\-\\-"
+    assert markdown_text("a (red:1.3) *b*") == "a \\(red\\:1\\.3\\) \\*b\\*"
+    assert markdown_text("no artist") == "no artist"
 
 
 def test_app_routes_to_home_on_an_empty_store() -> None:
@@ -291,11 +314,15 @@ def test_history_search_open_and_render_again(filled_copy: Path) -> None:
     at.selectbox(key="history_experiment").select("dash").run()
     no_errors(at)
     assert len(at.dataframe[0].value) == 4
+    # The short columns first, so the score stays on screen next to the id whatever the names' lengths.
+    assert list(at.dataframe[0].value.columns)[:2] == ["id", "score"]
     at.text_input(key="history_search").set_value("pop-art").run()
     assert len(at.dataframe[0].value) == 2
     at.selectbox(key="history_open").select_index(0).run()
     no_errors(at)
     assert at.subheader[0].value.startswith("Run #")
+    scores = json.loads(at.json[0].value)["scores"]
+    assert scores and all(re.fullmatch(r"-?\d+\.\d{2}", value) for value in scores.values()), scores
     source = int(at.subheader[0].value.removeprefix("Run #"))
     at.button(key="history_rerender").click().run()
     no_errors(at)
