@@ -17,10 +17,16 @@ from scipy import stats
 
 from promptlab.analysis import (
     Effect,
+    PlannedCells,
     analyze,
     best_prompts,
+    best_table,
+    cell_counts,
     effect_model,
+    effect_name,
+    effects_chart_data,
     effects_table,
+    format_cells,
     format_effect,
     format_level,
     format_report,
@@ -28,6 +34,7 @@ from promptlab.analysis import (
     holm,
     holm_levels,
     how_to_read,
+    planned_cells,
     report_tables,
     seeds_needed,
     term_suggestions,
@@ -176,7 +183,7 @@ def test_failed_runs_are_counted_and_every_variant_appears() -> None:
     result = analyze(frame)
     assert [b.label for b in result.best] == ["style="]
     (effect,) = result.effects
-    assert format_effect(effect) == "pop-art vs no style: pop-art has no scored run (2 failed or unscored)"
+    assert format_effect(effect) == "style: pop-art vs no style  pop-art has no scored run (2 failed or unscored)"
     assert not effect.significant
 
 
@@ -249,7 +256,7 @@ def test_level_without_any_partner_is_not_estimable() -> None:
     assert (effect.n_cells, effect.significant, effect.seeds_needed) == (0, False, None)
     assert math.isnan(effect.p_value) and math.isnan(effect.mean_diff)
     assert format_effect(effect) == (
-        "pop-art vs no style: not estimable: no seed (and subject) links it to no style through scored runs"
+        "style: pop-art vs no style  not estimable: no seed (and subject) links it to no style through scored runs"
     )
 
 
@@ -278,7 +285,7 @@ def test_levels_the_design_cannot_separate_are_not_estimable() -> None:
     for effect in effects:
         assert not effect.significant and math.isnan(effect.mean_diff)
     assert format_effect(_effect(effects, "style", "steampunk")) == (
-        "steampunk vs pop-art: not estimable: in these runs it always changes together with medium"
+        "style: steampunk vs pop-art  not estimable: in these runs it always changes together with medium"
     )
 
 
@@ -287,7 +294,7 @@ def test_level_scored_on_one_seed_has_an_estimate_but_no_test() -> None:
     rows += [({"style": "ukiyo-e"}, 0, 30.0), ({"style": "ukiyo-e"}, 1, math.nan), ({"style": "ukiyo-e"}, 2, math.nan)]
     effect = _effect(effects_table(_frame(rows)), "style", "ukiyo-e")
     assert effect.mean_diff == pytest.approx(10.0) and math.isnan(effect.p_value) and not effect.significant
-    assert format_effect(effect) == "ukiyo-e vs no style: +10.00 (no CI: no test: ukiyo-e is scored on 1 seed only (a test needs 2))"
+    assert format_effect(effect) == "style: ukiyo-e vs no style  +10.00 (no CI: no test: ukiyo-e is scored on 1 seed only (a test needs 2))"
 
 
 def test_two_subjects_are_blocks_and_their_contrasts_average() -> None:
@@ -472,9 +479,9 @@ def test_format_effect_states_the_level() -> None:
         ci_low=0.8, ci_high=3.4, ci_level=1 - 0.05 / 3, wins=9.0, win_rate=0.75, win_low=0.47, win_high=0.91,
         p_value=0.001, p_holm=0.002, significant=True, seeds_needed=6, note="",
     )  # fmt: skip
-    assert format_effect(effect) == "artstation vs no style: +2.10 (98.3% CI +0.80..+3.40), wins 9 of 12 seeds"
+    assert format_effect(effect) == "style: artstation vs no style  +2.10 (98.3% CI +0.80..+3.40), wins 9 of 12 seeds"
     numeric = Effect(**{**effect.__dict__, "axis": "guidance_scale", "level": 7.5, "reference": 5.0, "wins": 8.5})
-    assert format_effect(numeric).startswith("guidance_scale=7.5 vs guidance_scale=5.0: +2.10 (98.3% CI")
+    assert format_effect(numeric).startswith("guidance_scale: 7.5 vs 5.0  +2.10 (98.3% CI")
     assert (format_level(0.95), format_level(0.99), format_level(1 - 0.05 / 4)) == ("95%", "99%", "98.8%")
 
 
@@ -490,9 +497,105 @@ def test_report_and_tables_show_the_same_numbers() -> None:
     assert "seeds to star ±0.5 with 80% power" in lines[header + 1]
     variants, effects = report_tables(result)
     assert list(variants["ci"]) == [format_variant(v) for v in sorted(result.variants, key=lambda v: -v.mean)]
-    assert list(effects["effect"]) == [format_effect(e) for e in result.effects]
+    assert list(effects["effect"]) == [effect_name(e) for e in result.effects]
     note = how_to_read(result)
     assert "all 2 comparisons" in note and "to star an effect of 0.5 score points with 80% power" in note
+
+
+def test_every_effect_names_its_axis_and_reference_for_every_kind_of_level() -> None:
+    base = Effect(
+        axis="style", level="pop-art", reference="", n_seeds=3, n_cells=6, mean_diff=1.0, se=0.5, df=2.0,
+        ci_low=-1.0, ci_high=3.0, ci_level=0.95, wins=2.0, win_rate=2 / 3, win_low=0.2, win_high=0.9,
+        p_value=0.2, p_holm=0.2, significant=False, seeds_needed=9, note="",
+    )  # fmt: skip
+    cases = [
+        ({"axis": "color", "level": "blue", "reference": "red"}, "color: blue vs red"),
+        ({"axis": "artist", "level": "Greg Rutkowski", "reference": ""}, "artist: Greg Rutkowski vs no artist"),
+        ({"axis": "artist", "level": "", "reference": "Mucha"}, "artist: no artist vs Mucha"),
+        ({"axis": "guidance_scale", "level": 7.5, "reference": 5.0}, "guidance_scale: 7.5 vs 5.0"),
+        ({"axis": "num_inference_steps", "level": 30, "reference": 20}, "num_inference_steps: 30 vs 20"),
+        ({"axis": "scheduler", "level": "euler", "reference": "ddim"}, "scheduler: euler vs ddim"),
+    ]
+    for fields, name in cases:
+        effect = Effect(**{**base.__dict__, **fields})
+        assert effect_name(effect) == name
+        assert format_effect(effect).startswith(f"{name}  +1.00 (95% CI -1.00..+3.00)")
+
+
+def _awkward_frame() -> pd.DataFrame:
+    """Every kind of missing number: a failed variant, a level on one seed, a level no seed links, a numeric axis."""
+    rows = [({"style": level, "guidance_scale": g}, s, 20.0 + s + i + g) for i, level in enumerate(["", "pop-art"])
+            for g in (5.0, 7.5) for s in range(3)]  # fmt: skip
+    rows += [({"style": "ukiyo-e", "guidance_scale": 5.0}, 0, 30.0)]
+    rows += [({"style": "lost", "guidance_scale": 5.0}, s, math.nan) for s in range(2)]
+    rows += [({"style": "alone", "guidance_scale": 5.0}, 9, 40.0)]
+    statuses = ["ok"] * 13 + ["failed", "failed", "ok"]
+    return _frame(rows).assign(status=statuses, error=[None] * 13 + ["CUDA out of memory"] * 2 + [None])
+
+
+def test_report_tables_and_chart_say_in_words_what_has_no_number() -> None:
+    result = analyze(_awkward_frame(), experiment="awkward")
+    notes = {effect_name(e): e for e in result.effects}
+    assert math.isnan(notes["style: alone vs no style"].mean_diff) and math.isnan(notes["style: lost vs no style"].mean_diff)
+    assert math.isnan(notes["style: ukiyo-e vs no style"].ci_low)
+    lines = format_report(result)
+    assert not [line for line in lines if "nan" in line.lower().replace("nanos", "")], lines
+    assert any(line.strip().startswith("style: lost vs no style") and "has no scored run" in line for line in lines)
+    assert any("style: alone vs no style" in line and "not estimable" in line for line in lines)
+    assert any("style: ukiyo-e vs no style" in line and "no CI: no test" in line for line in lines)
+    # the numbers line up: every effect's number starts in the same column
+    width = max(len(effect_name(e)) for e in result.effects)
+    effect_lines = lines[-len(result.effects) :]
+    assert {line[4 + width : 4 + width + 2] for line in effect_lines} == {"  "}
+    assert all(line[4 + width + 2] != " " for line in effect_lines)
+    variants, effects = report_tables(result)
+    best = best_table(result)
+    for table in (variants, effects, best):
+        # words where a number is missing; a number column leaves the cell empty (the words are beside it)
+        text = [cell for column in table.select_dtypes(exclude="number") for cell in table[column]]
+        assert all(isinstance(cell, str) and "nan" not in cell.lower() for cell in text if not isinstance(cell, int)), table
+    assert effects["p (Holm)"].tolist().count("not tested") == 3
+    chart = effects_chart_data(result)
+    assert chart["row"].tolist() == [f"{effect_name(e)} ({shown})" for e, shown in zip(result.effects, _shown(result.effects))]
+    assert chart["row"].is_unique and len(chart) == len(result.effects)
+
+
+def _shown(effects: list[Effect]) -> list[str]:
+    return [
+        "not estimable" if e.note.startswith("not estimable") else "no score" if math.isnan(e.mean_diff)
+        else "no CI" if math.isnan(e.ci_low) else f"{format_level(e.ci_level)} CI"
+        for e in effects
+    ]  # fmt: skip
+
+
+def test_cells_done_failed_and_not_run_are_counted_and_said() -> None:
+    frame = _awkward_frame()
+    counts = cell_counts(frame, PlannedCells(20))
+    assert (counts.planned, counts.done, counts.failed, counts.not_run, counts.incomplete) == (20, 14, 2, 4, True)
+    assert format_cells(counts) == "Incomplete: 14 of 20 cells done, 2 failed, 4 not run yet"
+    ok = frame[frame["status"] == "ok"]
+    assert format_cells(cell_counts(ok, PlannedCells(14))) == "Complete: 14 of 14 cells done"
+    unknown = cell_counts(frame, PlannedCells(None, "its file no longer expands to cells: no model"))
+    assert format_cells(unknown) == (
+        "Incomplete: 14 cells done, 2 failed (planned cells not known: its file no longer expands to cells: no model)"
+    )
+    # a retried cell that then finished is done, not failed
+    retried = pd.concat([frame, frame[frame["status"] == "failed"].assign(status="ok", score=1.0)], ignore_index=True)
+    assert (cell_counts(retried).done, cell_counts(retried).failed) == (16, 0)
+    result = analyze(frame, planned=PlannedCells(20))
+    assert format_report(result)[0] == "Incomplete: 14 of 20 cells done, 2 failed, 4 not run yet"
+    assert result.to_dict()["cells"] == {"planned": 20, "done": 14, "failed": 2, "note": "", "not_run": 4, "incomplete": True}
+    # without a plan and without failures nothing is claimed either way
+    assert format_report(analyze(ok))[0].startswith("Variants")
+
+
+def test_planned_cells_expand_the_stored_file_or_say_why_not() -> None:
+    spec = {"name": "planned", "model": "micro", "seeds": 3, "prompt": {"subject": "a circle"},
+            "axes": {"color": ["red", "blue"], "guidance_scale": [5.0, 7.5]}}  # fmt: skip
+    assert planned_cells(spec) == PlannedCells(12)
+    broken = planned_cells({"name": "broken", "seeds": 3, "prompt": {"subject": "a circle"}})
+    assert broken.count is None and "no longer expands" in broken.note and "model" in broken.note
+    assert planned_cells({}).count is None
 
 
 def test_analyze_to_dict_is_json() -> None:

@@ -7,18 +7,21 @@ statistics, not the pictures, are under test here; tests/test_dashboard.py rende
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
-from promptlab.analysis import analyze, format_report
+from promptlab.analysis import analyze, effect_name, format_level, format_report, planned_cells
 from promptlab.cli import app
 from promptlab.experiment import Variant, cells, parse_experiment
 from promptlab.metadata import run_png
@@ -41,12 +44,12 @@ guidance_scale = [5.0, 7.5]
 """
 
 
-def _record(name: str, score: Callable[[Variant, int], float]) -> None:
-    """Record every cell of the experiment with ``score(variant, seed)``; NaN records a failure."""
+def _record(name: str, score: Callable[[Variant, int], float], cells_done: int | None = None) -> None:
+    """Record the experiment's cells (the first ``cells_done``, or all) with ``score(variant, seed)``; NaN records a failure."""
     spec = parse_experiment(EXPERIMENT.format(name=name), Path(f"{name}.toml"))
     with open_store() as store:
         experiment = store.get_or_create_experiment(spec.name, spec.raw, spec.path, subject=spec.subject)
-        for number, cell in enumerate(cells(spec)):
+        for number, cell in enumerate(cells(spec)[:cells_done]):
             record = run_record(experiment.id, cell.variant, cell.seed)
             value = score(cell.variant, cell.seed)
             if math.isnan(value):
@@ -77,11 +80,14 @@ def test_cli_and_insights_show_the_same_numbers_and_every_variant() -> None:
     printed = runner.invoke(app, ["analyze", "mixed"])
     assert printed.exit_code == 0, printed.output
     with open_store() as store:
-        expected = format_report(analyze(store.runs_frame("mixed", "intent"), experiment="mixed"))
+        row = store.get_experiment("mixed")
+        frame = store.runs_frame("mixed", "intent")
+    expected = format_report(analyze(frame, experiment="mixed", planned=planned_cells(row.spec, row.source_path)))
     assert printed.stdout.splitlines() == expected
     # the variant whose every run failed is there, with its count and why it has no number
     assert any("no score: every run failed (4 of 4): CUDA out of memory" in line for line in expected)
-    assert "4 of 24 runs without a score" in expected[0]
+    assert expected[0] == "Incomplete: 20 of 24 cells done, 4 failed"
+    assert "4 of 24 runs without a score" in expected[1]
     # every interval printed states its level
     assert all("% CI" in line or "no score" in line for line in expected[1:] if ".." in line or "no score" in line)
 
@@ -93,7 +99,8 @@ def test_cli_and_insights_show_the_same_numbers_and_every_variant() -> None:
     assert len(variants) == 6 and variants["note"].str.startswith("no score: every run failed").sum() == 1
     effects = at.dataframe[0].value
     starred = effects[effects[""] == "*"]["effect"].tolist()
-    assert len(starred) == 1 and starred[0].startswith("pop-art vs no style: +")
+    assert starred == ["style: pop-art vs no style"]
+    assert [w.value for w in at.warning] == ["Incomplete: 20 of 24 cells done, 4 failed: the numbers below are from the cells done so far."]
     assert "How to read this" in [e.label for e in at.expander]
     note = next(m.value for m in at.markdown if "A star means" in m.value)
     assert "Seeds needed" in note
@@ -117,3 +124,67 @@ def test_no_usable_scores_is_one_line_in_the_cli_and_the_dashboard() -> None:
 def test_cli_analyze_of_an_unknown_experiment_is_an_error(fmt: str) -> None:
     result = runner.invoke(app, ["analyze", "nope", "--format", fmt])
     assert result.exit_code == 1 and "nope" in str(result.exception)
+
+
+def _chart(at: AppTest, index: int = 0) -> tuple[dict, pd.DataFrame]:
+    """The spec and the data of the page's ``index``-th chart, as the browser gets them."""
+    chart = at.get("vega_lite_chart")[index].proto
+    (dataset,) = chart.datasets
+    return json.loads(chart.spec), pa.ipc.open_stream(dataset.data.data).read_all().to_pandas()
+
+
+def test_insights_effects_chart_gives_every_effect_its_own_labelled_row() -> None:
+    # three effects as on the demo: two of one axis, one of another whose reference is "no term"
+    _record("rows", _scores)
+    at = _insights("rows")
+    assert not at.exception and not at.error
+    spec, rows = _chart(at)
+    with open_store() as store:
+        result = analyze(store.runs_frame("rows", "intent"))
+    labels = rows["row"].tolist()
+    assert len(labels) == len(set(labels)) == len(result.effects) == 3
+    # each row states its CI's level (Holm's: 98.3%, 97.5%, 95% for three tested effects)
+    for label, effect in zip(labels, result.effects):
+        assert label == f"{effect_name(effect)} ({format_level(effect.ci_level)} CI)"
+        row = rows[rows["row"] == label].iloc[0]
+        assert row["estimate"] == pytest.approx(effect.mean_diff, abs=0.005)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((effect.ci_low, effect.ci_high), abs=0.005)
+    # every layer puts its marks on the same rows: y is the label itself, in this order, with no sort Vega could drop
+    layers = [layer for layer in spec["layer"] if "y" in layer["encoding"]]
+    assert len(layers) == 2
+    for layer in layers:
+        y = layer["encoding"]["y"]
+        assert y["field"] == "row" and y["sort"] == labels and y["scale"]["domain"] == labels
+        assert y["axis"]["labelOverlap"] is False
+        for channel in ("x", "x2", "color"):
+            field = layer["encoding"].get(channel, {}).get("field")
+            assert field is None or field in rows.columns
+    assert "at the level Holm tested it at" in spec["title"]["subtitle"]
+    assert spec["height"] >= 40 * len(labels)
+
+
+def test_an_interrupted_experiment_is_said_to_be_incomplete_in_analyze_and_on_insights() -> None:
+    _record("half", _scores, cells_done=10)
+    printed = runner.invoke(app, ["analyze", "half"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout.splitlines()[0] == "Incomplete: 10 of 24 cells done, 14 not run yet"
+    data = json.loads(runner.invoke(app, ["analyze", "half", "--format", "json"]).stdout)
+    assert data["cells"] == {"planned": 24, "done": 10, "failed": 0, "note": "", "not_run": 14, "incomplete": True}
+    at = _insights("half")
+    assert [w.value for w in at.warning] == [
+        "Incomplete: 10 of 24 cells done, 14 not run yet: the numbers below are from the cells done so far."
+    ]
+    assert at.code[0].value.splitlines() == printed.stdout.splitlines()
+    # scores on the page have two decimals at most, and no raw nan anywhere
+    variants = at.dataframe[1].value
+    assert all(v is None or round(v, 2) == v for v in variants["mean"].where(variants["mean"].notna(), None))
+    shown = " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [at.code[0].value])
+    assert "nan" not in shown.lower().split()
+
+
+def test_a_complete_experiment_says_so() -> None:
+    _record("whole", lambda variant, seed: 20.0 + seed + (5.0 if variant.axis_values["style"] == "pop-art" else 0.0))
+    printed = runner.invoke(app, ["analyze", "whole"])
+    assert printed.stdout.splitlines()[0] == "Complete: 24 of 24 cells done"
+    at = _insights("whole")
+    assert not at.warning and "Complete: 24 of 24 cells done" in [c.value for c in at.caption]

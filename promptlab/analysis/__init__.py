@@ -77,12 +77,18 @@ from promptlab.analysis.inference import (
     t_test_power,
     wilson_interval,
 )
+from promptlab.analysis.progress import CellCounts, PlannedCells, cell_counts, format_cells, planned_cells
 from promptlab.analysis.report import (
+    best_table,
+    effect_name,
+    effects_chart_data,
     format_effect,
+    format_interval,
     format_level,
     format_report,
     format_variant,
     how_to_read,
+    level_text,
     report_tables,
 )
 from promptlab.analysis.results import Analysis, BestPrompt, Comparison, Effect, Estimates, VariantStats
@@ -97,21 +103,29 @@ __all__ = [
     "VARIANT_LEVEL",
     "Analysis",
     "BestPrompt",
+    "CellCounts",
     "Comparison",
     "Effect",
     "EffectModel",
     "Estimates",
     "Interval",
     "Level",
+    "PlannedCells",
     "TermSuggestion",
     "VariantStats",
     "analyze",
     "axis_columns",
     "best_prompts",
+    "best_table",
+    "cell_counts",
     "check_frame",
     "effect_model",
+    "effect_name",
+    "effects_chart_data",
     "effects_table",
+    "format_cells",
     "format_effect",
+    "format_interval",
     "format_level",
     "format_report",
     "format_variant",
@@ -119,6 +133,8 @@ __all__ = [
     "holm_adjust",
     "holm_levels",
     "how_to_read",
+    "level_text",
+    "planned_cells",
     "report_tables",
     "seeds_needed",
     "t_interval",
@@ -141,8 +157,12 @@ def analyze(
     top: int = 5,
     score_kind: str = "intent",
     experiment: str = "",
+    planned: PlannedCells | None = None,
 ) -> Analysis:
     """Variants, effects and best prompts of one experiment's runs frame for one score kind.
+
+    ``planned`` (``planned_cells`` of the experiment's file) lets the result say how many of the
+    planned cells are done; without it only failed cells mark the experiment incomplete.
 
     Raises ``PromptlabError`` when no run has a usable score, saying how many runs failed.
     """
@@ -166,6 +186,7 @@ def analyze(
         variants=variants,
         effects=effects,
         best=rank_best(variants, top),
+        cells=cell_counts(runs, planned),
     )
 
 

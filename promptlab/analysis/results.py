@@ -9,6 +9,7 @@ import numpy as np
 
 from promptlab.analysis.frame import VARIANT_LEVEL, Level, jsonable
 from promptlab.analysis.inference import t_p_value, t_quantile
+from promptlab.analysis.progress import CellCounts
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class BestPrompt:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Everything ``promptlab analyze`` shows for one experiment and one score kind."""
+    """Everything ``promptlab analyze`` shows for one experiment and one score kind; ``cells`` says how far it got."""
 
     experiment: str
     score_kind: str
@@ -92,6 +93,7 @@ class Analysis:
     variants: list[VariantStats]
     effects: list[Effect]
     best: list[BestPrompt]
+    cells: CellCounts | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN becomes null, numpy scalars become Python numbers."""
@@ -109,6 +111,7 @@ class Analysis:
                 "variants": [asdict(v) for v in self.variants],
                 "effects": [asdict(e) for e in self.effects],
                 "best": [asdict(b) for b in self.best],
+                "cells": None if self.cells is None else {**asdict(self.cells), "not_run": self.cells.not_run, "incomplete": self.cells.incomplete},
             }
         )
 

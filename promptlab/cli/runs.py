@@ -268,12 +268,14 @@ def analyze(
 ) -> None:
     """Variants with mean score and 95% t-interval, and each term's and parameter's effect (paired by seed, adjusted for the other axes, starred after Holm)."""
     from promptlab.analysis import analyze as run_analysis
-    from promptlab.analysis import format_report
+    from promptlab.analysis import format_report, planned_cells
     from promptlab.store import open_store
 
     with open_store(read_only=True) as store:
         frame = store.runs_frame(experiment, score.value)
-    result = run_analysis(frame, score_kind=score.value, effect_size=effect_size, experiment=experiment)
+        row = store.get_experiment(experiment)
+    planned = planned_cells(row.spec, row.source_path)
+    result = run_analysis(frame, score_kind=score.value, effect_size=effect_size, experiment=experiment, planned=planned)
     if fmt is OutputFormat.json:
         return emit_json(result.to_dict())
     for line in format_report(result):

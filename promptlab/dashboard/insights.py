@@ -6,17 +6,31 @@ The numbers are ``promptlab analyze``'s: the same ``Analysis``, its tables from
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict
+from dataclasses import replace
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from promptlab.analysis import VARIANT_LEVEL, Analysis, format_level, format_report, how_to_read, report_tables
+from promptlab.analysis import (
+    Analysis,
+    PlannedCells,
+    best_table,
+    cell_counts,
+    effects_chart_data,
+    format_cells,
+    format_level,
+    format_report,
+    how_to_read,
+    planned_cells,
+    report_tables,
+)
 from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
+from promptlab.paths import database_url
 from promptlab.store import SCORE_KINDS
+
+ROW_PX = 40
 
 
 def page() -> None:
@@ -29,9 +43,14 @@ def page() -> None:
     try:
         frame = data.runs_frame(name, kind)
         result = data.analysis(name, kind)
+        result = replace(result, cells=cell_counts(frame, _planned(database_url(), name, data.version(name))))
     except PromptlabError as error:
         data.show_error(error)
         return
+    if result.cells is not None and result.cells.incomplete:
+        st.warning(f"{format_cells(result.cells)}: the numbers below are from the cells done so far.")
+    elif result.cells is not None and result.cells.planned is not None:
+        st.caption(format_cells(result.cells))
     with st.expander("How to read this"):
         st.markdown(how_to_read(result))
     variants, effects = report_tables(result)
@@ -40,6 +59,39 @@ def page() -> None:
     _best(result)
     with st.expander("As `promptlab analyze` prints it"):
         st.code("\n".join(format_report(result)), language=None)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _planned(url: str, name: str, version: str) -> PlannedCells:
+    row = data.store().get_experiment(name)
+    return planned_cells(row.spec, row.source_path)
+
+
+def effects_chart(result: Analysis) -> alt.LayerChart:
+    """Each effect its own row, labelled with what it compares and its CI's level; bar = estimate, whisker = CI."""
+    table = effects_chart_data(result)
+    rows = table["row"].tolist()
+    # the rows are the labels themselves, in the report's order: no sort for Vega to drop, no row to share
+    y = alt.Y("row:N", sort=rows, scale=alt.Scale(domain=rows), title=None, axis=alt.Axis(labelLimit=600, labelOverlap=False))
+    tooltip = [
+        alt.Tooltip("effect:N"),
+        alt.Tooltip("estimate:Q", format="+.2f", title="difference"),
+        alt.Tooltip("interval:N"),
+        alt.Tooltip("wins:N"),
+        alt.Tooltip("note:N"),
+    ]
+    base = alt.Chart(table).encode(y=y, tooltip=tooltip)
+    bars = base.mark_bar(size=ROW_PX // 2).encode(
+        x=alt.X("estimate:Q", title="score difference against the axis's reference (paired by seed, adjusted for the other axes)"),
+        color=alt.Color("starred:N", title=None, scale=alt.Scale(domain=["starred", "not starred"], range=["#2a9d8f", "#b0b0b0"])),
+    )
+    whiskers = base.mark_rule(color="black", strokeWidth=2).encode(x="ci_low:Q", x2="ci_high:Q")
+    zero = alt.Chart(table).mark_rule(color="#666", strokeDash=[4, 4]).encode(x=alt.datum(0))
+    title = alt.TitleParams(
+        "Each level against its axis's reference",
+        subtitle=f"bar: the difference; whisker: its CI, at the level Holm tested it at (in each row's label: {format_level(1 - result.alpha)} familywise)",
+    )
+    return (bars + whiskers + zero).properties(height=ROW_PX * len(rows), title=title)
 
 
 def _effects(result: Analysis, table: pd.DataFrame) -> None:
@@ -52,21 +104,8 @@ def _effects(result: Analysis, table: pd.DataFrame) -> None:
         f"Starred: significant after Holm's correction over {result.family_size} comparisons "
         f"({format_level(result.alpha)} familywise); each whisker is the CI at the level Holm tested it at."
     )
-    shown = [e for e in result.effects if not math.isnan(e.mean_diff)]
-    if shown:
-        chart = pd.DataFrame([asdict(e) for e in shown]).astype({"level": str, "reference": str})
-        chart["effect"] = [f"{e.axis} = {e.level if e.level != '' else '(none)'} vs {e.reference if e.reference != '' else '(none)'}" for e in shown]
-        chart["significant"] = chart["significant"].map({True: "significant", False: "not significant"})
-        chart["CI level"] = [format_level(e.ci_level) if not math.isnan(e.ci_level) else "no CI" for e in shown]
-        base = alt.Chart(chart).encode(y=alt.Y("effect:N", sort="-x", title=None, axis=alt.Axis(labelLimit=400)))
-        bars = base.mark_bar(size=22).encode(
-            x=alt.X("mean_diff:Q", title="score difference (paired by seed, adjusted for the other axes)"),
-            color=alt.Color("significant:N", scale=alt.Scale(domain=["significant", "not significant"], range=["#2a9d8f", "#b0b0b0"])),
-            tooltip=["effect", "mean_diff", "ci_low", "ci_high", "CI level", "win_rate", "n_seeds", "p_holm", "seeds_needed", "note"],
-        )
-        whiskers = base.mark_rule(color="black").encode(x="ci_low:Q", x2="ci_high:Q")
-        st.altair_chart((bars + whiskers).properties(height=max(120, 40 * len(chart))), width="stretch")
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.altair_chart(effects_chart(result), width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch", column_config={"difference": st.column_config.NumberColumn(format="%+.2f")})
 
 
 def _distributions(frame: pd.DataFrame, result: Analysis, table: pd.DataFrame) -> None:
@@ -77,16 +116,15 @@ def _distributions(frame: pd.DataFrame, result: Analysis, table: pd.DataFrame) -
     chart = alt.Chart(scored).mark_boxplot(extent="min-max").encode(
         x=alt.X("score:Q", scale=alt.Scale(zero=False)), y=alt.Y("label:N", title=None, axis=alt.Axis(labelLimit=400))
     )
-    points = alt.Chart(scored).mark_circle(size=30, opacity=0.6).encode(x="score:Q", y="label:N", tooltip=["label", "seed", "score"])
+    points = alt.Chart(scored).mark_circle(size=30, opacity=0.6).encode(
+        x="score:Q", y="label:N", tooltip=["label", "seed", alt.Tooltip("score:Q", format=".2f")]
+    )
     st.altair_chart((chart + points).properties(height=max(150, 50 * scored["label"].nunique())), width="stretch")
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch", column_config={"mean": st.column_config.NumberColumn(format="%.2f")})
 
 
 def _best(result: Analysis) -> None:
     st.subheader("Best prompts")
-    st.dataframe(
-        pd.DataFrame([{k: v for k, v in asdict(b).items() if k not in ("image", "variant_key")} for b in result.best])
-        .rename(columns={"ci_low": f"{format_level(VARIANT_LEVEL)} CI low", "ci_high": f"{format_level(VARIANT_LEVEL)} CI high"}),
-        hide_index=True,
-        width="stretch",
-    )
+    two_decimals = st.column_config.NumberColumn(format="%.2f")
+    st.dataframe(best_table(result), hide_index=True, width="stretch",
+                 column_config={"mean": two_decimals, "best seed's score": two_decimals})  # fmt: skip

@@ -1,0 +1,99 @@
+"""How far an experiment got: the cells its file plans, the cells done and the cells that failed.
+
+    >>> planned = planned_cells(store.get_experiment("demo").spec, "examples/demo.toml")
+    >>> format_cells(cell_counts(store.runs_frame("demo"), planned))
+    'Incomplete: 40 of 48 cells done, 2 failed, 6 not run yet'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from promptlab.errors import PromptlabError
+from promptlab.experiment import cells, parse_experiment, to_toml
+
+
+@dataclass(frozen=True)
+class PlannedCells:
+    """The number of cells (variant x seed) an experiment file plans, or None and why it cannot be told."""
+
+    count: int | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CellCounts:
+    """An experiment's cells: planned (None when not known), done (a run that finished), failed (every run failed)."""
+
+    planned: int | None
+    done: int
+    failed: int
+    note: str = ""
+
+    @property
+    def not_run(self) -> int | None:
+        """Planned cells with no run at all yet, or None when the plan is not known."""
+        return None if self.planned is None else max(self.planned - self.done - self.failed, 0)
+
+    @property
+    def incomplete(self) -> bool:
+        """A cell failed, or the plan is known and some planned cell is not done."""
+        return bool(self.failed) or (self.planned is not None and self.done < self.planned)
+
+
+def planned_cells(spec: Mapping[str, Any], source_path: str | None = None) -> PlannedCells:
+    """The cells the experiment file's parsed TOML (``Experiment.spec``) expands to today.
+
+    ``source_path`` is the file it was read from (relative input images start at its folder).
+    A file that no longer expands (a term gone from the vocabulary, an input image moved)
+    gives no count and says why, rather than a wrong one.
+    """
+    if not spec:
+        return PlannedCells(None, "the experiment has no stored file to count its planned cells from")
+    source: str | Path = Path(source_path) if source_path else str(spec.get("name", "<experiment>"))
+    try:
+        return PlannedCells(len(cells(parse_experiment(to_toml(spec), source))))
+    except PromptlabError as error:
+        return PlannedCells(None, f"its file no longer expands to cells: {str(error).splitlines()[0]}")
+
+
+def cell_counts(frame: pd.DataFrame, planned: PlannedCells | None = None) -> CellCounts:
+    """Done and failed cells (variant key, seed) of a runs frame; a cell with one finished run is done.
+
+    Without a ``status`` column a run counts as finished when it has a score.
+    """
+    if frame.empty:
+        return CellCounts(planned.count if planned else None, 0, 0, planned.note if planned else "")
+    finished = frame["status"].eq("ok") if "status" in frame.columns else frame["score"].notna()
+    per_cell = finished.groupby([frame["variant_key"], frame["seed"]]).any()
+    done = int(per_cell.sum())
+    return CellCounts(
+        planned=planned.count if planned else None,
+        done=done,
+        failed=len(per_cell) - done,
+        note=planned.note if planned else "",
+    )
+
+
+def format_cells(counts: CellCounts) -> str:
+    """``Incomplete: 12 of 16 cells done, 2 failed, 2 not run yet`` or ``Complete: 16 of 16 cells done``.
+
+    Without a known plan only failed cells make it incomplete, and a plan that could not be
+    counted says why.
+    """
+    parts = [f"{counts.done} of {counts.planned} cells done" if counts.planned is not None else f"{counts.done} cells done"]
+    if counts.failed:
+        parts.append(f"{counts.failed} failed")
+    if counts.not_run:
+        parts.append(f"{counts.not_run} not run yet")
+    text = ", ".join(parts)
+    if counts.planned is None and counts.note:
+        text += f" (planned cells not known: {counts.note})"
+    if counts.incomplete:
+        return f"Incomplete: {text}"
+    return f"Complete: {text}" if counts.planned is not None else text
