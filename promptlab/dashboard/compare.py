@@ -59,12 +59,12 @@ def _grid(name: str, frame: pd.DataFrame) -> None:
     pages = max(1, math.ceil(len(plan.y_labels) / ROWS_PER_PAGE))
     number = st.number_input(f"Page (of {pages})", 1, pages, 1, key="compare_page") if pages > 1 else 1
     st.caption("Each cell shows its best-scoring run and that run's score, as the exported grid does.")
-    header = st.columns([2] + [1] * columns)
+    header = st.columns([1] + [1] * columns)
     header[0].markdown(f"**{data.markdown_text(y)} \\\\ {data.markdown_text(x)}**")
     for col, label in zip(header[1:], plan.x_labels):
         col.markdown(f"**{data.markdown_text(label)}**")
     for row in range((number - 1) * ROWS_PER_PAGE, min(number * ROWS_PER_PAGE, len(plan.y_labels))):
-        line = st.columns([2] + [1] * columns)
+        line = st.columns([1] + [1] * columns)
         line[0].markdown(f"**{data.markdown_text(plan.y_labels[row])}**")
         for column, col in enumerate(line[1:]):
             _cell(col, plan, row, column, lost)
