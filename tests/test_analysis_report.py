@@ -160,7 +160,9 @@ def test_insights_effects_chart_gives_every_effect_its_own_labelled_row() -> Non
             field = layer["encoding"].get(channel, {}).get("field")
             assert field is None or field in rows.columns
     assert "at the level Holm tested it at" in spec["title"]["subtitle"]
-    assert spec["height"] >= 40 * len(labels)
+    # the rows' own height, fitted in width only: fitting the height too let the title and axes squeeze
+    # three rows into one (the bug in issue 23)
+    assert spec["height"] == 40 * len(labels) and spec["autosize"]["type"] == "fit-x"
 
 
 def test_an_interrupted_experiment_is_said_to_be_incomplete_in_analyze_and_on_insights() -> None:

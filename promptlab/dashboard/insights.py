@@ -89,9 +89,12 @@ def effects_chart(result: Analysis) -> alt.LayerChart:
     zero = alt.Chart(table).mark_rule(color="#666", strokeDash=[4, 4]).encode(x=alt.datum(0))
     title = alt.TitleParams(
         "Each level against its axis's reference",
-        subtitle=f"bar: the difference; whisker: its CI, at the level Holm tested it at (in each row's label: {format_level(1 - result.alpha)} familywise)",
+        subtitle=f"bar: the difference; whisker: its CI at the level Holm tested it at, given in each row's label "
+        f"(Holm over {result.family_size} comparisons, {format_level(result.alpha)} familywise)",
     )
-    return (bars + whiskers + zero).properties(height=ROW_PX * len(rows), title=title)
+    # fitted to the page's width only: the height is the rows' own, so the title and axes cannot squeeze them into one
+    chart = (bars + whiskers + zero).properties(height=ROW_PX * len(rows), title=title)
+    return chart.properties(autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
 
 
 def _effects(result: Analysis, table: pd.DataFrame) -> None:
