@@ -289,6 +289,28 @@ def test_grid_row_labels_wrap_between_words(experiment: tuple[pd.DataFrame, Path
     assert "".join(lines[f"by {long_word}"][1:]) == long_word and len(lines[f"by {long_word}"]) > 2
 
 
+def test_grid_labels_keep_the_space_between_words(experiment: tuple[pd.DataFrame, Path]) -> None:
+    """At small sizes Pillow's default font draws a space 2 pixels wide, as wide as the gaps between
+    letters: "no style" read as "nostyle". The space is drawn wider than any gap inside a word."""
+    import numpy as np
+
+    frame, root = experiment
+    plan = plan_grid(frame, "seed", "style", images_root=root, cell_size=(64, 64))
+    assert plan.font_size == 10 and plan.y_labels[0] == "no style" and plan.y_lines[0] == ["no style"]
+    image = grid_image(frame, "seed", "style", images_root=root, cell_size=(64, 64))
+    top = plan.header_height
+    label = np.asarray(image.crop((0, top, plan.label_width, top + plan.cell_height)).convert("L")) < 128
+    ink = label.any(axis=0)
+    columns = np.flatnonzero(ink)
+    gaps, run = [], 0
+    for inked in ink[columns[0] : columns[-1] + 1]:
+        if inked and run:
+            gaps.append(run)
+        run = 0 if inked else run + 1
+    widest, second = sorted(gaps, reverse=True)[:2]
+    assert widest >= 3 and widest > second, gaps
+
+
 def test_grid_marks_failed_and_missing_cells_grey(experiment: tuple[pd.DataFrame, Path]) -> None:
     frame, root = experiment
     plan = plan_grid(frame, "style", "guidance_scale", images_root=root, seed=1)
