@@ -190,3 +190,22 @@ def test_a_complete_experiment_says_so() -> None:
     assert printed.stdout.splitlines()[0] == "Complete: 24 of 24 cells done"
     at = _insights("whole")
     assert not at.warning and "Complete: 24 of 24 cells done" in [c.value for c in at.caption]
+
+
+def test_an_effect_without_a_number_keeps_its_row_and_says_why() -> None:
+    def scores(variant: Variant, seed: int) -> float:
+        return math.nan if variant.axis_values["style"] == "art nouveau" else _scores(variant, seed)
+
+    _record("gone", scores)
+    at = _insights("gone")
+    assert not at.exception and not at.error
+    _, rows = _chart(at)
+    lost = rows[rows["row"] == "style: art nouveau vs no style (no score)"].iloc[0]
+    assert lost["estimate"] is None or math.isnan(lost["estimate"])
+    assert lost["interval"] == "art nouveau has no scored run (8 failed or unscored)"
+    effects = at.dataframe[0].value
+    row = effects[effects["effect"] == "style: art nouveau vs no style"].iloc[0]
+    assert (row["interval"], row["p (Holm)"], row["wins"]) == ("art nouveau has no scored run (8 failed or unscored)", "not tested", "")
+    printed = at.code[0].value.splitlines()
+    assert printed[0] == "Incomplete: 16 of 24 cells done, 8 failed"
+    assert not [line for line in printed if "nan" in line.lower().split()]

@@ -2,9 +2,11 @@
 
 This is what ``promptlab analyze`` and the dashboard's Insights page call::
 
-    result = analyze(store.runs_frame("demo", "intent"), score_kind="intent", experiment="demo")
-    format_effect(result.effects[1])   # 'blue vs red: -36.26 (98.3% CI -38.18..-34.35), wins 0 of 8 seeds'
-    format_report(result)              # the lines ``promptlab analyze`` prints
+    row = store.get_experiment("demo")
+    result = analyze(store.runs_frame("demo", "intent"), score_kind="intent", experiment="demo",
+                     planned=planned_cells(row.spec, row.source_path))
+    format_effect(result.effects[1])   # 'color: blue vs red  -36.26 (98.3% CI -38.18..-34.35), wins 0 of 8 seeds'
+    format_report(result)              # the lines ``promptlab analyze`` prints, 'Complete: 48 of 48 cells done' first
     result.best[0].prompt, result.best[0].image
 
 The input is a frame of runs, one row per run, with the columns in ``REQUIRED_COLUMNS`` plus
