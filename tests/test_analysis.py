@@ -585,8 +585,9 @@ def test_cells_done_failed_and_not_run_are_counted_and_said() -> None:
     result = analyze(frame, planned=PlannedCells(20))
     assert format_report(result)[0] == "Incomplete: 14 of 20 cells done, 2 failed, 4 not run yet"
     assert result.to_dict()["cells"] == {"planned": 20, "done": 14, "failed": 2, "note": "", "not_run": 4, "incomplete": True}
-    # without a plan and without failures nothing is claimed either way
+    # without a plan and without failures nothing is claimed either way; a plan that could not be counted says why
     assert format_report(analyze(ok))[0].startswith("Variants")
+    assert format_report(analyze(ok, planned=PlannedCells(None, "no model")))[0] == "14 cells done (planned cells not known: no model)"
 
 
 def test_planned_cells_expand_the_stored_file_or_say_why_not() -> None:

@@ -66,7 +66,9 @@ def format_effect(effect: Effect, width: int = 0) -> str:
 def format_report(result: Analysis) -> list[str]:
     """The lines ``promptlab analyze`` prints: how far the experiment got, variants best first, then
     effects with stars and seeds needed."""
-    lines = [format_cells(result.cells)] if result.cells is not None and (result.cells.planned is not None or result.cells.incomplete) else []
+    cells = result.cells
+    # a frame analysed without its plan and without failures claims nothing either way
+    lines = [format_cells(cells)] if cells is not None and (cells.planned is not None or cells.incomplete or cells.note) else []
     failed = f", {result.n_failed} of {result.n_runs} runs without a score" if result.n_failed else ""
     lines.append(f"Variants ({result.score_kind} score: mean over seeds, {format_level(VARIANT_LEVEL)} t-interval{failed}):")
     for v in sorted(result.variants, key=lambda v: -v.mean if not math.isnan(v.mean) else math.inf):

@@ -115,7 +115,8 @@ def _distributions(frame: pd.DataFrame, result: Analysis, table: pd.DataFrame) -
     st.subheader("Score distributions per variant")
     if result.n_failed:
         st.caption(f"{result.n_failed} of {result.n_runs} runs have no {result.score_kind} score; each variant's count is below.")
-    scored = frame[frame["score"].notna()][["label", "score", "seed"]]
+    # shown to 2 decimals, like every score on the page (the boxes' own tooltips print what they get)
+    scored = frame[frame["score"].notna()][["label", "score", "seed"]].round({"score": 2})
     chart = alt.Chart(scored).mark_boxplot(extent="min-max").encode(
         x=alt.X("score:Q", scale=alt.Scale(zero=False)), y=alt.Y("label:N", title=None, axis=alt.Axis(labelLimit=400))
     )
