@@ -546,3 +546,38 @@ def test_offline_a_missing_model_or_scorer_fails_before_any_cell_in_one_line(
     assert message.startswith(named) and "\n" not in message
     fix = 'model = "micro"' if error == "ModelError" else 'scorer = "micro-clip"'
     assert "download it once with network" in message and fix in message
+
+
+SQUARES, SQUARES_SD = (EXAMPLE.parent / "squares.toml", EXAMPLE.parent / "squares-sd.toml")
+
+
+def _readme_experiment_blocks() -> list[dict]:
+    import tomllib
+
+    readme = (EXAMPLE.parent.parent / "README.md").read_text()
+    section = readme.split("### An experiment file", 1)[1].split("\n### ", 1)[0]
+    return [tomllib.loads(block) for block in re.findall(r"```toml\n(.*?)```", section, re.S)]
+
+
+def _merged(base: dict, change: dict) -> dict:
+    return {k: _merged(base[k], v) if isinstance(v, dict) and k in base else v for k, v in {**base, **change}.items()}
+
+
+def test_squares_on_micro_and_on_stable_diffusion_are_the_same_experiment() -> None:
+    micro, sd = load_experiment(SQUARES, vocab=VOCAB), load_experiment(SQUARES_SD, vocab=VOCAB)
+    assert (micro.model, micro.scorer, micro.params["width"]) == ("micro", "micro-clip", 64)
+    assert (sd.scorer, sd.params["width"], sd.params["scheduler"]) == ("clip", 512, "DPM++ 2M Karras")
+    # Not run here (a GPU and two downloads): the same prompt, axes and seeds, so the file stays valid and in step.
+    assert (sd.seeds, sd.raw["prompt"], sd.raw["axes"]) == (micro.seeds, micro.raw["prompt"], micro.raw["axes"])
+    assert [v.label for v in expand(sd)] == [v.label for v in expand(micro)]
+    assert len(cells(micro)) == 48
+
+
+def test_readme_shows_the_squares_examples_as_they_are() -> None:
+    shown, changed = _readme_experiment_blocks()
+    readme_micro = parse_experiment(to_toml(shown), SQUARES, vocab=VOCAB)
+    readme_sd = parse_experiment(to_toml(_merged(shown, changed)), SQUARES_SD, vocab=VOCAB)
+    for readme, path in ((readme_micro, SQUARES), (readme_sd, SQUARES_SD)):
+        spec = load_experiment(path, vocab=VOCAB)
+        assert (readme.name, readme.model, readme.scorer, readme.seeds) == (spec.name, spec.model, spec.scorer, spec.seeds)
+        assert [v.key for v in expand(readme)] == [v.key for v in expand(spec)]
