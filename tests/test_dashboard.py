@@ -560,3 +560,13 @@ def test_build_wraps_the_prompt_boxes_so_the_whole_text_shows() -> None:
     boxes = at.code[:4]
     assert [box.proto.wrap_lines for box in boxes] == [True] * 4
     assert boxes[0].value.startswith("a very long subject") and boxes[0].value.endswith("a very long subject")
+
+
+def test_build_suggests_related_terms_offline_with_micro_clip_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = page("build")
+    assert at.text_input(key="build_suggest_model").value == "micro-clip"
+    at.button(key="build_suggest").click().run()
+    no_errors(at)
+    suggestions = next(d.value for d in at.dataframe if "similarity" in d.value.columns)
+    assert len(suggestions) == 10
