@@ -552,11 +552,14 @@ SQUARES, SQUARES_SD = (EXAMPLE.parent / "squares.toml", EXAMPLE.parent / "square
 
 
 def _readme_experiment_blocks() -> list[dict]:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     readme = (EXAMPLE.parent.parent / "README.md").read_text()
     section = readme.split("### An experiment file", 1)[1].split("\n### ", 1)[0]
-    return [tomllib.loads(block) for block in re.findall(r"```toml\n(.*?)```", section, re.S)]
+    return [tomllib.loads(block) for block in re.findall(r"```toml\n(.*?)```", section, re.DOTALL)]
 
 
 def _merged(base: dict, change: dict) -> dict:
