@@ -163,8 +163,41 @@ def _visit_in_a_browser(url: str) -> None:
                 expect(page.get_by_test_id("stAppDeployButton")).to_have_count(0)
                 expect(page.get_by_test_id("stException")).to_have_count(0)
                 expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+                if path in ACTIONS:
+                    ACTIONS[path](page)
+                    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=TIMEOUT_S * 1000)
+                    expect(page.get_by_test_id("stException")).to_have_count(0)
+                    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
         finally:
             browser.close()
+
+
+def _open_a_run(page) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("stSelectbox").filter(has_text="Open run").click()
+    page.get_by_role("option").first.click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Run #\d+"))).to_be_visible(timeout=TIMEOUT_S * 1000)
+
+
+def _side_by_side(page) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    for run in ("#1 ", "#2 "):
+        # Streamlit's multiselect lists its options once something is typed into it.
+        page.get_by_test_id("stMultiSelect").locator("input").click()
+        page.keyboard.type(run)
+        page.get_by_role("option", name=re.compile(f"^{run}")).first.click()
+        page.keyboard.press("Escape")
+    expect(page.get_by_text("Highlighted: the terms and parameters that differ.")).to_be_visible(timeout=TIMEOUT_S * 1000)
+
+
+def _score_by_prompt(page) -> None:  # type: ignore[no-untyped-def]
+    page.get_by_test_id("stRadio").first.get_by_text("prompt", exact=True).click()
+
+
+#: What a user does on a page after it shows, so the widgets' code runs too.
+ACTIONS = {"history": _open_a_run, "compare": _side_by_side, "insights": _score_by_prompt}
 
 
 def _run_pages_in_apptest() -> None:
