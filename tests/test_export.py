@@ -9,6 +9,7 @@ import math
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageOps
@@ -487,3 +488,61 @@ def test_every_format_name_has_a_writer_and_a_file_type_and_the_package_loads_la
     # The CLI reads the names at startup: neither they nor the package pull in pandas.
     code = "import sys, promptlab.export, promptlab.export.names; print('pandas' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_grid_cell_scores_are_the_variants_means_and_intervals(experiment: tuple[pd.DataFrame, Path]) -> None:
+    from promptlab.analysis import variant_table
+    from promptlab.export.grid import cell_scores
+
+    frame, root = experiment
+    cells = cell_scores(frame, "guidance_scale", "style")
+    plan_cells = plan_grid(frame, "guidance_scale", "style", cell_size=8, images_root=root).cells
+    assert [(c.row, c.column) for c in cells] == [(c.row, c.column) for c in plan_cells]
+    # each cell is one variant here: its mean and 95% interval are variant_table's
+    for cell, variant in zip(cells, variant_table(frame)):
+        assert cell.run_ids == tuple(frame.loc[frame["variant_key"] == variant.variant_key, "run_id"])
+        assert cell.n_seeds == variant.n
+        assert _none(cell.mean) == _none(variant.mean)
+        assert _none(cell.ci_low) == pytest.approx(_none(variant.ci_low))
+        assert _none(cell.ci_high) == pytest.approx(_none(variant.ci_high))
+    # known numbers: no style at 5.0 is runs 0 and 1 (seeds 0 and 1), scores 0 and 7
+    first = cells[0]
+    assert (first.run_ids, first.seeds, first.mean) == ((0, 1), (0, 1), 3.5)
+    half = 12.706204736 * np.std([0.0, 7.0], ddof=1) / math.sqrt(2)  # t(1 df, 0.975)
+    assert (first.ci_low, first.ci_high) == pytest.approx((3.5 - half, 3.5 + half))
+    # pop-art at 7.5 has one seed: a mean, no interval; oil painting at 7.5 failed: no mean
+    assert (cells[3].n_seeds, math.isnan(cells[3].ci_low)) == (1, True)
+    assert (cells[5].n_seeds, math.isnan(cells[5].mean), cells[5].run_ids) == (0, True, (9, 10))
+
+
+def test_grid_cell_scores_with_seed_as_an_axis_are_single_runs(experiment: tuple[pd.DataFrame, Path]) -> None:
+    from promptlab.export.grid import cell_scores
+
+    frame, _ = experiment
+    frame = frame[frame["axis:guidance_scale"] == 5.0]
+    cells = cell_scores(frame, "seed", "style")
+    scores = dict(zip(frame["run_id"], frame["score"]))
+    for cell in cells:
+        assert len(cell.run_ids) == 1 and cell.mean == scores[cell.run_ids[0]] and math.isnan(cell.ci_high)
+
+
+def test_grid_levels_and_keep_levels_use_the_grids_labels(experiment: tuple[pd.DataFrame, Path]) -> None:
+    from promptlab.export.grid import grid_levels, keep_levels
+
+    frame, root = experiment
+    levels = grid_levels(frame)
+    assert levels == {
+        "style": ["no style", "pop-art", "oil painting"],
+        "guidance_scale": ["guidance_scale: 5", "guidance_scale: 7.5"],
+        "seed": ["seed 0", "seed 1"],
+        "subject": [SUBJECT],
+    }
+    kept = keep_levels(frame, {"style": ["no style", "oil painting"], "seed": ["seed 1"]})
+    assert list(kept["run_id"]) == [1, 3, 8, 10]
+    plan = plan_grid(kept, "style", "guidance_scale", cell_size=8, images_root=root)
+    assert plan.x_labels == ["no style", "oil painting"]
+    assert keep_levels(frame, {}).equals(frame)
+    with pytest.raises(ExportError, match="unknown axis 'artist'"):
+        keep_levels(frame, {"artist": []})
+    with pytest.raises(ExportError, match="no level 'cubism'"):
+        keep_levels(frame, {"style": ["cubism"]})

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from promptlab.analysis import AXIS_PREFIX, axis_columns, check_frame
+from promptlab.analysis import AXIS_PREFIX, VARIANT_LEVEL, axis_columns, check_frame, t_interval
 from promptlab.errors import ExportError
 from promptlab.export.files import image_file
 
@@ -88,6 +88,24 @@ class GridPlan:
 
     def cell(self, row: int, column: int) -> GridCell:
         return self.cells[row * len(self.x_labels) + column]
+
+
+@dataclass(frozen=True)
+class CellScores:
+    """One grid cell's runs and its mean score over seeds with a t-interval, as ``analysis.variant_table``
+    computes a variant's: each seed's runs are averaged first, then the seeds. A cell that is one
+    variant has that variant's mean and interval; with seed as an axis a cell is one seed, so its
+    bounds are NaN. ``run_ids`` and ``seeds`` are the cell's runs in run order."""
+
+    row: int
+    column: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    ci_level: float
+    n_seeds: int
+    run_ids: tuple[Any, ...]
+    seeds: tuple[int, ...]
 
 
 def grid_axes(frame: pd.DataFrame) -> list[str]:
@@ -209,6 +227,72 @@ def grid_image(
     return draw_grid(
         plan_grid(frame, x, y, images_root=images_root, cell_size=cell_size, seed=seed, font_size=font_size)
     )
+
+
+def cell_scores(frame: pd.DataFrame, x: str, y: str, *, seed: int | None = None) -> list[CellScores]:
+    """Each cell of ``plan_grid(frame, x, y, seed=seed)``, rows then columns: its runs and its mean
+    score over seeds with the 95% t-interval (see ``CellScores``). Failed and unscored runs count
+    among the cell's runs but not in its mean; a cell without a scored run has a NaN mean."""
+    check_frame(frame)
+    if frame.empty:
+        raise ExportError("the experiment has no runs: nothing to draw")
+    x_column, y_column = _grid_column(frame, x), _grid_column(frame, y)
+    if x_column == y_column:
+        raise ExportError(f"x and y are both {x!r}: pick two different axes from {', '.join(grid_axes(frame))}")
+    frame = frame.reset_index(drop=True)
+    runs = frame if seed is None else frame[frame["seed"] == seed]
+    x_codes, x_levels = _levels(frame, x_column, runs)
+    y_codes, y_levels = _levels(frame, y_column, runs)
+    keys = y_codes * len(x_levels) + x_codes
+    scores = pd.to_numeric(runs["score"], errors="coerce")
+    cells = []
+    for key in range(len(x_levels) * len(y_levels)):
+        row, column = divmod(key, len(x_levels))
+        inside = runs[keys == key]
+        # one value per seed first, as variant_table does, so a seed's repeats weigh once
+        per_seed = scores[inside.index].groupby(inside["seed"]).mean().dropna().to_numpy()
+        mean, low, high = t_interval(per_seed) if len(per_seed) else (math.nan, math.nan, math.nan)
+        cells.append(
+            CellScores(
+                row=row,
+                column=column,
+                mean=float(mean),
+                ci_low=float(low),
+                ci_high=float(high),
+                ci_level=VARIANT_LEVEL,
+                n_seeds=len(per_seed),
+                run_ids=tuple(_py(run_id) for run_id in inside["run_id"]),
+                seeds=tuple(int(s) for s in inside["seed"]),
+            )
+        )
+    return cells
+
+
+def grid_levels(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Per name of ``grid_axes``, its levels' labels as the grid writes them, in the grid's order."""
+    check_frame(frame)
+    levels = {}
+    for name in grid_axes(frame):
+        column = _grid_column(frame, name)
+        levels[name] = [_level_label(column, level) for level in _levels(frame, column, frame)[1]]
+    return levels
+
+
+def keep_levels(frame: pd.DataFrame, keep: dict[str, list[str]]) -> pd.DataFrame:
+    """The runs whose level of each axis in ``keep`` is one of the labels given for it (``grid_levels``'
+    labels); an axis not in ``keep`` keeps every level. An unknown axis or label is an ExportError."""
+    levels = grid_levels(frame)
+    chosen = pd.Series(True, index=frame.index)
+    for name, labels in keep.items():
+        if name not in levels:
+            raise ExportError(f"unknown axis {name!r}: the experiment's axes are {', '.join(levels) or 'none'}")
+        unknown = [label for label in labels if label not in levels[name]]
+        if unknown:
+            raise ExportError(f"axis {name!r} has no level {unknown[0]!r}: its levels are {', '.join(levels[name])}")
+        column = _grid_column(frame, name)
+        values = _axis_values(frame[column]).map(lambda level, column=column: _level_label(column, _py(level)))
+        chosen &= values.isin(labels)
+    return frame[chosen]
 
 
 def _grid_column(frame: pd.DataFrame, name: str) -> str:
