@@ -1,12 +1,14 @@
-"""Compare: an X/Y grid of an experiment's images with the score under each, paged; 2 to 4 runs side
-by side with their differences marked.
+"""Compare: an X/Y grid of an experiment's images with the score under each, paged; each cell's
+mean over seeds with its interval, its seeds' images and a button that opens a run; 2 to 4 runs
+side by side at their real size with their differences, in the picture and in the table.
 
 The grid is ``export.plan_grid``'s, so its levels, their order and labels, the run each cell shows
-(the best-scoring one) and its score (two decimals) are those of the exported grid image.
+(the best-scoring seed) and its score (two decimals) are those of the exported grid image.
 """
 
 from __future__ import annotations
 
+import html
 import math
 
 import pandas as pd
@@ -15,13 +17,18 @@ import streamlit as st
 from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
 from promptlab.export import GridPlan, grid_axes
+from promptlab.export.compare import DIFFERENCE_GAIN, SHOW_PX, score_colour
+from promptlab.export.grid import CellScores
 from promptlab.render.params import RENDER_PARAM_NAMES
+from promptlab.store import SCORE_KINDS
 
 ROWS_PER_PAGE = 8
 MAX_COLUMNS = 8
 SIDE_BY_SIDE = 4
 # The grid's cells show thumbnails: planning them at this size reads no image file for its layout.
 CELL_PX = data.THUMBNAIL_PX
+# A cell's seed images, small enough for a row of them under its picture.
+SEED_PX = 48
 
 
 def page() -> None:
@@ -29,27 +36,33 @@ def page() -> None:
     name = data.pick_experiment("compare_experiment")
     if name is None:
         return
+    kind = st.radio("Score", SCORE_KINDS, horizontal=True, key="compare_kind",
+                    help="intent: against what the image should show; prompt: against its own prompt")  # fmt: skip
     try:
-        frame = data.runs_frame(name)
+        frame = data.runs_frame(name, kind)
     except PromptlabError as error:
         data.show_error(error)
         return
     if frame.empty:
         st.info(f"Experiment {name!r} has no runs yet.")
         return
-    _grid(name, frame)
+    _grid(name, frame, kind)
     _side_by_side(frame)
 
 
-def _grid(name: str, frame: pd.DataFrame) -> None:
+def _grid(name: str, frame: pd.DataFrame, kind: str) -> None:
     axes = grid_axes(frame)
     left, right = st.columns(2)
     y = left.selectbox("Y axis (rows)", axes, index=0, key="compare_y")
     others = [axis for axis in axes if axis != y]
     x = right.selectbox("X axis (columns)", others, index=others.index("seed") if "seed" in others else 0, key="compare_x")
+    keep = _filters(name)
+    if keep is None:
+        return
     try:
         # A lost image file is a warning in its cell, not an error for the whole grid.
-        plan, lost = data.grid_plan(name, x, y, CELL_PX)
+        plan, lost = data.grid_plan(name, x, y, CELL_PX, kind, keep)
+        scores = data.grid_cell_scores(name, x, y, kind, keep)
     except PromptlabError as error:
         data.show_error(error)
         return
@@ -58,7 +71,15 @@ def _grid(name: str, frame: pd.DataFrame) -> None:
         st.caption(f"Showing the first {MAX_COLUMNS} of {len(plan.x_labels)} columns.")
     pages = max(1, math.ceil(len(plan.y_labels) / ROWS_PER_PAGE))
     number = st.number_input(f"Page (of {pages})", 1, pages, 1, key="compare_page") if pages > 1 else 1
-    st.caption("Each cell shows its best-scoring run and that run's score, as the exported grid does.")
+    colour = st.toggle("Colour by score", value=True, key="compare_colour")
+    means = [cell.mean for cell in scores if not math.isnan(cell.mean)]
+    low, high = (min(means), max(means)) if means else (math.nan, math.nan)
+    st.caption(
+        f"Each cell shows its best-scoring seed and that run's {kind} score, as the exported grid does; "
+        "below it the cell's mean over its seeds with the 95% interval"
+        + (", from red (the grid's lowest mean) to green (its highest)" if colour else "")
+        + ", and its seeds' images."
+    )
     header = st.columns([1] + [1] * columns)
     header[0].markdown(f"**{data.markdown_text(y)} \\\\ {data.markdown_text(x)}**")
     for col, label in zip(header[1:], plan.x_labels):
@@ -67,7 +88,27 @@ def _grid(name: str, frame: pd.DataFrame) -> None:
         line = st.columns([1] + [1] * columns)
         line[0].markdown(f"**{data.markdown_text(plan.y_labels[row])}**")
         for column, col in enumerate(line[1:]):
+            cell = scores[row * len(plan.x_labels) + column]
             _cell(col, plan, row, column, lost)
+            _cell_scores(col, cell, score_colour(cell.mean, low, high) if colour else None)
+            _seeds(col, frame, cell)
+            if cell.run_ids and col.button("Open", key=f"compare_open_{row}_{column}", help="The runs of this cell, enlarged, with their prompts and parameters"):
+                _open(frame, cell, plan.cell(row, column).run_id)
+
+
+def _filters(name: str) -> data.Keep | None:
+    """The levels picked per axis (only axes narrowed appear); None when an axis has none picked."""
+    levels = {axis: labels for axis, labels in data.levels(name).items() if len(labels) > 1}
+    keep = []
+    with st.expander("Filter levels"):
+        for axis, labels in levels.items():
+            picked = st.multiselect(axis, labels, default=labels, key=f"compare_keep_{axis}")
+            if not picked:
+                st.info(f"Pick at least one level of {axis} to see the grid.")
+                return None
+            if len(picked) < len(labels):
+                keep.append((axis, tuple(picked)))
+    return tuple(keep)
 
 
 def _cell(col, plan: GridPlan, row: int, column: int, lost: int) -> None:  # type: ignore[no-untyped-def]
@@ -83,6 +124,59 @@ def _cell(col, plan: GridPlan, row: int, column: int, lost: int) -> None:  # typ
         col.error("failed" if cell.n_runs == 1 else f"{cell.n_runs} runs, all failed")
 
 
+def _cell_scores(col, cell: CellScores, colour: str | None) -> None:  # type: ignore[no-untyped-def]
+    if not cell.run_ids:
+        return
+    text = html.escape(data.cell_text(cell))
+    if colour is None:
+        col.markdown(f"<div class='cell-mean'>{text}</div>", unsafe_allow_html=True)
+        return
+    style = f"background-color: {colour}; color: #000; border-radius: 4px; padding: 2px 6px; font-size: 0.85em"
+    col.markdown(f"<div class='cell-mean' style='{style}'>{text}</div>", unsafe_allow_html=True)
+
+
+def _seeds(col, frame: pd.DataFrame, cell: CellScores) -> None:  # type: ignore[no-untyped-def]
+    """A row of small images, one per run of the cell, when it holds more than one."""
+    if len(cell.run_ids) < 2:
+        return
+    runs = frame.set_index("run_id").loc[list(cell.run_ids)]
+    shown = [(data.thumbnail(str(r.image), SEED_PX), f"seed {r.seed}") for r in runs.itertuples() if isinstance(r.image, str)]
+    shown = [(image, caption) for image, caption in shown if image is not None]
+    if shown:
+        col.image([image for image, _ in shown], caption=[caption for _, caption in shown], width=SEED_PX)
+
+
+@st.dialog("Runs of this cell", width="large")
+def _open(frame: pd.DataFrame, cell: CellScores, shown_run: object) -> None:
+    choices = {f"#{run_id}, seed {seed}": run_id for run_id, seed in zip(cell.run_ids, cell.seeds)}
+    first = next((label for label, run_id in choices.items() if run_id == shown_run), next(iter(choices)))
+    picked = st.radio("Run", list(choices), index=list(choices).index(first), horizontal=True, key="compare_open_run")
+    _run_details(int(choices[picked]))
+
+
+def _run_details(run_id: int) -> None:
+    """One run enlarged (nearest-neighbour when small) with its prompt, negative, seed, parameters and scores."""
+    try:
+        run = data.store().get_run(run_id)
+    except PromptlabError as error:
+        data.show_error(error)
+        return
+    picture = data.enlarged(str(run.image_path)) if run.image_path is not None else None
+    if picture is not None:
+        st.image(picture, caption=f"#{run.id} {run.label}, seed {run.seed}, shown at {picture.width}x{picture.height}")
+    elif run.image_path is not None:
+        st.warning(f"#{run.id}: {data.MISSING_IMAGE}")
+    else:
+        st.error(f"#{run.id} failed: {run.error}")
+    st.markdown("**Prompt**")
+    st.code(run.prompt, language=None, wrap_lines=True)
+    st.markdown("**Negative prompt**")
+    st.code(run.negative_prompt or "(none)", language=None, wrap_lines=True)
+    facts = {"seed": run.seed, "model": run.model, **run.params,
+             **{f"score: {s.kind} ({s.scorer})": data.score_text(s.value) for s in run.scores}}  # fmt: skip
+    st.dataframe(pd.DataFrame({"value": [str(v) for v in facts.values()]}, index=list(facts)), width="stretch")
+
+
 def _side_by_side(frame: pd.DataFrame) -> None:
     st.subheader("Side by side")
     ok = frame[frame["image"].notna()]
@@ -94,8 +188,16 @@ def _side_by_side(frame: pd.DataFrame) -> None:
         st.caption("Pick at least 2 runs to see them at full size with their differences.")
         return
     runs = [ok[ok["run_id"] == labels[p]].iloc[0] for p in picked]
+    st.caption(f"At their real size; smaller than {SHOW_PX} pixels, enlarged by a whole factor, each pixel a square.")
     for col, run in zip(st.columns(len(runs)), runs):
-        data.show_image(col, run["image"], f"#{run['run_id']} {run['label']}, seed {run['seed']}")
+        caption = f"#{run['run_id']} {run['label']}, seed {run['seed']}"
+        picture = data.enlarged(run["image"])
+        if picture is None:
+            col.warning(f"{caption}: {data.MISSING_IMAGE}")
+        else:
+            col.image(picture, caption=caption)
+    if st.toggle("Difference from the first", value=True, key="compare_difference"):
+        _differences(runs)
     table = pd.DataFrame({f"#{run['run_id']}": _facts(run) for run in runs}).fillna("absent")
     differs = table.astype(str).nunique(axis=1) > 1
     st.dataframe(
@@ -105,6 +207,23 @@ def _side_by_side(frame: pd.DataFrame) -> None:
         width="stretch",
     )
     st.caption("Highlighted: the terms and parameters that differ.")
+
+
+def _differences(runs: list[pd.Series]) -> None:
+    first = runs[0]
+    columns = st.columns(len(runs))
+    columns[0].caption(f"Each other run against #{first['run_id']}: the absolute difference, {DIFFERENCE_GAIN}x brighter; black is the same.")
+    for col, run in zip(columns[1:], runs[1:]):
+        try:
+            found = data.image_difference(first["image"], run["image"])
+        except PromptlabError as error:
+            col.warning(str(error))
+            continue
+        if found is None:
+            col.warning(f"#{run['run_id']}: {data.MISSING_IMAGE}")
+            continue
+        caption = f"#{run['run_id']} vs #{first['run_id']}: mean {found.mean:.1f}, most {found.max} of 255 levels"
+        col.image(found.image, caption=caption)
 
 
 def _facts(run: pd.Series) -> dict[str, object]:

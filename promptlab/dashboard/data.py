@@ -13,10 +13,13 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from promptlab.analysis import Analysis, analyze
 from promptlab.errors import PromptlabError
 from promptlab.export import GridPlan, plan_grid
+from promptlab.export.compare import ImageDifference, difference, upscaled
+from promptlab.export.grid import CellScores, cell_scores, grid_levels, keep_levels
 from promptlab.paths import database_url, home_dir
 from promptlab.store import ExperimentSummary, Store, open_store
 from promptlab.vocab import Vocabulary, load_vocab
@@ -89,17 +92,102 @@ def analysis(name: str, score_kind: str = "intent") -> Analysis:
     return _analysis(database_url(), name, score_kind, version(name))
 
 
+#: Levels kept per axis, as ``export.grid.keep_levels`` takes them but hashable for the cache: ((axis, (label, ...)), ...).
+Keep = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _kept(url: str, name: str, score_kind: str, version: str, keep: Keep) -> pd.DataFrame:
+    frame = _runs_frame(url, name, score_kind, version)
+    return keep_levels(frame, {axis: list(labels) for axis, labels in keep}) if keep else frame
+
+
 @st.cache_data(max_entries=16, show_spinner="Laying out the grid...")
-def _grid_plan(url: str, name: str, score_kind: str, version: str, x: str, y: str, cell_px: int) -> tuple[GridPlan, int]:
-    shown, lost = without_lost_images(_runs_frame(url, name, score_kind, version))
+def _grid_plan(
+    url: str, name: str, score_kind: str, version: str, x: str, y: str, cell_px: int, keep: Keep = ()
+) -> tuple[GridPlan, int]:
+    shown, lost = without_lost_images(_kept(url, name, score_kind, version, keep))
     return plan_grid(shown, x, y, cell_size=cell_px), lost
 
 
-def grid_plan(name: str, x: str, y: str, cell_px: int, score_kind: str = "intent") -> tuple[GridPlan, int]:
+def grid_plan(name: str, x: str, y: str, cell_px: int, score_kind: str = "intent", keep: Keep = ()) -> tuple[GridPlan, int]:
     """``export.plan_grid`` of the experiment's runs, cells ``cell_px`` a side, with each run whose image
-    file is gone shown as having no image; and how many those are. Cached until the experiment gets
-    new runs, so paging through a big grid does not plan it again."""
-    return _grid_plan(database_url(), name, score_kind, version(name), x, y, cell_px)
+    file is gone shown as having no image; and how many those are. ``keep`` limits axes to some of
+    their levels (``export.grid.keep_levels``). Cached until the experiment gets new runs, so paging
+    through a big grid does not plan it again."""
+    return _grid_plan(database_url(), name, score_kind, version(name), x, y, cell_px, keep)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _cell_scores(url: str, name: str, score_kind: str, version: str, x: str, y: str, keep: Keep) -> list[CellScores]:
+    return cell_scores(_kept(url, name, score_kind, version, keep), x, y)
+
+
+def grid_cell_scores(name: str, x: str, y: str, score_kind: str = "intent", keep: Keep = ()) -> list[CellScores]:
+    """``export.grid.cell_scores`` of the cells ``grid_plan`` lays out: each cell's runs and its mean
+    over seeds with the 95% interval; cached as ``grid_plan``."""
+    return _cell_scores(database_url(), name, score_kind, version(name), x, y, keep)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _grid_levels(url: str, name: str, version: str) -> dict[str, list[str]]:
+    return grid_levels(_runs_frame(url, name, "intent", version))
+
+
+def levels(name: str) -> dict[str, list[str]]:
+    """Each grid axis of the experiment and its levels' labels, as the grid writes them."""
+    return _grid_levels(database_url(), name, version(name))
+
+
+def cell_text(cell: CellScores) -> str:
+    """A cell's mean as Compare writes it: ``mean 0.31, 95% CI 0.25..0.37 over 3 seeds``, or why there is none."""
+    if cell.n_seeds == 0:
+        return "no score"
+    if math.isnan(cell.ci_low):
+        return f"mean {cell.mean:.2f}, 1 seed: no CI"
+    return f"mean {cell.mean:.2f}, {100 * cell.ci_level:.3g}% CI {cell.ci_low:.2f}..{cell.ci_high:.2f} over {cell.n_seeds} seeds"
+
+
+def enlarged(path: str) -> Image.Image | None:
+    """The image at its real size, a small one enlarged with nearest-neighbour (``export.compare.upscaled``);
+    None where the file is missing or unreadable."""
+    try:
+        changed = Path(path).stat().st_mtime_ns
+    except OSError:
+        return None
+    return _enlarged(path, changed)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _enlarged(path: str, changed: int) -> Image.Image | None:
+    picture = _read(path)
+    return None if picture is None else upscaled(picture)
+
+
+def image_difference(path_a: str, path_b: str) -> ImageDifference | None:
+    """``export.compare.difference`` of two image files, its picture enlarged as ``enlarged``; None where
+    either file is missing or unreadable. ExportError where their sizes differ."""
+    try:
+        changed = (Path(path_a).stat().st_mtime_ns, Path(path_b).stat().st_mtime_ns)
+    except OSError:
+        return None
+    return _image_difference(path_a, path_b, changed)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _image_difference(path_a: str, path_b: str, changed: tuple[int, int]) -> ImageDifference | None:
+    a, b = _read(path_a), _read(path_b)
+    if a is None or b is None:
+        return None
+    found = difference(a, b)
+    return ImageDifference(image=upscaled(found.image), gain=found.gain, mean=found.mean, max=found.max)
+
+
+def _read(path: str) -> Image.Image | None:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def analyses(score_kind: str = "intent") -> list[Analysis]:
@@ -176,6 +264,8 @@ def refresh() -> None:
     _runs_frame.clear()
     _analysis.clear()
     _grid_plan.clear()
+    _cell_scores.clear()
+    _grid_levels.clear()
 
 
 def save_text(path: Path, text: str) -> bool:
