@@ -3,6 +3,9 @@
     >>> planned = planned_cells(store.get_experiment("demo").spec, "examples/demo.toml")
     >>> format_cells(cell_counts(store.runs_frame("demo"), planned))
     'Incomplete: 40 of 48 cells done, 2 failed, 6 not run yet'
+    >>> state = experiment_state(store, "demo")      # all of it at once, and the best image
+    >>> state.best.score, state.best.image
+    (81.23, '/home/me/.promptlab/images/3f...png')
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pandas as pd
 
 from promptlab.errors import PromptlabError
 from promptlab.experiment import cells, parse_experiment, to_toml
+from promptlab.store import StoreReader
 
 
 @dataclass(frozen=True)
@@ -97,3 +101,52 @@ def format_cells(counts: CellCounts) -> str:
     if counts.incomplete:
         return f"Incomplete: {text}"
     return f"Complete: {text}" if counts.planned is not None else text
+
+
+@dataclass(frozen=True)
+class BestImage:
+    """The run with the highest score of an experiment: its image file, score, variant and seed."""
+
+    run_id: int
+    label: str
+    seed: int
+    score: float
+    image: str
+
+
+@dataclass(frozen=True)
+class ExperimentState:
+    """How far an experiment got (``cells``) and its best image so far (None before a scored image)."""
+
+    name: str
+    cells: CellCounts
+    best: BestImage | None
+
+    @property
+    def incomplete(self) -> bool:
+        return self.cells.incomplete
+
+
+def best_image(frame: pd.DataFrame) -> BestImage | None:
+    """The finished run with an image and the highest score in a runs frame (the first on a tie), or None."""
+    if frame.empty:
+        return None
+    scored = frame[frame["score"].notna() & frame["image"].notna()]
+    if "status" in scored.columns:
+        scored = scored[scored["status"].eq("ok")]
+    if scored.empty:
+        return None
+    row = scored.loc[scored["score"].idxmax()]
+    return BestImage(int(row["run_id"]), str(row["label"]), int(row["seed"]), float(row["score"]), str(row["image"]))
+
+
+def experiment_state(store: StoreReader, name: str, score_kind: str = "intent") -> ExperimentState:
+    """Planned, done and failed cells of the stored experiment ``name`` and its best image by ``score_kind``.
+
+    One read of its runs and one expansion of its stored file. StoreError where there is no such
+    experiment, or where it has several scorers of ``score_kind`` (``Store.runs_frame`` names them).
+    """
+    row = store.get_experiment(name)
+    frame = store.runs_frame(name, score_kind)
+    counts = cell_counts(frame, planned_cells(row.spec, row.source_path))
+    return ExperimentState(name, counts, best_image(frame))

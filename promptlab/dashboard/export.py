@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from promptlab.dashboard import data
+from promptlab.dashboard import data, state
 from promptlab.errors import PromptlabError
 from promptlab.export import EXPORT_FILE_TYPES, EXPORT_FORMATS, export_rows, export_zip, grid_axes, grid_image
 from promptlab.paths import database_url
@@ -44,6 +44,7 @@ def page() -> None:
     name = data.pick_experiment("export_experiment")
     if name is None:
         return
+    state.show_state(name)
     left, right = st.columns(2)
     top = left.number_input("Best prompts", min_value=1, max_value=100, value=5, key="export_top")
     kind = right.radio("Rank by score", SCORE_KINDS, horizontal=True, key="export_score")

@@ -1,5 +1,6 @@
-"""History: every run, searchable by prompt text, filtered by experiment, model and date, paged;
-open any run, and render it again from what was recorded (``runner.rerender``: the new run is logged)."""
+"""History: every run with its thumbnail, searchable by prompt text, filtered by experiment (an
+incomplete one marked), model and date, paged; click a row to open its run, and render it again
+from what was recorded (``runner.rerender``: the new run is logged)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import datetime, time, timedelta, timezone
 import pandas as pd
 import streamlit as st
 
-from promptlab.dashboard import data
+from promptlab.dashboard import data, state
 from promptlab.errors import PromptlabError
 
 PAGE_SIZE = 50
@@ -21,7 +22,8 @@ def page() -> None:
     summaries = data.experiments()
     top = st.columns([3, 2, 2, 2])
     search = top[0].text_input("Search prompts", key="history_search")
-    experiment = top[1].selectbox("Experiment", [ANY] + [e.name for e in summaries], key="history_experiment")
+    experiment = top[1].selectbox("Experiment", [ANY] + [e.name for e in summaries], key="history_experiment",
+                                  format_func=lambda name: name if name == ANY else state.marked(name))  # fmt: skip
     models = sorted({m for e in summaries for m in e.models})
     model = top[2].selectbox("Model", [ANY] + models, key="history_model")
     dates = top[3].date_input("Dates", value=(), key="history_dates")
@@ -43,18 +45,22 @@ def page() -> None:
     if not runs:
         st.info("No run matches." if total == 0 and any(filters.values()) else "No runs yet.")
         return
+    if experiment != ANY and state.incomplete(experiment):
+        st.warning(f"{experiment}: {state.state_text(experiment)}.")
     # Short columns first and the long texts last and bounded, so the score stays on screen.
-    st.dataframe(
+    table = st.dataframe(
         pd.DataFrame(
             [
-                {"id": r.id, "score": r.score("intent"), "status": r.status, "seed": r.seed, "variant": r.label,
-                 "experiment": r.experiment, "model": r.model, "created": r.created_at, "prompt": r.prompt}
+                {"id": r.id, "score": data.score_text(r.score("intent")), "image": state.thumbnail_url(r.image_path),
+                 "status": r.status, "seed": r.seed, "variant": r.label, "experiment": r.experiment,
+                 "model": r.model, "created": r.created_at, "prompt": r.prompt}
                 for r in runs
             ]  # fmt: skip
         ),
         column_config={
             "id": st.column_config.NumberColumn("id", width="small", format="%d"),
-            "score": st.column_config.NumberColumn("score", width="small", format="%.2f", help="against the intent"),
+            "score": st.column_config.TextColumn("score", width="small", help="against the intent"),
+            "image": st.column_config.ImageColumn("image", width="small", help="double-click to enlarge"),
             "status": st.column_config.TextColumn("status", width="small"),
             "seed": st.column_config.NumberColumn("seed", width="small", format="%d"),
             "variant": st.column_config.TextColumn("variant", width="medium"),
@@ -65,10 +71,18 @@ def page() -> None:
         },
         hide_index=True,
         width="stretch",
+        row_height=64,
+        key="history_table",
+        on_select="rerun",
+        selection_mode="single-row",
     )
+    st.caption("Click a row to open its run.")
+    selected = table.selection.rows
     labels = {f"#{r.id} {r.experiment}: {r.label}, seed {r.seed}": r.id for r in runs}
     picked = st.selectbox("Open run", list(labels), index=None, key="history_open")
-    if picked is not None:
+    if selected:
+        _show_run(runs[selected[0]].id)
+    elif picked is not None:
         _show_run(labels[picked])
 
 

@@ -1,12 +1,17 @@
-"""Home: what is in the store, or, when it is empty, what to do first (with the demo button)."""
+"""Home: every experiment with its planned, done and failed cells, its best image and score; or,
+when the store is empty, what to do first (with the demo button)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from promptlab.dashboard import data
+from promptlab.analysis.progress import format_cells
+from promptlab.dashboard import data, state
 from promptlab.errors import PromptlabError
+from promptlab.store import ExperimentSummary
 
 
 def page() -> None:
@@ -16,25 +21,52 @@ def page() -> None:
         _first_steps()
         return
     st.write(f"Runs are kept in `{data.store().url}`.")
+    rows = [_row(e) for e in summaries]
+    unfinished = [row["experiment"] for row in rows if row["state"] == "incomplete"]
+    if unfinished:
+        st.warning(f"Incomplete: {', '.join(unfinished)}. `promptlab run` on the experiment file (or **Run**) "
+                   "renders the cells not done yet and retries the failed ones.")  # fmt: skip
     st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "experiment": e.name,
-                    "subject": e.subject,
-                    "runs": e.runs,
-                    "ok": e.ok,
-                    "failed": e.failed,
-                    "models": ", ".join(e.models),
-                    "last run": e.last_run_at,
-                }
-                for e in summaries
-            ]
-        ),
+        pd.DataFrame(rows),
+        column_config={
+            "best image": st.column_config.ImageColumn("best image", width="small", help="the highest-scoring image"),
+            "best score": st.column_config.TextColumn("best score", width="small", help="against the intent"),
+            "experiment": st.column_config.TextColumn("experiment", width="medium"),
+            "state": st.column_config.TextColumn("state", width="small"),
+            "planned": st.column_config.TextColumn("planned", width="small", help="cells (variant x seed) its file plans"),
+            "done": st.column_config.NumberColumn("done", width="small", format="%d"),
+            "failed": st.column_config.NumberColumn("failed", width="small", format="%d"),
+            "cells": st.column_config.TextColumn("cells", width="large"),
+            "last run": st.column_config.DatetimeColumn("last run", width="medium", format="YYYY-MM-DD HH:mm"),
+        },
         hide_index=True,
         width="stretch",
+        row_height=64,
     )
     st.caption("Build a prompt, Run an experiment, then Compare its images and read its Insights.")
+
+
+def _row(summary: ExperimentSummary) -> dict[str, Any]:
+    """One experiment's line: its state from ``analysis.progress`` (cached), best image and score."""
+    found = state.state(summary.name)
+    if isinstance(found, str):
+        return {"best image": None, "best score": "", "experiment": summary.name, "state": "not known",
+                "planned": "", "done": summary.ok, "failed": summary.failed, "cells": found,
+                "subject": summary.subject, "models": ", ".join(summary.models), "last run": summary.last_run_at}  # fmt: skip
+    cells, best = found.cells, found.best
+    return {
+        "best image": state.thumbnail_url(best.image) if best else None,
+        "best score": data.score_text(best.score if best else None),
+        "experiment": summary.name,
+        "state": "incomplete" if found.incomplete else "complete" if cells.planned is not None else "plan not known",
+        "planned": "not known" if cells.planned is None else str(cells.planned),
+        "done": cells.done,
+        "failed": cells.failed,
+        "cells": format_cells(cells),
+        "subject": summary.subject,
+        "models": ", ".join(summary.models),
+        "last run": summary.last_run_at,
+    }
 
 
 def _first_steps() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from promptlab.dashboard import data
+from promptlab.dashboard import data, state
 from promptlab.errors import ExperimentError, PromptlabError
 from promptlab.experiment import INPUT_KEYS, PROMPT_SYNTAXES, TASK_INPUTS, TASKS, parse_experiment, read_seeds, to_toml
 from promptlab.paths import examples_dir
@@ -63,6 +63,12 @@ def page() -> None:
         data.show_error(error)
         return
     st.caption(f"{len(spec.seeds)} seeds; saved to {target} when run.")
+    if spec.name in {e.name for e in data.experiments()}:
+        said = f"{spec.name} in the store: {state.state_text(spec.name)}."
+        if state.incomplete(spec.name):
+            st.warning(f"{said} Run renders the cells not done yet and retries the failed ones.")
+        else:
+            st.caption(said)
     if st.button("Run", type="primary", key="run_start") and data.save_text(target, text):
         _run(spec)
 
