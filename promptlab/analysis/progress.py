@@ -1,11 +1,15 @@
 """How far an experiment got: the cells its file plans, the cells done and the cells that failed.
 
-    >>> planned = planned_cells(store.get_experiment("demo").spec, "examples/demo.toml")
-    >>> format_cells(cell_counts(store.runs_frame("demo"), planned))
+    >>> spec = {"name": "demo", "model": "micro", "seeds": 2, "prompt": {"subject": "a circle"},
+    ...         "axes": {"color": ["red", "blue"]}}
+    >>> planned_cells(spec).count
+    4
+    >>> format_cells(CellCounts(planned=48, done=40, failed=2))
     'Incomplete: 40 of 48 cells done, 2 failed, 6 not run yet'
-    >>> state = experiment_state(store, "demo")      # all of it at once, and the best image
-    >>> state.best.score, state.best.image
-    (81.23, '/home/me/.promptlab/images/3f...png')
+
+From a store: ``cell_counts(store.runs_frame(name), planned_cells(row.spec, row.source_path))``
+where ``row = store.get_experiment(name)``, or all of it at once with the best image so far:
+``experiment_state(store, name)`` (``.cells``, ``.best.score``, ``.best.image``).
 """
 
 from __future__ import annotations
