@@ -143,7 +143,8 @@ def cell_text(cell: CellScores) -> str:
     if cell.n_seeds == 0:
         return "no score"
     if math.isnan(cell.ci_low):
-        return f"mean {cell.mean:.2f}, 1 seed: no CI"
+        runs = len(cell.run_ids)
+        return f"mean {cell.mean:.2f} of {runs} runs of 1 seed: no CI" if runs > 1 else f"{cell.mean:.2f}, 1 run: no CI"
     return f"mean {cell.mean:.2f}, {100 * cell.ci_level:.3g}% CI {cell.ci_low:.2f}..{cell.ci_high:.2f} over {cell.n_seeds} seeds"
 
 
