@@ -185,7 +185,7 @@ def _side_by_side(page) -> None:  # type: ignore[no-untyped-def]
 
     for run in ("#1 ", "#2 "):
         # Streamlit's multiselect lists its options once something is typed into it.
-        page.get_by_test_id("stMultiSelect").locator("input").click()
+        page.get_by_test_id("stMultiSelect").filter(has_text="Pick 2 to 4 runs").locator("input").click()
         page.keyboard.type(run)
         page.get_by_role("option", name=re.compile(f"^{run}")).first.click()
         page.keyboard.press("Escape")
