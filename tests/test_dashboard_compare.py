@@ -253,3 +253,16 @@ def test_the_page_enlarges_and_differences_real_files(compare_home: Path) -> Non
     assert found is not None and found.image.size == (256, 256) and found.max > 0
     assert data.image_difference(str(images[0]), str(images[0])).max == 0  # type: ignore[union-attr]
     assert data.enlarged(str(compare_home / "gone.png")) is None
+
+
+def test_a_small_cell_picture_is_enlarged_with_square_pixels(compare_home: Path) -> None:
+    import io
+
+    from promptlab.dashboard import data
+
+    path = sorted((compare_home / "images").glob("*.png"))[0]
+    shown = Image.open(io.BytesIO(data.cell_picture(str(path)) or b""))
+    with Image.open(path) as original:
+        assert shown.size == (256, 256)
+        assert shown.resize((64, 64), Image.Resampling.NEAREST).tobytes() == original.convert("RGB").tobytes()
+    assert data.cell_picture(str(compare_home / "gone.png")) is None

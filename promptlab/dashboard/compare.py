@@ -115,7 +115,13 @@ def _cell(col, plan: GridPlan, row: int, column: int, lost: int) -> None:  # typ
     cell = plan.cell(row, column)
     if cell.status == "ok" and cell.image is not None:
         best = f" · best of {cell.n_runs}" if cell.n_runs > 1 else ""
-        data.show_image(col, cell.image, f"score {data.score_text(cell.score)}{best} · #{cell.run_id}", thumb=True)
+        caption = f"score {data.score_text(cell.score)}{best} · #{cell.run_id}"
+        picture = data.cell_picture(str(cell.image))
+        if picture is None:
+            col.warning(f"{caption}: {data.MISSING_IMAGE}")
+        else:
+            col.image(picture, width="stretch")
+            col.caption(caption)
     elif cell.status == "missing":
         col.caption("no run")
     elif lost:

@@ -164,6 +164,31 @@ def _enlarged(path: str, changed: int) -> Image.Image | None:
     return None if picture is None else upscaled(picture)
 
 
+def cell_picture(path: str, size: int = THUMBNAIL_PX) -> bytes | None:
+    """A grid cell's picture as a PNG: an image smaller than ``size`` enlarged with nearest-neighbour
+    (so a 64x64 image shows its pixels, not a browser's blur), a larger one a ``thumbnail``; None
+    where the file is missing or unreadable."""
+    try:
+        changed = Path(path).stat().st_mtime_ns
+    except OSError:
+        return None
+    return _cell_picture(path, changed, size)
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def _cell_picture(path: str, changed: int, size: int) -> bytes | None:
+    picture = _read(path)
+    if picture is None:
+        return None
+    if max(picture.size) < size:
+        picture = upscaled(picture, size)
+    else:
+        picture.thumbnail((size, size))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def image_difference(path_a: str, path_b: str) -> ImageDifference | None:
     """``export.compare.difference`` of two image files, its picture enlarged as ``enlarged``; None where
     either file is missing or unreadable. ExportError where their sizes differ."""
