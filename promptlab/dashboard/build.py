@@ -1,5 +1,7 @@
 """Build: subject, vocabulary terms with weights and order, negative presets; the live prompt in
-Compel and A1111 syntax with its token count; related-term suggestions; save as an experiment."""
+Compel and A1111 syntax with its token count; related-term suggestions; save as an experiment.
+Set up a comparison: that prompt's subject and terms fixed, axes of vocabulary terms (with weights and
+"no term") and of parameters, seeds; its cell count and estimated time; save it and run it here."""
 
 from __future__ import annotations
 
@@ -9,22 +11,38 @@ import pandas as pd
 import streamlit as st
 
 from promptlab.analysis import term_suggestions
+from promptlab.analysis.timing import estimate_time, format_estimate
 from promptlab.compose import compose
-from promptlab.dashboard import data
+from promptlab.dashboard import compare, data, insights, run
 from promptlab.errors import PromptlabError
 from promptlab.experiment import (
     DRAFT_MODEL,
+    DRAFT_SEEDS,
     PROMPT_SYNTAXES,
+    cells,
+    draft_comparison,
     draft_experiment,
     draft_scorer,
     experiment_name,
     parse_experiment,
+    read_seeds,
     term_positions,
     to_toml,
 )
 from promptlab.prompt import Term, compel_prompt, convert
+from promptlab.render.schedulers import SCHEDULERS
 
 SUGGESTIONS = 10
+#: The level of a vocabulary axis meaning "no term of this category".
+NO_TERM = "(no term)"
+MAX_AXES = 6
+#: The parameter axes, each typed as values separated by commas: the key, and what the field says.
+PARAM_AXES: dict[str, str] = {
+    "guidance_scale": "Guidance scales",
+    "num_inference_steps": "Steps",
+    "width": "Widths",
+    "height": "Heights",
+}
 
 
 def page() -> None:
@@ -45,7 +63,11 @@ def page() -> None:
         return
     _show_prompt(built)
     _suggestions(built.prompt.to_plain(), [t.text for t in terms])
-    _save(built.prompt, presets, negative, syntax)
+    comparison, single = st.tabs(["Set up a comparison", "Save as one experiment"])
+    with comparison:
+        _comparison(built.prompt, presets, negative, syntax)
+    with single:
+        _save(built.prompt, presets, negative, syntax)
 
 
 def _pick_terms(vocab) -> list[Term]:  # type: ignore[no-untyped-def]
@@ -189,3 +211,83 @@ def _save(prompt, presets: list[str], negative: str, syntax: str) -> None:  # ty
             return
         st.session_state["run_file"] = str(path)
         st.success(f"Saved {path}. Open **Run** to render it.")
+
+
+def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:  # type: ignore[no-untyped-def]
+    st.caption("The subject and terms above are in every cell. Each axis adds one of its levels; every "
+               "combination of levels is a cell, rendered once per seed.")  # fmt: skip
+    vocab = data.vocab()
+    intent = st.text_input("Intent: what every image should show (scores are measured against it)",
+                           key="cmp_intent", placeholder=prompt.subject or "the subject")  # fmt: skip
+    axes: dict[str, list[Term | None]] = {}
+    count = int(st.number_input("Vocabulary axes", 0, MAX_AXES, 0, key="cmp_axes"))
+    for index in range(count):
+        left, right = st.columns([1, 3])
+        category = left.selectbox(f"Axis {index + 1}: category", list(vocab.categories), index=index % len(vocab.categories),
+                                  key=f"cmp_category_{index}")  # fmt: skip
+        options = [NO_TERM, *(t.text for t in vocab.categories[category].terms)]
+        picked = right.multiselect(f"Axis {index + 1}: levels", options, key=f"cmp_levels_{index}_{category}")
+        levels: list[Term | None] = []
+        columns = st.columns(max(len(picked), 1))
+        for column, text in zip(columns, picked):
+            if text == NO_TERM:
+                levels.append(None)
+                continue
+            default = float(vocab.categories[category].find(text).weight)
+            weight = column.number_input(f"{text} weight", 0.0, 2.0, default, 0.05, format="%.2f",
+                                         key=f"cmp_w_{index}_{category}_{text}")  # fmt: skip
+            levels.append(Term(text, weight, category))
+        if category in axes:
+            st.error(f"Axis {index + 1}: {category} is already axis {list(axes).index(category) + 1}; pick another category.")
+            return
+        axes[category] = levels
+    st.subheader("Parameters")
+    cols = st.columns(len(PARAM_AXES) + 1)
+    param_axes: dict[str, list[str]] = {}
+    for column, (param, label) in zip(cols, PARAM_AXES.items()):
+        text = column.text_input(label, key=f"cmp_param_{param}", placeholder="one, or several: 5, 7.5",
+                                 help="Empty: the model's default. Several values separated by commas make an axis.")  # fmt: skip
+        values = [value.strip() for value in text.split(",") if value.strip()]
+        if values:
+            param_axes[param] = values
+    schedulers = cols[-1].multiselect("Schedulers", list(SCHEDULERS), key="cmp_param_scheduler")
+    if schedulers:
+        param_axes["scheduler"] = schedulers
+    left, middle, right = st.columns(3)
+    seeds_text = left.text_input("Seeds: a count N (seeds 1..N) or a list", value=str(DRAFT_SEEDS), key="cmp_seeds")
+    models = middle.text_input("Models", value=DRAFT_MODEL, key="cmp_model",
+                               help="micro: built in, offline. Several separated by commas make an axis.")  # fmt: skip
+    param_axes["model"] = [value.strip() for value in models.split(",") if value.strip()] or [DRAFT_MODEL]
+    model = param_axes["model"][0]
+    scorer = right.text_input("Scorer", key="cmp_scorer", placeholder=draft_scorer(model)).strip() or draft_scorer(model)
+    default_name = experiment_name(prompt.subject) + "-comparison"
+    name = st.text_input("Experiment name", key="cmp_name", placeholder=default_name).strip() or default_name
+    path = data.experiments_dir() / f"{name}.toml"
+    try:
+        seeds = read_seeds(seeds_text, "seeds")
+        raw = draft_comparison(
+            prompt, name=name, vocab=vocab, axes=axes, param_axes=param_axes, intent=intent, negative=negative,
+            negative_presets=presets, syntax=syntax, model=model, scorer=scorer, seeds=seeds,
+        )  # fmt: skip
+        text = to_toml(raw)
+        spec = parse_experiment(text, path, vocab=vocab)
+        todo = cells(spec)
+    except PromptlabError as error:
+        data.show_error(error)
+        return
+    left, right = st.columns([1, 3])
+    left.metric("Cells", len(todo))
+    right.text("Estimated time: " + format_estimate(estimate_time(todo, data.store())))
+    with st.expander("Experiment file"):
+        st.code(text, language="toml")
+    if not st.button("Save and run", type="primary", key="cmp_run"):
+        return
+    if not data.save_text(path, text):
+        return
+    st.session_state["experiment"] = spec.name
+    st.session_state["run_file"] = str(path)
+    if run.run_with_progress(spec) is None:
+        return
+    left, right = st.columns(2)
+    left.page_link(st.Page(compare.page, title="Compare", url_path="compare"), label=f"Compare {spec.name}")
+    right.page_link(st.Page(insights.page, title="Insights", url_path="insights"), label=f"Insights on {spec.name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
@@ -16,6 +16,8 @@ from promptlab.paths import examples_dir
 from promptlab.render.models import BUILTIN_MODELS
 from promptlab.render.params import MAX_SIDE, MAX_STEPS
 
+if TYPE_CHECKING:
+    from promptlab.runner import RunSummary
 if sys.version_info >= (3, 11):
     import tomllib
 else:
@@ -70,7 +72,7 @@ def page() -> None:
         else:
             st.caption(said)
     if st.button("Run", type="primary", key="run_start") and data.save_text(target, text):
-        _run(spec)
+        run_with_progress(spec)
 
 
 def _settings(raw: dict[str, Any], source: Path) -> tuple[dict[str, Any], bool]:
@@ -128,7 +130,9 @@ def _settings(raw: dict[str, Any], source: Path) -> tuple[dict[str, Any], bool]:
     return raw, complete
 
 
-def _run(spec) -> None:  # type: ignore[no-untyped-def]
+def run_with_progress(spec) -> RunSummary | None:  # type: ignore[no-untyped-def]
+    """Run ``spec`` into the store with a progress bar and each finished image as a thumbnail; its
+    summary, or None after showing why it could not run."""
     from promptlab.runner import run_experiment
 
     bar = st.progress(0.0, text="Loading the model...")
@@ -157,8 +161,9 @@ def _run(spec) -> None:  # type: ignore[no-untyped-def]
         summary = run_experiment(spec, data.writable_store(), progress=progress)
     except PromptlabError as error:
         data.show_error(error)
-        return
+        return None
     finally:
         data.refresh()
     st.success(f"{summary.rendered} rendered, {summary.failed} failed, {summary.skipped} already done, "
                f"in {summary.seconds:.1f} s.")  # fmt: skip
+    return summary

@@ -68,6 +68,7 @@ from promptlab.experiment.spec import (
 from promptlab.experiment.write import (
     DRAFT_MODEL,
     DRAFT_SEEDS,
+    draft_comparison,
     draft_experiment,
     draft_scorer,
     experiment_name,
@@ -103,6 +104,7 @@ __all__ = [
     "ParamRule",
     "Variant",
     "cells",
+    "draft_comparison",
     "draft_experiment",
     "draft_scorer",
     "expand",

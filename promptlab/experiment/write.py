@@ -45,7 +45,7 @@ from typing import Any
 import tomli_w
 
 from promptlab.errors import ExperimentError
-from promptlab.experiment.spec import DEFAULT_SCORER, ExperimentSpec, term_spec
+from promptlab.experiment.spec import ABSENT, DEFAULT_SCORER, MODEL_RULE, PARAMS, ExperimentSpec, term_spec
 from promptlab.prompt import Prompt, Term
 from promptlab.vocab import Vocabulary
 
@@ -205,3 +205,90 @@ def experiment_name(subject: str) -> str:
     'a-red-fox-at-dawn'
     """
     return re.sub(r"[^a-z0-9]+", "-", subject.lower()).strip("-")[:40] or "experiment"
+
+
+def draft_comparison(
+    prompt: Prompt,
+    *,
+    name: str,
+    vocab: Vocabulary,
+    axes: Mapping[str, Sequence[Term | None]],
+    param_axes: Mapping[str, Sequence[Any]] | None = None,
+    params: Mapping[str, Any] | None = None,
+    intent: str | None = None,
+    negative: str = "",
+    negative_presets: Sequence[str] = (),
+    syntax: str = "compel",
+    model: str = DRAFT_MODEL,
+    scorer: str | None = None,
+    seeds: int | Sequence[int] = DRAFT_SEEDS,
+) -> dict[str, Any]:
+    """The experiment file (as a dict for ``to_toml``) that compares levels: ``draft_experiment``'s
+    file for ``prompt`` (its subject and fixed terms) plus an axis per entry of ``axes``.
+
+    ``axes`` maps a vocabulary category to its levels, each a ``Term`` of that category or None for
+    "no term of this category"; ``param_axes`` maps a parameter (``guidance_scale``, ``scheduler``,
+    ``width``, ...) or ``model`` to its values (as text or typed): several make an axis, one sets it
+    for every cell (the first model chooses the draft's scorer and size); ``params`` sets parameters
+    for every cell.
+
+    >>> from promptlab.vocab import load_vocab
+    >>> raw = draft_comparison(Prompt("a fox", ()), name="fox", vocab=load_vocab(), seeds=2,
+    ...     axes={"color": [Term("red", 1.0, "color"), None]},
+    ...     param_axes={"guidance_scale": ["5", "7.5"], "num_inference_steps": ["4"]})
+    >>> raw["axes"], raw["params"], raw["seeds"]
+    ({'color': ['red', ''], 'guidance_scale': [5.0, 7.5]}, {'width': 64, 'height': 64, 'num_inference_steps': 4}, 2)
+    """
+    typed = {param: _param_levels(param, values) for param, values in (param_axes or {}).items()}
+    model = typed["model"][0] if "model" in typed else model
+    raw = draft_experiment(
+        prompt, name=name, vocab=vocab, negative=negative, negative_presets=negative_presets, syntax=syntax,
+        model=model, scorer=scorer, seeds=seeds if isinstance(seeds, int) else 1,
+    )  # fmt: skip
+    if not isinstance(seeds, int):
+        raw["seeds"] = list(seeds)
+    if intent and intent.strip():
+        raw["prompt"]["intent"] = intent.strip()
+    raw["params"] = {**raw.get("params", {}), **dict(params or {})}
+    swept: dict[str, list[Any]] = dict(raw.get("axes", {}))
+    for category, levels in axes.items():
+        swept[category] = _category_levels(category, levels, vocab)
+    for param, values in typed.items():
+        if len(values) > 1:
+            swept[param] = values
+        elif param != "model":
+            raw["params"][param] = values[0]
+    if swept:
+        raw["axes"] = swept
+    return raw
+
+
+def _category_levels(category: str, levels: Sequence[Term | None], vocab: Vocabulary) -> list[str]:
+    if category not in vocab.categories:
+        known = ", ".join(vocab.categories)
+        raise ExperimentError(f"axis {category!r}: no such vocabulary category; use one of {known}")
+    if not levels:
+        raise ExperimentError(f"axis {category!r}: no levels; pick at least one term (or 'no term')")
+    written = [ABSENT if term is None else term_spec(term) for term in levels]
+    if len(set(written)) != len(written):
+        raise ExperimentError(f"axis {category!r}: a level is listed twice in {written}; list each once")
+    return written
+
+
+def _param_levels(param: str, values: Sequence[Any]) -> list[Any]:
+    if param != "model" and param not in PARAMS:
+        known = ", ".join(["model", *PARAMS])
+        raise ExperimentError(f"axis {param!r}: not a parameter; use one of {known}")
+    if not values:
+        raise ExperimentError(f"axis {param!r}: no values; give at least one")
+    rule = MODEL_RULE if param == "model" else PARAMS[param]
+    try:
+        typed = [rule.kind(value) for value in values]
+    except (TypeError, ValueError):
+        raise ExperimentError(f"axis {param!r}: {list(values)} are not all {rule.expected}") from None
+    bad = [value for value in typed if not rule.check(value)]
+    if bad:
+        raise ExperimentError(f"axis {param!r}: {bad} not {rule.expected}")
+    if len(set(typed)) != len(typed):
+        raise ExperimentError(f"axis {param!r}: a value is listed twice in {typed}; list each once")
+    return typed

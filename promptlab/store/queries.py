@@ -250,6 +250,19 @@ class StoreReader:
         with self._session() as session:
             return int(session.exec(query).one())
 
+    def run_timings(self, model: str, width: int | None = None, height: int | None = None, *, limit: int = 200) -> pd.DataFrame:
+        """The seconds the newest ``limit`` successful runs of ``model`` at ``width`` x ``height`` (any size
+        where None) took: columns render_s and score_s (NaN where not recorded), newest first."""
+        query = select(Run.render_s, Run.score_s).where(Run.model == model, Run.status == "ok")
+        if width is not None:
+            query = query.where(Run.width == width)
+        if height is not None:
+            query = query.where(Run.height == height)
+        query = query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)  # type: ignore[attr-defined, union-attr]
+        with self._session() as session:
+            rows = session.exec(query).all()
+        return pd.DataFrame([tuple(row) for row in rows], columns=["render_s", "score_s"], dtype=float)
+
     def runs_frame(self, experiment: str | int, score_kind: str = "intent", scorer: str | None = None) -> pd.DataFrame:
         """One row per run of ``experiment``, in recording order, for ``promptlab.analysis``.
 
