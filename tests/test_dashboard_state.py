@@ -5,6 +5,7 @@ and Run; never a raw ``nan``; scores with two decimals."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -85,9 +86,9 @@ def no_errors(at: AppTest) -> None:
 
 
 def no_nan(at: AppTest) -> None:
-    """No raw ``nan`` in any text, table cell or caption the page shows (an image cell may be empty)."""
+    """No raw ``nan`` (nor an empty cell, shown as "None") in any text, table cell or caption the page shows."""
     for frame in at.dataframe:
-        shown = frame.value.drop(columns=[c for c in ("image", "best image") if c in frame.value.columns])
+        shown = frame.value
         assert not shown.isna().any().any(), shown
         assert not shown.astype(str).map(lambda cell: "nan" in cell.lower().split()).any().any(), shown
     texts = [e.value for kind in ("markdown", "caption", "warning", "info", "success", "text") for e in at.get(kind)]
@@ -103,10 +104,26 @@ def test_home_shows_planned_done_failed_the_best_image_and_its_score(store: Stor
     assert (circles["state"], circles["planned"], circles["done"], circles["failed"]) == ("incomplete", "4", 2, 1)
     assert circles["best score"] == "81.46"
     assert circles["best image"].startswith("data:image/png;base64,")
-    assert circles["cells"] == "Incomplete: 2 of 4 cells done, 1 failed, 1 not run yet"
+    assert circles["not run"] == "1" and finished["not run"] == "0"
     assert (finished["state"], finished["done"], finished["best score"]) == ("complete", 4, "81.46")
     assert any("Incomplete: circles" in w.value for w in at.warning)
     assert "finished" not in " ".join(w.value for w in at.warning)
+
+
+def test_home_says_why_a_plan_is_not_known_and_marks_a_lost_image(store: Store) -> None:
+    experiment = store.add_experiment("unplanned", {})
+    store.record_runs([NewRun(_record(store, experiment.id, "red", 1), _png("red"),
+                              (ScoreRecord("intent", "micro-clip", 55.0, "a red circle"),))])  # fmt: skip
+    for image in (store.home / "images").glob("*.png"):
+        image.unlink()
+    at = page("home")
+    no_errors(at)
+    no_nan(at)
+    table = at.dataframe[0].value.set_index("experiment")
+    unplanned = table.loc["unplanned"]
+    assert (unplanned["state"], unplanned["planned"], unplanned["not run"]) == ("plan not known", "not known", "")
+    assert "no stored file" in unplanned["note"] and table.loc["circles", "note"] == ""
+    assert "file%20missing" in unplanned["best image"] and unplanned["best score"] == "55.00"
 
 
 def test_history_marks_the_incomplete_experiment_and_shows_thumbnails(store: Store) -> None:
@@ -122,7 +139,9 @@ def test_history_marks_the_incomplete_experiment_and_shows_thumbnails(store: Sto
     assert len(table) == 3
     ok = table[table["status"] == "ok"]
     assert ok["image"].str.startswith("data:image/png;base64,").all()
-    assert table.loc[table["status"] == "failed", "score"].tolist() == ["no score"]
+    failed = table[table["status"] == "failed"]
+    assert failed["score"].tolist() == ["no score"]
+    assert failed["image"].iloc[0].startswith("data:image/svg+xml;utf8,") and "failed" in failed["image"].iloc[0]
     assert set(ok["score"]) == {"70.12", "81.46"}
 
 
@@ -159,3 +178,73 @@ def test_run_marks_an_incomplete_experiment_before_it_runs_again(store: Store, p
     at.selectbox(key="run_source").select(str(saved)).run()
     no_errors(at)
     assert any(w.value.startswith("circles in the store: Incomplete: 2 of 4 cells done") for w in at.warning)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+BROWSER_TIMEOUT_S = 90
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)")
+def test_in_a_browser_home_shows_the_state_and_a_click_on_a_history_row_opens_the_run(
+    store: Store, promptlab_home: Path, tmp_path: Path
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    pytest.importorskip("playwright")
+    from playwright.sync_api import expect, sync_playwright
+
+    from promptlab.dashboard import dashboard_command
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "PROMPTLAB_HOME": str(promptlab_home)}
+    with log.open("wb") as out:
+        server = subprocess.Popen(dashboard_command(port), cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        deadline = time.monotonic() + BROWSER_TIMEOUT_S
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{url}/home")
+                expect(page.get_by_text("Incomplete: circles")).to_be_visible(timeout=BROWSER_TIMEOUT_S * 1000)
+                expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+                page.screenshot(path=str(ARTIFACTS / "state-home.png"), full_page=True)
+                page.goto(f"{url}/history")
+                grid = page.get_by_test_id("stDataFrame")
+                expect(grid).to_be_visible(timeout=BROWSER_TIMEOUT_S * 1000)
+                expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=BROWSER_TIMEOUT_S * 1000)
+                # The grid is drawn on a canvas: click the first row's selection box (left edge, below the header).
+                box = grid.bounding_box()
+                assert box is not None
+                page.mouse.click(box["x"] + 12, box["y"] + 35 + 32)
+                expect(page.get_by_role("heading", name=re.compile(r"^Run #\d+"))).to_be_visible(
+                    timeout=BROWSER_TIMEOUT_S * 1000
+                )
+                page.screenshot(path=str(ARTIFACTS / "state-history-open.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = log.read_text(errors="replace")
+    assert not re.search(r"Traceback|Error|Exception|ArrowInvalid|Serialization of dataframe", text), text

@@ -51,7 +51,7 @@ def page() -> None:
     table = st.dataframe(
         pd.DataFrame(
             [
-                {"id": r.id, "score": data.score_text(r.score("intent")), "image": state.thumbnail_url(r.image_path),
+                {"id": r.id, "score": data.score_text(r.score("intent")), "image": state.thumbnail_url(r.image_path, r.status),
                  "status": r.status, "seed": r.seed, "variant": r.label, "experiment": r.experiment,
                  "model": r.model, "created": r.created_at, "prompt": r.prompt}
                 for r in runs
@@ -77,7 +77,8 @@ def page() -> None:
         selection_mode="single-row",
     )
     st.caption("Click a row to open its run.")
-    selected = table.selection.rows
+    # A selection kept from another page of runs may point past this one.
+    selected = [row for row in table.selection.rows if row < len(runs)]
     labels = {f"#{r.id} {r.experiment}: {r.label}, seed {r.seed}": r.id for r in runs}
     picked = st.selectbox("Open run", list(labels), index=None, key="history_open")
     if selected:

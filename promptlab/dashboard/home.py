@@ -8,7 +8,6 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from promptlab.analysis.progress import format_cells
 from promptlab.dashboard import data, state
 from promptlab.errors import PromptlabError
 from promptlab.store import ExperimentSummary
@@ -26,17 +25,21 @@ def page() -> None:
     if unfinished:
         st.warning(f"Incomplete: {', '.join(unfinished)}. `promptlab run` on the experiment file (or **Run**) "
                    "renders the cells not done yet and retries the failed ones.")  # fmt: skip
+    frame = pd.DataFrame(rows)
+    if not frame["note"].any():
+        frame = frame.drop(columns="note")
     st.dataframe(
-        pd.DataFrame(rows),
+        frame,
         column_config={
             "best image": st.column_config.ImageColumn("best image", width="small", help="the highest-scoring image"),
             "best score": st.column_config.TextColumn("best score", width="small", help="against the intent"),
             "experiment": st.column_config.TextColumn("experiment", width="medium"),
-            "state": st.column_config.TextColumn("state", width="small"),
+            "state": st.column_config.TextColumn("state", width="medium"),
             "planned": st.column_config.TextColumn("planned", width="small", help="cells (variant x seed) its file plans"),
             "done": st.column_config.NumberColumn("done", width="small", format="%d"),
             "failed": st.column_config.NumberColumn("failed", width="small", format="%d"),
-            "cells": st.column_config.TextColumn("cells", width="large"),
+            "not run": st.column_config.TextColumn("not run", width="small", help="planned cells with no run yet"),
+            "note": st.column_config.TextColumn("note", width="large", help="why the planned cells are not known"),
             "last run": st.column_config.DatetimeColumn("last run", width="medium", format="YYYY-MM-DD HH:mm"),
         },
         hide_index=True,
@@ -50,22 +53,24 @@ def _row(summary: ExperimentSummary) -> dict[str, Any]:
     """One experiment's line: its state from ``analysis.progress`` (cached), best image and score."""
     found = state.state(summary.name)
     if isinstance(found, str):
-        return {"best image": None, "best score": "", "experiment": summary.name, "state": "not known",
-                "planned": "", "done": summary.ok, "failed": summary.failed, "cells": found,
-                "subject": summary.subject, "models": ", ".join(summary.models), "last run": summary.last_run_at}  # fmt: skip
+        return {"best image": state.placeholder_url("not known"), "best score": "", "experiment": summary.name,
+                "state": "not known", "planned": "", "done": summary.ok, "failed": summary.failed, "not run": "",
+                "last run": summary.last_run_at, "subject": summary.subject, "models": ", ".join(summary.models),
+                "note": found}  # fmt: skip
     cells, best = found.cells, found.best
     return {
-        "best image": state.thumbnail_url(best.image) if best else None,
+        "best image": state.thumbnail_url(best.image if best else None),
         "best score": data.score_text(best.score if best else None),
         "experiment": summary.name,
         "state": "incomplete" if found.incomplete else "complete" if cells.planned is not None else "plan not known",
         "planned": "not known" if cells.planned is None else str(cells.planned),
         "done": cells.done,
         "failed": cells.failed,
-        "cells": format_cells(cells),
+        "not run": "" if cells.not_run is None else str(cells.not_run),
+        "last run": summary.last_run_at,
         "subject": summary.subject,
         "models": ", ".join(summary.models),
-        "last run": summary.last_run_at,
+        "note": cells.note if cells.planned is None else "",
     }
 
 

@@ -4,7 +4,9 @@ until it gets new runs, and small thumbnails as data URLs for a table's image co
 from __future__ import annotations
 
 import base64
+import html
 from pathlib import Path
+from urllib.parse import quote
 
 import streamlit as st
 
@@ -55,8 +57,24 @@ def show_state(name: str) -> None:
         st.caption(state_text(name))
 
 
-def thumbnail_url(path: str | Path | None) -> str | None:
+def thumbnail_url(path: str | Path | None, missing: str = "no image") -> str:
     """A PNG data URL of the image no larger than ``ROW_THUMBNAIL_PX`` a side, for
-    ``st.column_config.ImageColumn``; None where there is no image or its file is gone."""
-    png = data.thumbnail(str(path), size=ROW_THUMBNAIL_PX) if path else None
-    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    ``st.column_config.ImageColumn``; where there is no image or its file is gone, a grey square
+    saying ``missing`` (or "file missing"), so a cell never shows a bare None."""
+    if not path:
+        return placeholder_url(missing)
+    png = data.thumbnail(str(path), size=ROW_THUMBNAIL_PX)
+    if png is None:
+        return placeholder_url("file missing")
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def placeholder_url(text: str) -> str:
+    """An SVG data URL: a grey square with ``text`` in it."""
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{ROW_THUMBNAIL_PX}" height="{ROW_THUMBNAIL_PX}">'
+        '<rect width="100%" height="100%" fill="#eee"/>'
+        '<text x="50%" y="50%" font-family="sans-serif" font-size="11" fill="#666" text-anchor="middle" '
+        f'dominant-baseline="middle">{html.escape(text)}</text></svg>'
+    )
+    return "data:image/svg+xml;utf8," + quote(svg)
