@@ -34,7 +34,7 @@ def page() -> None:
             "best image": st.column_config.ImageColumn("best image", width="small", help="the highest-scoring image"),
             "best score": st.column_config.TextColumn("best score", width="small", help="against the intent"),
             "experiment": st.column_config.TextColumn("experiment", width="medium"),
-            "state": st.column_config.TextColumn("state", width="medium"),
+            "state": st.column_config.TextColumn("state", width=100),
             "planned": st.column_config.TextColumn("planned", width="small", help="cells (variant x seed) its file plans"),
             "done": st.column_config.NumberColumn("done", width="small", format="%d"),
             "failed": st.column_config.NumberColumn("failed", width="small", format="%d"),
