@@ -584,3 +584,60 @@ def test_readme_shows_the_squares_examples_as_they_are() -> None:
         spec = load_experiment(path, vocab=VOCAB)
         assert (readme.name, readme.model, readme.scorer, readme.seeds) == (spec.name, spec.model, spec.scorer, spec.seeds)
         assert [v.key for v in expand(readme)] == [v.key for v in expand(spec)]
+
+
+def test_draft_comparison_writes_axes_that_expand_to_their_grid() -> None:
+    from promptlab.experiment import draft_comparison
+    from promptlab.prompt import Prompt, Term
+    from promptlab.vocab import load_vocab
+
+    vocab = load_vocab()
+    raw = draft_comparison(
+        Prompt("a circle on a black background", (Term("oil painting", 1.0, "medium"),)), name="cmp", vocab=vocab,
+        intent="a red circle", seeds=[3, 5],
+        axes={"color": [Term("red", 1.0, "color"), Term("blue", 1.0, "color")],
+              "artist": [None, Term("Greg Rutkowski", 1.2, "artist")]},
+        param_axes={"guidance_scale": ["5", "7.5"], "num_inference_steps": ["4"], "scheduler": ["euler", "ddim"]},
+    )  # fmt: skip
+    spec = parse_experiment(to_toml(raw), Path("cmp.toml"), vocab=vocab)
+    assert (spec.model, spec.scorer, spec.intent, spec.seeds) == ("micro", "micro-clip", "a red circle", (3, 5))
+    assert spec.params == {"width": 64, "height": 64, "num_inference_steps": 4}
+    assert [axis.name for axis in spec.axes] == ["color", "artist", "guidance_scale", "scheduler"]
+    assert len(cells(spec)) == 2 * 2 * 2 * 2 * 2
+    labels = {cell.variant.label for cell in cells(spec)}
+    assert "color=blue, artist=(none), guidance_scale=7.5, scheduler=ddim" in labels
+    assert all(t.text == "oil painting" for cell in cells(spec) for t in cell.variant.prompt.terms if t.category == "medium")
+
+
+def test_draft_comparison_takes_a_model_axis_and_a_single_model() -> None:
+    from promptlab.experiment import draft_comparison
+    from promptlab.prompt import Prompt
+    from promptlab.vocab import load_vocab
+
+    vocab = load_vocab()
+    one = draft_comparison(Prompt("a fox", ()), name="m", vocab=vocab, axes={}, param_axes={"model": ["tiny-sd"]})
+    assert one["model"] == "tiny-sd" and "axes" not in one and one["scorer"] == "clip"
+    two = draft_comparison(Prompt("a fox", ()), name="m", vocab=vocab, axes={}, param_axes={"model": ["micro", "tiny-sd"]})
+    assert two["model"] == "micro" and two["axes"] == {"model": ["micro", "tiny-sd"]}
+
+
+@pytest.mark.parametrize(
+    ("axes", "param_axes", "message"),
+    [
+        ({"colour": []}, {}, "no such vocabulary category"),
+        ({"color": []}, {}, "pick at least one term"),
+        ({"color": [None, None]}, {}, "listed twice"),
+        ({}, {"guidance": ["5"]}, "not a parameter"),
+        ({}, {"guidance_scale": ["5", "lots"]}, "not all a number >= 0"),
+        ({}, {"width": ["60", "64"]}, "multiple of 8"),
+        ({}, {"num_inference_steps": ["4", "4"]}, "listed twice"),
+        ({}, {"scheduler": []}, "give at least one"),
+    ],
+)
+def test_draft_comparison_refuses_bad_axes(axes: dict, param_axes: dict, message: str) -> None:
+    from promptlab.experiment import draft_comparison
+    from promptlab.prompt import Prompt
+    from promptlab.vocab import load_vocab
+
+    with pytest.raises(ExperimentError, match=message):
+        draft_comparison(Prompt("a fox", ()), name="bad", vocab=load_vocab(), axes=axes, param_axes=param_axes)
