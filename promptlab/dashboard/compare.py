@@ -92,7 +92,7 @@ def _grid(name: str, frame: pd.DataFrame, kind: str) -> None:
             _cell(col, plan, row, column, lost)
             _cell_scores(col, cell, score_colour(cell.mean, low, high) if colour else None)
             _seeds(col, frame, cell)
-            if cell.run_ids and col.button("Open", key=f"compare_open_{row}_{column}", help="The runs of this cell, enlarged, with their prompts and parameters"):
+            if cell.run_ids and col.button("Enlarge", key=f"compare_open_{row}_{column}", help="The runs of this cell, enlarged, with their prompts and parameters"):
                 _open(frame, cell, plan.cell(row, column).run_id)
 
 
