@@ -169,7 +169,8 @@ def _run_details(run_id: int) -> None:
         return
     picture = data.enlarged(str(run.image_path)) if run.image_path is not None else None
     if picture is not None:
-        st.image(picture, caption=f"#{run.id} {run.label}, seed {run.seed}, shown at {picture.width}x{picture.height}")
+        st.image(picture, caption=f"#{run.id} {run.label}, seed {run.seed}, shown at {picture.width}x{picture.height}",
+                 width=picture.width)
     elif run.image_path is not None:
         st.warning(f"#{run.id}: {data.MISSING_IMAGE}")
     else:
@@ -201,7 +202,7 @@ def _side_by_side(frame: pd.DataFrame) -> None:
         if picture is None:
             col.warning(f"{caption}: {data.MISSING_IMAGE}")
         else:
-            col.image(picture, caption=caption)
+            col.image(picture, caption=caption, width=picture.width)  # its own size, not stretched to the column
     if st.toggle("Difference from the first", value=True, key="compare_difference"):
         _differences(runs)
     table = pd.DataFrame({f"#{run['run_id']}": _facts(run) for run in runs}).fillna("absent")
@@ -229,7 +230,7 @@ def _differences(runs: list[pd.Series]) -> None:
             col.warning(f"#{run['run_id']}: {data.MISSING_IMAGE}")
             continue
         caption = f"#{run['run_id']} vs #{first['run_id']}: mean {found.mean:.1f}, most {found.max} of 255 levels"
-        col.image(found.image, caption=caption)
+        col.image(found.image, caption=caption, width=found.image.width)
 
 
 def _facts(run: pd.Series) -> dict[str, object]:
