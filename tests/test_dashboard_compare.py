@@ -260,7 +260,7 @@ def test_a_small_cell_picture_is_enlarged_with_square_pixels(compare_home: Path)
 
     from promptlab.dashboard import data
 
-    path = sorted((compare_home / "images").glob("*.png"))[0]
+    path = min((compare_home / "images").glob("*.png"))
     shown = Image.open(io.BytesIO(data.cell_picture(str(path)) or b""))
     with Image.open(path) as original:
         assert shown.size == (256, 256)

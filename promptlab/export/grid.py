@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from promptlab.analysis import AXIS_PREFIX, VARIANT_LEVEL, axis_columns, check_frame, t_interval
+from promptlab.analysis import (
+    AXIS_PREFIX,
+    VARIANT_LEVEL,
+    axis_columns,
+    check_frame,
+    t_interval,
+)
 from promptlab.errors import ExportError
 from promptlab.export.files import image_file
 
