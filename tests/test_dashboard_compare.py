@@ -223,12 +223,18 @@ def test_open_shows_the_run_enlarged_with_its_prompt_seed_parameters_and_scores(
     _no_errors(at)
     with open_store() as store:
         run = store.get_run(run_id)
-    assert at.radio(key="compare_open_run").value == f"#{run_id}, seed {run.seed}"
+    assert at.radio(key="compare_open_run_0_0").value == f"#{run_id}, seed {run.seed}"
     assert [c.value for c in at.code] == [run.prompt, run.negative_prompt or "(none)"]
     assert any(text.startswith(f"#{run_id} ") and "shown at 256x256" in text for text in _image_captions(at))
     facts = at.dataframe[0].value["value"]
     assert facts["seed"] == str(run.seed) and facts["num_inference_steps"] == "4"
     assert {"score: intent (micro-clip)", "score: prompt (micro-clip)"} <= set(facts.index)
+    # another cell opens on its own shown run, whatever was picked in the first
+    at.radio(key="compare_open_run_0_0").set_value(at.radio(key="compare_open_run_0_0").options[-1]).run()
+    at.button(key="compare_open_1_1").click().run()
+    _no_errors(at)
+    other = [c.value for c in at.caption if c.value.startswith("score ")][4]  # blue, seed 2.rsplit("#", 1)[1]
+    assert at.radio(key="compare_open_run_1_1").value.startswith(f"#{other}, ")
 
 
 def test_side_by_side_enlarges_small_images_and_shows_their_difference(compare: AppTest) -> None:

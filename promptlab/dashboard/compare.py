@@ -156,7 +156,8 @@ def _seeds(col, frame: pd.DataFrame, cell: CellScores) -> None:  # type: ignore[
 def _open(frame: pd.DataFrame, cell: CellScores, shown_run: object) -> None:
     choices = {f"#{run_id}, seed {seed}": run_id for run_id, seed in zip(cell.run_ids, cell.seeds)}
     first = next((label for label, run_id in choices.items() if run_id == shown_run), next(iter(choices)))
-    picked = st.radio("Run", list(choices), index=list(choices).index(first), horizontal=True, key="compare_open_run")
+    picked = st.radio("Run", list(choices), index=list(choices).index(first), horizontal=True,
+                      key=f"compare_open_run_{cell.row}_{cell.column}")  # fmt: skip
     _run_details(int(choices[picked]))
 
 
