@@ -233,7 +233,7 @@ def test_open_shows_the_run_enlarged_with_its_prompt_seed_parameters_and_scores(
     at.radio(key="compare_open_run_0_0").set_value(at.radio(key="compare_open_run_0_0").options[-1]).run()
     at.button(key="compare_open_1_1").click().run()
     _no_errors(at)
-    other = [c.value for c in at.caption if c.value.startswith("score ")][4]  # blue, seed 2.rsplit("#", 1)[1]
+    other = [c.value for c in at.caption if c.value.startswith("score ")][4].rsplit("#", 1)[1]  # blue, seed 2
     assert at.radio(key="compare_open_run_1_1").value.startswith(f"#{other}, ")
 
 
