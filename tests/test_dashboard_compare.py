@@ -181,6 +181,8 @@ def test_with_seed_as_an_axis_a_cell_is_one_seed(compare: AppTest) -> None:
     at.selectbox(key="compare_x").select("seed").run()
     _no_errors(at)
     assert all(" of 2 runs of 1 seed: no CI" in m for m in _means(at))  # artist or none, one seed
+    strips = [caption for caption in _image_captions(at) if caption]
+    assert len(strips) == 12 and all(caption.startswith("#") for caption in strips)  # one seed: the runs by id
 
 
 def test_level_filters_narrow_the_grid_and_it_stays_the_exported_grid(compare: AppTest) -> None:

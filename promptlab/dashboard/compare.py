@@ -80,6 +80,7 @@ def _grid(name: str, frame: pd.DataFrame, kind: str) -> None:
         + (", from red (the grid's lowest mean) to green (its highest)" if colour else "")
         + ", and its seeds' images."
     )
+    by_run = frame.set_index("run_id")
     header = st.columns([1] + [1] * columns)
     header[0].markdown(f"**{data.markdown_text(y)} \\\\ {data.markdown_text(x)}**")
     for col, label in zip(header[1:], plan.x_labels):
@@ -91,7 +92,7 @@ def _grid(name: str, frame: pd.DataFrame, kind: str) -> None:
             cell = scores[row * len(plan.x_labels) + column]
             _cell(col, plan, row, column, lost)
             _cell_scores(col, cell, score_colour(cell.mean, low, high) if colour else None)
-            _seeds(col, frame, cell)
+            _seeds(col, by_run, cell)
             if cell.run_ids and col.button("Enlarge", key=f"compare_open_{row}_{column}", help="The runs of this cell, enlarged, with their prompts and parameters"):
                 _open(frame, cell, plan.cell(row, column).run_id)
 
@@ -141,12 +142,14 @@ def _cell_scores(col, cell: CellScores, colour: str | None) -> None:  # type: ig
     col.markdown(f"<div class='cell-mean' style='{style}'>{text}</div>", unsafe_allow_html=True)
 
 
-def _seeds(col, frame: pd.DataFrame, cell: CellScores) -> None:  # type: ignore[no-untyped-def]
-    """A row of small images, one per run of the cell, when it holds more than one."""
+def _seeds(col, by_run: pd.DataFrame, cell: CellScores) -> None:  # type: ignore[no-untyped-def]
+    """A row of small images, one per run of the cell (``by_run``: the runs indexed by run_id), when it holds more than one."""
     if len(cell.run_ids) < 2:
         return
-    runs = frame.set_index("run_id").loc[list(cell.run_ids)]
-    shown = [(data.thumbnail(str(r.image), SEED_PX), f"seed {r.seed}") for r in runs.itertuples() if isinstance(r.image, str)]
+    runs = by_run.loc[list(cell.run_ids)]
+    # one seed (seed is an axis): the runs differ by another axis, so their ids tell them apart
+    name = (lambda r: f"#{r.Index}") if len(set(cell.seeds)) == 1 else (lambda r: f"seed {r.seed}")
+    shown = [(data.thumbnail(str(r.image), SEED_PX), name(r)) for r in runs.itertuples() if isinstance(r.image, str)]
     shown = [(image, caption) for image, caption in shown if image is not None]
     if shown:
         col.image([image for image, _ in shown], caption=[caption for _, caption in shown], width=SEED_PX)

@@ -249,15 +249,25 @@ def cell_scores(frame: pd.DataFrame, x: str, y: str, *, seed: int | None = None)
     runs = frame if seed is None else frame[frame["seed"] == seed]
     x_codes, x_levels = _levels(frame, x_column, runs)
     y_codes, y_levels = _levels(frame, y_column, runs)
-    keys = y_codes * len(x_levels) + x_codes
-    scores = pd.to_numeric(runs["score"], errors="coerce")
+    # One pass over the runs (group-bys), not one filter per cell (see ``_pick_cells``).
+    table = pd.DataFrame(
+        {
+            "key": (y_codes * len(x_levels) + x_codes).to_numpy(dtype=np.int64),
+            "seed": runs["seed"].to_numpy(),
+            "score": pd.to_numeric(runs["score"], errors="coerce").to_numpy(dtype=float),
+            "run_id": runs["run_id"].to_numpy(),
+        }
+    )
+    # one value per seed first, as variant_table does, so a seed's repeats weigh once
+    per_seed = table.groupby(["key", "seed"])["score"].mean().dropna()
+    seed_values = {key: values.to_numpy() for key, values in per_seed.groupby(level="key")}
+    members = dict(tuple(table.groupby("key", sort=False)))
     cells = []
     for key in range(len(x_levels) * len(y_levels)):
         row, column = divmod(key, len(x_levels))
-        inside = runs[keys == key]
-        # one value per seed first, as variant_table does, so a seed's repeats weigh once
-        per_seed = scores[inside.index].groupby(inside["seed"]).mean().dropna().to_numpy()
-        mean, low, high = t_interval(per_seed) if len(per_seed) else (math.nan, math.nan, math.nan)
+        values = seed_values.get(key, np.empty(0))
+        mean, low, high = t_interval(values) if len(values) else (math.nan, math.nan, math.nan)
+        inside = members.get(key, table.iloc[:0])
         cells.append(
             CellScores(
                 row=row,
@@ -266,7 +276,7 @@ def cell_scores(frame: pd.DataFrame, x: str, y: str, *, seed: int | None = None)
                 ci_low=float(low),
                 ci_high=float(high),
                 ci_level=VARIANT_LEVEL,
-                n_seeds=len(per_seed),
+                n_seeds=len(values),
                 run_ids=tuple(_py(run_id) for run_id in inside["run_id"]),
                 seeds=tuple(int(s) for s in inside["seed"]),
             )
