@@ -37,11 +37,11 @@ SUGGESTIONS = 10
 NO_TERM = "(no term)"
 MAX_AXES = 6
 #: The parameter axes, each typed as values separated by commas: the key, and what the field says.
-PARAM_AXES: dict[str, str] = {
-    "guidance_scale": "Guidance scales",
-    "num_inference_steps": "Steps",
-    "width": "Widths",
-    "height": "Heights",
+PARAM_AXES: dict[str, tuple[str, str]] = {
+    "guidance_scale": ("Guidance scales", "e.g. 5, 7.5"),
+    "num_inference_steps": ("Steps", "e.g. 4, 20"),
+    "width": ("Widths", "e.g. 64"),
+    "height": ("Heights", "e.g. 64"),
 }
 
 
@@ -244,8 +244,8 @@ def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:
     st.subheader("Parameters")
     cols = st.columns(len(PARAM_AXES) + 1)
     param_axes: dict[str, list[str]] = {}
-    for column, (param, label) in zip(cols, PARAM_AXES.items()):
-        text = column.text_input(label, key=f"cmp_param_{param}", placeholder="one, or several: 5, 7.5",
+    for column, (param, (label, example)) in zip(cols, PARAM_AXES.items()):
+        text = column.text_input(label, key=f"cmp_param_{param}", placeholder=example,
                                  help="Empty: the model's default. Several values separated by commas make an axis.")  # fmt: skip
         values = [value.strip() for value in text.split(",") if value.strip()]
         if values:
@@ -261,7 +261,7 @@ def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:
     model = param_axes["model"][0]
     scorer = right.text_input("Scorer", key="cmp_scorer", placeholder=draft_scorer(model)).strip() or draft_scorer(model)
     default_name = experiment_name(prompt.subject) + "-comparison"
-    name = st.text_input("Experiment name", key="cmp_name", placeholder=default_name).strip() or default_name
+    name = st.text_input("Comparison name (its experiment file and store name)", key="cmp_name", placeholder=default_name).strip() or default_name
     path = data.experiments_dir() / f"{name}.toml"
     try:
         seeds = read_seeds(seeds_text, "seeds")
