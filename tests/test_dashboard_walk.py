@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, free_port
 
 from promptlab.dashboard import APP_PATH, dashboard_command
-from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, free_port
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

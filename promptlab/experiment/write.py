@@ -45,7 +45,14 @@ from typing import Any
 import tomli_w
 
 from promptlab.errors import ExperimentError
-from promptlab.experiment.spec import ABSENT, DEFAULT_SCORER, MODEL_RULE, PARAMS, ExperimentSpec, term_spec
+from promptlab.experiment.spec import (
+    ABSENT,
+    DEFAULT_SCORER,
+    MODEL_RULE,
+    PARAMS,
+    ExperimentSpec,
+    term_spec,
+)
 from promptlab.prompt import Prompt, Term
 from promptlab.vocab import Vocabulary
 
