@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import html
 import importlib.util
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -100,6 +101,12 @@ def _words_any(text: Any) -> Any:
     return text
 
 
+# transformers resolves ``CLIPTokenizer`` through a lazy module, and two threads asking for it at
+# once (Streamlit runs each page in its own thread) can see it half set up: "cannot import name
+# 'CLIPTokenizer'". Building tokenizers one at a time avoids that.
+_BUILDING = threading.Lock()
+
+
 def _tokenizer_class() -> type:
     from transformers import CLIPTokenizer
 
@@ -138,7 +145,8 @@ def clip_tokenizer(pad_token: str = END_TOKEN) -> CLIPTokenizer:
     """
     from tokenizers import pre_tokenizers
 
-    tok = _build(_tokenizer_class(), pad_token)
+    with _BUILDING:
+        tok = _build(_tokenizer_class(), pad_token)
     backend = tok.backend_tokenizer
     # Words arrive cleaned and split by split_words, so the backend only maps bytes and runs BPE.
     backend.normalizer = None
@@ -151,10 +159,12 @@ def save_clip_tokenizer(directory: Path, pad_token: str = END_TOKEN) -> Path:
 
     The stock class cleans text in Rust (no ftfy), which matches open_clip on ordinary prompts.
     """
-    from transformers import CLIPTokenizer
+    with _BUILDING:
+        from transformers import CLIPTokenizer
 
+        tokenizer = _build(CLIPTokenizer, pad_token)
     directory.mkdir(parents=True, exist_ok=True)
-    _build(CLIPTokenizer, pad_token).save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
     return directory
 
 

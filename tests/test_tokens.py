@@ -99,3 +99,33 @@ def test_count_tokens_empty_subject() -> None:
     count = count_tokens(Prompt("", (Term("oil painting"),)))
     assert count.subject == 0
     assert count.total == len(encode("oil painting"))
+
+
+_BUILD_IN_THREADS = """
+import sys, threading
+sys.setswitchinterval(1e-6)
+from promptlab import tokens
+errors = []
+def build(pad):
+    try:
+        tokens.clip_tokenizer(pad)
+    except Exception as error:
+        errors.append(repr(error))
+threads = [threading.Thread(target=build, args=(pad,)) for pad in ("<end_of_text>", "!", "a", "b")]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(errors)
+"""
+
+
+@pytest.mark.slow
+def test_tokenizers_built_in_threads_at_once() -> None:
+    """Streamlit builds them from several page threads in a fresh process: transformers' lazy
+    ``CLIPTokenizer`` import failed in all but one ("cannot import name 'CLIPTokenizer'")."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _BUILD_IN_THREADS], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
