@@ -60,6 +60,19 @@ def test_setup_refuses_a_bad_parameter_and_a_repeated_category(promptlab_home: P
     assert at.error and "already axis 1" in at.error[0].value
 
 
+def test_setup_sweeps_the_weight_of_a_fixed_term(promptlab_home: Path) -> None:
+    at = page()
+    at.multiselect(key="build_terms_medium").select("oil painting").run()
+    at.text_input(key="cmp_weights_oil painting").set_value("0.5, 1, 1.5").run()
+    at.text_input(key="cmp_name").set_value("weights").run()
+    no_errors(at)
+    assert at.metric[-1].value == str(3 * 4)  # 3 weights x 4 draft seeds
+    code = next(c.value for c in at.code if c.value.startswith('name = "weights"'))
+    assert '[axes.weights]\n"oil painting" = [\n    0.5,\n    1.0,\n    1.5,\n]' in code, code
+    at.text_input(key="cmp_weights_oil painting").set_value("0.5, heavy").run()
+    assert at.error and "'0.5, heavy' are not numbers" in at.error[0].value
+
+
 def test_setup_runs_and_the_analysis_has_the_effects(promptlab_home: Path) -> None:
     at = set_up(page())
     at.button(key="cmp_run").click().run()

@@ -213,6 +213,29 @@ def _save(prompt, presets: list[str], negative: str, syntax: str) -> None:  # ty
         st.success(f"Saved {path}. Open **Run** to render it.")
 
 
+def _weight_axes(prompt) -> dict[str, list[float]] | None:  # type: ignore[no-untyped-def]
+    """Weights to sweep per fixed term, typed as numbers separated by commas; None after an error shown."""
+    if not prompt.terms:
+        return {}
+    swept: dict[str, list[float]] = {}
+    with st.expander("Sweep the weight of a fixed term"):
+        columns = st.columns(min(len(prompt.terms), 4))
+        for index, term in enumerate(prompt.terms):
+            text = columns[index % len(columns)].text_input(
+                f"{term.text}: weights", key=f"cmp_weights_{term.text}", placeholder="e.g. 0.8, 1.0, 1.3",
+                help="Empty: the weight above in every cell. Several weights make an axis.",
+            )  # fmt: skip
+            values = [value.strip() for value in text.split(",") if value.strip()]
+            try:
+                weights = [float(value) for value in values]
+            except ValueError:
+                st.error(f"{term.text}: weights {text!r} are not numbers; write them like 0.8, 1.0, 1.3")
+                return None
+            if len(weights) > 1:
+                swept[term.text] = weights
+    return swept
+
+
 def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:  # type: ignore[no-untyped-def]
     st.caption("The subject and terms above are in every cell. Each axis adds one of its levels; every "
                "combination of levels is a cell, rendered once per seed.")  # fmt: skip
@@ -241,6 +264,9 @@ def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:
             st.error(f"Axis {index + 1}: {category} is already axis {list(axes).index(category) + 1}; pick another category.")
             return
         axes[category] = levels
+    weight_axes = _weight_axes(prompt)
+    if weight_axes is None:
+        return
     st.subheader("Parameters")
     cols = st.columns(len(PARAM_AXES) + 1)
     param_axes: dict[str, list[str]] = {}
@@ -267,7 +293,7 @@ def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:
         seeds = read_seeds(seeds_text, "seeds")
         raw = draft_comparison(
             prompt, name=name, vocab=vocab, axes=axes, param_axes=param_axes, intent=intent, negative=negative,
-            negative_presets=presets, syntax=syntax, model=model, scorer=scorer, seeds=seeds,
+            negative_presets=presets, syntax=syntax, model=model, scorer=scorer, seeds=seeds, weight_axes=weight_axes,
         )  # fmt: skip
         text = to_toml(raw)
         spec = parse_experiment(text, path, vocab=vocab)

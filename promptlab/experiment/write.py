@@ -229,6 +229,7 @@ def draft_comparison(
     model: str = DRAFT_MODEL,
     scorer: str | None = None,
     seeds: int | Sequence[int] = DRAFT_SEEDS,
+    weight_axes: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, Any]:
     """The experiment file (as a dict for ``to_toml``) that compares levels: ``draft_experiment``'s
     file for ``prompt`` (its subject and fixed terms) plus an axis per entry of ``axes``.
@@ -237,7 +238,8 @@ def draft_comparison(
     "no term of this category"; ``param_axes`` maps a parameter (``guidance_scale``, ``scheduler``,
     ``width``, ...) or ``model`` to its values (as text or typed): several make an axis, one sets it
     for every cell (the first model chooses the draft's scorer and size); ``params`` sets parameters
-    for every cell.
+    for every cell; ``weight_axes`` maps a term of ``prompt`` to the weights it is rendered at
+    (``[axes.weights]``: the same term, weight by weight).
 
     >>> from promptlab.vocab import load_vocab
     >>> raw = draft_comparison(Prompt("a fox", ()), name="fox", vocab=load_vocab(), seeds=2,
@@ -245,6 +247,9 @@ def draft_comparison(
     ...     param_axes={"guidance_scale": ["5", "7.5"], "num_inference_steps": ["4"]})
     >>> raw["axes"], raw["params"], raw["seeds"]
     ({'color': ['red', ''], 'guidance_scale': [5.0, 7.5]}, {'width': 64, 'height': 64, 'num_inference_steps': 4}, 2)
+    >>> draft_comparison(Prompt("a fox", (Term("red", 1.0, "color"),)), name="fox", vocab=load_vocab(),
+    ...     axes={}, weight_axes={"red": [0.5, 1.0, 1.5]})["axes"]
+    {'weights': {'red': [0.5, 1.0, 1.5]}}
     """
     typed = {param: _param_levels(param, values) for param, values in (param_axes or {}).items()}
     model = typed["model"][0] if "model" in typed else model
@@ -260,6 +265,9 @@ def draft_comparison(
     swept: dict[str, list[Any]] = dict(raw.get("axes", {}))
     for category, levels in axes.items():
         swept[category] = _category_levels(category, levels, vocab)
+    weights = {text: [float(w) for w in levels] for text, levels in (weight_axes or {}).items() if levels}
+    if weights:
+        swept["weights"] = weights
     for param, values in typed.items():
         if len(values) > 1:
             swept[param] = values
