@@ -18,7 +18,9 @@ what ``micro`` draws. Training captions (``sample_caption``) leave attributes ou
 comma-separated tail and sprinkle in known-null words (artists, sites, resolution terms) that
 change nothing in the picture; combinations in ``HELD_OUT`` are never drawn for training.
 A weighted colour term (``(red)0.6``) is drawn at that opacity over the background, so a
-weight's effect on the picture is known too.
+weight's effect on the picture is known too. Colours outside the palette micro learns
+(``ADAPTER_COLORS``: teal) are drawn, parsed and judged like the others but never sampled for
+training: an adapter (``promptlab.micro.lora``) teaches them.
 
 One module past ~500 lines on purpose: the caption grammar, the drawing and the judge read the
 same tables (colours, shapes, sizes, positions, lights), and a change to one is a change to all three.
@@ -57,6 +59,14 @@ METALLIC_COLORS: dict[str, tuple[int, int, int]] = {
     "rust": (150, 65, 30),
 }
 COLORS: tuple[str, ...] = (*FLAT_COLORS, *METALLIC_COLORS)
+#: Flat colours outside micro's palette: never in its training scenes (``sample_scene`` picks from
+#: ``COLORS``), taught by an adapter (the teal LoRA, ``promptlab.micro.lora``). ``draw`` paints
+#: them, captions name them and ``judge`` reads them like the palette's own.
+ADAPTER_COLORS: dict[str, tuple[int, int, int]] = {
+    "teal": (0, 128, 128),
+}
+#: Every colour a scene may have: the palette, then the adapter colours.
+SCENE_COLORS: tuple[str, ...] = (*COLORS, *ADAPTER_COLORS)
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "black": (12, 12, 14),
     "gray": (115, 115, 115),
@@ -130,7 +140,7 @@ class Scene:
     def __post_init__(self) -> None:
         for name, value, allowed in (
             ("shape", self.shape, SHAPES),
-            ("color", self.color, COLORS),
+            ("color", self.color, SCENE_COLORS),
             ("background", self.background, tuple(BACKGROUNDS)),
             ("size", self.size, tuple(SIZES)),
             ("position", self.position, tuple(POSITIONS)),
@@ -170,9 +180,9 @@ def _words_pattern(words: Sequence[str]) -> re.Pattern[str]:
 
 _SHAPE_RE = _words_pattern(SHAPES)
 # Weight syntax may sit between the words: "(red)1.5 circle", "red++ circle", "(sky blue:1.2) background".
-_COLOR_RE = re.compile(rf"{_words_pattern(COLORS).pattern}[^a-z]+(?:{'|'.join(SHAPES)})")
+_COLOR_RE = re.compile(rf"{_words_pattern(SCENE_COLORS).pattern}[^a-z]+(?:{'|'.join(SHAPES)})")
 # Or on its own between commas, as promptlab's prompts put a colour term: "a circle, red".
-_COLOR_TERM_RE = re.compile(rf"(?:^|,)[^a-z,]*{_words_pattern(COLORS).pattern}[^a-z,]*(?=,|$)")
+_COLOR_TERM_RE = re.compile(rf"(?:^|,)[^a-z,]*{_words_pattern(SCENE_COLORS).pattern}[^a-z,]*(?=,|$)")
 _BACKGROUND_RE = re.compile(rf"on an? [^a-z]*{_words_pattern(tuple(BACKGROUNDS)).pattern}[^a-z]+background")
 _SIZE_RE = _words_pattern(tuple(SIZES))
 _POSITION_RE = _words_pattern(tuple(POSITIONS))
@@ -324,8 +334,9 @@ def _shape_mask(shape: str, cx: float, cy: float, radius: float) -> Image.Image:
 
 def _paint(color: str, cy: int, radius: int) -> Image.Image:
     """A canvas of the shape's colour; metallic colours run light to dark from the shape's top down."""
-    if color in FLAT_COLORS:
-        return Image.new("RGB", (SIZE, SIZE), FLAT_COLORS[color])
+    flat = FLAT_COLORS.get(color) or ADAPTER_COLORS.get(color)
+    if flat is not None:
+        return Image.new("RGB", (SIZE, SIZE), flat)
     base = METALLIC_COLORS[color]
     rows = []
     for y in range(SIZE):
@@ -380,26 +391,21 @@ def judge(image: Image.Image) -> Judgement:
     The background is the border's median colour. The shape is every pixel more than halfway
     from the background to the shape's own mean colour and on the shape's side of it (a dark
     halo round a blue shape on gray is neither). Its colour is the nearest reference (a square
-    of each colour drawn by ``draw``, measured the same way). Its shape is the upright template
-    that overlaps it best, fitted to its bounding box, or, where that fit is clearly worse,
-    centred on its centroid with its area: blurred points shrink a star's bounding box, and
-    the box fit then takes it for a circle. Its position is the anchor nearest its centroid and
-    its size the nearest circumradius. A picture with almost nothing on the background gets
-    ``None`` for the shape's attributes.
+    of each colour in ``SCENE_COLORS`` drawn by ``draw``, measured the same way). Its shape is
+    the upright template that overlaps it best, fitted to its bounding box, or, where that fit
+    is clearly worse, centred on its centroid with its area: blurred points shrink a star's
+    bounding box, and the box fit then takes it for a circle. Its position is the anchor nearest
+    its centroid and its size the nearest circumradius. A picture with almost nothing on the
+    background gets ``None`` for the shape's attributes.
     """
     import numpy as np
 
-    pixels = np.asarray(image.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32)
-    edges = (pixels[:2], pixels[-2:], pixels[:, :2], pixels[:, -2:])
-    background_rgb = np.median(np.concatenate([edge.reshape(-1, 3) for edge in edges]), axis=0)
-    background = min(BACKGROUNDS, key=lambda name: _distance(BACKGROUNDS[name], background_rgb))
-    mask = _foreground(pixels, background_rgb)
+    pixels, background, mask = _read(image)
     count = int(mask.sum())
     if count < _MIN_FOREGROUND:
         return Judgement(background, None, None, None, None, count / SIZE**2)
-    features = _color_features(pixels, mask)
-    references = _color_references()
-    color = min(references, key=lambda name: _distance(references[name], features))
+    distances = _color_distances(pixels, mask)
+    color = min(distances, key=lambda name: distances[name])
     ys, xs = np.nonzero(mask)
     fits = {shape: _fit(shape, mask, xs, ys) for shape in SHAPES}
     shape = max(fits, key=lambda name: fits[name][0])
@@ -412,6 +418,57 @@ def judge(image: Image.Image) -> Judgement:
     position = min(POSITIONS, key=lambda name: _distance(POSITIONS[name], (cx, cy)))
     size = min(SIZES, key=lambda name: abs(SIZES[name] - radius))
     return Judgement(background, color, shape, size, position, count / SIZE**2)
+
+
+#: How sharply ``color_match`` tells colours apart, in RGB units of ``judge``'s colour features. The
+#: nearest two references (red and rust; green and teal) lie about 90 apart: at 30, a shape in a
+#: reference colour matches it above 0.999, one halfway between two matches each 0.5, and one a
+#: third of the way from teal to green matches teal about 0.95.
+COLOR_MATCH_SCALE = 30.0
+
+
+def color_match(image: Image.Image, color: str) -> float:
+    """How surely the shape in ``image`` reads as ``color``: from 0 (another colour, or no shape) to 1.
+
+    ``judge``'s colour reading made continuous, so that a colour's gradual arrival (a LoRA's
+    strength, a term's weight) shows as a gradual rise: over every reference colour
+    (``SCENE_COLORS``), the softmax of minus the squared distance from the shape's colour
+    features to that reference, in units of ``COLOR_MATCH_SCALE``. The colour ``judge`` names
+    has the highest match. A picture with almost nothing on its background matches no colour.
+
+        >>> round(color_match(draw(Scene("circle", "teal", "black", "large", "center")), "teal"), 2)
+        1.0
+        >>> round(color_match(draw(Scene("circle", "green", "black", "large", "center")), "teal"), 2)
+        0.0
+    """
+    import numpy as np
+
+    if color not in SCENE_COLORS:
+        raise SceneError(f"colour {color!r} is not one of: {', '.join(SCENE_COLORS)}")
+    pixels, _, mask = _read(image)
+    if int(mask.sum()) < _MIN_FOREGROUND:
+        return 0.0
+    distances = _color_distances(pixels, mask)
+    logits = np.array([-((distances[name] / COLOR_MATCH_SCALE) ** 2) for name in SCENE_COLORS])
+    weights = np.exp(logits - logits.max())
+    return float(weights[SCENE_COLORS.index(color)] / weights.sum())
+
+
+def _read(image: Image.Image) -> tuple[Any, str, Any]:
+    """The picture as float RGB pixels, its background's name (from the border) and the shape's mask."""
+    import numpy as np
+
+    pixels = np.asarray(image.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32)
+    edges = (pixels[:2], pixels[-2:], pixels[:, :2], pixels[:, -2:])
+    background_rgb = np.median(np.concatenate([edge.reshape(-1, 3) for edge in edges]), axis=0)
+    background = min(BACKGROUNDS, key=lambda name: _distance(BACKGROUNDS[name], background_rgb))
+    return pixels, background, _foreground(pixels, background_rgb)
+
+
+def _color_distances(pixels: Any, mask: Any) -> dict[str, float]:
+    """Distance from the shape's colour features to each reference colour's."""
+    features = _color_features(pixels, mask)
+    return {name: _distance(reference, features) for name, reference in _color_references().items()}
 
 
 def _distance(a: Sequence[float], b: Sequence[float]) -> float:
@@ -498,7 +555,7 @@ def _color_references() -> dict[str, Any]:
     import numpy as np
 
     references = {}
-    for color in COLORS:
+    for color in SCENE_COLORS:
         picture = np.asarray(draw(Scene("square", color, "black", "large", "center")), dtype=np.float32)
         mask = _foreground(picture, np.array(BACKGROUNDS["black"], dtype=np.float32))
         references[color] = _color_features(picture, mask)
