@@ -209,6 +209,24 @@ def test_run_page_runs_an_experiment_file(filled: Path) -> None:
         assert store.count_runs(experiment="again") == 2
 
 
+def test_run_page_leaves_what_the_file_does_not_set_to_the_model(filled: Path) -> None:
+    """A file without params or scorer runs at the model's own size and with its own scorer
+    (micro: 64x64, micro-clip), not at widget defaults meant for another model."""
+    folder = filled / "experiments"
+    folder.mkdir(exist_ok=True)
+    (folder / "bare.toml").write_text('name = "bare"\nmodel = "micro"\nseeds = 1\n[prompt]\nsubject = "a red circle"\n', encoding="utf-8")
+    at = page("run")
+    at.selectbox(key="run_source").select(str(folder / "bare.toml")).run()
+    no_errors(at)
+    code = next(c.value for c in at.code if c.value.startswith('name = "bare"'))
+    assert "scorer" not in code and "width" not in code and "num_inference_steps" not in code, code
+    assert at.number_input(key="run_bare_width").value is None
+    assert at.text_input(key="run_bare_scorer").placeholder == "micro-clip"
+    at.number_input(key="run_bare_num_inference_steps").set_value(4).run()
+    code = next(c.value for c in at.code if c.value.startswith('name = "bare"'))
+    assert "num_inference_steps = 4" in code, code
+
+
 def test_run_page_refuses_bad_seeds(filled: Path) -> None:
     at = page("run")
     key = next(w.key for w in at.text_input if w.key.endswith("_seeds"))

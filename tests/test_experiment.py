@@ -641,3 +641,13 @@ def test_draft_comparison_refuses_bad_axes(axes: dict, param_axes: dict, message
 
     with pytest.raises(ExperimentError, match=message):
         draft_comparison(Prompt("a fox", ()), name="bad", vocab=load_vocab(), axes=axes, param_axes=param_axes)
+
+
+def test_a_file_without_a_scorer_scores_with_its_models_own() -> None:
+    """micro is scored by micro-clip (CLIP ViT-L knows nothing of its scenes and is absent offline);
+    any other model, or a mix, by the default CLIP."""
+    base = 'name = "x"\nmodel = "{model}"\nseeds = 1\n[prompt]\nsubject = "a circle"\n'
+    assert parse(base.format(model="micro")).scorer == "micro-clip"
+    assert parse(base.format(model="tiny-sd")).scorer == DEFAULT_SCORER
+    assert parse(base.format(model="micro") + '[axes]\nmodel = ["micro", "tiny-sd"]\n').scorer == DEFAULT_SCORER
+    assert parse('scorer = "tiny-clip"\n' + base.format(model="micro")).scorer == "tiny-clip"

@@ -11,7 +11,16 @@ import streamlit as st
 
 from promptlab.dashboard import data, state
 from promptlab.errors import ExperimentError, PromptlabError
-from promptlab.experiment import INPUT_KEYS, PROMPT_SYNTAXES, TASK_INPUTS, TASKS, parse_experiment, read_seeds, to_toml
+from promptlab.experiment import (
+    INPUT_KEYS,
+    PROMPT_SYNTAXES,
+    TASK_INPUTS,
+    TASKS,
+    default_scorer,
+    parse_experiment,
+    read_seeds,
+    to_toml,
+)
 from promptlab.paths import examples_dir
 from promptlab.render.models import BUILTIN_MODELS
 from promptlab.render.params import MAX_SIDE, MAX_STEPS
@@ -87,7 +96,11 @@ def _settings(raw: dict[str, Any], source: Path) -> tuple[dict[str, Any], bool]:
                                    value=model, key=f"{key}_model")  # fmt: skip
     task = raw.get("task", "txt2img")
     raw["task"] = middle.selectbox("Task", TASKS, index=TASKS.index(task) if task in TASKS else 0, key=f"{key}_task")
-    raw["scorer"] = right.text_input("Scorer", value=raw.get("scorer", "clip"), key=f"{key}_scorer")
+    scorer = right.text_input("Scorer", value=raw.get("scorer", ""), placeholder=default_scorer([raw["model"]]),
+                              key=f"{key}_scorer", help="Empty: the model's own (micro-clip for micro, else clip).")  # fmt: skip
+    raw.pop("scorer", None)
+    if scorer.strip():
+        raw["scorer"] = scorer.strip()
     syntax = raw.get("syntax", "compel")
     raw["syntax"] = st.radio("Syntax of the subject and negative prompt", PROMPT_SYNTAXES, horizontal=True,
                              index=PROMPT_SYNTAXES.index(syntax) if syntax in PROMPT_SYNTAXES else 0,
@@ -103,10 +116,19 @@ def _settings(raw: dict[str, Any], source: Path) -> tuple[dict[str, Any], bool]:
         complete = False
     params = dict(raw.get("params", {}))
     cols = st.columns(5)
-    params["num_inference_steps"] = int(cols[0].number_input("Steps", 1, MAX_STEPS, int(params.get("num_inference_steps", 20)), key=f"{key}_steps"))
-    params["guidance_scale"] = float(cols[1].number_input("Guidance scale", 0.0, 50.0, float(params.get("guidance_scale", 7.5)), 0.5, key=f"{key}_cfg"))
-    params["width"] = int(cols[2].number_input("Width", 8, MAX_SIDE, int(params.get("width", 512)), 8, key=f"{key}_width"))
-    params["height"] = int(cols[3].number_input("Height", 8, MAX_SIDE, int(params.get("height", 512)), 8, key=f"{key}_height"))
+    # Each starts at the file's value; empty (as when the file sets none) is the model's own default.
+    fields = {
+        "num_inference_steps": ("Steps", int, 1, MAX_STEPS, 1),
+        "guidance_scale": ("Guidance scale", float, 0.0, 50.0, 0.5),
+        "width": ("Width", int, 8, MAX_SIDE, 8),
+        "height": ("Height", int, 8, MAX_SIDE, 8),
+    }
+    for column, (param, (label, kind, low, high, step)) in zip(cols, fields.items()):
+        written = params.pop(param, None)
+        value = column.number_input(label, kind(low), kind(high), None if written is None else kind(written), kind(step),
+                                    placeholder="model's default", key=f"{key}_{param}")  # fmt: skip
+        if value is not None:
+            params[param] = kind(value)
     scheduler = cols[4].text_input("Scheduler", value=params.get("scheduler", ""), key=f"{key}_scheduler")
     params.pop("scheduler", None)
     if scheduler.strip():

@@ -52,6 +52,7 @@ from promptlab.experiment.spec import (
     MAX_CELLS,
     MAX_SEEDS,
     MODEL_RULE,
+    MODEL_SCORERS,
     PARAMS,
     PROMPT_KEYS,
     PROMPT_SYNTAXES,
@@ -63,6 +64,7 @@ from promptlab.experiment.spec import (
     ExperimentSpec,
     ParamRule,
     Variant,
+    default_scorer,
     term_spec,
 )
 from promptlab.experiment.write import (
@@ -81,6 +83,7 @@ from promptlab.render.params import LONG_PROMPT_POLICIES, MAX_SEED, TASKS
 __all__ = [
     "ABSENT",
     "DEFAULT_SCORER",
+    "MODEL_SCORERS",
     "DRAFT_MODEL",
     "DRAFT_SEEDS",
     "IMAGE_TASK_PARAMS",
@@ -106,6 +109,7 @@ __all__ = [
     "cells",
     "draft_comparison",
     "draft_experiment",
+    "default_scorer",
     "draft_scorer",
     "expand",
     "experiment_name",

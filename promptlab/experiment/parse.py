@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ from promptlab.errors import ExperimentError, PromptSyntaxError, RenderError, Vo
 from promptlab.experiment.check import Checker
 from promptlab.experiment.spec import (
     ABSENT,
-    DEFAULT_SCORER,
     IMAGE_TASK_PARAMS,
     MAX_CELLS,
     MAX_SEEDS,
@@ -29,6 +28,7 @@ from promptlab.experiment.spec import (
     Axis,
     ExperimentSpec,
     ParamRule,
+    default_scorer,
     show_value,
 )
 from promptlab.prompt import Prompt, Term, compel_prompt, parse_a1111, parse_compel
@@ -145,7 +145,7 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
         strategy=strategy,
         samples=samples,
         random_seed=check.integer(raw, "random_seed", "", minimum=0) or 0,
-        scorer=check.string(raw, "scorer", "", nonempty=True) or DEFAULT_SCORER,
+        scorer=check.string(raw, "scorer", "", nonempty=True) or default_scorer(_models(model, axes)),
         batch_size=check.integer(raw, "batch_size", "", minimum=1) or 1,
         long_prompt=check.choice(raw, "long_prompt", tuple(LONG_PROMPT_POLICIES), "", default="truncate"),
         subjects=subjects,
@@ -417,6 +417,11 @@ def _category_levels(check: Checker, category: str, value: list[Any], terms: tup
     if len({t.text.casefold() if t else None for t in levels}) != len(levels):
         check.fail(where, value, "each term once")
     return tuple(levels)
+
+
+def _models(model: str, axes: Sequence[Axis]) -> list[str]:
+    swept = [axis for axis in axes if axis.name == "model"]
+    return [str(level) for level in swept[0].levels] if swept else [model]
 
 
 def _weight_axes(check: Checker, value: Any, terms: tuple[Term, ...]) -> list[Axis]:

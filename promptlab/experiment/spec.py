@@ -4,7 +4,7 @@ and the names and rules the file's keys follow. ``parse`` builds a spec, ``expan
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,19 @@ TASK_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # The level of a category axis meaning "without this category".
 ABSENT = ""
 DEFAULT_SCORER = "clip"
+#: The scorer of a file that names none, by model where it is not ``DEFAULT_SCORER``: micro's own
+#: micro-clip, trained on the same scenes (CLIP ViT-L knows nothing of them and is not there offline).
+MODEL_SCORERS: dict[str, str] = {"micro": "micro-clip"}
+
+
+def default_scorer(models: Sequence[str]) -> str:
+    """The scorer for an experiment over ``models`` that names none: their own when they share one.
+
+    >>> default_scorer(["micro"]), default_scorer(["micro", "runwayml/stable-diffusion-v1-5"])
+    ('micro-clip', 'clip')
+    """
+    scorers = {MODEL_SCORERS.get(model.strip(), DEFAULT_SCORER) for model in models}
+    return scorers.pop() if len(scorers) == 1 else DEFAULT_SCORER
 # Enough for any measurement (a term's effect is sure within a few dozen seeds); far past it is a typo
 # that would run for days. Checked before anything is built.
 MAX_SEEDS = 10_000

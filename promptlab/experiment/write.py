@@ -47,10 +47,10 @@ import tomli_w
 from promptlab.errors import ExperimentError
 from promptlab.experiment.spec import (
     ABSENT,
-    DEFAULT_SCORER,
     MODEL_RULE,
     PARAMS,
     ExperimentSpec,
+    default_scorer,
     term_spec,
 )
 from promptlab.prompt import Prompt, Term
@@ -60,10 +60,8 @@ from promptlab.vocab import Vocabulary
 #: needs no download and renders a 64x64 image in about 0.3 s on a CPU, and 4 seeds.
 DRAFT_MODEL = "micro"
 DRAFT_SEEDS = 4
-#: The scorer and size a model is drafted with when the user names none: micro's own (micro-clip, trained
-#: on the same scenes, and the 64x64 it draws); any other model gets the experiment file's default
-#: scorer (CLIP ViT-L) and its pipeline's own size.
-DRAFT_SCORERS: dict[str, str] = {"micro": "micro-clip"}
+#: The size a model is drafted with when the user names none: micro's own 64x64; any other model
+#: gets its pipeline's own size. (Its scorer is the file's default for it: ``default_scorer``.)
 DRAFT_SIZES: dict[str, int] = {"micro": 64}
 
 
@@ -150,7 +148,7 @@ def draft_scorer(model: str) -> str:
     >>> draft_scorer("micro"), draft_scorer("runwayml/stable-diffusion-v1-5")
     ('micro-clip', 'clip')
     """
-    return DRAFT_SCORERS.get(model.strip(), DEFAULT_SCORER)
+    return default_scorer([model])
 
 
 def order_terms(picked: Sequence[tuple[float, Term]]) -> list[Term]:
