@@ -17,7 +17,7 @@ from promptlab.dashboard import APP_PATH, dashboard_command
 from test_dashboard import filled, filled_home  # noqa: F401 - the shared filled-store fixtures
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = APP_PATH.parent / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]  # fmt: skip
 
