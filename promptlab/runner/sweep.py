@@ -106,6 +106,43 @@ def render_groups(todo: Iterable[Cell]) -> list[list[Cell]]:
     return list(groups.values())
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a run of an experiment has to do, decided once from the store: its row's id, its cell
+    count, the cells to render (in the spec's order), and the runs that those of them whose image
+    was lost replace."""
+
+    experiment_id: int
+    total_cells: int
+    todo: tuple[Cell, ...]
+    lost: Mapping[tuple[str, int], int]
+
+    @property
+    def skipped(self) -> int:
+        return self.total_cells - len(self.todo)
+
+
+def plan_run(spec: ExperimentSpec, store: Store) -> Plan:
+    """The experiment's row (created if new) and the cells still to do: not recorded, or recorded with a lost image."""
+    experiment = store.get_or_create_experiment(spec.name, spec.raw, spec.path, subject=spec.subject)
+    assert experiment.id is not None
+    store.clean_partials()
+    every = cells(spec)
+    done = store.existing_cells(experiment.id)
+    lost = {(b.variant_key, b.seed): b.run_id for b in store.broken_images(experiment.id)}
+    todo = tuple(cell for cell in every if cell.key not in done or cell.key in lost)
+    return Plan(experiment.id, len(every), todo, lost)
+
+
+def plan_batches(todo: Iterable[Cell], size: int) -> list[list[Cell]]:
+    """The pipeline calls a run makes, in order: each render group cut into batches of ``size``."""
+    return [group[start : start + size] for group in render_groups(todo) for start in range(0, len(group), size)]
+
+
+#: Picks one process's batches from all of a plan's (``runner.distributed``).
+ShareFunction = Callable[[list[list[Cell]]], list[list[Cell]]]
+
+
 def run_experiment(
     spec: ExperimentSpec,
     store: Store,
@@ -113,21 +150,25 @@ def run_experiment(
     batch_size: int | None = None,
     progress: ProgressCallback | None = None,
     scorer: Any = None,
+    plan: Plan | None = None,
+    share: ShareFunction | None = None,
 ) -> RunSummary:
     """Render, score and record every cell of ``spec`` that ``store`` does not hold yet (or holds with a lost image).
 
     ``scorer`` is a scorer, or a callable that makes one from ``spec.scorer`` (default ``load_scorer``).
+    ``plan`` is what to do (default: ``plan_run`` now), and ``share`` picks the batches this
+    process renders of it, where several processes split one run (``runner.distributed``).
     """
     started = time.perf_counter()
-    # 1. The experiment row; the cells still to do: not recorded, or recorded with a lost image.
-    experiment = store.get_or_create_experiment(spec.name, spec.raw, spec.path, subject=spec.subject)
-    assert experiment.id is not None
-    store.clean_partials()
-    every = cells(spec)
-    done = store.existing_cells(experiment.id)
-    lost = {(b.variant_key, b.seed): b.run_id for b in store.broken_images(experiment.id)}
-    todo = [cell for cell in every if cell.key not in done or cell.key in lost]
-    skipped = len(every) - len(todo)
+    # 1. The cells still to do, cut into batches; of those, this process's share.
+    plan = plan or plan_run(spec, store)
+    lost = plan.lost
+    size = batch_size or spec.batch_size
+    batches = plan_batches(plan.todo, size)
+    if share is not None:
+        batches = share(batches)
+    todo = [cell for batch in batches for cell in batch]
+    skipped = plan.skipped
     # 2. What fails for every cell alike fails now, once.
     scorer = check_setup(todo, spec, scorer)
     outcomes: list[CellOutcome] = []
@@ -149,33 +190,31 @@ def run_experiment(
         record(writing.result())
 
     report(None)
-    # 3. Claim, render and score each group of cells that share a pipeline call, batch by batch,
-    # and write each batch's files and rows: on a writer thread while the next batch renders,
-    # where a core is free for it, else in turn.
-    size = batch_size or spec.batch_size
+    # 3. Claim, render and score each batch of cells that share a pipeline call, and write each
+    # batch's files and rows: on a writer thread while the next batch renders, where a core is
+    # free for it, else in turn.
     overlap = overlap_writes()
     owner = runner_id()
     with _Heartbeat(store, owner), ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptlab-store") as writer:
         writing: Future[list[CellOutcome]] | None = None
         try:
-            for group in render_groups(todo):
-                for start in range(0, len(group), size):
-                    claim = store.claim_cells(experiment.id, [c.key for c in group[start : start + size]], owner, redo=lost.values())
-                    passed += len(claim.done) + len(claim.taken)
-                    skipped += len(claim.done)
-                    left += len(claim.taken)
-                    mine = set(claim.claimed)
-                    batch = [cell for cell in group[start : start + size] if cell.key in mine]
-                    if not batch:
-                        continue
-                    write = _run_batch(batch, experiment.id, spec, store, scorer, size, lost)
-                    if writing is not None:
-                        collect(writing)
-                        writing = None
-                    if overlap:
-                        writing = writer.submit(write)
-                    else:
-                        record(write())
+            for cells_ in batches:
+                claim = store.claim_cells(plan.experiment_id, [c.key for c in cells_], owner, redo=lost.values())
+                passed += len(claim.done) + len(claim.taken)
+                skipped += len(claim.done)
+                left += len(claim.taken)
+                mine = set(claim.claimed)
+                batch = [cell for cell in cells_ if cell.key in mine]
+                if not batch:
+                    continue
+                write = _run_batch(batch, plan.experiment_id, spec, store, scorer, size, lost)
+                if writing is not None:
+                    collect(writing)
+                    writing = None
+                if overlap:
+                    writing = writer.submit(write)
+                else:
+                    record(write())
             if writing is not None:
                 collect(writing)
         finally:
@@ -186,8 +225,8 @@ def run_experiment(
     taken = sum(o.status == "taken" for o in outcomes) + left
     return RunSummary(
         experiment=spec.name,
-        experiment_id=experiment.id,
-        total_cells=len(every),
+        experiment_id=plan.experiment_id,
+        total_cells=plan.total_cells,
         skipped=skipped,
         rendered=sum(o.status == "ok" for o in outcomes),
         failed=failed,
