@@ -475,6 +475,18 @@ def test_sample_a1111_png_and_jpeg() -> None:
 
 
 @needs_samples
+def test_import_prints_each_value_once_aligned() -> None:
+    """The text output names each value once, by diffusers' name (JSON keeps A1111's as aliases)."""
+    result = runner.invoke(app, ["import", str(SAMPLES / "AUTOMATIC1111_automatic1111_cropped.png")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()[1:]
+    keys = [line.split(":")[0].strip() for line in lines]
+    assert "num_inference_steps" in keys and not {"steps", "cfg_scale", "sampler"} & set(keys)
+    assert len({line.index(value) for line, value in zip(lines, ["a1111", "photo of a duck"])}) == 1
+    assert "  source_negative_prompt: monochrome" in lines
+
+
+@needs_samples
 def test_sample_a1111_stealth() -> None:
     with Image.open(SAMPLES / "AUTOMATIC1111_automatic1111_stealth.png") as image:
         assert image.mode == "RGBA" and "parameters" not in image.info

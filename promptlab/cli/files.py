@@ -58,7 +58,7 @@ def import_(
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Read prompts and parameters from other tools' images and style files."""
-    from promptlab.importer import import_paths, save_styles_as_vocab, store_imported
+    from promptlab.importer import ALIASES, import_paths, save_styles_as_vocab, store_imported
     from promptlab.store import open_store
 
     batch = import_paths(files)
@@ -73,15 +73,15 @@ def import_(
     for imported in batch.prompts:
         data = imported.to_dict()
         typer.echo(f"{data.get('file', '')}:")
-        for key, value in data.items():
-            if key == "file" or value in (None, "", [], {}):
-                continue
+        shown = {key: value for key, value in data.items() if key not in ("file", *ALIASES) and value not in (None, "", [], {})}
+        width = max((len(key) for key in shown), default=0) + 2
+        for key, value in shown.items():
             if isinstance(value, list):
                 typer.echo(f"  {key}:")
                 for item in value:
                     typer.echo(f"    - {printable(str(item))}")
             else:
-                typer.echo(f"  {key + ':':<22}{printable(str(value))}")
+                typer.echo(f"  {key + ':':<{width}}{printable(str(value))}")
     for style in batch.styles:
         typer.echo(printable(f"style {style.name!r}: {style.prompt}  |  negative: {style.negative_prompt}"))
     return None

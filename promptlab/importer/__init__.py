@@ -21,7 +21,7 @@ One module per job, each with its choices in its docstring:
 """
 
 from promptlab.importer.batch import ImportBatch, import_paths
-from promptlab.importer.images import ImportedPrompt, image_prompt, import_image, imported_prompt
+from promptlab.importer.images import ALIASES, ImportedPrompt, image_prompt, import_image, imported_prompt
 from promptlab.importer.record import IMPORT_EXPERIMENT, UNKNOWN_SEED, store_imported
 from promptlab.importer.samplers import (
     COMFYUI_KARRAS_SCHEDULES,
@@ -46,6 +46,7 @@ from promptlab.importer.styles import (
 from promptlab.importer.syntax import NOVELAI_EMPHASIS, extra_networks, novelai_to_a1111, to_compel
 
 __all__ = [
+    "ALIASES",
     "COMFYUI_KARRAS_SCHEDULES",
     "COMFYUI_PLAIN_SCHEDULES",
     "COMFYUI_SAMPLERS",

@@ -37,6 +37,10 @@ from promptlab.metadata import (
 from promptlab.prompt import Prompt, convert, parse_compel
 
 
+#: The keys of ``ImportedPrompt.to_dict`` that repeat another under A1111's name, for scripts that use those.
+ALIASES = ("steps", "cfg_scale", "sampler")
+
+
 @dataclass(frozen=True)
 class ImportedPrompt:
     """A prompt and its generation parameters read from an image, in diffusers' names, ready to render again.
@@ -95,7 +99,7 @@ class ImportedPrompt:
         return {key: value for key, value in params.items() if value is not None}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: diffusers' names, plus A1111's (``steps``, ``cfg_scale``, ``sampler``) as aliases."""
+        """JSON-ready: diffusers' names, plus A1111's (``steps``, ``cfg_scale``, ``sampler``: ``ALIASES``) as aliases."""
         return {
             "file": str(self.file),
             "source": self.source,
