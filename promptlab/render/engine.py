@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from promptlab.errors import RenderError
 from promptlab.hashing import file_sha256
+from promptlab.render.adapters import LoraSpec, activate_loras, apply_loras
 from promptlab.render.conditioning import encode_prompts
+from promptlab.render.controlnet import ControlNetUsed
+from promptlab.render.embeddings import Embedding
 from promptlab.render.images import InputImages, depth_tensor, prepare_images
 from promptlab.render.models import LoadedModel, ModelSource, ModelSpec, load_model
 from promptlab.render.params import MAX_COUNT, RenderItem, RenderParams, check_seed, check_size
@@ -114,6 +117,12 @@ class RenderSetup:
     inputs: tuple[InputFile, ...]
     versions: Mapping[str, str]
     load_seconds: float
+    #: The LoRAs as applied: each with its file and sha256 (hub LoRAs fetched).
+    loras: tuple[LoraSpec, ...] = ()
+    #: The textual-inversion embeddings loaded, each with its file's sha256 and token.
+    embeddings: tuple[Embedding, ...] = ()
+    #: The ControlNet: its weights' source, its conditioning image's sha256 and its scale.
+    controlnet: ControlNetUsed | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(dataclasses.asdict(self))
@@ -177,8 +186,9 @@ def _scheduler_choice(params: RenderParams, loaded: LoadedModel) -> SchedulerCho
 
 
 def _inputs(params: RenderParams, loaded: LoadedModel) -> tuple[InputImages | None, tuple[InputFile, ...]]:
+    files = _input_files(params)
     if params.image is None:
-        return None, ()
+        return None, files
     images = prepare_images(
         params.image,
         mask_image=params.mask_image,
@@ -187,12 +197,16 @@ def _inputs(params: RenderParams, loaded: LoadedModel) -> tuple[InputImages | No
         height=params.height,
         multiple=loaded.pipe.vae_scale_factor,
     )
-    files = tuple(
+    return images, files
+
+
+def _input_files(params: RenderParams) -> tuple[InputFile, ...]:
+    roles = ("image", "mask_image", "depth_map", "control_image")
+    return tuple(
         InputFile(role, str(Path(path).resolve()), file_sha256(Path(path)))
-        for role, path in (("image", params.image), ("mask_image", params.mask_image), ("depth_map", params.depth_map))
+        for role, path in ((role, getattr(params, role)) for role in roles)
         if path is not None
     )
-    return images, files
 
 
 def _resolved_size(params: RenderParams, loaded: LoadedModel, images: InputImages | None) -> tuple[int, int]:
@@ -278,6 +292,8 @@ def _plan(params: RenderParams, model: ModelSpec | str) -> tuple[_Plan, Schedule
     # 4. Settle the scheduler (a bad name fails now, not mid-run).
     choice = _scheduler_choice(params, loaded)
     scheduler = build_scheduler(choice, loaded.scheduler_config)
+    # 5. Load the LoRAs onto the model (the base stays loaded) and make exactly these active.
+    loras = apply_loras(loaded.pipe, params.loras, loaded.source.model)
     setup = RenderSetup(
         model=loaded.source,
         vae=loaded.vae,
@@ -292,6 +308,7 @@ def _plan(params: RenderParams, model: ModelSpec | str) -> tuple[_Plan, Schedule
         inputs=files,
         versions=library_versions(),
         load_seconds=loaded.load_seconds,
+        loras=loras,
     )
     return _Plan(setup, loaded, choice, images, width, height), scheduler
 
@@ -344,6 +361,8 @@ def _render_batch(
     params = plan.setup.params
     pipe = plan.loaded.pipe
     pipe.scheduler = scheduler
+    # Another render may have switched the LoRAs since this one was planned.
+    activate_loras(pipe, plan.setup.loras)
     negatives = [params.negative_prompt if item.negative_prompt is None else item.negative_prompt for item in batch]
     prompts = [item.prompt for item in batch]
     generators = [torch.Generator("cpu").manual_seed(item.seed) for item in batch]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from promptlab.errors import RenderError
+from promptlab.render.adapters import LoraSpec
 
 #: The largest seed: the store keeps seeds in a signed 64-bit column (SQLite and PostgreSQL alike),
 #: so every seed promptlab renders, reads from a file or stores is from 0 to 2**63 - 1.
@@ -104,6 +105,7 @@ class RenderParams:
     1 or below diffusers turns classifier-free guidance off and the negative prompt has no effect.
     ``strength`` (image tasks) is the share of the denoising schedule that runs, so at least one
     step must remain: ``int(num_inference_steps * strength) >= 1``. Input images are file paths.
+    ``loras`` are applied at their strengths (``promptlab.render.adapters``); none by default.
     """
 
     task: str = "txt2img"
@@ -118,6 +120,7 @@ class RenderParams:
     image: str | None = None
     mask_image: str | None = None
     depth_map: str | None = None
+    loras: tuple[LoraSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if self.task not in TASK_INPUTS:
@@ -144,6 +147,8 @@ class RenderParams:
         if not isinstance(self.negative_prompt, str):
             raise RenderError(f"negative_prompt {self.negative_prompt!r} must be text")
         self._check_inputs()
+        if not isinstance(self.loras, tuple) or not all(isinstance(lora, LoraSpec) for lora in self.loras):
+            raise RenderError(f"loras {self.loras!r} must be a tuple of LoraSpec (promptlab.render.adapters.parse_lora reads NAME[:STRENGTH])")
 
     def _check_inputs(self) -> None:
         needed, allowed = TASK_INPUTS[self.task]
