@@ -121,15 +121,20 @@ class Conditioning:
         return kwargs
 
 
-def compel_encoder(tokenizer: Any, text_encoder: Any, *, truncate: bool, sdxl: bool, pooled: bool = False) -> Any:
+def compel_encoder(
+    tokenizer: Any, text_encoder: Any, *, truncate: bool, sdxl: bool, pooled: bool = False, embeddings: bool = False
+) -> Any:
     """A compel ``Compel`` over one tokenizer and text encoder, reading prompts as promptlab renders them.
 
     ``truncate``: drop tokens past the 75-token window (else encode in chunks); ``sdxl``: SDXL's
     penultimate hidden states (else the last, normalised); ``pooled``: also return the pooled output.
     Building one is cheap: it caches the empty prompt's embedding, so build a new one for an
-    encoder whose weights change (training).
+    encoder whose weights change (training). ``embeddings``: expand the multi-vector textual-inversion
+    tokens the encoder holds (``render.embeddings``).
     """
     from compel import ReturnedEmbeddingsType
+
+    from promptlab.render.embeddings import textual_inversion_manager
 
     embeddings = (
         ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED
@@ -142,6 +147,7 @@ def compel_encoder(tokenizer: Any, text_encoder: Any, *, truncate: bool, sdxl: b
         truncate_long_prompts=truncate,
         returned_embeddings_type=embeddings,
         requires_pooled=pooled,
+        textual_inversion_manager=textual_inversion_manager(text_encoder) if embeddings else None,
         # Build weights in the encoder's dtype, not compel's float32 default.
         dtype_for_device_getter=lambda device: text_encoder.dtype,
     )
@@ -170,11 +176,13 @@ def encode_prompts(
         embeds = embeds[index.to(embeds.device)]
         return Conditioning(prompt_embeds=embeds[:count], negative_prompt_embeds=embeds[count:])
 
-    second = compel_encoder(pipe.tokenizer_2, pipe.text_encoder_2, truncate=truncate, sdxl=True, pooled=True)
+    second = compel_encoder(
+        pipe.tokenizer_2, pipe.text_encoder_2, truncate=truncate, sdxl=True, pooled=True, embeddings=True
+    )
     embeds, pooled = second(distinct)
     # The SDXL refiner has only the second encoder.
     if pipe.text_encoder is not None:
-        first = compel_encoder(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=True)(distinct)
+        first = compel_encoder(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=True, embeddings=True)(distinct)
         if first.shape[1] != embeds.shape[1]:
             raise RenderError(
                 f"the two SDXL tokenizers split a prompt into different chunk counts ({first.shape[1]} vs "
@@ -200,11 +208,15 @@ def _encode_sd(pipe: DiffusionPipeline, texts: list[str], truncate: bool) -> tor
     """SD 1.x/2.x embeddings of ``texts``: plain ones batched through diffusers, the rest through compel."""
     import torch
 
-    weighted = [t for t in texts if has_weight_syntax(t)] if truncate else list(texts)
+    from promptlab.render.embeddings import textual_inversion_manager
+
+    # diffusers' own encoding misses multi-vector embedding tokens written in capitals: compel reads all.
+    everything = not truncate or textual_inversion_manager(pipe.text_encoder) is not None
+    weighted = list(texts) if everything else [t for t in texts if has_weight_syntax(t)]
     plain = [t for t in texts if t not in set(weighted)]
     parts: dict[str, torch.Tensor] = {}
     if weighted:
-        compel = compel_encoder(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=False)
+        compel = compel_encoder(pipe.tokenizer, pipe.text_encoder, truncate=truncate, sdxl=False, embeddings=True)
         encoded = compel(weighted)
         if plain and encoded.shape[1] != pipe.tokenizer.model_max_length:
             # A BREAK (compel's .and()) makes chunks of 77 tokens each: compel pads every text to match.

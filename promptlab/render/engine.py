@@ -29,8 +29,16 @@ from promptlab.errors import RenderError
 from promptlab.hashing import file_sha256
 from promptlab.render.adapters import LoraSpec, activate_loras, apply_loras
 from promptlab.render.conditioning import encode_prompts
-from promptlab.render.controlnet import ControlNetUsed
-from promptlab.render.embeddings import Embedding
+from promptlab.render.controlnet import (
+    DEFAULT_SCALE,
+    ControlNetUsed,
+    check_fits,
+    control_kwargs,
+    controlnet_pipeline,
+    load_controlnet,
+    read_control_image,
+)
+from promptlab.render.embeddings import Embedding, apply_embeddings
 from promptlab.render.images import InputImages, depth_tensor, prepare_images
 from promptlab.render.models import LoadedModel, ModelSource, ModelSpec, load_model
 from promptlab.render.params import MAX_COUNT, RenderItem, RenderParams, check_seed, check_size
@@ -209,9 +217,14 @@ def _input_files(params: RenderParams) -> tuple[InputFile, ...]:
     )
 
 
-def _resolved_size(params: RenderParams, loaded: LoadedModel, images: InputImages | None) -> tuple[int, int]:
+def _resolved_size(
+    params: RenderParams, loaded: LoadedModel, images: InputImages | None, control: Image.Image | None = None
+) -> tuple[int, int]:
     if images is not None:
         return images.width, images.height
+    if control is not None:
+        # Already at width x height where given: a txt2img ControlNet render takes its image's size.
+        return control.width, control.height
     pipe = loaded.pipe
     default = getattr(pipe, "default_sample_size", None) or pipe.unet.config.sample_size
     factor = pipe.vae_scale_factor
@@ -234,6 +247,13 @@ def _task_kwargs(task: str, images: InputImages | None, count: int, width: int, 
     return kwargs
 
 
+def _control_kwargs(plan: _Plan, count: int) -> dict[str, Any]:
+    controlnet = plan.setup.controlnet
+    if controlnet is None or plan.control is None:
+        return {}
+    return control_kwargs(plan.setup.task, plan.control, count, controlnet.scale)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """A checked render: the setup to record plus what each batch needs to run."""
@@ -244,6 +264,7 @@ class _Plan:
     images: InputImages | None
     width: int
     height: int
+    control: Image.Image | None = None
 
 
 def render_batches(
@@ -285,15 +306,20 @@ def check_render(params: RenderParams, model: ModelSpec | str) -> RenderSetup:
 def _plan(params: RenderParams, model: ModelSpec | str) -> tuple[_Plan, SchedulerMixin]:
     # 2. Load the model for the task (or reuse it: the last few loaded are kept).
     loaded = load_model(model, params.task)
-    # 3. Read input images and settle the size.
+    # 3. Read input images and settle the size; a ControlNet brings its pipeline and image.
     images, files = _inputs(params, loaded)
-    width, height = _resolved_size(params, loaded, images)
+    loaded, controlnet, control = _controlnet(params, loaded, images, files)
+    width, height = _resolved_size(params, loaded, images, control)
     check_size(width, height)
     # 4. Settle the scheduler (a bad name fails now, not mid-run).
     choice = _scheduler_choice(params, loaded)
     scheduler = build_scheduler(choice, loaded.scheduler_config)
     # 5. Load the LoRAs onto the model (the base stays loaded) and make exactly these active.
     loras = apply_loras(loaded.pipe, params.loras, loaded.source.model)
+    # 6. Load the textual-inversion embeddings into the text encoder(s), unloading any others.
+    embeddings = apply_embeddings(loaded.pipe, loaded.family, params.embeddings)
+    if controlnet is not None:
+        params = dataclasses.replace(params, controlnet_conditioning_scale=controlnet.scale)
     setup = RenderSetup(
         model=loaded.source,
         vae=loaded.vae,
@@ -309,8 +335,32 @@ def _plan(params: RenderParams, model: ModelSpec | str) -> tuple[_Plan, Schedule
         versions=library_versions(),
         load_seconds=loaded.load_seconds,
         loras=loras,
+        embeddings=embeddings,
+        controlnet=controlnet,
     )
-    return _Plan(setup, loaded, choice, images, width, height), scheduler
+    return _Plan(setup, loaded, choice, images, width, height, control), scheduler
+
+
+def _controlnet(
+    params: RenderParams, loaded: LoadedModel, images: InputImages | None, files: tuple[InputFile, ...]
+) -> tuple[LoadedModel, ControlNetUsed | None, Image.Image | None]:
+    """The task's ControlNet pipeline on the loaded model's components, what a run records of it, its image."""
+    if params.controlnet is None or params.control_image is None:
+        return loaded, None, None
+    controlnet, source = load_controlnet(params.controlnet, loaded.dtype, loaded.device)
+    check_fits(controlnet, loaded.pipe, loaded.family, params.controlnet)
+    control = read_control_image(
+        params.control_image, width=params.width, height=params.height, multiple=loaded.pipe.vae_scale_factor
+    )
+    if images is not None and control.size != (images.width, images.height):
+        raise RenderError(
+            f"control image {params.control_image!r} is {control.width}x{control.height} but image file {params.image!r} "
+            f"is {images.width}x{images.height}; give them the same size, or pass width and height to resize both"
+        )
+    pipe = controlnet_pipeline(loaded.pipe, controlnet, source, params.task, loaded.family, loaded.dtype)
+    scale = DEFAULT_SCALE if params.controlnet_conditioning_scale is None else params.controlnet_conditioning_scale
+    image_sha256 = next(f.sha256 for f in files if f.role == "control_image")
+    return dataclasses.replace(loaded, pipe=pipe), ControlNetUsed(source, image_sha256, float(scale)), control
 
 
 def _is_positive_int(value: object) -> bool:
@@ -363,6 +413,7 @@ def _render_batch(
     pipe.scheduler = scheduler
     # Another render may have switched the LoRAs since this one was planned.
     activate_loras(pipe, plan.setup.loras)
+    apply_embeddings(pipe, plan.loaded.family, params.embeddings)
     negatives = [params.negative_prompt if item.negative_prompt is None else item.negative_prompt for item in batch]
     prompts = [item.prompt for item in batch]
     generators = [torch.Generator("cpu").manual_seed(item.seed) for item in batch]
@@ -380,6 +431,7 @@ def _render_batch(
             callback_on_step_end=on_step_end,
             **({"strength": params.strength} if params.task != "txt2img" else {}),
             **_task_kwargs(params.task, plan.images, len(batch), plan.width, plan.height),
+            **_control_kwargs(plan, len(batch)),
             **conditioning.pipeline_kwargs(),
         )
     return [

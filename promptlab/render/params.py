@@ -72,6 +72,7 @@ RENDER_PARAM_NAMES: tuple[str, ...] = (
     "height",
     "scheduler",
     "strength",
+    "controlnet_conditioning_scale",
 )
 
 
@@ -97,6 +98,49 @@ def check_seed(seed: object) -> int:
 
 
 @dataclass(frozen=True)
+class EmbeddingFile:
+    """A textual-inversion embedding to load: its file (or diffusers folder) and its trigger token.
+
+    ``token`` None: the file's own (a diffusers file's one key, else the file name without its
+    suffix, as A1111 names an embedding).
+
+        >>> parse_embedding("styles/emb.safetensors:<my-style>")
+        EmbeddingFile(path='styles/emb.safetensors', token='<my-style>')
+    """
+
+    path: str
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.strip():
+            raise RenderError(f"embedding {self.path!r} must be a file path (an A1111 .pt/.safetensors or a diffusers file)")
+        if self.token is not None and (not isinstance(self.token, str) or not self.token or _BAD_TOKEN.search(self.token)):
+            raise RenderError(
+                f"embedding {self.path}: token {self.token!r} must be one word without spaces, commas, colons, "
+                "parentheses or quotes (it is written into prompts), e.g. <my-style>"
+            )
+
+    def spec(self) -> str:
+        """``PATH:TOKEN`` as ``parse_embedding`` reads it (``PATH`` alone for the file's own token)."""
+        return self.path if self.token is None else f"{self.path}:{self.token}"
+
+
+# A trigger token is written into compel and A1111 prompts: none of their syntax characters.
+_BAD_TOKEN = re.compile(r'[\s,:()\[\]{}"\\|]')
+
+
+def parse_embedding(text: str) -> EmbeddingFile:
+    """``PATH[:TOKEN]`` (the form ``--embedding`` and experiment files take) as an ``EmbeddingFile``."""
+    if not isinstance(text, str):
+        raise RenderError(f"embedding {text!r} must be text: PATH or PATH:TOKEN")
+    path, colon, token = text.rpartition(":")
+    # No colon, a Windows drive ("C:\\emb.pt"), or a colon inside the path: it is all path.
+    if not colon or not path or len(path) == 1 or any(char in token for char in "/\\") or not token:
+        return EmbeddingFile(text)
+    return EmbeddingFile(path, token)
+
+
+@dataclass(frozen=True)
 class RenderParams:
     """Parameters shared by every image of a render.
 
@@ -106,6 +150,11 @@ class RenderParams:
     ``strength`` (image tasks) is the share of the denoising schedule that runs, so at least one
     step must remain: ``int(num_inference_steps * strength) >= 1``. Input images are file paths.
     ``loras`` are applied at their strengths (``promptlab.render.adapters``); none by default.
+
+    ``embeddings`` are loaded into the text encoder(s) for the render (``render.embeddings``).
+    ``controlnet`` (hub id, diffusers folder or ``.safetensors`` file) adds a ControlNet to any task,
+    guided by ``control_image``; ``controlnet_conditioning_scale`` None means diffusers' 1.0 with a
+    ControlNet and is None without one (``render.controlnet``).
     """
 
     task: str = "txt2img"
@@ -120,6 +169,10 @@ class RenderParams:
     image: str | None = None
     mask_image: str | None = None
     depth_map: str | None = None
+    embeddings: tuple[EmbeddingFile, ...] = ()
+    controlnet: str | None = None
+    control_image: str | None = None
+    controlnet_conditioning_scale: float | None = None
     loras: tuple[LoraSpec, ...] = ()
 
     def __post_init__(self) -> None:
@@ -147,8 +200,25 @@ class RenderParams:
         if not isinstance(self.negative_prompt, str):
             raise RenderError(f"negative_prompt {self.negative_prompt!r} must be text")
         self._check_inputs()
+        self._check_adapters()
         if not isinstance(self.loras, tuple) or not all(isinstance(lora, LoraSpec) for lora in self.loras):
             raise RenderError(f"loras {self.loras!r} must be a tuple of LoraSpec (promptlab.render.adapters.parse_lora reads NAME[:STRENGTH])")
+
+    def _check_adapters(self) -> None:
+        if not isinstance(self.embeddings, tuple) or not all(isinstance(e, EmbeddingFile) for e in self.embeddings):
+            raise RenderError(f"embeddings {self.embeddings!r} must be a tuple of EmbeddingFile (parse_embedding reads PATH:TOKEN)")
+        tokens = [e.token for e in self.embeddings if e.token is not None]
+        if len(set(tokens)) < len(tokens):
+            raise RenderError(f"embeddings {', '.join(e.spec() for e in self.embeddings)}: each token may be given once")
+        if (self.controlnet is None) != (self.control_image is None):
+            given, missing = ("controlnet", "control_image") if self.controlnet else ("control_image", "controlnet")
+            raise RenderError(f"{given} {getattr(self, given)!r} needs {missing} too: a ControlNet model and its conditioning image go together")
+        scale = self.controlnet_conditioning_scale
+        if scale is not None:
+            if self.controlnet is None:
+                raise RenderError(f"controlnet_conditioning_scale {scale!r} needs a controlnet (and a control_image)")
+            if not _is_number(scale) or scale < 0:
+                raise RenderError(f"controlnet_conditioning_scale {scale!r} must be a finite number >= 0 (0: no ControlNet effect)")
 
     def _check_inputs(self) -> None:
         needed, allowed = TASK_INPUTS[self.task]

@@ -286,3 +286,96 @@ def tiny_model_folder(name: str) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+def build_tiny_controlnet(unet: Any) -> Any:
+    """A ControlNet shaped for ``unet`` (its blocks and conditioning), with seeded random weights everywhere.
+
+    A trained ControlNet starts from zero-initialised output convolutions; these are random, so the
+    conditioning image visibly changes a render (a test can tell scale 0 from scale 1).
+    """
+    import torch
+    from diffusers import ControlNetModel
+
+    _seed()
+    # Four embedding levels, three stride-2 steps: the image is read at the latents' 1/8 size.
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))
+    generator = torch.Generator().manual_seed(_SEED)
+    with torch.no_grad():
+        for layer in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.5)
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 0.1)
+    return controlnet
+
+
+def _tiny_embedding_vectors(family: str) -> dict[str, Any]:
+    import torch
+
+    generator = torch.Generator().manual_seed(_SEED)
+    # Two vectors (a multi-vector embedding), as wide as the tiny encoders (32).
+    if family == "sdxl":
+        return {
+            "clip_l": torch.randn((2, 32), generator=generator),
+            "clip_g": torch.randn((2, 32), generator=generator),
+        }
+    return {"emb_params": torch.randn((2, 32), generator=generator)}
+
+
+#: Built-in tiny ControlNets by name, and the tiny model each is shaped for.
+TINY_CONTROLNETS: dict[str, str] = {"tiny-sd-controlnet": "tiny-sd", "tiny-sdxl-controlnet": "tiny-sdxl"}
+#: Built-in tiny textual-inversion embeddings (A1111-style safetensors) by name, and their model family.
+TINY_EMBEDDINGS: dict[str, str] = {"tiny-sd-embedding": "sd1", "tiny-sdxl-embedding": "sdxl"}
+
+
+def tiny_controlnet_folder(name: str) -> Path:
+    """The diffusers folder (``config.json`` + weights) of built-in tiny ControlNet ``name``, built on first use."""
+    from diffusers import UNet2DConditionModel
+
+    base = TINY_CONTROLNETS[name]
+    final = tiny_model_dir(name)
+    if _is_current(final):
+        return final
+    unet = UNet2DConditionModel.from_pretrained(str(tiny_model_folder(base)), subfolder="unet")
+
+    def write(folder: Path) -> None:
+        build_tiny_controlnet(unet).save_pretrained(str(folder), safe_serialization=True)
+
+    return _publish(name, write)
+
+
+def tiny_embedding_file(name: str) -> Path:
+    """The ``.safetensors`` file of built-in tiny embedding ``name`` (two random 32-wide vectors), written on first use."""
+    from safetensors.torch import save_file
+
+    family = TINY_EMBEDDINGS[name]
+    final = tiny_model_dir(name)
+    if not _is_current(final):
+
+        def write(folder: Path) -> None:
+            folder.mkdir(parents=True)
+            save_file(_tiny_embedding_vectors(family), str(folder / f"{name}.safetensors"))
+
+        _publish(name, write)
+    return final / f"{name}.safetensors"
+
+
+def _publish(name: str, write: Callable[[Path], None]) -> Path:
+    """Write a built-in folder with ``write`` beside its final place and rename it there (see ``tiny_model_folder``)."""
+    final = tiny_model_dir(name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    try:
+        built = work / name
+        with quiet_libraries():
+            write(built)
+        (built / _STAMP).write_text(json.dumps({"name": name, "version": TINY_VERSION}))
+        if final.exists() and not _is_current(final):
+            os.replace(final, work / "stale")
+        try:
+            os.replace(built, final)
+        except OSError:
+            if not _is_current(final):
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
