@@ -68,6 +68,7 @@ from promptlab.store.schema import (
     Experiment,
     Image,
     Run,
+    RunEmbedding,
     RunTerm,
     Score,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "Image",
     "NewRun",
     "Run",
+    "RunEmbedding",
     "RunRecord",
     "RunTerm",
     "RunView",

@@ -194,12 +194,36 @@ def m004_experiment_counts(conn: Connection) -> None:
     )
 
 
+def m005_embeddings_controlnet(conn: Connection) -> None:
+    """Run.controlnet_conditioning_scale, and RunEmbedding: each run's textual-inversion embeddings (name, token, sha256).
+
+    Runs from before have no ControlNet and no embeddings: the new column is NULL, the table empty.
+    """
+    if "controlnet_conditioning_scale" not in {c["name"] for c in inspect(conn).get_columns("run")}:
+        conn.exec_driver_sql("ALTER TABLE run ADD COLUMN controlnet_conditioning_scale FLOAT")
+    meta = MetaData()
+    # The table its foreign key names, as m001 made it (only its key matters here).
+    Table("run", meta, Column("id", Integer, primary_key=True))
+    Table(
+        "run_embedding", meta,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", Integer, ForeignKey("run.id"), nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("name", String, nullable=False),
+        Column("token", String, nullable=False),
+        Column("sha256", String, nullable=False),
+        Index("ix_run_embedding_run_id", "run_id"),
+        Index("ix_run_embedding_name", "name"),
+    ).create(conn, checkfirst=True)  # fmt: skip
+
+
 #: Applied in order on open; a name, once released, never changes meaning.
 MIGRATIONS: dict[str, Callable[[Connection], None]] = {
     "m001_initial": m001_initial,
     "m002_run_search": m002_run_search,
     "m003_cell_claim": m003_cell_claim,
     "m004_experiment_counts": m004_experiment_counts,
+    "m005_embeddings_controlnet": m005_embeddings_controlnet,
 }
 
 

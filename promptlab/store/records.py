@@ -239,6 +239,7 @@ def run_row(record: RunRecord, status: str, error: str | None, image_sha256: str
     # A failure may be the prompt's own fault; it is still recorded, with the text it has.
     compel, a1111, plain = prompt_texts(record, strict=status == "ok")
     params = dict(record.params)
+    embedding_rows(0, params)  # checked before any file or row is written
     columns = {name: params.pop(name, None) for name in PARAM_COLUMNS}
     return Run(
         experiment_id=record.experiment_id,
@@ -264,3 +265,18 @@ def run_row(record: RunRecord, status: str, error: str | None, image_sha256: str
         **columns,
     )
 
+
+
+def embedding_rows(run_id: int, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``run_embedding`` rows of a run whose params list its embeddings (``name``, ``token``, ``sha256`` each)."""
+    rows = []
+    for position, embedding in enumerate(params.get("embeddings") or ()):
+        if not isinstance(embedding, Mapping) or not all(isinstance(embedding.get(k), str) for k in ("name", "token", "sha256")):
+            raise StoreError(
+                f"run {run_id}: embedding {embedding!r} must be a mapping with text name, token and sha256 "
+                "(what render.embeddings.Embedding.to_dict gives)"
+            )
+        rows.append(
+            {"run_id": run_id, "position": position, "name": embedding["name"], "token": embedding["token"], "sha256": embedding["sha256"]}
+        )
+    return rows

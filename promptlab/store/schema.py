@@ -91,6 +91,7 @@ class Run(SQLModel, table=True):
     height: int | None = None
     scheduler: str | None = None
     strength: float | None = None
+    controlnet_conditioning_scale: float | None = None
     params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     axes: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     terms: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
@@ -113,6 +114,22 @@ class RunTerm(SQLModel, table=True):
     category: str | None = None
     text: str = Field(index=True)
     weight: float = 1.0
+
+
+class RunEmbedding(SQLModel, table=True):
+    """One textual-inversion embedding a run loaded, so "runs with embedding X" is an indexed query.
+
+    ``name`` is the file's name without suffix (A1111's), ``token`` the trigger word, ``sha256`` the file's.
+    """
+
+    __tablename__ = "run_embedding"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    position: int
+    name: str = Field(index=True)
+    token: str
+    sha256: str
 
 
 class Score(SQLModel, table=True):
