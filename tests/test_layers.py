@@ -37,6 +37,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("vocab", ("promptlab.vocab",)),
     # tokens (CLIP token counts) and compose (prompts built from the vocabulary) read prompts.
     ("prompt", ("promptlab.prompt", "promptlab.tokens", "promptlab.compose")),
+    # The micro-world's scenes and their judge: pictures drawn and read from tables, no model; the
+    # micro-judge scorer reads pictures with it, and micro's training draws its scenes.
+    ("micro-world", ("promptlab.micro.world",)),
     ("render and scoring", ("promptlab.render", "promptlab.scoring")),
     # micro makes the built-in micro models: it trains through render's conditioning and writes
     # scoring's weight format, so it comes after them; rendering and scoring read its weights through

@@ -36,7 +36,7 @@ from promptlab.scoring import (
 )
 
 #: A spec per scorer kind that runs offline; a new kind in SCORERS needs one here.
-TINY_SPECS = {"clip": "tiny-clip"}
+TINY_SPECS = {"clip": "tiny-clip", "micro-judge": "micro-judge"}
 COLOURS = ("black", "white", "red", "blue", "green", "gray", "yellow", "purple")
 
 

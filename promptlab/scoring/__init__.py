@@ -12,6 +12,10 @@ past CLIP's 77-token context are cut by open_clip's own tokenizer, which keeps t
 scores of long prompts). The text is the prompt as the encoder saw it: plain text, weight
 syntax already removed by the caller (``Prompt.to_plain()``).
 
+The ``micro-judge`` scorer (``scoring.micro_judge``) is no CLIP model: it reads micro-world
+pictures with the pixel judge and scores, also from 0 to 100, the share of the attributes a
+caption names that the picture shows.
+
 The default model is ViT-L/14 with OpenAI's weights, the CLIPScore standard, loaded as
 ``ViT-L-14-quickgelu`` because those weights were trained with QuickGELU (plain ``ViT-L-14``
 only warns about the mismatch and gives different embeddings). Stronger alternatives:
@@ -28,7 +32,8 @@ only warns about the mismatch and gives different embeddings). Stronger alternat
 - a built-in model (``BUILTIN_CLIP_MODELS``): ``"micro-clip"``, trained on micro-world scenes
   and shipped with promptlab (``promptlab.micro``), or ``"tiny-clip"``, random weights for fast
   tests, written once to a file under ``cache_dir() / "tiny-clip"``. Both load like any local
-  file, so their sha256 identifies them.
+  file, so their sha256 identifies them;
+- ``"micro-judge"``: the micro-world's judge (``JUDGE_SPECS``).
 
 Each image gets two scores when variants are compared: against the **intent** (what the user
 wants to see) and against its **own prompt**. Rank variants by the intent score: ranking by
@@ -73,10 +78,12 @@ from promptlab.scoring.clip import (
     seed_diversity,
     suggest_terms,
 )
+from promptlab.scoring.micro_judge import JudgeScore, MicroJudgeScorer, judge_score
 from promptlab.scoring.spec import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
     DEFAULT_SPEC,
+    JUDGE_SPECS,
     WEIGHT_SUFFIXES,
     ScorerSpec,
     file_model,
@@ -105,8 +112,12 @@ __all__ = [
     "file_model",
     "FileScore",
     "ImageScores",
+    "JUDGE_SPECS",
+    "judge_score",
+    "JudgeScore",
     "load_scorer",
     "loaded_scorers",
+    "MicroJudgeScorer",
     "open_image",
     "parse_scorer_spec",
     "register_builtin_clip",
@@ -134,8 +145,9 @@ class FileScore:
         return {"image": self.image, "prompt": self.prompt, "scorer": self.scorer, "value": self.value}
 
 
-#: Scorer classes by kind (``ScorerSpec.kind``); each scores PIL images against texts.
-SCORERS: dict[str, type[ClipScorer]] = {"clip": ClipScorer}
+#: Scorer classes by kind (``ScorerSpec.kind``); each scores PIL images against texts (``score``,
+#: ``score_pairs``). A CLIP scorer is made from its loaded open_clip model, the others from the spec.
+SCORERS: dict[str, type[ClipScorer | MicroJudgeScorer]] = {"clip": ClipScorer, "micro-judge": MicroJudgeScorer}
 
 
 def _evicted(key: tuple[ScorerSpec, str]) -> None:
@@ -144,14 +156,16 @@ def _evicted(key: tuple[ScorerSpec, str]) -> None:
 
 #: Loaded scorers by (spec, device), least recently used first; bounded like the pipelines
 #: (``promptlab.model_cache``), so scoring with many CLIP models holds only the last few.
-_SCORERS: ModelCache[tuple[ScorerSpec, str], ClipScorer] = ModelCache("scorers", on_evict=_evicted)
+_SCORERS: ModelCache[tuple[ScorerSpec, str], ClipScorer | MicroJudgeScorer] = ModelCache("scorers", on_evict=_evicted)
 
 
-def _load(spec: ScorerSpec, device: str) -> ClipScorer:
-    return SCORERS[spec.kind](spec, load_clip(spec.model, spec.pretrained, device), device)
+def _load(spec: ScorerSpec, device: str) -> ClipScorer | MicroJudgeScorer:
+    if spec.kind == "clip":
+        return ClipScorer(spec, load_clip(spec.model, spec.pretrained, device), device)
+    return MicroJudgeScorer(spec, device)
 
 
-def load_scorer(spec: str = DEFAULT_SPEC, *, device: str | None = None) -> ClipScorer:
+def load_scorer(spec: str = DEFAULT_SPEC, *, device: str | None = None) -> ClipScorer | MicroJudgeScorer:
     """The scorer for ``spec`` on ``device`` (default: cuda, else mps, else cpu); the last few loaded are kept."""
     parsed, chosen = parse_scorer_spec(spec), choose_device(device)
     return _SCORERS.get_or_load((parsed, chosen), lambda: _load(parsed, chosen))
@@ -185,7 +199,7 @@ def open_image(path: Path | str) -> Image:
 
 
 def score_files(
-    paths: Sequence[Path | str], prompts: Sequence[str], scorer: ClipScorer, batch_size: int | None = None
+    paths: Sequence[Path | str], prompts: Sequence[str], scorer: ClipScorer | MicroJudgeScorer, batch_size: int | None = None
 ) -> list[FileScore]:
     """Score image files against texts (one per file), reading one batch of files at a time."""
     if len(paths) != len(prompts):

@@ -1,4 +1,4 @@
-"""Scorer specs: the text a user writes to name a CLIP scorer (built-in, open_clip name and tag, or weights file), read and checked."""
+"""Scorer specs: the text a user writes to name a scorer (a CLIP model: built-in, open_clip name and tag, or weights file; or the micro-world judge), read and checked."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ DEFAULT_PRETRAINED = "openai"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
+#: Scorers that are no CLIP model, by spec: the spec is also their kind (``SCORERS``).
+#: ``micro-judge`` reads micro-world pictures with the pixel judge (``scoring.micro_judge``).
+JUDGE_SPECS: tuple[str, ...] = ("micro-judge",)
+
+
 @dataclass(frozen=True)
 class ScorerSpec:
     """A parsed scorer spec: the name its scores are stored under and what open_clip loads."""
@@ -40,7 +45,8 @@ def _spec_forms() -> str:
     return (
         "valid forms: 'clip' (ViT-L-14-quickgelu, OpenAI weights), 'NAME:PRETRAINED_TAG' "
         "(e.g. 'ViT-H-14:laion2b_s32b_b79k'), 'NAME:/path/to/weights.safetensors', "
-        f"'/path/to/weights.safetensors' (a file that names its model), or a built-in: {builtins}"
+        f"'/path/to/weights.safetensors' (a file that names its model), a built-in: {builtins}, "
+        f"or the micro-world's judge: {', '.join(repr(name) for name in JUDGE_SPECS)}"
     )
 
 
@@ -108,6 +114,8 @@ def parse_scorer_spec(spec: str) -> ScorerSpec:
         return ScorerSpec(DEFAULT_SPEC, DEFAULT_MODEL, DEFAULT_PRETRAINED)
     if text in BUILTIN_CLIP_MODELS:
         return ScorerSpec(text, text, None)
+    if text in JUDGE_SPECS:
+        return ScorerSpec(text, text, None, kind=text)
     name, sep, pretrained = text.partition(":")
     builtin = name in BUILTIN_CLIP_MODELS
     known = builtin or name in open_clip.list_models()
