@@ -49,10 +49,15 @@ def render(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow a pickle .ckpt file (loading one can run code)."),
     syntax: SourceSyntax = typer.Option(SourceSyntax.compel, "--syntax", help="Weight syntax of the prompt and negative prompt."),
     out: Path = typer.Option(Path("."), "--out", help="Folder for the PNG files."),
+    embedding: Optional[list[str]] = typer.Option(None, "--embedding", help="A textual-inversion embedding FILE[:TOKEN] (A1111 .pt/.safetensors or diffusers); its token must be in the prompt. Repeatable."),
+    controlnet: Optional[str] = typer.Option(None, "--controlnet", help="A ControlNet: hub id, folder or .safetensors file; needs --control-image."),
+    control_image: Optional[Path] = typer.Option(None, "--control-image", help="The ControlNet's conditioning image (RGB or grayscale; its size is the render's unless --size)."),
+    control_scale: Optional[float] = typer.Option(None, "--control-scale", help="controlnet_conditioning_scale (default 1.0; 0: no ControlNet effect)."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Render a prompt to PNG files (with A1111-readable metadata) and log the runs in the store."""
     from promptlab.render import ModelSpec, RenderParams, RenderRequest, parse_size
+    from promptlab.render.params import parse_embedding
     from promptlab.runner import render_to_files
     from promptlab.store import open_store
 
@@ -70,6 +75,10 @@ def render(
         mask_image=str(mask) if mask else None,
         depth_map=str(depth) if depth else None,
         long_prompt=long_prompt.value,
+        embeddings=tuple(parse_embedding(text) for text in embedding or ()),
+        controlnet=controlnet,
+        control_image=str(control_image) if control_image else None,
+        controlnet_conditioning_scale=control_scale,
     )
     spec = ModelSpec(model, vae=vae, dtype=dtype, device=device, allow_pickle=allow_pickle)
     request = RenderRequest(prompt=prompt, model=spec, params=params, seed=seed, count=count)

@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING, Any
 from promptlab.errors import ModelError, RenderError
 from promptlab.model_cache import ModelCache
 from promptlab.render.images import read_image
-from promptlab.render.models import ModelSource, _hub_revision, _reason, _torch_dtype, resolve_model
+from promptlab.render.models import (
+    _HUB_ID,
+    ModelSource,
+    _hub_revision,
+    _looks_like_path,
+    _reason,
+    _torch_dtype,
+    resolve_model,
+)
 from promptlab.render.quiet import quiet_libraries
 from promptlab.render.tiny import TINY_CONTROLNETS, tiny_controlnet_folder
 
@@ -75,6 +83,12 @@ def resolve_controlnet(model: str) -> ModelSource:
     """Where ControlNet ``model`` comes from, without loading it; ModelError if it cannot be one."""
     if model in TINY_CONTROLNETS:
         return ModelSource(model, "builtin", str(tiny_controlnet_folder(model)))
+    path = Path(model).expanduser()
+    if not path.exists() and (_looks_like_path(model) or not _HUB_ID.match(model)):
+        raise ModelError(
+            f"controlnet {model!r}: no such file or folder, and not a hub id (owner/name) or built-in ControlNet "
+            f"({', '.join(TINY_CONTROLNETS)}); give a ControlNet folder (config.json + weights), .safetensors file or hub id"
+        )
     source = resolve_model(model, what="controlnet")
     if source.kind in ("folder", "builtin") and not (Path(source.location) / "config.json").is_file():
         raise ModelError(

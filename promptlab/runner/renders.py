@@ -10,11 +10,13 @@ from typing import Any
 from promptlab.errors import CellTakenError
 from promptlab.metadata import run_png
 from promptlab.render.params import RENDER_PARAM_NAMES
-from promptlab.runner.recipe import BLACK_IMAGE_ERROR, all_black, setup_params
+from promptlab.runner.recipe import BLACK_IMAGE_ERROR, adapter_render_params, all_black, setup_params
 from promptlab.store import RunRecord, Store
 
 # RenderParams fields that are not part of a render's recipe key (kept elsewhere on the run).
-_SETUP_NOT_PARAMS = ("task", "negative_prompt", "long_prompt", "image", "mask_image", "depth_map")
+_SETUP_NOT_PARAMS = (
+    "task", "negative_prompt", "long_prompt", "image", "mask_image", "depth_map", "control_image", "embeddings", "controlnet",
+)  # fmt: skip
 
 
 #: The experiment that logs ad-hoc renders (``promptlab render``), so no image is ever lost.
@@ -64,6 +66,7 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
     negative = compel_prompt(request.params.negative_prompt, syntax)
     check_prompt(text, "prompt")
     check_prompt(negative, "negative prompt")
+    _check_embeddings_used(request.params.embeddings, text, negative)
     request = dataclasses.replace(
         request, prompt=text, params=dataclasses.replace(request.params, negative_prompt=negative)
     )
@@ -71,7 +74,7 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
     result = render_request(request)
     setup = result.setup.to_dict()
     # Input images count by content (their hashes), not by path.
-    recipe = {k: v for k, v in setup["params"].items() if k not in _SETUP_NOT_PARAMS}
+    recipe = _recipe(setup)
     key = variant_key(
         prompt=prompt,
         negative_prompt=negative,
@@ -115,6 +118,37 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
         seeds = ", ".join(map(str, black))
         raise RenderError(f"seed {seeds}: {BLACK_IMAGE_ERROR} (recorded as failed; {len(files)} other image(s) written)")
     return files
+
+
+def _recipe(setup: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a render setup goes into its variant key besides the prompt, model, task and input hashes.
+
+    Embeddings count by token and file content, the ControlNet by the model as named (its image is an
+    input, by hash); a render without them keeps the key it always had.
+    """
+    params = setup["params"]
+    recipe = {k: v for k, v in params.items() if k not in _SETUP_NOT_PARAMS}
+    if params.get("controlnet_conditioning_scale") is None:
+        recipe.pop("controlnet_conditioning_scale", None)
+    if setup.get("embeddings"):
+        recipe["embeddings"] = [[e["token"], e["sha256"]] for e in setup["embeddings"]]
+    if setup.get("controlnet"):
+        recipe["controlnet"] = setup["controlnet"]["source"]["model"]
+    return recipe
+
+
+def _check_embeddings_used(embeddings: Sequence[Any], prompt: str, negative: str) -> None:
+    """RenderError if an embedding's token is in neither prompt: it would be recorded on images it never touched."""
+    from promptlab.errors import RenderError
+    from promptlab.render.embeddings import unused_embeddings
+
+    unused = unused_embeddings(embeddings, [prompt, negative])
+    if unused:
+        files = [e.path for e in embeddings if (e.token or "") in unused] or [e.path for e in embeddings]
+        raise RenderError(
+            f"embedding {files[0]}: its token {unused[0]!r} is in neither the prompt nor the negative prompt, so it would "
+            f"change nothing; write {unused[0]} where the embedding should act (e.g. 'a fox, {unused[0]}')"
+        )
 
 
 def _record_render(store: Store, record: RunRecord, image: Any) -> Any:
@@ -207,6 +241,14 @@ def rerender(run_id: int, store: Store, *, seeds: Sequence[int] | None = None, d
                 "put the original file back to render it again"
             )
         values[item["role"]] = str(path)
+    for embedding in recorded.get("embeddings") or ():
+        path = Path(embedding["path"])
+        if not path.is_file() or file_sha256(path) != embedding["sha256"]:
+            state = "is missing" if not path.is_file() else "has changed since the run (sha256 differs)"
+            raise RenderError(
+                f"run {run_id}: its embedding {path} {state}; put the original file back to render it again"
+            )
+    values.update(adapter_render_params(recorded))
     vae = recorded.get("vae")
     model = ModelSpec(
         run.model,
@@ -224,7 +266,7 @@ def rerender(run_id: int, store: Store, *, seeds: Sequence[int] | None = None, d
     items = [RenderItem(run.prompt, seed, run.negative_prompt) for seed in (seeds if seeds is not None else [run.seed])]
     result = render(items, params, model)
     setup = result.setup.to_dict()
-    recipe = {k: v for k, v in setup["params"].items() if k not in _SETUP_NOT_PARAMS}
+    recipe = _recipe(setup)
     prompt = parse_compel(run.prompt, join_parts=True)
     key = variant_key(
         prompt=prompt,
