@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -51,6 +52,7 @@ def run_parameters(record: RunRecord, size: tuple[int, int], chunk: Mapping[str,
     settings = dict(sampler.settings) if sampler else {}
     if compel:
         settings[A1111_PROMPT_SYNTAX_KEY] = "compel"
+    settings.update(_run_adapter_settings(params))
     return GenerationParameters(
         prompt=prompt,
         negative_prompt=negative,
@@ -103,6 +105,27 @@ def _run_a1111_sampler(params: Mapping[str, Any]) -> Any:
     # A record made by hand, without the render setup: its scheduler name is all there is.
     name = params.get("scheduler")
     return A1111Sampler(name) if isinstance(name, str) else None
+
+
+def _run_adapter_settings(params: Mapping[str, Any]) -> dict[str, str]:
+    """A1111's ``TI hashes`` (each embedding's token and file sha256, first 12 hex digits, as A1111's
+    ``Embedding.shorthash``) and sd-webui-controlnet's ``ControlNet 0`` unit, for a run that has them.
+
+    The ControlNet unit names the model and its weight; its image was given preprocessed (Module: none).
+    """
+    settings: dict[str, str] = {}
+    embeddings = [e for e in params.get("embeddings") or () if isinstance(e, Mapping)]
+    if embeddings:
+        settings["TI hashes"] = ", ".join(f"{e.get('token')}: {str(e.get('sha256', ''))[:12]}" for e in embeddings)
+    controlnet = params.get("controlnet")
+    if isinstance(controlnet, Mapping) and controlnet.get("model"):
+        name = Path(str(controlnet["model"])).stem if controlnet.get("kind") in ("file", "folder") else str(controlnet["model"])
+        sha256 = controlnet.get("sha256")
+        model = f"{name} [{sha256[:8]}]" if isinstance(sha256, str) else name
+        scale = controlnet.get("scale", 1.0)
+        weight = f"{scale:g}" if isinstance(scale, (int, float)) else str(scale)
+        settings["ControlNet 0"] = f"Module: none, Model: {model}, Weight: {weight}, Guidance Start: 0, Guidance End: 1"
+    return settings
 
 
 def _run_model_hash(params: Mapping[str, Any]) -> str | None:
