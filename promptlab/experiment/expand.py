@@ -10,13 +10,14 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from promptlab.errors import ExperimentError
 from promptlab.experiment.spec import KEY_VERSION, Cell, ExperimentSpec, Variant, term_spec
 from promptlab.prompt import Prompt, Term
+from promptlab.render.adapters import LoraSpec
 
 
 def expand(spec: ExperimentSpec) -> list[Variant]:
@@ -45,6 +46,7 @@ def variant_key(
     long_prompt: str = "truncate",
     input_hashes: Mapping[str, str] | None = None,
     prompt_text: str | None = None,
+    loras: Sequence[LoraSpec] = (),
 ) -> str:
     """A stable 16-hex-digit hash of what decides an image except the seed; the same on every machine.
 
@@ -68,6 +70,9 @@ def variant_key(
     }
     if prompt_text is not None:
         payload["prompt_text"] = prompt_text
+    if loras:
+        # A LoRA counts by its file's content (or hub id) and strength; without LoRAs the key is as it always was.
+        payload["loras"] = [[lora.identity, float(lora.strength)] for lora in loras]
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -96,6 +101,7 @@ def _build(
     model = next((choice[a.name] for a in spec.axes if a.kind == "model" and a.name in choice), spec.model)
     subject = next((choice[a.name] for a in spec.axes if a.kind == "subject" and a.name in choice), spec.subjects[0])
     prompt = Prompt(subject, tuple(terms), spec.negative, spec.negative_presets)
+    loras = _loras(spec, choice, subject)
     key = variant_key(
         prompt=prompt,
         negative_prompt=spec.negative_prompt,
@@ -104,6 +110,7 @@ def _build(
         params=params,
         long_prompt=spec.long_prompt,
         input_hashes=spec.input_hashes,
+        loras=loras,
     )
     return Variant(
         key=key,
@@ -117,7 +124,19 @@ def _build(
         params=params,
         long_prompt=spec.long_prompt,
         inputs=dict(spec.inputs),
+        loras=loras,
     )
+
+
+def _loras(spec: ExperimentSpec, choice: Mapping[str, Any], subject: str) -> tuple[LoraSpec, ...]:
+    """The variant's LoRAs: the fixed ones (at the strength axis's level), the subject's tags', the LoRA axis's."""
+    loras = list(spec.loras)
+    for axis in spec.axes:
+        if axis.kind == "lora_strength" and axis.name in choice:
+            loras[0] = replace(loras[0], strength=choice[axis.name])
+    loras += spec.subject_loras.get(subject, ())
+    loras += [choice[a.name] for a in spec.axes if a.kind == "lora" and choice.get(a.name) is not None]
+    return tuple(loras)
 
 
 def _grid_variant(spec: ExperimentSpec, levels: tuple[Any, ...]) -> Variant:

@@ -13,6 +13,7 @@ from typing import Any
 from promptlab.compose import split_weight
 from promptlab.errors import ExperimentError, PromptSyntaxError, RenderError, VocabError
 from promptlab.experiment.check import Checker
+from promptlab.experiment.loras import LORA_AXES, fixed_loras, lora_axis, read_lora_dir, subject_lora_tags
 from promptlab.experiment.spec import (
     ABSENT,
     IMAGE_TASK_PARAMS,
@@ -97,7 +98,10 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
     syntax = check.choice(raw, "syntax", PROMPT_SYNTAXES, "", default="compel")
     prompt = check.table(raw, "prompt", required=True)
     check.keys(prompt, PROMPT_KEYS, "[prompt]")
-    subjects = _subjects(check, raw, prompt, syntax)
+    lora_dir = read_lora_dir(check, raw, base_dir)
+    loras = fixed_loras(check, raw, lora_dir, base_dir)
+    read_raw, read_prompt, tagged = _without_lora_tags(check, raw, prompt, syntax, lora_dir, base_dir)
+    subjects = _subjects(check, read_raw, read_prompt, syntax)
     intent = check.string(prompt, "intent", "[prompt]")
     if intent is not None and "subjects" in raw and len(subjects) > 1:
         raise ExperimentError(
@@ -124,7 +128,7 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
     # 4. Parameters, input images and axes.
     params = _params(check, raw, task)
     inputs = _inputs(check, raw, task, base_dir)
-    axes = _axes(check, raw, terms, vocab, task, subjects if "subjects" in raw else None)
+    axes = _axes(check, raw, terms, vocab, task, subjects if "subjects" in raw else None, (loras, lora_dir, base_dir))
     category_order = tuple(vocab.categories)
     if samples is not None:
         total = math.prod(len(axis.levels) for axis in axes)
@@ -160,6 +164,9 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
         inputs=inputs,
         input_hashes={key: hashlib.sha256(p.read_bytes()).hexdigest() for key, p in inputs.items()},
         raw=raw,
+        loras=loras,
+        subject_loras={subject: found for subject, found in zip(subjects, tagged) if found},
+        lora_dir=lora_dir,
     )
 
 
@@ -238,6 +245,22 @@ def _check_limits(
             f"{check.source}: the longest prompt the sweep builds is about {longest:,} characters: at most "
             f"{MAX_PROMPT_CHARS:,}; shorten the subject or the terms"
         )
+
+
+def _without_lora_tags(
+    check: Checker, raw: Mapping[str, Any], prompt: Mapping[str, Any], syntax: str, lora_dir: Path | None, base_dir: Path
+) -> tuple[Mapping[str, Any], Mapping[str, Any], list[tuple[Any, ...]]]:
+    """The file's subjects without their ``<lora:name:w>`` tags (A1111 syntax only; A1111 takes them out before
+    encoding), as copies of ``raw`` and ``[prompt]`` (``raw`` is stored as written), and each subject's LoRAs."""
+    if syntax != "a1111":
+        return raw, prompt, []
+    if isinstance(raw.get("subjects"), list) and all(isinstance(s, str) for s in raw["subjects"]):
+        read = [subject_lora_tags(check, "subjects", s, lora_dir, base_dir) for s in raw["subjects"]]
+        return {**raw, "subjects": [text for text, _ in read]}, prompt, [found for _, found in read]
+    if isinstance(prompt.get("subject"), str) and "subjects" not in raw:
+        text, found = subject_lora_tags(check, "[prompt] subject", prompt["subject"], lora_dir, base_dir)
+        return raw, {**prompt, "subject": text}, [found]
+    return raw, prompt, []
 
 
 def _subjects(check: Checker, raw: Mapping[str, Any], prompt: Mapping[str, Any], syntax: str) -> tuple[str, ...]:
@@ -375,9 +398,10 @@ def _axes(
     vocab: Vocabulary,
     task: str,
     subjects: tuple[str, ...] | None,
+    lora_context: tuple[tuple[Any, ...], Path | None, Path] = ((), None, Path()),
 ) -> tuple[Axis, ...]:
     table = check.table(raw, "axes")
-    known = (*vocab.categories, *PARAMS, "model", "order", "weights")
+    known = (*vocab.categories, *PARAMS, "model", "order", "weights", *LORA_AXES)
     check.keys(table, known, "[axes]")
     axes: list[Axis] = [Axis("subject", "subject", subjects)] if subjects else []
     for name, value in table.items():
@@ -387,7 +411,9 @@ def _axes(
             continue
         if not isinstance(value, list) or not value:
             check.fail(where, value, "a non-empty list of levels")
-        if name == "order":
+        if name in LORA_AXES:
+            axes.append(lora_axis(check, name, value, *lora_context))
+        elif name == "order":
             axes.append(Axis(name, "order", _order_levels(check, value, vocab, terms, table)))
         elif name in vocab.categories:
             axes.append(Axis(name, "category", _category_levels(check, name, value, terms)))

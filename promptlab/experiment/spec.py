@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlab.prompt import SOURCE_SYNTAXES, Prompt, Term
+from promptlab.render.adapters import NO_LORA, LoraSpec
 from promptlab.render.params import MAX_SIDE, MAX_STEPS
 from promptlab.render.params import TASK_INPUTS as RENDER_TASK_INPUTS
 
@@ -49,6 +50,7 @@ TOP_KEYS = (
     "name", "description", "model", "task", "seeds", "strategy", "samples", "random_seed",
     "scorer", "batch_size", "long_prompt", "subjects", "image", "mask", "depth",
     "params", "prompt", "axes", "syntax",
+    "loras", "lora_dir",
 )  # fmt: skip
 # How the file's subject and negative prompt are read: compel's syntax, or A1111's.
 PROMPT_SYNTAXES = SOURCE_SYNTAXES
@@ -91,7 +93,8 @@ class Axis:
 
     Levels by kind: ``category`` a ``Term`` or None (absent), ``param`` and ``model`` the
     value, ``weight`` a float (for the fixed term ``term``), ``order`` a tuple of
-    categories, ``subject`` a string.
+    categories, ``subject`` a string, ``lora`` a ``LoraSpec`` or None (no LoRA), ``lora_strength``
+    a float (for the fixed LoRA named ``term``).
     """
 
     name: str
@@ -105,6 +108,8 @@ class Axis:
             return ABSENT if level is None else term_spec(level)
         if self.kind == "order":
             return " > ".join(level)
+        if self.kind == "lora":
+            return NO_LORA if level is None else level.describe()
         return level
 
     def describe(self, level: Any) -> str:
@@ -143,6 +148,10 @@ class ExperimentSpec:
     inputs: dict[str, Path] = field(default_factory=dict)
     input_hashes: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    #: LoRAs every variant applies (``loras``), and those an A1111-syntax subject's ``<lora:...>`` tags add.
+    loras: tuple[LoraSpec, ...] = ()
+    subject_loras: dict[str, tuple[LoraSpec, ...]] = field(default_factory=dict)
+    lora_dir: Path | None = None
 
     @property
     def subject(self) -> str:
@@ -169,6 +178,7 @@ class Variant:
     params: dict[str, Any]
     long_prompt: str = "truncate"
     inputs: dict[str, Path] = field(default_factory=dict)
+    loras: tuple[LoraSpec, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description, the shape stored with runs and in PNG metadata."""
@@ -188,6 +198,7 @@ class Variant:
             "params": dict(self.params),
             "long_prompt": self.long_prompt,
             "inputs": {name: str(path) for name, path in self.inputs.items()},
+            **({"loras": [lora.to_dict() for lora in self.loras]} if self.loras else {}),
         }
 
 

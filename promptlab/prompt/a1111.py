@@ -50,7 +50,9 @@ _A1111_FEATURES: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (
         re.compile(r"<(?:lora|lyco|locon):[^>]+>", re.I),
-        f"a LoRA tag loads a LoRA in A1111; promptlab cannot load LoRAs yet and {_A1111_NOT_RENDERED}. Remove the tag",
+        "a LoRA tag loads a LoRA, which promptlab does for a prompt it renders (promptlab render --syntax a1111, "
+        'an experiment with syntax = "a1111": the tag comes out of the text and its LoRA is loaded); here it would '
+        "be text. Give the LoRA apart (--lora NAME:WEIGHT, loras = [...]) or remove the tag",
     ),
     (
         re.compile(r"<hypernet:[^>]+>", re.I),
@@ -61,6 +63,64 @@ _A1111_FEATURES: tuple[tuple[re.Pattern[str], str], ...] = (
         f"A1111 reads <name:...> as an extra-network tag (an extension's); {_A1111_NOT_RENDERED}. Remove the tag",
     ),
 )
+
+
+# AUTOMATIC1111 modules/extra_networks.py `re_extra_net`: <kind:arg:arg...>.
+_EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
+_LORA_KINDS = ("lora", "lyco", "locon")
+
+
+@dataclass(frozen=True)
+class LoraTag:
+    """A LoRA tag of an A1111 prompt, ``<lora:name:weight>``: the LoRA's name and its weight (1 when left out)."""
+
+    name: str
+    weight: float = 1.0
+    tag: str = ""
+
+
+def lora_tags(text: str) -> tuple[str, tuple[LoraTag, ...]]:
+    """``text`` without its ``<lora:name:weight>`` tags, and the tags, as A1111 takes them out before encoding.
+
+    A1111 (extensions-builtin/Lora) reads ``<lora:name:te:unet>``: one weight for both, or the
+    text encoder's then the UNet's; promptlab applies one strength to the whole LoRA, so two
+    different weights are refused, as are named arguments (``dyn=``). Other extra-network tags
+    stay in the text (``a1111_parts`` names them).
+
+        >>> lora_tags("a teal circle <lora:teal:0.8>, black background")
+        ('a teal circle , black background', (LoraTag(name='teal', weight=0.8, tag='<lora:teal:0.8>'),))
+    """
+    found: list[LoraTag] = []
+
+    def take(match: re.Match[str]) -> str:
+        if match.group(1).lower() not in _LORA_KINDS:
+            return match.group(0)
+        name, *args = match.group(2).split(":")
+        numbers = [arg for arg in args if "=" not in arg]
+        if len(numbers) != len(args) or not name.strip() or not all(FLOAT.fullmatch(arg.strip()) for arg in numbers):
+            raise PromptSyntaxError(
+                f"A1111 prompt: {match.group(0)!r}: expected <lora:NAME> or <lora:NAME:WEIGHT> with a number as the "
+                "weight (named arguments such as te=, unet=, dyn= are not read)",
+                text=text,
+                position=match.start(),
+            )
+        weights = {float(arg) for arg in numbers[:2]}
+        if len(weights) > 1:
+            raise PromptSyntaxError(
+                f"A1111 prompt: {match.group(0)!r} weighs the text encoder and the UNet differently; promptlab "
+                "applies one strength to the whole LoRA: write one weight, <lora:NAME:WEIGHT>",
+                text=text,
+                position=match.start(),
+            )
+        found.append(LoraTag(name.strip(), weights.pop() if weights else 1.0, match.group(0)))
+        return ""
+
+    return _EXTRA_NETWORK.sub(take, text), tuple(found)
+
+
+def lora_tag(name: str, weight: float) -> str:
+    """The tag A1111 writes for a LoRA at ``weight``: ``<lora:name:0.8>``."""
+    return f"<lora:{name}:{format_weight(weight)}>"
 
 
 # Text that only makes sense as A1111 syntax, which compel would read as literal words.

@@ -238,12 +238,12 @@ def adapter_name(lora: LoraSpec) -> str:
     return f"{stem}_{(lora.sha256 or '')[:12]}"
 
 
-def apply_loras(pipe: DiffusionPipeline, loras: Sequence[LoraSpec], model: str) -> tuple[LoraSpec, ...]:
+def apply_loras(pipe: DiffusionPipeline, loras: Sequence[LoraSpec], model: str, family: str) -> tuple[LoraSpec, ...]:
     """Load each LoRA of ``loras`` into ``pipe`` (or reuse it) and make exactly these active at their strengths.
 
     No LoRAs: every loaded adapter is turned off, and the model renders as if none were loaded.
     Returns the LoRAs with their files and hashes. ModelError, naming the file and the fix, for a
-    LoRA that is missing, not a LoRA, damaged, or made for another base model than ``model``.
+    LoRA that is missing, not a LoRA, damaged, or made for another base model than ``model`` (of ``family``).
     """
     fetched = tuple(fetch_lora(lora) for lora in loras)
     names = [adapter_name(lora) for lora in fetched]
@@ -251,7 +251,7 @@ def apply_loras(pipe: DiffusionPipeline, loras: Sequence[LoraSpec], model: str) 
         twice = next(lora for lora, name in zip(fetched, names) if names.count(name) > 1)
         raise ModelError(f"LoRA {twice.name!r} is given twice; give each LoRA once, with one strength")
     for lora, name in zip(fetched, names):
-        _load(pipe, lora, name, model)
+        _load(pipe, lora, name, f"{model!r} ({family})")
     _forget_unused(pipe, set(names))
     activate_loras(pipe, fetched)
     return fetched
@@ -379,12 +379,9 @@ def _unet_layer(key: str) -> tuple[str, str] | None:
 
 
 def _not_for_model(lora: LoraSpec, model: str, pipe: DiffusionPipeline, why: str) -> str:
-    from promptlab.render.models import detect_family
-
-    family = detect_family(pipe.components)
     return (
-        f"LoRA file {lora.path} does not fit model {model!r} ({family}): {why}; it was made for another base model. "
-        f"Use a LoRA trained for {family} models like {model!r}, or render it with its own base model"
+        f"LoRA file {lora.path} does not fit model {model}: {why}; it was made for another base model. "
+        f"Use a LoRA trained for the same base as {model}, or render it with its own base model"
     )
 
 

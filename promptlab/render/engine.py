@@ -315,7 +315,7 @@ def _plan(params: RenderParams, model: ModelSpec | str) -> tuple[_Plan, Schedule
     choice = _scheduler_choice(params, loaded)
     scheduler = build_scheduler(choice, loaded.scheduler_config)
     # 5. Load the LoRAs onto the model (the base stays loaded) and make exactly these active.
-    loras = apply_loras(loaded.pipe, params.loras, loaded.source.model)
+    loras = apply_loras(loaded.pipe, params.loras, loaded.source.model, loaded.family)
     # 6. Load the textual-inversion embeddings into the text encoder(s), unloading any others.
     embeddings = apply_embeddings(loaded.pipe, loaded.family, params.embeddings)
     if controlnet is not None:

@@ -69,6 +69,7 @@ from promptlab.store.schema import (
     Image,
     Run,
     RunEmbedding,
+    RunLora,
     RunTerm,
     Score,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "NewRun",
     "Run",
     "RunEmbedding",
+    "RunLora",
     "RunRecord",
     "RunTerm",
     "RunView",

@@ -217,6 +217,24 @@ def m005_embeddings_controlnet(conn: Connection) -> None:
     ).create(conn, checkfirst=True)  # fmt: skip
 
 
+def m006_run_lora(conn: Connection) -> None:
+    """RunLora: each run's LoRAs (name, file sha256, strength). Runs from before applied none: the table starts empty."""
+    meta = MetaData()
+    # The table its foreign key names, as m001 made it (only its key matters here).
+    Table("run", meta, Column("id", Integer, primary_key=True))
+    Table(
+        "run_lora", meta,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", Integer, ForeignKey("run.id"), nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("name", String, nullable=False),
+        Column("sha256", String),
+        Column("strength", Float, nullable=False),
+        Index("ix_run_lora_run_id", "run_id"),
+        Index("ix_run_lora_name", "name"),
+    ).create(conn, checkfirst=True)  # fmt: skip
+
+
 #: Applied in order on open; a name, once released, never changes meaning.
 MIGRATIONS: dict[str, Callable[[Connection], None]] = {
     "m001_initial": m001_initial,
@@ -224,6 +242,7 @@ MIGRATIONS: dict[str, Callable[[Connection], None]] = {
     "m003_cell_claim": m003_cell_claim,
     "m004_experiment_counts": m004_experiment_counts,
     "m005_embeddings_controlnet": m005_embeddings_controlnet,
+    "m006_run_lora": m006_run_lora,
 }
 
 

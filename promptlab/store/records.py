@@ -240,6 +240,7 @@ def run_row(record: RunRecord, status: str, error: str | None, image_sha256: str
     compel, a1111, plain = prompt_texts(record, strict=status == "ok")
     params = dict(record.params)
     embedding_rows(0, params)  # checked before any file or row is written
+    lora_rows(0, params, record.cell)
     columns = {name: params.pop(name, None) for name in PARAM_COLUMNS}
     return Run(
         experiment_id=record.experiment_id,
@@ -279,4 +280,20 @@ def embedding_rows(run_id: int, params: Mapping[str, Any]) -> list[dict[str, Any
         rows.append(
             {"run_id": run_id, "position": position, "name": embedding["name"], "token": embedding["token"], "sha256": embedding["sha256"]}
         )
+    return rows
+
+
+def lora_rows(run_id: int, params: Mapping[str, Any], cell: str = "") -> list[dict[str, Any]]:
+    """The ``run_lora`` rows of a run whose params list its LoRAs (``name``, ``strength`` and ``sha256`` each, the hash
+    None where unknown), in the order they were applied."""
+    rows = []
+    for position, lora in enumerate(params.get("loras") or ()):
+        ok = isinstance(lora, Mapping) and isinstance(lora.get("name"), str) and isinstance(lora.get("sha256"), (str, type(None)))
+        strength = lora.get("strength") if isinstance(lora, Mapping) else None
+        if not ok or isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+            raise StoreError(
+                f"run ({cell or run_id}): LoRA {lora!r} must be a mapping with a text name, a number strength and a "
+                "sha256 (text, or None where unknown): what render.adapters.LoraSpec.to_dict gives"
+            )
+        rows.append({"run_id": run_id, "position": position, "name": lora["name"], "sha256": lora["sha256"], "strength": float(strength)})
     return rows

@@ -132,6 +132,23 @@ class RunEmbedding(SQLModel, table=True):
     sha256: str
 
 
+class RunLora(SQLModel, table=True):
+    """One LoRA a run applied, so "runs with LoRA X" is an indexed query.
+
+    ``name`` is the LoRA's (its file's name without suffix, as A1111 names it), ``sha256`` its file's
+    (None where unknown: an imported image's), ``strength`` the weight it was applied at.
+    """
+
+    __tablename__ = "run_lora"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    position: int
+    name: str = Field(index=True)
+    sha256: str | None = None
+    strength: float
+
+
 class Score(SQLModel, table=True):
     """A score of a run's image against a text: ``intent`` (what it should show) or ``prompt``."""
 

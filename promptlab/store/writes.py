@@ -35,8 +35,8 @@ from promptlab.store.files import (
     write_file_atomically,
 )
 from promptlab.store.queries import StoreReader
-from promptlab.store.records import Claim, NewRun, RunRecord, ScoreRecord, check_json, check_score, embedding_rows, run_row
-from promptlab.store.schema import Experiment, Image, Run, RunEmbedding, RunTerm, Score
+from promptlab.store.records import Claim, NewRun, RunRecord, ScoreRecord, check_json, check_score, embedding_rows, lora_rows, run_row
+from promptlab.store.schema import Experiment, Image, Run, RunEmbedding, RunLora, RunTerm, Score
 
 
 
@@ -382,7 +382,7 @@ _UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 def _delete_runs(conn: Connection, ids: Sequence[int]) -> None:
     if not ids:
         return
-    for child in (RunTerm.__table__, RunEmbedding.__table__, Score.__table__):
+    for child in (RunTerm.__table__, RunEmbedding.__table__, RunLora.__table__, Score.__table__):
         conn.execute(delete(child).where(child.c.run_id.in_(ids)))  # type: ignore[attr-defined]
     conn.execute(delete(Run.__table__).where(Run.__table__.c.id.in_(ids)))  # type: ignore[attr-defined]
 
@@ -412,6 +412,7 @@ def _insert_run_rows(conn: Connection, prepared: Sequence[_Prepared]) -> None:
     terms: list[dict[str, Any]] = []
     scores: list[dict[str, Any]] = []
     embeddings: list[dict[str, Any]] = []
+    loras: list[dict[str, Any]] = []
     for p in prepared:
         record = p.record
         run_id = p.run.id = ids[record.experiment_id, record.variant_key, record.seed]
@@ -421,10 +422,13 @@ def _insert_run_rows(conn: Connection, prepared: Sequence[_Prepared]) -> None:
         ]
         scores += [{"run_id": run_id, **score.__dict__} for score in p.scores]
         embeddings += embedding_rows(run_id, record.params)
+        loras += lora_rows(run_id, record.params)
     if terms:
         conn.execute(insert(RunTerm.__table__), terms)
     if embeddings:
         conn.execute(insert(RunEmbedding.__table__), embeddings)
+    if loras:
+        conn.execute(insert(RunLora.__table__), loras)
     if scores:
         conn.execute(insert(Score.__table__), scores)
 
