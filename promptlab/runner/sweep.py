@@ -98,7 +98,9 @@ def render_groups(todo: Iterable[Cell]) -> list[list[Cell]]:
     for cell in todo:
         variant = cell.variant
         key = json.dumps(
-            [variant.model, variant.task, variant.params, variant.long_prompt, {k: str(v) for k, v in variant.inputs.items()}],
+            [variant.model, variant.task, variant.params, variant.long_prompt, {k: str(v) for k, v in variant.inputs.items()},
+             # A batch never mixes two LoRA settings: the pipeline call applies one set.
+             [[lora.identity, lora.strength] for lora in variant.loras]],
             sort_keys=True,
             default=str,
         )
@@ -349,7 +351,8 @@ def _run_batch(
 
 def run_record(experiment_id: int, variant: Variant, seed: int, **extra: Any) -> RunRecord:
     """The store's record of ``variant`` at ``seed``; ``extra`` sets timings, and ``params`` adds to the variant's."""
-    params = {**variant.params, "long_prompt": variant.long_prompt, **extra.pop("params", {})}
+    loras = {"loras": [lora.to_dict() for lora in variant.loras]} if variant.loras else {}
+    params = {**variant.params, "long_prompt": variant.long_prompt, **loras, **extra.pop("params", {})}
     return RunRecord(
         experiment_id=experiment_id,
         variant_key=variant.key,
