@@ -28,6 +28,7 @@ from promptlab.analysis import (
     AXIS_PREFIX,
     VARIANT_LEVEL,
     axis_columns,
+    axis_values,
     check_frame,
     t_interval,
 )
@@ -131,19 +132,14 @@ def plan_grid(
     seed: int | None = None,
     font_size: int | None = None,
 ) -> GridPlan:
-    """Which run each cell of an x-by-y grid shows, and the layout (see the module docstring, point 4).
+    """Which run each cell of an x-by-y grid shows, and the layout (see the module docstring).
 
     ``x`` and ``y`` name an axis (``style`` or ``axis:style``), ``seed`` or ``subject``.
     ``cell_size`` defaults to the first image's size. Relative image paths are read under
     ``images_root`` (default: the working directory).
     """
     # 1. check the inputs
-    check_frame(frame)
-    if frame.empty:
-        raise ExportError("the experiment has no runs: nothing to draw")
-    x_column, y_column = _grid_column(frame, x), _grid_column(frame, y)
-    if x_column == y_column:
-        raise ExportError(f"x and y are both {x!r}: pick two different axes from {', '.join(grid_axes(frame))}")
+    x_column, y_column = _check_axes(frame, x, y)
     frame = frame.reset_index(drop=True)
     runs = frame
     if seed is not None:
@@ -239,12 +235,7 @@ def cell_scores(frame: pd.DataFrame, x: str, y: str, *, seed: int | None = None)
     """Each cell of ``plan_grid(frame, x, y, seed=seed)``, rows then columns: its runs and its mean
     score over seeds with the 95% t-interval (see ``CellScores``). Failed and unscored runs count
     among the cell's runs but not in its mean; a cell without a scored run has a NaN mean."""
-    check_frame(frame)
-    if frame.empty:
-        raise ExportError("the experiment has no runs: nothing to draw")
-    x_column, y_column = _grid_column(frame, x), _grid_column(frame, y)
-    if x_column == y_column:
-        raise ExportError(f"x and y are both {x!r}: pick two different axes from {', '.join(grid_axes(frame))}")
+    x_column, y_column = _check_axes(frame, x, y)
     frame = frame.reset_index(drop=True)
     runs = frame if seed is None else frame[frame["seed"] == seed]
     x_codes, x_levels = _levels(frame, x_column, runs)
@@ -306,9 +297,20 @@ def keep_levels(frame: pd.DataFrame, keep: dict[str, list[str]]) -> pd.DataFrame
         if unknown:
             raise ExportError(f"axis {name!r} has no level {unknown[0]!r}: its levels are {', '.join(levels[name])}")
         column = _grid_column(frame, name)
-        values = _axis_values(frame[column]).map(lambda level, column=column: _level_label(column, _py(level)))
+        values = axis_values(frame[column]).map(lambda level, column=column: _level_label(column, _py(level)))
         chosen &= values.isin(labels)
     return frame[chosen]
+
+
+def _check_axes(frame: pd.DataFrame, x: str, y: str) -> tuple[str, str]:
+    """The frame's columns for ``x`` and ``y``; ExportError for a frame without runs, an unknown axis or x == y."""
+    check_frame(frame)
+    if frame.empty:
+        raise ExportError("the experiment has no runs: nothing to draw")
+    x_column, y_column = _grid_column(frame, x), _grid_column(frame, y)
+    if x_column == y_column:
+        raise ExportError(f"x and y are both {x!r}: pick two different axes from {', '.join(grid_axes(frame))}")
+    return x_column, y_column
 
 
 def _grid_column(frame: pd.DataFrame, name: str) -> str:
@@ -321,15 +323,8 @@ def _grid_column(frame: pd.DataFrame, name: str) -> str:
 
 def _levels(frame: pd.DataFrame, column: str, runs: pd.DataFrame) -> tuple[pd.Series, list[Any]]:
     """Each run's level index and the levels, in order of first appearance over the whole frame."""
-    codes, uniques = pd.factorize(_axis_values(frame[column]), use_na_sentinel=False)
+    codes, uniques = pd.factorize(axis_values(frame[column]), use_na_sentinel=False)
     return pd.Series(codes, index=frame.index).reindex(runs.index), [_py(level) for level in uniques]
-
-
-def _axis_values(values: pd.Series) -> pd.Series:
-    # a text axis's missing value means the term is absent, read as "" (promptlab.analysis's rule)
-    if pd.api.types.is_numeric_dtype(values):
-        return values
-    return values.astype(object).where(values.notna(), "")
 
 
 def _level_label(column: str, level: Any) -> str:
