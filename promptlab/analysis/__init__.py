@@ -65,6 +65,7 @@ from promptlab.analysis.frame import (
     Level,
     all_runs,
     axis_columns,
+    axis_values,
     check_frame,
 )
 from promptlab.analysis.inference import (
@@ -117,6 +118,7 @@ __all__ = [
     "VariantStats",
     "analyze",
     "axis_columns",
+    "axis_values",
     "best_prompts",
     "best_table",
     "cell_counts",

@@ -66,9 +66,15 @@ def all_runs(frame: pd.DataFrame) -> pd.DataFrame:
         raise PromptlabError("runs frame column 'score' holds an infinite value; scores must be finite or NaN")
     runs = frame.assign(score=score).reset_index(drop=True)
     for column in axis_columns(runs):
-        if not pd.api.types.is_numeric_dtype(runs[column]):
-            runs[column] = runs[column].astype(object).where(runs[column].notna(), ABSENT)
+        runs[column] = axis_values(runs[column])
     return runs
+
+
+def axis_values(values: pd.Series) -> pd.Series:
+    """An axis column as analysis reads it: a text axis's missing value is the term absent (""), numbers as they are."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values
+    return values.astype(object).where(values.notna(), ABSENT)
 
 
 def is_nested(design: pd.DataFrame, other: str, column: str) -> bool:
