@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import io
-import tempfile
-from pathlib import Path
 
 import streamlit as st
 
 from promptlab.dashboard import data, state
 from promptlab.errors import PromptlabError
-from promptlab.export import EXPORT_FILE_TYPES, EXPORT_FORMATS, export_rows, export_zip, grid_axes, grid_image
+from promptlab.export import EXPORT_FILE_TYPES, EXPORT_FORMATS, export_rows, grid_axes, grid_image, zip_bytes
 from promptlab.paths import database_url
 from promptlab.store import SCORE_KINDS
 
@@ -19,7 +17,7 @@ from promptlab.store import SCORE_KINDS
 # through ``data.runs_frame`` (cached the same way), so new runs give new files.
 @st.cache_data(max_entries=8, show_spinner="Ranking the prompts...")
 def _export_texts(url: str, name: str, kind: str, version: str, top: int) -> dict[str, str]:
-    """Every format's text from one ranking (the bootstrap runs once, not once per format)."""
+    """Every format's text from one ranking (the variants are ranked once, not once per format)."""
     rows = export_rows(data.runs_frame(name, kind), top)
     return {fmt: writer(rows, name) for fmt, writer in EXPORT_FORMATS.items()}
 
@@ -33,10 +31,7 @@ def _grid_png(url: str, name: str, kind: str, version: str, x: str, y: str) -> b
 
 @st.cache_data(max_entries=4, show_spinner="Packing the zip...")
 def _zip_bytes(url: str, name: str, kind: str, version: str, top: int) -> bytes:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"{name}.zip"
-        export_zip(data.runs_frame(name, kind), path, top=top, experiment=name)
-        return path.read_bytes()
+    return zip_bytes(data.runs_frame(name, kind), top=top, experiment=name)
 
 
 def page() -> None:

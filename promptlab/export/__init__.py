@@ -14,7 +14,7 @@ One module per job, each with its choices in its docstring:
 - ``styles``: A1111's ``styles.csv`` and Fooocus style files;
 - ``formats``: the formats by name (``EXPORT_FORMATS``) and ``export_best``/``write_best``;
 - ``grid``: the labelled x-by-y grid (``plan_grid`` decides, ``draw_grid`` draws);
-- ``archive``: the zip of the ranked table, its runs and their images;
+- ``archive``: the zip of the ranked table, its runs and their images (a file, or bytes);
 - ``files``: the frame's image files, and output written whole or not at all.
 
 Importing this package loads none of its modules (nor pandas or Pillow): each name loads its
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from promptlab.lazy import lazy_names
 
 if TYPE_CHECKING:
-    from promptlab.export.archive import ZIP_IMAGES_DIR, ZipExport, export_zip
+    from promptlab.export.archive import ZIP_IMAGES_DIR, ZipExport, export_zip, zip_bytes
     from promptlab.export.formats import EXPORT_FORMATS, Writer, export_best, write_best
     from promptlab.export.grid import (
         GRID_BACKGROUND,
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     )
 
 _HOMES: dict[str, str] = {
-    **dict.fromkeys(("export_zip", "ZIP_IMAGES_DIR", "ZipExport"), "promptlab.export.archive"),
+    **dict.fromkeys(("export_zip", "ZIP_IMAGES_DIR", "ZipExport", "zip_bytes"), "promptlab.export.archive"),
     **dict.fromkeys(("export_best", "EXPORT_FORMATS", "write_best", "Writer"), "promptlab.export.formats"),
     **dict.fromkeys(
         (
@@ -141,4 +141,5 @@ __all__ = [
     "write_fooocus_styles",
     "write_json",
     "write_markdown",
+    "zip_bytes",
 ]

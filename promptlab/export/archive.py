@@ -1,6 +1,7 @@
 """A zip of an experiment's best prompts, their runs and their images.
 
     export_zip(frame, Path("squirrel-styles.zip"), experiment="squirrel-styles")
+    data = zip_bytes(frame, experiment="squirrel-styles")   # the same zip, in memory (a download)
 
 The zip holds ``best.csv`` and ``best.json`` (the ranked table), ``runs.csv`` (every run of the
 ranked variants; of the whole experiment without ``top``) and ``images/`` with those runs'
@@ -12,13 +13,13 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from promptlab.export.files import image_file, write_atomic
-from promptlab.export.rows import ExportRow, export_rows
+from promptlab.export.rows import export_rows
 from promptlab.export.tables import write_csv, write_json
 
 ZIP_IMAGES_DIR = "images"
@@ -47,6 +48,22 @@ def export_zip(
     ``top`` None ranks every scored variant and takes every run, failed ones too (``runs.csv``
     then is the whole experiment). Relative image paths are read under ``images_root``.
     """
+    data, variants, runs, images = _zip(frame, images_root, top, experiment)
+    # written to a temporary name, then renamed, so a failed export leaves no half zip
+    out_path = Path(out_path)
+    write_atomic(out_path, data)
+    return ZipExport(path=out_path, variants=variants, runs=runs, images=images)
+
+
+def zip_bytes(
+    frame: pd.DataFrame, images_root: Path | None = None, top: int | None = None, *, experiment: str = "experiment"
+) -> bytes:
+    """The zip ``export_zip`` writes, as bytes: for a download, with no file in between."""
+    return _zip(frame, images_root, top, experiment)[0]
+
+
+def _zip(frame: pd.DataFrame, images_root: Path | None, top: int | None, experiment: str) -> tuple[bytes, int, int, int]:
+    """The zip's bytes, and how many variants, runs and images it holds."""
     # 1. the ranked variants and their runs
     rows = export_rows(frame, top)
     keys = {row.variant_key for row in rows}
@@ -54,6 +71,7 @@ def export_zip(
     runs = runs.reset_index(drop=True)
     # 2. a name in the zip for every image file, unique even when two folders hold the same file name
     names: dict[str, str] = {}
+    files: dict[str, Path] = {}
     taken: set[str] = set()
     for run_id, image in zip(runs["run_id"], runs["image"]):
         if pd.isna(image) or str(image) == "" or str(image) in names:
@@ -62,14 +80,13 @@ def export_zip(
         name = f"{ZIP_IMAGES_DIR}/{path.name}"
         if name in taken:
             name = f"{ZIP_IMAGES_DIR}/{run_id}-{path.name}"
-        names[str(image)] = name
+        names[str(image)], files[str(image)] = name, path
         taken.add(name)
     # 3. the tables, naming images by their place in the zip
-    in_zip = [_replace_image(row, names.get(row.image, row.image)) for row in rows]
+    in_zip = [replace(row, image=names.get(row.image, row.image)) for row in rows]
     run_table = runs.drop(columns=[c for c in ("terms", "params", "axes") if c in runs.columns]).copy()
     run_table["image"] = [names.get(str(image), "") if pd.notna(image) else "" for image in runs["image"]]
-    # 4. write to a temporary name, then rename, so a failed export leaves no half zip
-    out_path = Path(out_path)
+    # 4. the zip, in memory
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("best.csv", write_csv(in_zip, experiment))
@@ -77,10 +94,5 @@ def export_zip(
         archive.writestr("runs.csv", run_table.to_csv(index=False))
         for image, name in names.items():
             # PNGs are compressed already; stored, their bytes (metadata chunks included) stay as they were
-            archive.writestr(name, image_file(image, images_root).read_bytes(), compress_type=zipfile.ZIP_STORED)
-    write_atomic(out_path, buffer.getvalue())
-    return ZipExport(path=out_path, variants=len(rows), runs=len(runs), images=len(names))
-
-
-def _replace_image(row: ExportRow, image: str) -> ExportRow:
-    return ExportRow(**{**asdict(row), "image": image})
+            archive.writestr(name, files[image].read_bytes(), compress_type=zipfile.ZIP_STORED)
+    return buffer.getvalue(), len(rows), len(runs), len(names)
