@@ -39,12 +39,11 @@ def write_json(rows: Sequence[ExportRow], experiment: str) -> str:
 
 
 def write_csv(rows: Sequence[ExportRow], experiment: str) -> str:
-    """One row per variant with ``TABLE_COLUMNS``; NaN as an empty field."""
+    """One row per variant with ``TABLE_COLUMNS``; NaN as an empty field (``to_dict``'s None, which csv writes as "")."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS)
     writer.writeheader()
-    for row in rows:
-        writer.writerow({key: "" if value is None else value for key, value in row.to_dict().items()})
+    writer.writerows(row.to_dict() for row in rows)
     return buffer.getvalue()
 
 
