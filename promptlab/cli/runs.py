@@ -11,6 +11,7 @@ import typer
 
 from promptlab.cli.base import (
     FORMAT_OPTION,
+    OPTIONS,
     LongPrompt,
     OutputFormat,
     ScoreKind,
@@ -95,17 +96,29 @@ def render(
 def run(
     experiment: Path = typer.Argument(..., help="An experiment TOML file (see examples/squirrel-styles.toml)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per pipeline call (default: the file's)."),
+    processes: int = typer.Option(1, "--processes", help="Split the run between this many processes, started with accelerate launch: one per GPU, or CPU processes sharing the cores."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Run an experiment: render, score and record every cell not yet in the store (resumable)."""
+    from contextlib import nullcontext
+
     from promptlab.experiment import load_experiment
-    from promptlab.runner import run_experiment
+    from promptlab.runner import distributed, run_experiment
     from promptlab.store import open_store
 
+    if processes != 1 and not distributed.launched():
+        args = [*(["--debug"] if OPTIONS.debug else []), "run", str(experiment), "--format", fmt.value]
+        args += ["--batch-size", str(batch_size)] if batch_size else []
+        raise typer.Exit(distributed.launch_run(args, distributed.Launch(processes)))
     spec = load_experiment(experiment)
-    with open_store() as store, _progress_bar(f"{spec.name}") as progress:
-        summary = run_experiment(spec, store, batch_size=batch_size, progress=progress)
-    _report_summary(summary, fmt)
+    main = distributed.is_main_process()
+    with open_store() as store, (_progress_bar(spec.name) if main else nullcontext()) as progress:
+        if distributed.launched():
+            summary = distributed.run_distributed(spec, store, batch_size=batch_size, progress=progress)
+        else:
+            summary = run_experiment(spec, store, batch_size=batch_size, progress=progress)
+    if main:
+        _report_summary(summary, fmt)
     if not summary.ok:
         raise typer.Exit(1)
 

@@ -27,6 +27,8 @@ How it behaves:
    goes on; so is an image that came out all black (NaN or overflow), never as ok. A failure
    to write the store is never swallowed: it stops the run once the batch rendering meanwhile
    is done.
+6. Several processes started by ``accelerate launch`` (GPUs, CPU processes, machines) split one
+   run: the main process plans it once and each renders its share (``runner.distributed``).
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ from promptlab.runner.recipe import BLACK_IMAGE_ERROR, render_params
 from promptlab.runner.renders import RENDERS_EXPERIMENT, RenderedFile, Rerendered, render_to_files, rerender
 from promptlab.runner.sweep import (
     CellOutcome,
+    Plan,
     ProgressCallback,
     RunnerProgress,
     RunSummary,
     check_setup,
     overlap_writes,
+    plan_batches,
+    plan_run,
     render_groups,
     run_experiment,
     run_record,
@@ -48,6 +53,7 @@ from promptlab.runner.sweep import (
 __all__ = [
     "BLACK_IMAGE_ERROR",
     "CellOutcome",
+    "Plan",
     "ProgressCallback",
     "RENDERS_EXPERIMENT",
     "RenderedFile",
@@ -56,6 +62,8 @@ __all__ = [
     "RunnerProgress",
     "check_setup",
     "overlap_writes",
+    "plan_batches",
+    "plan_run",
     "render_groups",
     "render_params",
     "render_to_files",

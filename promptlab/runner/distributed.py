@@ -1,0 +1,301 @@
+"""One experiment split across the processes ``accelerate launch`` starts, all writing one store.
+
+    accelerate launch --num_processes 8 -m promptlab run big.toml    # 8 GPUs, one process each
+    promptlab run big.toml --processes 2                              # the same, started for you
+
+    # in each process that accelerate started:
+    with open_store() as store:
+        summary = run_distributed(spec, store, progress=print)       # progress on the main process only
+
+How it behaves:
+
+1. The main process plans the run once (``plan_run``: the cells the store does not hold yet) and
+   sends the plan to the others, so every process splits the same cells even while the others
+   already write.
+2. The plan's batches (each of one render group, as a one-process run makes them) are split
+   between the processes by accelerate's ``split_between_processes`` without padding, so each
+   batch goes to exactly one process (padding would repeat the last one: accelerate #3393,
+   #3483). Where there are fewer batches than processes, the largest are halved first; a process
+   still left without one renders nothing. Each process claims its cells in the store before
+   rendering them (``Store.claim_cells``), so a second launch or a plain ``promptlab run`` on the
+   same store never renders a cell twice.
+3. Each process renders on its own device (``cuda:i``, set by accelerate), or on a CPU with
+   ``cores // processes on this machine`` torch threads. An image's seed is its cell's, so its
+   pixels are those of a one-process run.
+4. Only the main process reports progress, over every process's cells, read from the store.
+5. Processes on several machines need one store they all reach: PostgreSQL (``PROMPTLAB_DB``).
+   A SQLite file is refused there: each machine would write a file of its own.
+6. accelerate's launcher stops every process when one dies; what was recorded stays, and running
+   the same command again renders exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptlab.errors import PromptlabError, StoreError
+from promptlab.experiment import Cell, ExperimentSpec
+from promptlab.runner.sweep import (
+    Plan,
+    ProgressCallback,
+    RunnerProgress,
+    RunSummary,
+    plan_run,
+    run_experiment,
+)
+from promptlab.store import Store
+
+#: How often the main process reads the store for the other processes' progress.
+PROGRESS_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How many processes ``accelerate launch`` starts, and on how many machines (this one is ``machine_rank``)."""
+
+    processes: int
+    machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int | None = None
+
+
+def launched() -> bool:
+    """Whether this process is one of several that a launcher (``accelerate launch``, torchrun) started."""
+    return _env_int("WORLD_SIZE", 1) > 1
+
+
+def is_main_process() -> bool:
+    """Whether this process reports for the others: the first one, or the only one."""
+    return _env_int("RANK", 0) == 0
+
+
+def launch_command(args: Sequence[str], launch: Launch) -> list[str]:
+    """The ``accelerate launch`` command that runs ``python -m promptlab ARGS`` in ``launch.processes`` processes.
+
+    ``--multi_gpu`` selects accelerate's multi-process launcher (torchrun) on a CPU as well; each
+    process then finds its device itself (``run_distributed``).
+
+    >>> launch_command(["run", "x.toml"], Launch(2))[3:]
+    ['--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'promptlab', 'run', 'x.toml']
+    """
+    if launch.processes < 1:
+        raise PromptlabError(f"--processes {launch.processes}: give at least 1")
+    if launch.machines > 1 and not launch.main_process_ip:
+        raise PromptlabError(f"{launch.machines} machines: give the main machine's address (--main_process_ip)")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(launch.processes)]
+    command += ["--num_machines", str(launch.machines), "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if launch.machines > 1:
+        command += ["--machine_rank", str(launch.machine_rank), "--main_process_ip", str(launch.main_process_ip)]
+    if launch.main_process_port is not None:
+        command += ["--main_process_port", str(launch.main_process_port)]
+    return [*command, "-m", "promptlab", *args]
+
+
+def launch_run(args: Sequence[str], launch: Launch) -> int:
+    """Run ``promptlab ARGS`` in the processes ``launch`` asks for, through ``accelerate launch``; its exit status."""
+    if launch.machines == 1 and launch.main_process_port is None:
+        # accelerate's default port (29500) would make two runs started at once on this machine meet.
+        launch = dataclasses.replace(launch, main_process_port=free_port())
+    env = dict(os.environ)
+    # Say it, so torchrun does not choose 1 thread and warn; each process sets its own count anyway.
+    env.setdefault("OMP_NUM_THREADS", str(cpu_threads(launch.processes // launch.machines)))
+    return subprocess.run(launch_command(args, launch), env=env, check=False).returncode
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cpu_threads(local_processes: int) -> int:
+    """Torch threads for each of ``local_processes`` CPU processes on this machine: its cores, shared out."""
+    return max(1, (os.cpu_count() or 1) // max(1, local_processes))
+
+
+def check_shared_store(url: str, machines: int) -> None:
+    """Refuse a SQLite store where processes run on several machines: each would write a file of its own."""
+    if machines > 1 and url.startswith("sqlite"):
+        raise StoreError(
+            f"the processes run on {machines} machines but the store is the SQLite file {url.removeprefix('sqlite:///')}, "
+            "which each machine would write on its own; set PROMPTLAB_DB on every machine to one PostgreSQL database "
+            "they all reach, e.g. PROMPTLAB_DB=postgresql+psycopg://user@db-host/promptlab"
+        )
+
+
+def even_batches(batches: Sequence[Sequence[Cell]], processes: int) -> list[list[Cell]]:
+    """``batches`` with the largest halved (first half first, in place) until every process can have one, where cells allow.
+
+    >>> even_batches([[1, 2, 3, 4], [5]], 3)
+    [[1, 2], [3, 4], [5]]
+    >>> even_batches([[1]], 4)
+    [[1]]
+    """
+    out = [list(batch) for batch in batches]
+    while len(out) < processes:
+        largest = max(range(len(out)), key=lambda i: len(out[i]), default=None)
+        if largest is None or len(out[largest]) < 2:
+            break
+        batch = out[largest]
+        half = (len(batch) + 1) // 2
+        out[largest : largest + 1] = [batch[:half], batch[half:]]
+    return out
+
+
+def run_distributed(
+    spec: ExperimentSpec,
+    store: Store,
+    *,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    scorer: Any = None,
+) -> RunSummary:
+    """Run ``spec`` as one of the processes a launcher started; every process returns the summary of all.
+
+    ``progress`` is called on the main process only, with the count over every process's cells.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    started = time.perf_counter()
+    # 1. This process's place and device; one store shared by every machine.
+    state = PartialState(cpu=not _cuda_available())
+    local = _env_int("LOCAL_WORLD_SIZE", state.num_processes)
+    check_shared_store(store.url, machines=-(-state.num_processes // local))
+    if state.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(cpu_threads(local))
+    # 2. The plan, made once by the main process; every process finds the main one's images folder.
+    plan, marker = _shared_plan(state, spec, store)
+
+    # 3. This process's share of the batches, rendered; the main process reports for all.
+    def share(batches: list[list[Cell]]) -> list[list[Cell]]:
+        with state.split_between_processes(even_batches(batches, state.num_processes), apply_padding=False) as mine:
+            return list(mine)
+
+    tracker = _Tracker(store, plan, progress, started) if state.is_main_process and progress is not None else None
+    mine = run_experiment(
+        spec, store, batch_size=batch_size, scorer=scorer, plan=plan, share=share,
+        progress=tracker.own if tracker is not None else None,
+    )  # fmt: skip
+    # 4. Wait for the others (the main process reporting meanwhile), then sum up.
+    _wait_for_everyone(state, tracker)
+    if state.is_main_process:
+        marker.unlink(missing_ok=True)
+    summaries: list[RunSummary] = gather_object([mine])
+    return combine(plan, summaries, time.perf_counter() - started)
+
+
+def _shared_plan(state: Any, spec: ExperimentSpec, store: Store) -> tuple[Plan, Path]:
+    """The main process's plan, sent to every process (or its error, so that none waits for it), and a
+    file the main process made in its images folder, which every process must see in its own."""
+    from accelerate.utils import broadcast_object_list
+
+    sent: list[Any] = [None]
+    if state.is_main_process:
+        try:
+            marker = store.images_dir / f".promptlab-launch-{uuid.uuid4().hex[:12]}"
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            sent[0] = (plan_run(spec, store), marker.name)
+        except PromptlabError as error:
+            sent[0] = str(error)
+        except OSError as error:
+            sent[0] = f"cannot write in the images folder {store.images_dir}: {error}"
+    broadcast_object_list(sent, from_process=0)
+    if isinstance(sent[0], str):
+        raise PromptlabError(f"the main process could not plan the run: {sent[0]}")
+    plan, name = sent[0]
+    marker = store.images_dir / name
+    if not marker.exists():
+        raise StoreError(
+            f"process {state.process_index} does not see the main process's images folder: its own is {store.images_dir}; "
+            "set PROMPTLAB_HOME on every machine to one folder they all share (a network share), as PROMPTLAB_DB is one database"
+        )
+    return plan, marker
+
+
+def combine(plan: Plan, summaries: Sequence[RunSummary], seconds: float) -> RunSummary:
+    """One summary of the processes' summaries of ``plan``."""
+    first = summaries[0]
+    return RunSummary(
+        experiment=first.experiment,
+        experiment_id=plan.experiment_id,
+        total_cells=plan.total_cells,
+        # Each counts the plan's skipped cells, and adds those another runner recorded meanwhile.
+        skipped=plan.skipped + sum(s.skipped - plan.skipped for s in summaries),
+        rendered=sum(s.rendered for s in summaries),
+        failed=sum(s.failed for s in summaries),
+        seconds=seconds,
+        outcomes=tuple(o for s in summaries for o in s.outcomes),
+        taken=sum(s.taken for s in summaries),
+    )
+
+
+class _Tracker:
+    """The main process's progress over every process's cells: its own outcomes, and the store's count of the rest."""
+
+    def __init__(self, store: Store, plan: Plan, progress: ProgressCallback, started: float) -> None:
+        self.store, self.plan, self.progress, self.started = store, plan, progress, started
+        self.keys = {cell.key for cell in plan.todo}
+        self.failed_before = self._recorded()[0]  # failed cells of an earlier run that this run retries
+        self.last_read = 0.0
+
+    def own(self, own: RunnerProgress) -> None:
+        if own.last is None or time.perf_counter() - self.last_read >= PROGRESS_INTERVAL_S:
+            self.read(own.last)
+
+    def read(self, last: Any = None) -> None:
+        failed, ok = self._recorded()
+        failed -= self.failed_before
+        self.last_read = time.perf_counter()
+        elapsed = self.last_read - self.started
+        self.progress(RunnerProgress(len(ok) + len(failed), len(self.keys), len(failed), self.plan.skipped, elapsed, last))
+
+    def _recorded(self) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+        """The plan's cells recorded as failed, and as ok (a lost image's cell counts as done throughout)."""
+        experiment = self.plan.experiment_id
+        ok = self.store.existing_cells(experiment) & self.keys
+        failed = (self.store.existing_cells(experiment, include_failed=True) & self.keys) - ok
+        return failed, ok
+
+
+def _wait_for_everyone(state: Any, tracker: _Tracker | None) -> None:
+    """accelerate's ``wait_for_everyone``; on the main process, reading the others' progress meanwhile."""
+    import torch.distributed as dist
+
+    if state.num_processes == 1 or not dist.is_initialized():
+        return
+    if tracker is None:
+        state.wait_for_everyone()
+        return
+    waiting = dist.barrier(async_op=True)
+    while not waiting.is_completed():
+        tracker.read()
+        time.sleep(PROGRESS_INTERVAL_S)
+    waiting.wait()
+    tracker.read()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else default

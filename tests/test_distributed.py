@@ -1,0 +1,303 @@
+"""One experiment across processes started by ``accelerate launch`` (CPU processes over gloo), into one store.
+
+The slow tests start real launches of ``python -m promptlab run`` on the micro models, against
+SQLite and, where CI runs one, PostgreSQL: every cell recorded exactly once with its file, the
+pixels of a one-process run, a process killed with SIGKILL and the run completed by a rerun, and
+two launcher groups on loopback standing in for two machines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from promptlab.errors import PromptlabError, StoreError
+from promptlab.experiment import cells, parse_experiment
+from promptlab.runner import distributed, plan_batches
+from promptlab.runner.distributed import Launch, check_shared_store, even_batches, launch_command
+from promptlab.store import open_store
+
+EXPERIMENT = """
+name = "{name}"
+model = "micro"
+seeds = [1, 2, 3, 4]
+scorer = "micro-clip"
+batch_size = {batch_size}
+
+[params]
+num_inference_steps = 4
+width = 64
+height = 64
+
+[prompt]
+subject = "a square on a black background"
+
+[axes]
+color = ["green", "blue", "orange"]
+artist = ["", "Alphonse Mucha"]
+"""
+
+
+def write_experiment(tmp_path: Path, name: str, batch_size: int = 2) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(EXPERIMENT.format(name=name, batch_size=batch_size))
+    return path
+
+
+def accelerate_share(batches: list[list[int]], processes: int, index: int) -> list[list[int]]:
+    """Process ``index``'s share as ``run_distributed`` takes it: accelerate's own ``split_between_processes``,
+    called with a stand-in for the process's state (its count and index are all the split reads)."""
+    from accelerate import PartialState
+
+    split = contextlib.contextmanager(PartialState.split_between_processes.__wrapped__)  # type: ignore[attr-defined]
+    state = SimpleNamespace(num_processes=processes, process_index=index)
+    with split(state, even_batches(batches, processes), apply_padding=False) as mine:
+        return list(mine)
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize("sizes", [[], [1], [4], [4, 4, 4], [4, 4, 3], [2, 1], [5, 5, 5, 5, 5, 5, 5, 1]])
+def test_each_batch_goes_to_one_process_whole_and_none_is_padded(processes: int, sizes: list[int]) -> None:
+    cell = iter(range(1000))
+    batches = [[next(cell) for _ in range(size)] for size in sizes]
+    shares = [accelerate_share(batches, processes, index) for index in range(processes)]
+    together = [c for share in shares for batch in share for c in batch]
+    # Every cell once, in order: no padding repeats the last batch on the processes short of one.
+    assert together == [c for batch in batches for c in batch]
+    # Batches are only halved where processes would otherwise go without one.
+    if len([b for b in batches]) >= processes:
+        assert [b for share in shares for b in share] == batches
+    else:
+        assert sum(1 for share in shares if share) == min(processes, sum(sizes))
+
+
+def test_the_plan_cut_into_batches_keeps_each_batch_within_one_render_group(tmp_path: Path) -> None:
+    text = EXPERIMENT.format(name="groups", batch_size=4) + 'guidance_scale = [5.0, 7.5]\n'
+    spec = parse_experiment(text, tmp_path / "groups.toml")
+    batches = plan_batches(cells(spec), 4)
+    assert sorted(c.key for b in batches for c in b) == sorted(c.key for c in cells(spec))
+    assert all(len({c.variant.params["guidance_scale"] for c in batch}) == 1 for batch in batches)
+
+
+def test_a_sqlite_store_is_refused_across_machines_and_the_fix_named() -> None:
+    with pytest.raises(StoreError, match="2 machines.*SQLite file /data/promptlab.db.*set PROMPTLAB_DB") as caught:
+        check_shared_store("sqlite:////data/promptlab.db", machines=2)
+    assert "\n" not in str(caught.value)
+    check_shared_store("sqlite:////data/promptlab.db", machines=1)
+    check_shared_store("postgresql+psycopg://user@db/promptlab", machines=2)
+
+
+def test_the_launch_command_passes_accelerates_own_options() -> None:
+    one = launch_command(["run", "x.toml"], Launch(4))
+    assert one[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert one[-4:] == ["-m", "promptlab", "run", "x.toml"] and "--machine_rank" not in one
+    two = launch_command(["run", "x.toml"], Launch(4, machines=2, machine_rank=1, main_process_ip="10.0.0.1", main_process_port=29600))
+    for option, value in [("--num_processes", "4"), ("--num_machines", "2"), ("--machine_rank", "1"),
+                          ("--main_process_ip", "10.0.0.1"), ("--main_process_port", "29600")]:  # fmt: skip
+        assert two[two.index(option) + 1] == value
+    with pytest.raises(PromptlabError, match="main machine's address"):
+        launch_command(["run", "x.toml"], Launch(4, machines=2))
+    with pytest.raises(PromptlabError, match="--processes 0"):
+        launch_command(["run", "x.toml"], Launch(0))
+
+
+def test_cpu_processes_share_the_cores_without_oversubscribing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert [distributed.cpu_threads(n) for n in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
+
+
+def test_cli_refuses_zero_processes_in_one_line(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path, "zero")
+    done = subprocess.run([sys.executable, "-m", "promptlab", "run", str(path), "--processes", "0"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["error: --processes 0: give at least 1"]
+
+
+# --- real launches (slow) ---------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, promptlab_home: Path) -> str:
+    """The store every process of a launch writes: the home's SQLite file, or a schema on the CI's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{promptlab_home / 'promptlab.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def launch_env(url: str) -> dict[str, str]:
+    env = dict(os.environ, PROMPTLAB_DB=url)
+    env.pop("OMP_NUM_THREADS", None)
+    return env
+
+
+def run_cli(path: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "promptlab", "run", str(path), "--format", "json", *extra]
+    return subprocess.run(command, capture_output=True, text=True, env=launch_env(url), timeout=600)
+
+
+def recorded(url: str, experiment: str) -> dict[tuple[str, int], object]:
+    """Each cell's ok run, checked: recorded once, with its image file in place."""
+    with open_store(url) as store:
+        runs = store.list_runs(experiment=experiment, limit=10_000)
+        cells_ = [(r.variant_key, r.seed) for r in runs]
+        assert len(cells_) == len(set(cells_)), "a cell was recorded twice"
+        assert all(r.status == "ok" for r in runs), [r.error for r in runs if r.status != "ok"]
+        assert all(r.image_sha256 and store.image_problem(r.image_sha256) is None for r in runs)
+        return {(r.variant_key, r.seed): store.image_path(r.image_sha256) for r in runs if r.image_sha256}
+
+
+def pixels(path: object) -> bytes:
+    from PIL import Image
+
+    with Image.open(str(path)) as image:
+        return image.convert("RGB").tobytes()
+
+
+@pytest.mark.slow
+def test_two_processes_record_every_cell_once_with_the_pixels_of_one_process(tmp_path: Path, store_url: str) -> None:
+    import torch
+
+    from promptlab.runner import run_experiment
+
+    path = write_experiment(tmp_path, "split", batch_size=4)
+    two = run_cli(path, store_url, "--processes", "2")
+    assert two.returncode == 0, two.stderr
+    summary = json.loads(two.stdout)
+    assert (summary["rendered"], summary["failed"], summary["total_cells"]) == (24, 0, 24)
+    # Progress is shown once, by the main process, with the count over both.
+    bars = [line for line in two.stderr.replace("\r", "\n").splitlines() if line.startswith("split:")]
+    assert bars and all("/24" in bar for bar in bars if "%" in bar)
+    split = recorded(store_url, "split")
+    assert len(split) == 24
+    # The same experiment in one process, into another store: the same pixels, cell by cell. With
+    # the processes' torch thread count: on a CPU, another count sums floats in another order,
+    # which moves an odd pixel by one level (measured: 1 image of 24, by 1, at 1 vs 2 threads).
+    alone = f"sqlite:///{tmp_path / 'alone.db'}"
+    spec = parse_experiment(path.read_text().replace('"split"', '"alone"'), path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(distributed.cpu_threads(2))
+    try:
+        with open_store(alone) as store:
+            assert run_experiment(spec, store).rendered == 24
+    finally:
+        torch.set_num_threads(threads)
+    one = recorded(alone, "alone")
+    assert one.keys() == split.keys()
+    assert all(pixels(one[key]) == pixels(split[key]) for key in one)
+    # Run again: nothing is missing, nothing is rendered.
+    again = run_cli(path, store_url, "--processes", "2")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["rendered"] == 0
+
+
+@pytest.mark.slow
+def test_fewer_cells_than_processes(tmp_path: Path) -> None:
+    path = tmp_path / "few.toml"
+    path.write_text(EXPERIMENT.format(name="few", batch_size=4).replace("seeds = [1, 2, 3, 4]", "seeds = [1]")
+                    .replace('["green", "blue", "orange"]', '["green"]').replace('["", "Alphonse Mucha"]', '[""]'))  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'few.db'}"
+    done = run_cli(path, url, "--processes", "3")
+    assert done.returncode == 0, done.stderr
+    assert len(recorded(url, "few")) == 1
+
+
+def worker(launcher: subprocess.Popen[str], rank: int) -> int:
+    """The pid of the process of ``rank`` that a launch started (its torchrun agent's child)."""
+    import psutil
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for child in psutil.Process(launcher.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "promptlab" in child.cmdline() and child.environ().get("RANK") == str(rank):
+                    return int(child.pid)
+        time.sleep(0.2)
+    raise AssertionError(f"no process of rank {rank} started")
+
+
+def wait_for_runs(url: str, experiment: str, at_least: int, launcher: subprocess.Popen[str]) -> int:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and launcher.poll() is None:
+        with contextlib.suppress(StoreError), open_store(url, read_only=True) as store:
+            count = store.count_runs(experiment=experiment)
+            if count >= at_least:
+                return count
+        time.sleep(0.2)
+    raise AssertionError(f"the launch ended or stalled before {at_least} runs were recorded")
+
+
+@contextlib.contextmanager
+def launched(command: list[str], url: str, log: Path) -> Iterator[subprocess.Popen[str]]:
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, env=launch_env(url), start_new_session=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_a_process_killed_mid_run_loses_only_unfinished_cells_and_a_rerun_renders_exactly_those(
+    tmp_path: Path, store_url: str
+) -> None:
+    path = write_experiment(tmp_path, "killed", batch_size=1)
+    command = launch_command(["run", str(path)], Launch(2, main_process_port=distributed.free_port()))
+    with launched(command, store_url, tmp_path / "launch.log") as launcher:
+        victim = worker(launcher, rank=1)
+        wait_for_runs(store_url, "killed", 2, launcher)
+        os.kill(victim, signal.SIGKILL)
+        assert launcher.wait(timeout=120) != 0
+    before = recorded(store_url, "killed")
+    assert 2 <= len(before) < 24, "the kill came too late to test anything"
+    rerun = run_cli(path, store_url, "--processes", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["rendered"] == 24 - len(before) and summary["skipped"] == len(before)
+    after = recorded(store_url, "killed")
+    assert len(after) == 24 and all(after[key] == before[key] for key in before)
+
+
+def machine_group(path: Path, rank: int, port: int) -> list[str]:
+    """One of two simulated machines: its own launcher, one process, meeting the other on loopback."""
+    launch = Launch(2, machines=2, machine_rank=rank, main_process_ip="127.0.0.1", main_process_port=port)
+    return launch_command(["run", str(path), "--format", "json"], launch)
+
+
+@pytest.mark.slow
+def test_two_machines_on_loopback_share_one_postgresql_store(tmp_path: Path, postgres_url: str) -> None:
+    path = write_experiment(tmp_path, "machines", batch_size=4)
+    port = distributed.free_port()
+    with launched(machine_group(path, 0, port), postgres_url, tmp_path / "m0.log") as first, \
+         launched(machine_group(path, 1, port), postgres_url, tmp_path / "m1.log") as second:  # fmt: skip
+        assert first.wait(timeout=600) == 0, (tmp_path / "m0.log").read_text()[-3000:]
+        assert second.wait(timeout=600) == 0, (tmp_path / "m1.log").read_text()[-3000:]
+    assert len(recorded(postgres_url, "machines")) == 24
+    # Only the main machine reports: its summary counts both machines' cells.
+    assert '"rendered": 24' in (tmp_path / "m0.log").read_text()
+    assert '"rendered"' not in (tmp_path / "m1.log").read_text()
+
+
+@pytest.mark.slow
+def test_two_machines_with_a_sqlite_store_are_refused_in_one_line(tmp_path: Path, promptlab_home: Path) -> None:
+    path = write_experiment(tmp_path, "refused")
+    url = f"sqlite:///{promptlab_home / 'promptlab.db'}"
+    port = distributed.free_port()
+    with launched(machine_group(path, 0, port), url, tmp_path / "m0.log") as first, \
+         launched(machine_group(path, 1, port), url, tmp_path / "m1.log") as second:  # fmt: skip
+        assert first.wait(timeout=300) != 0 and second.wait(timeout=300) != 0
+    errors = [line for line in (tmp_path / "m0.log").read_text().splitlines() if line.startswith("error:")]
+    assert errors and "SQLite file" in errors[0] and "set PROMPTLAB_DB" in errors[0]
+    with open_store(url, read_only=True) as store:
+        assert store.list_experiments() == []  # refused before the plan: no experiment, no run
