@@ -6,7 +6,6 @@ manual refresh."""
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from promptlab.analysis import Analysis, analyze
+from promptlab.analysis import Analysis, analyze, format_level
 from promptlab.errors import PromptlabError
 from promptlab.export import GridPlan, plan_grid
 from promptlab.export.compare import ImageDifference, difference, upscaled
@@ -145,17 +144,22 @@ def cell_text(cell: CellScores) -> str:
     if math.isnan(cell.ci_low):
         runs = len(cell.run_ids)
         return f"mean {cell.mean:.2f} of {runs} runs of 1 seed: no CI" if runs > 1 else f"{cell.mean:.2f}, 1 run: no CI"
-    return f"mean {cell.mean:.2f}, {100 * cell.ci_level:.3g}% CI {cell.ci_low:.2f}..{cell.ci_high:.2f} over {cell.n_seeds} seeds"
+    return f"mean {cell.mean:.2f}, {format_level(cell.ci_level)} CI {cell.ci_low:.2f}..{cell.ci_high:.2f} over {cell.n_seeds} seeds"
+
+
+def _changed(path: str) -> int | None:
+    """The file's modification time, which keys the image caches (a file written again is read again); None where it is gone."""
+    try:
+        return Path(path).stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def enlarged(path: str) -> Image.Image | None:
     """The image at its real size, a small one enlarged with nearest-neighbour (``export.compare.upscaled``);
     None where the file is missing or unreadable."""
-    try:
-        changed = Path(path).stat().st_mtime_ns
-    except OSError:
-        return None
-    return _enlarged(path, changed)
+    changed = _changed(path)
+    return None if changed is None else _enlarged(path, changed)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -168,11 +172,8 @@ def cell_picture(path: str, size: int = THUMBNAIL_PX) -> bytes | None:
     """A grid cell's picture as a PNG: an image smaller than ``size`` enlarged with nearest-neighbour
     (so a 64x64 image shows its pixels, not a browser's blur), a larger one a ``thumbnail``; None
     where the file is missing or unreadable."""
-    try:
-        changed = Path(path).stat().st_mtime_ns
-    except OSError:
-        return None
-    return _cell_picture(path, changed, size)
+    changed = _changed(path)
+    return None if changed is None else _cell_picture(path, changed, size)
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
@@ -192,11 +193,8 @@ def _cell_picture(path: str, changed: int, size: int) -> bytes | None:
 def image_difference(path_a: str, path_b: str) -> ImageDifference | None:
     """``export.compare.difference`` of two image files, its picture enlarged as ``enlarged``; None where
     either file is missing or unreadable. ExportError where their sizes differ."""
-    try:
-        changed = (Path(path_a).stat().st_mtime_ns, Path(path_b).stat().st_mtime_ns)
-    except OSError:
-        return None
-    return _image_difference(path_a, path_b, changed)
+    changed = (_changed(path_a), _changed(path_b))
+    return None if None in changed else _image_difference(path_a, path_b, changed)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -247,18 +245,13 @@ def without_lost_images(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 def thumbnail(path: str, size: int = THUMBNAIL_PX) -> bytes | None:
     """A PNG no larger than ``size`` pixels a side, so a page of images stays light; None where the
     file is missing or unreadable (a lost image)."""
-    try:
-        changed = Path(path).stat().st_mtime_ns
-    except OSError:
-        return None
-    return _thumbnail(path, changed, size)
+    changed = _changed(path)
+    return None if changed is None else _thumbnail(path, changed, size)
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
 def _thumbnail(path: str, changed: int, size: int) -> bytes | None:
     # ``changed`` keys the cache: a file written again (repaired) is read again.
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             image.thumbnail((size, size))
@@ -339,7 +332,3 @@ def pick_experiment(key: str) -> str | None:
     name = st.selectbox("Experiment", names, index=index, key=key)
     st.session_state["experiment"] = name
     return name
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, indent=2, default=str)
