@@ -54,10 +54,12 @@ def render(
     controlnet: Optional[str] = typer.Option(None, "--controlnet", help="A ControlNet: hub id, folder or .safetensors file; needs --control-image."),
     control_image: Optional[Path] = typer.Option(None, "--control-image", help="The ControlNet's conditioning image (RGB or grayscale; its size is the render's unless --size)."),
     control_scale: Optional[float] = typer.Option(None, "--control-scale", help="controlnet_conditioning_scale (default 1.0; 0: no ControlNet effect)."),
+    lora: Optional[list[str]] = typer.Option(None, "--lora", help="A LoRA FILE[:STRENGTH] (.safetensors, diffusers or kohya format), a name in PROMPTLAB_LORA_DIR, or a hub id; strength 1 if left out. Repeatable."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Render a prompt to PNG files (with A1111-readable metadata) and log the runs in the store."""
     from promptlab.render import ModelSpec, RenderParams, RenderRequest, parse_size
+    from promptlab.render.adapters import parse_lora
     from promptlab.render.params import parse_embedding
     from promptlab.runner import render_to_files
     from promptlab.store import open_store
@@ -80,6 +82,7 @@ def render(
         controlnet=controlnet,
         control_image=str(control_image) if control_image else None,
         controlnet_conditioning_scale=control_scale,
+        loras=tuple(parse_lora(text) for text in lora or ()),
     )
     spec = ModelSpec(model, vae=vae, dtype=dtype, device=device, allow_pickle=allow_pickle)
     request = RenderRequest(prompt=prompt, model=spec, params=params, seed=seed, count=count)

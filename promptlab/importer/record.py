@@ -7,7 +7,8 @@ made elsewhere are not all in the metadata), so importing it again finds its run
 seed is stored as -1 (A1111's "random"); no score is recorded. The run is txt2img: a denoising
 strength does not tell img2img from a hires-fix pass, so it is kept as ``source_strength``; the
 model hash, LoRAs, combined prompts and notes are kept beside it (``source_model_hash``,
-``source_loras``, ``source_prompts``, ``import_notes``).
+``source_loras``, ``source_prompts``, ``import_notes``); the LoRAs are also the run's ``loras``
+(name and strength; the hash unknown), as a rendered run records its own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from PIL.PngImagePlugin import PngInfo
 from promptlab.errors import ImportMetadataError
 from promptlab.importer.images import ImportedPrompt
 from promptlab.metadata import read_image_metadata
+from promptlab.render.adapters import lora_name
 
 if TYPE_CHECKING:
     from promptlab.store import Run, Store
@@ -50,6 +52,8 @@ def store_imported(store: Store, imported: ImportedPrompt, image_path: Path | No
         "source_strength": imported.strength,
         "source_model_hash": imported.model_hash,
         "source_loras": [[name, weight] for name, weight in imported.loras],
+        # As a rendered run records its LoRAs, so the store's RunLora rows list them; their files are not here.
+        "loras": [{"name": lora_name(name), "source": name, "sha256": None, "strength": weight} for name, weight in imported.loras],
         "source_prompts": [asdict(part) for part in imported.prompts],
         "source_negative_prompts": [asdict(part) for part in imported.negative_prompts],
         "import_notes": list(imported.notes),

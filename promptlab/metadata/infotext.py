@@ -17,6 +17,7 @@ from promptlab.errors import ExportError
 from promptlab.metadata.a1111 import A1111_PROMPT_SYNTAX_KEY
 from promptlab.metadata.parameters import GenerationParameters
 from promptlab.metadata.png import png_bytes
+from promptlab.prompt.a1111 import lora_tag
 
 if TYPE_CHECKING:
     from promptlab.store import RunRecord, ScoreRecord
@@ -53,6 +54,13 @@ def run_parameters(record: RunRecord, size: tuple[int, int], chunk: Mapping[str,
     if compel:
         settings[A1111_PROMPT_SYNTAX_KEY] = "compel"
     settings.update(_run_adapter_settings(params))
+    loras = _run_loras(params)
+    if loras:
+        # A1111 reads a LoRA from its tag in the prompt and names it by hash in "Lora hashes" (extra_networks_lora.py).
+        prompt = " ".join([part for part in (prompt, *(lora_tag(name, strength) for name, strength, _ in loras)) if part])
+        hashes = [f"{name.replace(':', '').replace(',', '')}: {digest[:12]}" for name, _, digest in loras if digest]
+        if hashes:
+            settings["Lora hashes"] = ", ".join(hashes)
     return GenerationParameters(
         prompt=prompt,
         negative_prompt=negative,
@@ -70,7 +78,18 @@ def run_parameters(record: RunRecord, size: tuple[int, int], chunk: Mapping[str,
         # A1111 counts the last CLIP layer as 1; diffusers' clip_skip counts layers skipped.
         clip_skip=clip_skip + 1 if isinstance(clip_skip, int) else None,
         extra=settings,
+        loras=tuple((name, strength) for name, strength, _ in loras),
     )
+
+
+def _run_loras(params: Mapping[str, Any]) -> list[tuple[str, float, str | None]]:
+    """The run's LoRAs as (name, strength, A1111's hash or None), in the order they were applied."""
+    loras = []
+    for lora in params.get("loras") or ():
+        if isinstance(lora, Mapping) and isinstance(lora.get("name"), str) and isinstance(lora.get("strength"), (int, float)):
+            digest = lora.get("a1111_hash")
+            loras.append((lora["name"], float(lora["strength"]), digest if isinstance(digest, str) else None))
+    return loras
 
 
 def _run_a1111_prompts(record: RunRecord, chunk: Mapping[str, Any]) -> tuple[str, str, bool]:

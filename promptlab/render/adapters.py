@@ -21,6 +21,7 @@ between batches costs a ``set_adapters`` call, never a reload of the base model.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -29,6 +30,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +62,8 @@ class LoraSpec:
     """A LoRA to apply at ``strength``: ``source`` is a .safetensors file (absolute path) or a hub id.
 
     ``name`` is how it is shown and written in A1111's ``<lora:name:w>`` (the file's stem);
-    ``sha256`` the file's hash and ``path`` the file itself, known once a hub LoRA is fetched.
+    ``sha256`` the file's hash and ``path`` the file itself, known once a hub LoRA is fetched;
+    ``a1111_hash`` the hash A1111 names a LoRA by (``addnet_sha256``).
     """
 
     source: str
@@ -68,6 +71,7 @@ class LoraSpec:
     name: str = ""
     sha256: str | None = None
     path: str | None = None
+    a1111_hash: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -92,7 +96,13 @@ class LoraSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """What a run records of the LoRA."""
-        return {"name": self.name, "source": self.source, "sha256": self.sha256, "strength": self.strength}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "sha256": self.sha256,
+            "strength": self.strength,
+            "a1111_hash": self.a1111_hash,
+        }
 
 
 def check_strength(strength: object, what: str) -> float:
@@ -144,7 +154,7 @@ def parse_lora(
     folder = lora_folder(lora_dir)
     path = find_lora_file(name, folder, base_dir)
     if path is not None:
-        return LoraSpec(str(path), value, lora_name(name), file_sha256(path), str(path))
+        return LoraSpec(str(path), value, lora_name(name), file_sha256(path), str(path), addnet_sha256(path))
     if _HUB_ID.match(name) and not name.lower().endswith((LORA_SUFFIX, *_PICKLE_SUFFIXES)):
         return LoraSpec(name, value, lora_name(name))
     where = f"the LoRA folder {folder}" if folder is not None else f"no LoRA folder (set {LORA_DIR_ENV} or lora_dir)"
@@ -200,7 +210,9 @@ def _file_in_folder(folder: Path, name: str) -> Path:
 def fetch_lora(lora: LoraSpec) -> LoraSpec:
     """``lora`` with its local file and hash: a hub LoRA from the Hugging Face cache, or downloaded when online."""
     if lora.path is not None:
-        return lora if lora.sha256 else replace(lora, sha256=file_sha256(Path(lora.path)))
+        if lora.sha256 and lora.a1111_hash:
+            return lora
+        return replace(lora, sha256=file_sha256(Path(lora.path)), a1111_hash=addnet_sha256(Path(lora.path)))
     from huggingface_hub import snapshot_download
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
@@ -211,7 +223,25 @@ def fetch_lora(lora: LoraSpec) -> LoraSpec:
     except Exception as error:  # noqa: BLE001 - the hub client raises many types for one cause: not here
         raise ModelError(hub_lora_missing(lora.source, f"{type(error).__name__}: {_first_line(error)}")) from error
     path = _file_in_folder(folder, lora.source).resolve()
-    return replace(lora, path=str(path), sha256=file_sha256(path))
+    return replace(lora, path=str(path), sha256=file_sha256(path), a1111_hash=addnet_sha256(path))
+
+
+def addnet_sha256(path: Path) -> str:
+    """The SHA-256 of a .safetensors file's tensors, its header left out: the hash A1111 (``hashes.addnet_hash_safetensors``,
+    kohya's) names a LoRA by, so editing the file's metadata keeps it. Its first 12 hex digits are A1111's ``Lora hashes``."""
+    stat = path.stat()
+    return _addnet_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _addnet_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        header = int.from_bytes(handle.read(8), "little")
+        handle.seek(8 + header)
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def hub_lora_missing(hub_id: str, why: str) -> str:

@@ -89,7 +89,7 @@ def lora_params(setup: dict[str, Any]) -> dict[str, Any]:
     """A render setup's LoRAs as a run records them (name, source, file sha256, strength, in the order applied);
     nothing for a render without them, so older records read the same."""
     loras = setup.get("loras") or ()
-    return {"loras": [{key: lora[key] for key in ("name", "source", "sha256", "strength")} for lora in loras]} if loras else {}
+    return {"loras": [{key: lora[key] for key in ("name", "source", "sha256", "strength", "a1111_hash")} for lora in loras]} if loras else {}
 
 
 def adapter_params(setup: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from promptlab.store import RunRecord, Store
 # RenderParams fields that are not part of a render's recipe key (kept elsewhere on the run).
 _SETUP_NOT_PARAMS = (
     "task", "negative_prompt", "long_prompt", "image", "mask_image", "depth_map", "control_image", "embeddings", "controlnet",
+    "loras",
 )  # fmt: skip
 
 
@@ -62,6 +63,7 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
     # a prompt too long or too strongly weighted to render fails before the model loads.
     check_prompt_length(request.prompt, "prompt")
     check_prompt_length(request.params.negative_prompt, "negative prompt")
+    request = _with_lora_tags(request, syntax)
     text = compel_prompt(request.prompt, syntax)
     negative = compel_prompt(request.params.negative_prompt, syntax)
     check_prompt(text, "prompt")
@@ -84,6 +86,7 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
         long_prompt=request.params.long_prompt,
         input_hashes={i["role"]: i["sha256"] for i in setup["inputs"]},
         prompt_text=text,
+        loras=result.setup.loras,
     )
     params = {**recipe, "long_prompt": request.params.long_prompt, **setup_params(result.setup)}
     experiment = store.get_or_create_experiment(RENDERS_EXPERIMENT, {"name": RENDERS_EXPERIMENT}, None)
@@ -118,6 +121,43 @@ def render_to_files(request: Any, out_dir: Path, store: Store, syntax: str = "co
         seeds = ", ".join(map(str, black))
         raise RenderError(f"seed {seeds}: {BLACK_IMAGE_ERROR} (recorded as failed; {len(files)} other image(s) written)")
     return files
+
+
+def _with_lora_tags(request: Any, syntax: str) -> Any:
+    """An A1111-syntax request with its prompt's ``<lora:name:w>`` tags taken out and their LoRAs (found in
+    ``PROMPTLAB_LORA_DIR``, or by path) added to its params, as A1111 loads them."""
+    import dataclasses
+
+    from promptlab.prompt.a1111 import lora_tags
+    from promptlab.render.adapters import parse_lora
+
+    if syntax != "a1111":
+        return request
+    text, tags = lora_tags(request.prompt)
+    if not tags:
+        return request
+    loras = (*request.params.loras, *(parse_lora(tag.name, strength=tag.weight) for tag in tags))
+    return dataclasses.replace(request, prompt=text, params=dataclasses.replace(request.params, loras=loras))
+
+
+def _recorded_loras(run_id: int, recorded: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The LoRAs a run recorded, each file checked against its recorded hash (a hub LoRA by its id)."""
+    from promptlab.errors import RenderError
+    from promptlab.hashing import file_sha256
+    from promptlab.render.adapters import LoraSpec
+
+    loras = []
+    for lora in recorded.get("loras") or ():
+        source = str(lora["source"])
+        spec = LoraSpec(source, float(lora["strength"]), str(lora["name"]))
+        if spec.kind == "file":
+            path = Path(source)
+            if not path.is_file() or file_sha256(path) != lora.get("sha256"):
+                state = "is missing" if not path.is_file() else "has changed since the run (sha256 differs)"
+                raise RenderError(f"run {run_id}: its LoRA {path} {state}; put the original file back to render it again")
+            spec = LoraSpec(source, spec.strength, spec.name, lora["sha256"], source)
+        loras.append(spec)
+    return tuple(loras)
 
 
 def _recipe(setup: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,6 +289,9 @@ def rerender(run_id: int, store: Store, *, seeds: Sequence[int] | None = None, d
                 f"run {run_id}: its embedding {path} {state}; put the original file back to render it again"
             )
     values.update(adapter_render_params(recorded))
+    loras = _recorded_loras(run_id, recorded)
+    if loras:
+        values["loras"] = loras
     vae = recorded.get("vae")
     model = ModelSpec(
         run.model,
@@ -277,6 +320,7 @@ def rerender(run_id: int, store: Store, *, seeds: Sequence[int] | None = None, d
         long_prompt=params.long_prompt,
         input_hashes={i["role"]: i["sha256"] for i in setup["inputs"]},
         prompt_text=run.prompt,
+        loras=result.setup.loras,
     )
     experiment = store.get_or_create_experiment(RENDERS_EXPERIMENT, {"name": RENDERS_EXPERIMENT}, None)
     assert experiment.id is not None
