@@ -67,6 +67,7 @@ from promptlab.analysis.frame import (
     axis_columns,
     axis_values,
     check_frame,
+    first_error,
 )
 from promptlab.analysis.inference import (
     Interval,
@@ -199,9 +200,8 @@ def _no_scores_message(runs: pd.DataFrame, score_kind: str, experiment: str) -> 
     if runs.empty:
         return f"{where} has no runs yet: nothing to analyse (promptlab run FILE renders them)"
     failed = int(runs["status"].eq("failed").sum()) if "status" in runs.columns else 0
-    error = ""
-    if "error" in runs.columns and runs["error"].notna().any():
-        error = f"; first error: {str(runs['error'].dropna().iloc[0]).splitlines()[0][:120]}"
+    first = first_error(runs, 120)
+    error = "" if first is None else f"; first error: {first}"
     return (
         f"{where} has no usable {score_kind} scores: {len(runs)} runs, {failed} failed, "
         f"{len(runs) - failed} with no {score_kind} score{error}"

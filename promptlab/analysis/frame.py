@@ -77,6 +77,13 @@ def axis_values(values: pd.Series) -> pd.Series:
     return values.astype(object).where(values.notna(), ABSENT)
 
 
+def first_error(runs: pd.DataFrame, limit: int) -> str | None:
+    """The first line, cut to ``limit`` characters, of the first error among ``runs``; None where no run has one."""
+    if "error" not in runs.columns or not runs["error"].notna().any():
+        return None
+    return str(runs["error"].dropna().iloc[0]).splitlines()[0][:limit]
+
+
 def is_nested(design: pd.DataFrame, other: str, column: str) -> bool:
     """Whether ``other`` applies (is not NaN) only at some levels of ``column``, decided by the level alone."""
     applies = design[design[column].notna()]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from promptlab.analysis.frame import AXIS_PREFIX, VARIANT_LEVEL, all_runs, axis_columns, python_value
+from promptlab.analysis.frame import AXIS_PREFIX, VARIANT_LEVEL, all_runs, axis_columns, first_error, python_value
 from promptlab.analysis.inference import t_interval
 from promptlab.analysis.results import BestPrompt, VariantStats
 from promptlab.errors import PromptlabError
@@ -65,9 +65,8 @@ def _variant_note(runs: pd.DataFrame, n_seeds: int) -> str:
     """Why a variant has no mean or no interval, or why its interval is so wide; "" otherwise."""
     if n_seeds == 0:
         failed = runs["status"].eq("failed").sum() if "status" in runs.columns else len(runs)
-        error = ""
-        if "error" in runs.columns and runs["error"].notna().any():
-            error = ": " + str(runs["error"].dropna().iloc[0]).splitlines()[0][:100]
+        first = first_error(runs, 100)
+        error = "" if first is None else f": {first}"
         if failed == len(runs):
             return f"no score: every run failed ({failed} of {len(runs)}){error}"
         return f"no score: none of its {len(runs)} runs has one ({failed} failed){error}"
