@@ -71,7 +71,7 @@ def format_report(result: Analysis) -> list[str]:
     lines = [format_cells(cells)] if cells is not None and (cells.planned is not None or cells.incomplete or cells.note) else []
     failed = f", {result.n_failed} of {result.n_runs} runs without a score" if result.n_failed else ""
     lines.append(f"Variants ({result.score_kind} score: mean over seeds, {format_level(VARIANT_LEVEL)} t-interval{failed}):")
-    for v in sorted(result.variants, key=lambda v: -v.mean if not math.isnan(v.mean) else math.inf):
+    for v in _best_first(result.variants):
         lines.append(f"  {format_variant(v)}  {v.label}")
     if not result.effects:
         lines.append("Effects: none (no axis has two levels).")
@@ -113,7 +113,7 @@ def report_tables(result: Analysis) -> tuple[pd.DataFrame, pd.DataFrame]:
         [
             {"variant": v.label, "mean": _round(v.mean), "ci": format_variant(v), "seeds": v.n,
              "failed": v.n_failed, "note": v.note}
-            for v in sorted(result.variants, key=lambda v: -v.mean if not math.isnan(v.mean) else math.inf)
+            for v in _best_first(result.variants)
         ],
         columns=["variant", "mean", "ci", "seeds", "failed", "note"],
     )
@@ -169,6 +169,11 @@ def effects_chart_data(result: Analysis) -> pd.DataFrame:
              "starred": "starred" if e.significant else "not starred", "wins": _wins(e), "note": e.note}
         )  # fmt: skip
     return pd.DataFrame(rows, columns=["row", "effect", "estimate", "ci_low", "ci_high", "interval", "starred", "wins", "note"])
+
+
+def _best_first(variants: list[VariantStats]) -> list[VariantStats]:
+    """Highest mean first, variants without a mean last (in their order)."""
+    return sorted(variants, key=lambda v: -v.mean if not math.isnan(v.mean) else math.inf)
 
 
 def _round(value: float) -> float | None:
