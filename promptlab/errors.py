@@ -46,6 +46,10 @@ class ExperimentError(PromptlabError):
     """An experiment file is invalid: names the key, the value and what was expected."""
 
 
+class SearchError(ExperimentError):
+    """A search's ``[search]`` table or its run is invalid: names the key, the value and the fix."""
+
+
 class StoreError(PromptlabError):
     """The run store cannot be opened or a record cannot be found."""
 

@@ -49,7 +49,7 @@ KEY_VERSION = 1
 TOP_KEYS = (
     "name", "description", "model", "task", "seeds", "strategy", "samples", "random_seed",
     "scorer", "batch_size", "long_prompt", "subjects", "image", "mask", "depth",
-    "params", "prompt", "axes", "syntax",
+    "params", "prompt", "axes", "syntax", "search",
     "loras", "lora_dir",
 )  # fmt: skip
 # How the file's subject and negative prompt are read: compel's syntax, or A1111's.

@@ -1,0 +1,290 @@
+"""Running a search: rounds of candidates on shared seeds, the weak dropped, the strong given more seeds,
+then the winner confirmed on fresh seeds against the start prompt.
+
+Every round is a set of cells (candidate variant x the round's seeds) of one experiment, the file's
+``name``, rendered, scored and recorded by the runner like any experiment's; so resuming is
+running again: the candidates follow from ``[search] seed`` and the recorded scores, and the
+runner skips every cell the store holds.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from promptlab.analysis import analyze
+from promptlab.errors import PromptlabError, SearchError
+from promptlab.experiment import Cell, Variant
+from promptlab.runner import Plan, run_experiment
+from promptlab.search.candidates import Candidate, Space
+from promptlab.search.result import Round, Scored, SearchProgress, SearchResult, TermStep
+from promptlab.search.spec import SearchSpec
+from promptlab.store import Store
+
+#: Score points a term must earn to stay: of two candidates that score alike, the shorter prompt ranks first.
+TERM_COST = 0.5
+# Selection seeds and confirmation seeds are drawn from ranges that never meet.
+_SELECTION_SEEDS = range(1, 1_000_000)
+_CONFIRM_SEEDS = range(1_000_000, 2_000_000)
+#: The axis the confirmation's comparison is read on: "start" and "winner".
+PROMPT_AXIS = "prompt"
+
+SearchCallback = Callable[[SearchProgress], None]
+
+
+def search_seeds(spec: SearchSpec) -> tuple[list[int], list[int]]:
+    """The selection seeds (in the order rounds use them) and the confirmation seeds: disjoint, fixed by ``seed``."""
+    rng = random.Random(f"promptlab-search:{spec.seed}")
+    selection = rng.sample(_SELECTION_SEEDS, min(spec.budget, len(_SELECTION_SEEDS)))
+    confirm = sorted(rng.sample(_CONFIRM_SEEDS, spec.confirm_seeds))
+    return selection, confirm
+
+
+class _Search:
+    """One search's state: the store, the experiment row, the scores recorded so far, the spend."""
+
+    def __init__(self, spec: SearchSpec, store: Store, scorer: Any, progress: SearchCallback | None) -> None:
+        self.spec = spec
+        self.store = store
+        self.scorer = scorer
+        self.progress = progress
+        self.space = Space(spec)
+        experiment = spec.experiment
+        row = store.get_or_create_experiment(experiment.name, experiment.raw, experiment.path, subject=experiment.subject)
+        assert row.id is not None
+        self.experiment_id = row.id
+        store.clean_partials()
+        self.scores: dict[str, dict[int, float]] = {}
+        self.spent = 0
+        self.rendered = 0
+        self.rounds: list[Round] = []
+        # Every term that survived a round, as (group, text), in the order they first did.
+        self.survived: dict[tuple[str, str], None] = {}
+
+    def render(self, variants: Sequence[Variant], seeds: Sequence[int], phase: str) -> None:
+        """Render, score and record every (variant, seed) the store lacks; read every score back."""
+        every = [Cell(variant, seed) for variant in variants for seed in seeds]
+        done = self.store.existing_cells(self.experiment_id)
+        lost = {(b.variant_key, b.seed): b.run_id for b in self.store.broken_images(self.experiment_id)}
+        todo = tuple(cell for cell in every if cell.key not in done or cell.key in lost)
+        if todo:
+            plan = Plan(self.experiment_id, len(every), todo, lost)
+            summary = run_experiment(self.spec.experiment, self.store, plan=plan, scorer=self.scorer)
+            self.rendered += summary.rendered
+        self.spent += len(every)
+        self._read_scores({v.key for v in variants}, set(seeds))
+
+    def _read_scores(self, keys: set[str], seeds: set[int]) -> None:
+        frame = self.store.runs_frame(self.spec.name, "intent")
+        frame = frame[frame["variant_key"].isin(keys) & frame["seed"].isin(seeds)]
+        means = frame.groupby(["variant_key", "seed"])["score"].mean()
+        for (key, seed), value in means.items():
+            self.scores.setdefault(str(key), {})[int(seed)] = float(value)
+
+    def mean(self, candidate: Candidate) -> tuple[float, int]:
+        values = [v for v in self.scores.get(self.space.variant(candidate).key, {}).values() if not math.isnan(v)]
+        return (sum(values) / len(values), len(values)) if values else (math.nan, 0)
+
+    def rank(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """Best first: mean over every seed a candidate has had, less ``TERM_COST`` per term; unscored last."""
+
+        def key(candidate: Candidate) -> float:
+            mean, _ = self.mean(candidate)
+            return -math.inf if math.isnan(mean) else mean - TERM_COST * len(candidate.terms)
+
+        return sorted(candidates, key=key, reverse=True)
+
+    def record_round(self, ranked: list[Candidate], seeds: Sequence[int], kept: Sequence[Candidate], images: int) -> None:
+        standings = tuple(Scored(self.space.variant(c).key, c.label, *self.mean(c)) for c in ranked)
+        self.rounds.append(Round(len(self.rounds), tuple(seeds), standings, tuple(c.label for c in kept), images))
+        for candidate in kept:
+            for term in candidate.terms:
+                self.survived.setdefault((term.category or "", term.text), None)
+        self.report("search", ranked[0])
+
+    def report(self, phase: str, best: Candidate) -> None:
+        if self.progress is not None:
+            mean, _ = self.mean(best)
+            self.progress(SearchProgress(phase, len(self.rounds), self.spent, self.spec.budget, best.label, mean))
+
+
+def run_search(
+    spec: SearchSpec, store: Store, *, scorer: Any = None, progress: SearchCallback | None = None
+) -> SearchResult:
+    """Search ``spec``'s pool for the prompt its scorer rates best against the intent, within ``spec.budget`` images.
+
+    ``scorer`` is a loaded scorer (default: ``load_scorer(spec.scorer)``); ``progress`` is called after
+    every round and after the confirmation. Every image is a run of the experiment ``spec.name``.
+    """
+    # 1. Check the request: the file was checked when read; the scorer loads before any image.
+    from promptlab.scoring import load_scorer
+
+    scorer = scorer or load_scorer(spec.scorer)
+    search = _Search(spec, store, scorer, progress)
+    selection, confirm = search_seeds(spec)
+    # 2. Choose: successive halving over generations, or random candidates on the same seeds.
+    selecting = spec.budget - spec.confirmation_images
+    if spec.method == "random":
+        winner = _random_search(search, selection, selecting)
+    else:
+        winner = _halving(search, selection, selecting)
+    # 3. Confirm the winner against the start prompt on fresh seeds.
+    return _confirm(search, winner, confirm)
+
+
+def _halving(search: _Search, seeds: list[int], budget: int) -> Candidate:
+    """Rounds of ``population`` candidates on ``round_seeds`` new shared seeds; the best quarter stays, the rest are
+    replaced by mutations of it; a last round gives what budget is left to the survivors, as more seeds."""
+    spec, space = search.spec, search.space
+    rng = random.Random(spec.seed)
+    start = space.start()
+    tried = {start.key}
+    population = [start, *_fresh(space, rng, tried, spec.population - 1)]
+    keep = max(1, spec.population // 4)
+    used = 0
+    while True:
+        round_seeds = seeds[used : used + spec.round_seeds]
+        used += len(round_seeds)
+        search.render([space.variant(c) for c in population], round_seeds, "search")
+        ranked = search.rank(population)
+        survivors = ranked[:keep]
+        search.record_round(ranked, round_seeds, survivors, len(population) * len(round_seeds))
+        left = budget - search.spent
+        if left < spec.round_images:
+            break
+        children: list[Candidate] = []
+        for _ in range(spec.population - keep):
+            parent = survivors[min(rng.randrange(keep), rng.randrange(keep))]
+            child = space.mutate(parent, rng, tried) or next(iter(_fresh(space, rng, tried, 1)), None)
+            if child is None:
+                break
+            tried.add(child.key)
+            children.append(child)
+        population = survivors + children
+    # The last round: the survivors on as many new seeds as the budget has left.
+    extra = min(left // keep, len(seeds) - used)
+    if extra >= 1:
+        round_seeds = seeds[used : used + extra]
+        search.render([space.variant(c) for c in survivors], round_seeds, "search")
+        ranked = search.rank(survivors)
+        search.record_round(ranked, round_seeds, ranked[:1], len(survivors) * extra)
+        survivors = ranked
+    return survivors[0]
+
+
+def _random_search(search: _Search, seeds: list[int], budget: int) -> Candidate:
+    """Random search with the same budget: the start and random candidates, each on the same ``round_seeds`` seeds."""
+    spec, space = search.spec, search.space
+    rng = random.Random(spec.seed)
+    start = space.start()
+    tried = {start.key}
+    count = budget // spec.round_seeds
+    candidates = [start, *_fresh(space, rng, tried, count - 1)]
+    round_seeds = seeds[: spec.round_seeds]
+    best: list[Candidate] = []
+    for begin in range(0, len(candidates), spec.population):
+        batch = candidates[begin : begin + spec.population]
+        search.render([space.variant(c) for c in batch], round_seeds, "search")
+        best = search.rank([*best, *batch])[:1]
+        search.record_round(search.rank(batch), round_seeds, best, len(batch) * len(round_seeds))
+    return best[0]
+
+
+def _fresh(space: Space, rng: random.Random, tried: set[Any], count: int) -> list[Candidate]:
+    """Up to ``count`` random candidates not tried before (fewer when the pool runs out)."""
+    found: list[Candidate] = []
+    misses = 0
+    while len(found) < count and misses < 100:
+        candidate = space.random(rng)
+        if candidate.key in tried:
+            misses += 1
+            continue
+        tried.add(candidate.key)
+        found.append(candidate)
+    return found
+
+
+def _confirm(search: _Search, winner: Candidate, seeds: list[int]) -> SearchResult:
+    """The winner and the start on ``seeds`` (fresh: never used to choose), compared by the paired analysis."""
+    spec, space = search.spec, search.space
+    start = space.start()
+    variants = {"start": space.variant(start), "winner": space.variant(winner)}
+    search.render(list({v.key: v for v in variants.values()}.values()), seeds, "confirm")
+    search.report("confirm", winner)
+    scores = {name: tuple(search.scores.get(v.key, {}).get(s, math.nan) for s in seeds) for name, v in variants.items()}
+    gain = None
+    if variants["winner"].key != variants["start"].key:
+        gain = _gain(search, variants, seeds)
+    return SearchResult(
+        experiment=spec.name,
+        method=spec.method,
+        scorer=spec.scorer,
+        intent=spec.intent,
+        start_prompt=variants["start"].prompt.to_compel(),
+        winner_prompt=variants["winner"].prompt.to_compel(),
+        winner_prompt_a1111=variants["winner"].prompt.to_a1111(),
+        winner_label=winner.label,
+        winner_key=variants["winner"].key,
+        start_key=variants["start"].key,
+        selection_seeds=tuple(sorted({s for r in search.rounds for s in r.seeds})),
+        confirm_seeds=tuple(seeds),
+        winner_scores=scores["winner"],
+        start_scores=scores["start"],
+        gain=gain,
+        budget=spec.budget,
+        spent=search.spent,
+        rendered=search.rendered,
+        rounds=tuple(search.rounds),
+        path=_path(search, winner),
+    )
+
+
+def _gain(search: _Search, variants: dict[str, Variant], seeds: list[int]) -> Any:
+    frame = search.store.runs_frame(search.spec.name, "intent")
+    frame = frame[frame["seed"].isin(seeds) & frame["variant_key"].isin([v.key for v in variants.values()])]
+    frame = frame.drop(columns=[c for c in frame.columns if c.startswith("axis:")])
+    names = {v.key: name for name, v in variants.items()}
+    frame = frame.assign(**{f"axis:{PROMPT_AXIS}": frame["variant_key"].map(names)})
+    try:
+        result = analyze(frame, reference={PROMPT_AXIS: "start"}, experiment=search.spec.name)
+    except PromptlabError as exc:
+        raise SearchError(f"search {search.spec.name!r}: the confirmation has no usable scores: {exc}") from exc
+    return next((e for e in result.effects if e.axis == PROMPT_AXIS and e.level == "winner"), None)
+
+
+def _path(search: _Search, winner: Candidate) -> tuple[TermStep, ...]:
+    """Each term that ever survived a round: its effect over the selection runs, and whether the winner kept it."""
+    survived = dict(search.survived)
+    for term in winner.terms:
+        survived.setdefault((term.category or "", term.text), None)
+    effects = _selection_effects(search)
+    kept = {(t.category or "", t.text) for t in winner.terms}
+    steps = []
+    for group, text in survived:
+        effect, n = effects.get((group, text), (math.nan, 0))
+        steps.append(TermStep(group, text, (group, text) in kept, effect, n))
+    return tuple(sorted(steps, key=lambda s: (not s.kept, -(s.effect if not math.isnan(s.effect) else -math.inf))))
+
+
+def _selection_effects(search: _Search) -> dict[tuple[str, str], tuple[float, int]]:
+    """Each term's mean paired difference over the selection seeds, vs its group without a term (``promptlab.analysis``)."""
+    seeds = {s for r in search.rounds for s in r.seeds}
+    frame = search.store.runs_frame(search.spec.name, "intent")
+    frame = frame[frame["seed"].isin(seeds)]
+    if frame["score"].notna().sum() == 0:
+        return {}
+    groups = [g for g in search.spec.groups if f"axis:{g}" in frame.columns]
+    frame = frame.drop(columns=[c for c in frame.columns if c.startswith("axis:") and c[5:] not in groups])
+    try:
+        result = analyze(frame, experiment=search.spec.name)
+    except PromptlabError:
+        return {}
+    found: dict[tuple[str, str], tuple[float, int]] = {}
+    for effect in result.effects:
+        if effect.reference == "" and isinstance(effect.level, str):
+            text = effect.level.rsplit(":", 1)[0] if ":" in effect.level else effect.level
+            found.setdefault((effect.axis, text), (effect.mean_diff, effect.n_seeds))
+    return found
+
