@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptlab.builtin import BUILTIN_MODELS
 from promptlab.errors import ModelError, RenderError
 from promptlab.model_cache import ModelCache
 from promptlab.render.images import read_image
@@ -84,7 +85,7 @@ def resolve_controlnet(model: str) -> ModelSource:
     if model in TINY_CONTROLNETS:
         return ModelSource(model, "builtin", str(tiny_controlnet_folder(model)))
     path = Path(model).expanduser()
-    if not path.exists() and (_looks_like_path(model) or not _HUB_ID.match(model)):
+    if model not in BUILTIN_MODELS and not path.exists() and (_looks_like_path(model) or not _HUB_ID.match(model)):
         raise ModelError(
             f"controlnet {model!r}: no such file or folder, and not a hub id (owner/name) or built-in ControlNet "
             f"({', '.join(TINY_CONTROLNETS)}); give a ControlNet folder (config.json + weights), .safetensors file or hub id"

@@ -209,12 +209,15 @@ def _inputs(params: RenderParams, loaded: LoadedModel) -> tuple[InputImages | No
 
 
 def _input_files(params: RenderParams) -> tuple[InputFile, ...]:
-    roles = ("image", "mask_image", "depth_map", "control_image")
-    return tuple(
-        InputFile(role, str(Path(path).resolve()), file_sha256(Path(path)))
-        for role, path in ((role, getattr(params, role)) for role in roles)
-        if path is not None
-    )
+    files = []
+    for role in ("image", "mask_image", "depth_map", "control_image"):
+        path = getattr(params, role)
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            raise RenderError(f"{role.replace('_', ' ')} file {str(path)!r} does not exist")
+        files.append(InputFile(role, str(Path(path).resolve()), file_sha256(Path(path))))
+    return tuple(files)
 
 
 def _resolved_size(

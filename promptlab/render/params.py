@@ -205,6 +205,13 @@ class RenderParams:
             raise RenderError(f"loras {self.loras!r} must be a tuple of LoraSpec (promptlab.render.adapters.parse_lora reads NAME[:STRENGTH])")
 
     def _check_adapters(self) -> None:
+        if isinstance(self.embeddings, (list, tuple)):
+            # A setup read back from JSON (``RenderSetup.to_dict``) gives each as {"path", "token"}, or PATH:TOKEN text.
+            embeddings = tuple(
+                EmbeddingFile(e.get("path"), e.get("token")) if isinstance(e, dict) else parse_embedding(e) if isinstance(e, str) else e
+                for e in self.embeddings
+            )
+            object.__setattr__(self, "embeddings", embeddings)
         if not isinstance(self.embeddings, tuple) or not all(isinstance(e, EmbeddingFile) for e in self.embeddings):
             raise RenderError(f"embeddings {self.embeddings!r} must be a tuple of EmbeddingFile (parse_embedding reads PATH:TOKEN)")
         tokens = [e.token for e in self.embeddings if e.token is not None]

@@ -1,0 +1,176 @@
+"""ControlNet on the tiny SD 1.x and SDXL models (random ControlNets): sizes, the scale, errors, records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from promptlab.errors import ModelError, RenderError
+from promptlab.render.engine import render
+from promptlab.render.models import load_model
+from promptlab.render.params import RenderItem, RenderParams
+
+STEPS = {"num_inference_steps": 2}
+CONTROLNETS = {"tiny-sd": "tiny-sd-controlnet", "tiny-sdxl": "tiny-sdxl-controlnet"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads(one_torch_thread: None) -> None:
+    return None
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> dict[str, str]:
+    """Control images: RGB and grayscale 64x96 with a pattern, and some the ControlNet cannot take."""
+    rng = np.random.default_rng(0)
+    pattern = rng.integers(0, 256, (96, 64), dtype=np.uint8)
+    made = {
+        "rgb": Image.fromarray(np.stack([pattern] * 3, axis=-1)),
+        "gray": Image.fromarray(pattern),
+        "rgba": Image.new("RGBA", (64, 96)),
+        "sixteen": Image.new("I;16", (64, 96)),
+        "odd": Image.new("RGB", (60, 96)),
+        "init": Image.new("RGB", (64, 64), (40, 90, 200)),
+    }
+    paths = {}
+    for name, image in made.items():
+        paths[name] = str(tmp_path / f"{name}.png")
+        image.save(paths[name])
+    return paths
+
+
+def _pixels(result: object) -> np.ndarray:
+    return np.asarray(result.images[0].image, dtype=int)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl"])
+def test_scale_0_is_the_base_pipeline_and_scale_changes_the_image(model: str, images: dict[str, str]) -> None:
+    items = [RenderItem("a red circle", 7)]
+    control = {"controlnet": CONTROLNETS[model], "control_image": images["rgb"]}
+    base = render(items, RenderParams(**STEPS, width=64, height=96), model)
+    off = render(items, RenderParams(**STEPS, **control, controlnet_conditioning_scale=0.0), model)
+    half = render(items, RenderParams(**STEPS, **control, controlnet_conditioning_scale=0.5), model)
+    full = render(items, RenderParams(**STEPS, **control), model)
+    # At scale 0 the residuals are zero: the base pipeline's image, pixel for pixel.
+    assert np.array_equal(_pixels(base), _pixels(off))
+    assert np.abs(_pixels(base) - _pixels(half)).max() > 0
+    assert np.abs(_pixels(half) - _pixels(full)).max() > 0
+    # The render takes the control image's size; the scale is recorded as rendered (diffusers' 1.0 by default).
+    assert full.images[0].image.size == (64, 96)
+    setup = full.setup
+    assert setup.pipeline_class == ("StableDiffusionXLControlNetPipeline" if model == "tiny-sdxl" else "StableDiffusionControlNetPipeline")
+    assert setup.params.controlnet_conditioning_scale == 1.0 and setup.controlnet is not None
+    assert setup.controlnet.scale == 1.0 and setup.controlnet.source.model == CONTROLNETS[model]
+    assert [(i.role, i.sha256) for i in setup.inputs] == [("control_image", setup.controlnet.image_sha256)]
+
+
+def test_the_base_is_not_loaded_again(images: dict[str, str]) -> None:
+    loaded = load_model("tiny-sd")
+    render([RenderItem("a fox", 1)], RenderParams(**STEPS, controlnet="tiny-sd-controlnet", control_image=images["rgb"]), "tiny-sd")
+    result = render([RenderItem("a fox", 1)], RenderParams(**STEPS, controlnet="tiny-sd-controlnet", control_image=images["gray"]), "tiny-sd")
+    assert result.setup.load_seconds < 1.0
+    assert load_model("tiny-sd").pipe.unet is loaded.pipe.unet
+
+
+def test_grayscale_is_read_as_rgb_and_a_size_resizes(images: dict[str, str]) -> None:
+    items = [RenderItem("a fox", 2)]
+    control = {"controlnet": "tiny-sd-controlnet"}
+    rgb = render(items, RenderParams(**STEPS, **control, control_image=images["rgb"]), "tiny-sd")
+    gray = render(items, RenderParams(**STEPS, **control, control_image=images["gray"]), "tiny-sd")
+    assert np.array_equal(_pixels(rgb), _pixels(gray))
+    resized = render(items, RenderParams(**STEPS, **control, control_image=images["odd"], width=64, height=64), "tiny-sd")
+    assert resized.images[0].image.size == (64, 64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "task"), [("tiny-sd", "img2img"), ("tiny-sdxl", "img2img"), ("tiny-sd", "inpaint")])
+def test_image_tasks_take_a_controlnet(model: str, task: str, images: dict[str, str], tmp_path: Path) -> None:
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(tmp_path / "control.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "mask.png")
+    inputs = {"image": images["init"], **({"mask_image": str(tmp_path / "mask.png")} if task == "inpaint" else {})}
+    params = RenderParams(task=task, num_inference_steps=4, strength=0.5, controlnet=CONTROLNETS[model], control_image=str(tmp_path / "control.png"), **inputs)
+    result = render([RenderItem("a fox", 1)], params, model)
+    assert result.images[0].image.size == (64, 64)
+    assert "ControlNet" in result.setup.pipeline_class and result.setup.task == task
+
+
+def test_a_control_image_must_match_the_init_image(images: dict[str, str]) -> None:
+    params = RenderParams(task="img2img", **STEPS, strength=1.0, image=images["init"], controlnet="tiny-sd-controlnet", control_image=images["rgb"])
+    with pytest.raises(RenderError, match=r"control image '.*rgb.png' is 64x96 but image file '.*init.png' is 64x64"):
+        render([RenderItem("a fox", 1)], params, "tiny-sd")
+
+
+@pytest.mark.parametrize(
+    ("model", "controlnet", "image", "error", "words"),
+    [
+        ("tiny-sd", "tiny-sd-controlnet", "rgba", RenderError, "has mode RGBA (an alpha channel)"),
+        ("tiny-sd", "tiny-sd-controlnet", "sixteen", RenderError, "has mode I;16 (16-bit grayscale)"),
+        ("tiny-sd", "tiny-sd-controlnet", "odd", RenderError, "is 60x96, not a multiple of 8"),
+        ("tiny-sd", "tiny-sd-controlnet", "missing", RenderError, "does not exist"),
+        ("tiny-sd", "tiny-sdxl-controlnet", "rgb", RenderError, "is made for SDXL (cross-attention 64 wide) but the model is SD 1.x"),
+        ("tiny-sdxl", "tiny-sd-controlnet", "rgb", RenderError, "is made for another base (cross-attention 32 wide) but the model is SDXL"),
+        ("tiny-sd", "./no/such-controlnet", "rgb", ModelError, "no such file or folder"),
+        ("tiny-sd", "tiny-sd", "rgb", ModelError, "is a whole pipeline"),
+    ],
+)
+def test_errors_name_the_file_and_the_fix(
+    model: str, controlnet: str, image: str, error: type[Exception], words: str, images: dict[str, str], tmp_path: Path
+) -> None:
+    path = images.get(image, str(tmp_path / "missing.png"))
+    with pytest.raises(error) as raised:
+        render([RenderItem("a fox", 1)], RenderParams(**STEPS, controlnet=controlnet, control_image=path), model)
+    assert words in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"controlnet": "tiny-sd-controlnet"}, "needs control_image too"),
+        ({"control_image": "a.png"}, "needs controlnet too"),
+        ({"controlnet": "x", "control_image": "a.png", "controlnet_conditioning_scale": -1.0}, "must be a finite number >= 0"),
+        ({"controlnet_conditioning_scale": 0.5}, "needs a controlnet"),
+    ],
+)
+def test_params_are_checked_up_front(values: dict[str, object], words: str) -> None:
+    with pytest.raises(RenderError, match=words):
+        RenderParams(**values)  # type: ignore[arg-type]
+
+
+def test_cli_render_records_the_controlnet_and_renders_it_again(images: dict[str, str], tmp_path: Path) -> None:
+    from promptlab.cli import app
+    from promptlab.runner import rerender
+    from promptlab.store import open_store
+
+    args = [
+        "render", "a fox", "--model", "tiny-sd", "--steps", "2", "--seed", "5", "--controlnet", "tiny-sd-controlnet",
+        "--control-image", images["gray"], "--control-scale", "0.5", "--out", str(tmp_path / "out"), "--format", "json",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.exception
+    (made,) = json.loads(result.stdout)
+    with Image.open(made["path"]) as image:
+        text = image.text["parameters"]
+        assert image.size == (64, 96)
+    assert 'ControlNet 0: "Module: none, Model: tiny-sd-controlnet, Weight: 0.5' in text
+    with open_store() as store:
+        run = store.get_run(made["run_id"])
+        assert run.params["controlnet_conditioning_scale"] == 0.5
+        assert run.params["controlnet"]["model"] == "tiny-sd-controlnet"
+        assert run.params["controlnet"]["image_sha256"] == next(i["sha256"] for i in run.params["inputs"] if i["role"] == "control_image")
+        (again,) = rerender(run.id, store)
+    assert again.identical
+
+
+def test_cli_render_without_a_control_image_fails_and_records_nothing(tmp_path: Path) -> None:
+    from promptlab.cli import app
+    from promptlab.store import open_store
+
+    result = CliRunner().invoke(app, ["render", "a fox", "--model", "tiny-sd", "--controlnet", "tiny-sd-controlnet", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "needs control_image too" in str(result.exception)
+    with open_store() as store:
+        assert store.list_runs() == []
