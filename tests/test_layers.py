@@ -57,6 +57,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("promptlab.analysis", "promptlab.simulate", "promptlab.export", "promptlab.importer", "promptlab.demo"),
     ),
     # The shells: they call everything and nothing calls them.
+    ("search", ("promptlab.search",)),
     ("shells", ("promptlab.cli", "promptlab.dashboard", "promptlab._data", "app")),
 )
 
