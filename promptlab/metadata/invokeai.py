@@ -8,6 +8,7 @@ import shlex
 from typing import Any
 
 from promptlab.errors import ImportMetadataError
+from promptlab.metadata.json_formats import checked_type
 from promptlab.metadata.parameters import GenerationParameters, extra_text, matches_type
 
 def parse_invokeai_metadata(metadata: dict[str, Any]) -> GenerationParameters:
@@ -196,9 +197,4 @@ def parse_invokeai_dream(text: str) -> GenerationParameters:
 
 
 def _typed(value: object, kind: type, key: str) -> Any:
-    if value is None:
-        return None
-    if not matches_type(value, kind):
-        expected = {str: "text", int: "a whole number", float: "a number"}[kind]
-        raise ImportMetadataError(f"InvokeAI metadata: '{key}' is {value!r}; expected {expected}")
-    return float(value) if kind is float else value  # type: ignore[arg-type]
+    return checked_type(value, kind, f"InvokeAI metadata: '{key}'")

@@ -212,6 +212,12 @@ def _json_typed(value: object, kind: type, where: str) -> Any:
     """``value`` as ``kind``; whole numbers written as text ("6952411511246973023") count as numbers."""
     if isinstance(value, str) and kind is not str and re.fullmatch(r"\s*[-+]?\d+(\.\d*)?\s*", value):
         value = float(value) if kind is float or "." in value else int(value)
+    return checked_type(value, kind, where)
+
+
+def checked_type(value: object, kind: type, where: str) -> Any:
+    """``value`` (None stays None) if it is a ``kind`` (str, int or float; an int counts as a float), as that
+    kind; ImportMetadataError naming ``where`` otherwise."""
     if value is None:
         return None
     if not matches_type(value, kind):
