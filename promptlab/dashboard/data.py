@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from promptlab.analysis import Analysis, analyze, format_level
+from promptlab.analysis import Analysis, PlannedCells, analyze, format_level, planned_cells
 from promptlab.errors import PromptlabError
 from promptlab.export import GridPlan, plan_grid
 from promptlab.export.compare import ImageDifference, difference, upscaled
@@ -82,13 +82,21 @@ def runs_frame(name: str, score_kind: str = "intent") -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=32, show_spinner="Analysing...")
-def _analysis(url: str, name: str, score_kind: str, version: str) -> Analysis:
-    return analyze(_runs_frame(url, name, score_kind, version), score_kind=score_kind, experiment=name)
+def _analysis(url: str, name: str, score_kind: str, version: str, with_plan: bool = False) -> Analysis:
+    planned = _planned(url, name, version) if with_plan else None
+    return analyze(_runs_frame(url, name, score_kind, version), score_kind=score_kind, experiment=name, planned=planned)
 
 
-def analysis(name: str, score_kind: str = "intent") -> Analysis:
-    """``analyze`` of the experiment's runs, cached until the experiment gets new runs."""
-    return _analysis(database_url(), name, score_kind, version(name))
+def analysis(name: str, score_kind: str = "intent", *, with_plan: bool = False) -> Analysis:
+    """``analyze`` of the experiment's runs, cached until the experiment gets new runs; ``with_plan``
+    counts its cells against those its stored file plans (``Analysis.cells``), which expands the file."""
+    return _analysis(database_url(), name, score_kind, version(name), with_plan)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _planned(url: str, name: str, version: str) -> PlannedCells:
+    row = _store(url).get_experiment(name)
+    return planned_cells(row.spec, row.source_path)
 
 
 #: Levels kept per axis, as ``export.grid.keep_levels`` takes them but hashable for the cache: ((axis, (label, ...)), ...).
@@ -282,6 +290,7 @@ def refresh() -> None:
     _experiments.clear()
     _runs_frame.clear()
     _analysis.clear()
+    _planned.clear()
     _grid_plan.clear()
     _cell_scores.clear()
     _grid_levels.clear()

@@ -6,28 +6,22 @@ The numbers are ``promptlab analyze``'s: the same ``Analysis``, its tables from
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from promptlab.analysis import (
     Analysis,
-    PlannedCells,
     best_table,
-    cell_counts,
     effects_chart_data,
     format_cells,
     format_level,
     format_report,
     how_to_read,
-    planned_cells,
     report_tables,
 )
 from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
-from promptlab.paths import database_url
 from promptlab.store import SCORE_KINDS
 
 ROW_PX = 40
@@ -42,8 +36,7 @@ def page() -> None:
                     help="intent: against what the image should show; prompt: against its own prompt")  # fmt: skip
     try:
         frame = data.runs_frame(name, kind)
-        result = data.analysis(name, kind)
-        result = replace(result, cells=cell_counts(frame, _planned(database_url(), name, data.version(name))))
+        result = data.analysis(name, kind, with_plan=True)
     except PromptlabError as error:
         data.show_error(error)
         return
@@ -59,12 +52,6 @@ def page() -> None:
     _best(result)
     with st.expander("As `promptlab analyze` prints it"):
         st.code("\n".join(format_report(result)), language=None)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _planned(url: str, name: str, version: str) -> PlannedCells:
-    row = data.store().get_experiment(name)
-    return planned_cells(row.spec, row.source_path)
 
 
 def effects_chart(result: Analysis) -> alt.LayerChart:
