@@ -20,8 +20,9 @@ How it behaves:
    rendering them (``Store.claim_cells``), so a second launch or a plain ``promptlab run`` on the
    same store never renders a cell twice.
 3. Each process renders on its own device (``cuda:i``, set by accelerate), or on a CPU with
-   ``cores // processes on this machine`` torch threads. An image's seed is its cell's, so its
-   pixels are those of a one-process run.
+   accelerate's ``--num_cpu_threads_per_process`` torch threads, at most ``cores // processes on
+   this machine`` (``launch_run`` gives that). An image's seed is its cell's, so its pixels are
+   those of a one-process run (on a CPU, one with as many torch threads).
 4. Only the main process reports progress, over every process's cells, read from the store.
 5. Processes on several machines need one store they all reach: PostgreSQL (``PROMPTLAB_DB``).
    A SQLite file is refused there: each machine would write a file of its own.
@@ -108,7 +109,7 @@ def launch_run(args: Sequence[str], launch: Launch) -> int:
         # accelerate's default port (29500) would make two runs started at once on this machine meet.
         launch = dataclasses.replace(launch, main_process_port=free_port())
     env = dict(os.environ)
-    # Say it, so torchrun does not choose 1 thread and warn; each process sets its own count anyway.
+    # accelerate's --num_cpu_threads_per_process reads it (else 1); a count set here is kept.
     env.setdefault("OMP_NUM_THREADS", str(cpu_threads(launch.processes // launch.machines)))
     return subprocess.run(launch_command(args, launch), env=env, check=False).returncode
 
@@ -177,7 +178,8 @@ def run_distributed(
     if state.device.type == "cpu":
         import torch
 
-        torch.set_num_threads(cpu_threads(local))
+        # accelerate passes --num_cpu_threads_per_process as OMP_NUM_THREADS; never more than a fair share.
+        torch.set_num_threads(min(_env_int("OMP_NUM_THREADS", cpu_threads(local)), cpu_threads(local)))
     # 2. The plan, made once by the main process; every process finds the main one's images folder.
     plan, marker = _shared_plan(state, spec, store)
 
