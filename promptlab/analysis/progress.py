@@ -17,13 +17,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from promptlab.errors import PromptlabError
 from promptlab.experiment import cells, parse_experiment, to_toml
-from promptlab.store import StoreReader
+
+if TYPE_CHECKING:
+    # a type only: the caller passes the store, so importing analysis loads no database driver (sqlalchemy: most of a second)
+    from promptlab.store import StoreReader
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from promptlab.experiment import Cell
-from promptlab.store import StoreReader
+
+if TYPE_CHECKING:
+    # a type only: the caller passes the store, so importing analysis loads no database driver (sqlalchemy: most of a second)
+    from promptlab.store import StoreReader
 
 #: How many of the newest runs of a model and size inform the time of its cells.
 RECENT_RUNS = 200
