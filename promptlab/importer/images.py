@@ -153,8 +153,8 @@ def imported_prompt(meta: ImageMetadata) -> ImportedPrompt:
         negative = record.get("negative_prompt", params.negative_prompt)
         negative = negative if isinstance(negative, str) else params.negative_prompt
     elif params.source == "a1111" and params.extra.get(A1111_PROMPT_SYNTAX_KEY) == "compel":
-        # promptlab wrote its prompts as rendered, in compel syntax, where they had no A1111 form
-        prompt, negative = params.prompt, params.negative_prompt
+        # promptlab wrote its prompts as rendered, in compel syntax, where they had no A1111 form (its LoRA tags after them)
+        prompt, negative = (positive_text.rstrip() if loras else params.prompt), params.negative_prompt
     else:
         prompt = to_compel(positive_text, params.source, meta.path, "prompt")
         negative = to_compel(negative_text, params.source, meta.path, "negative prompt")

@@ -79,7 +79,7 @@ def _parse_chunks(
             raise ImportMetadataError(
                 f"'{PROMPTLAB_CHUNK}' chunk without the '{A1111_CHUNK}' chunk promptlab writes beside it"
             )
-        return replace(parse_a1111_parameters(chunks[A1111_CHUNK]), source="promptlab"), record
+        return replace(parse_a1111_parameters(chunks[A1111_CHUNK]), source="promptlab", loras=_record_loras(record)), record
     if A1111_CHUNK in chunks:
         return _parse_parameters_chunk(chunks), None
     if COMFYUI_CHUNK in chunks:
@@ -127,3 +127,14 @@ def _parse_parameters_chunk(chunks: dict[str, str]) -> GenerationParameters:
         note = "written by Fooocus in A1111's format, which joins Fooocus's prompt parts with ', ' into one prompt"
         params = replace(params, notes=(*params.notes, note))
     return params
+
+
+def _record_loras(record: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    """The (name, strength) LoRAs a promptlab record lists in its params, in the order they were applied."""
+    params = record.get("params")
+    loras = params.get("loras") if isinstance(params, dict) else None
+    return tuple(
+        (lora["name"], float(lora["strength"]))
+        for lora in loras or ()
+        if isinstance(lora, dict) and isinstance(lora.get("name"), str) and isinstance(lora.get("strength"), (int, float))
+    )
