@@ -32,6 +32,7 @@ from promptlab.analysis import (
     check_frame,
     t_interval,
 )
+from promptlab.analysis.frame import python_value
 from promptlab.errors import ExportError
 from promptlab.export.files import image_file
 
@@ -268,7 +269,7 @@ def cell_scores(frame: pd.DataFrame, x: str, y: str, *, seed: int | None = None)
                 ci_high=float(high),
                 ci_level=VARIANT_LEVEL,
                 n_seeds=len(values),
-                run_ids=tuple(_py(run_id) for run_id in inside["run_id"]),
+                run_ids=tuple(python_value(run_id) for run_id in inside["run_id"]),
                 seeds=tuple(int(s) for s in inside["seed"]),
             )
         )
@@ -297,7 +298,7 @@ def keep_levels(frame: pd.DataFrame, keep: dict[str, list[str]]) -> pd.DataFrame
         if unknown:
             raise ExportError(f"axis {name!r} has no level {unknown[0]!r}: its levels are {', '.join(levels[name])}")
         column = _grid_column(frame, name)
-        values = axis_values(frame[column]).map(lambda level, column=column: _level_label(column, _py(level)))
+        values = axis_values(frame[column]).map(lambda level, column=column: _level_label(column, python_value(level)))
         chosen &= values.isin(labels)
     return frame[chosen]
 
@@ -324,7 +325,7 @@ def _grid_column(frame: pd.DataFrame, name: str) -> str:
 def _levels(frame: pd.DataFrame, column: str, runs: pd.DataFrame) -> tuple[pd.Series, list[Any]]:
     """Each run's level index and the levels, in order of first appearance over the whole frame."""
     codes, uniques = pd.factorize(axis_values(frame[column]), use_na_sentinel=False)
-    return pd.Series(codes, index=frame.index).reindex(runs.index), [_py(level) for level in uniques]
+    return pd.Series(codes, index=frame.index).reindex(runs.index), [python_value(level) for level in uniques]
 
 
 def _level_label(column: str, level: Any) -> str:
@@ -373,7 +374,7 @@ def _pick_cells(
                     column=column,
                     status="ok",
                     n_runs=int(counts[key]),
-                    run_id=_py(run["run_id"]),
+                    run_id=python_value(run["run_id"]),
                     seed=int(run["seed"]),
                     score=float(run["score"]) if pd.notna(run["score"]) else None,
                     image=image_file(str(run["image"]), images_root),
@@ -456,6 +457,3 @@ def _draw_lines(
             x += font.getlength(word) + _space(font)
         y += line_height
 
-
-def _py(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

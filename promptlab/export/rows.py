@@ -11,13 +11,13 @@ naming it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import pandas as pd
 
 from promptlab.analysis import BestPrompt, best_prompts, check_frame
+from promptlab.analysis.frame import jsonable
 from promptlab.errors import ExportError, PromptSyntaxError
 from promptlab.prompt import convert
 
@@ -42,11 +42,8 @@ class ExportRow:
     image: str
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: NaN becomes null."""
-        return {
-            key: None if isinstance(value, float) and math.isnan(value) else value
-            for key, value in asdict(self).items()
-        }
+        """JSON-ready: NaN becomes null (``Analysis.to_dict``'s rule)."""
+        return jsonable(asdict(self))
 
 
 # The table's columns are the row's fields, in order.
