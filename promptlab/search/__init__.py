@@ -18,8 +18,8 @@ generations, written plainly over shared seeds.
 3. The best quarter survives and is rendered again next round (strong candidates collect more
    seeds); the others are dropped and replaced by mutations of the survivors (a term added,
    dropped or swapped within its group, a weight moved one step, a term moved when ``order``).
-4. When the budget cannot pay another round, the survivors share what is left as more seeds,
-   and the best is the winner.
+4. When the budget cannot pay another round, the survivors and the leader with each of its
+   terms dropped share what is left as more seeds, and the best is the winner.
 5. The winner and the starting prompt are rendered on ``confirm_seeds`` fresh seeds, never used
    to choose, and compared by ``promptlab.analysis`` (the paired effect, its calibrated CI):
    selection on the same seeds would inflate the gain.

@@ -74,6 +74,7 @@ class SearchResult:
     winner_prompt: str
     winner_prompt_a1111: str
     winner_label: str
+    winner_terms: tuple[str, ...]
     winner_key: str
     start_key: str
     selection_seeds: tuple[int, ...]
@@ -120,15 +121,22 @@ def format_search(result: SearchResult) -> list[str]:
     helped = [step for step in result.path if step.kept]
     dropped = [step for step in result.path if not step.kept]
     if helped:
-        lines.append("Kept: " + ", ".join(f"{s.term} ({s.effect:+.2f})" for s in helped))
+        lines.append("Kept: " + ", ".join(_step(s) for s in helped))
     if dropped:
-        lines.append("Dropped: " + ", ".join(f"{s.term} ({s.effect:+.2f})" for s in dropped))
+        lines.append("Dropped: " + ", ".join(_step(s) for s in dropped))
     for item in result.rounds:
         lines.append(
             f"  round {item.index + 1}: {len(item.candidates)} candidates x {len(item.seeds)} seeds, "
             f"best {item.best.label} ({item.best.mean:.2f} over {item.best.n_seeds} seeds)"
         )
     return lines
+
+
+def _step(step: TermStep) -> str:
+    """``red (+35.20 over 12 seeds)``: the term's effect over the selection runs, or why there is none."""
+    if math.isnan(step.effect):
+        return f"{step.term} (no separate estimate from the selection runs)"
+    return f"{step.term} ({step.effect:+.2f} over {step.n_seeds} seeds)"
 
 
 def _mean(values: tuple[float, ...]) -> float:

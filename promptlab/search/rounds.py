@@ -24,7 +24,7 @@ from promptlab.search.spec import SearchSpec
 from promptlab.store import Store
 
 #: Score points a term must earn to stay: of two candidates that score alike, the shorter prompt ranks first.
-TERM_COST = 0.5
+TERM_COST = 1.0
 # Selection seeds and confirmation seeds are drawn from ranges that never meet.
 _SELECTION_SEEDS = range(1, 1_000_000)
 _CONFIRM_SEEDS = range(1_000_000, 2_000_000)
@@ -83,15 +83,18 @@ class _Search:
         for (key, seed), value in means.items():
             self.scores.setdefault(str(key), {})[int(seed)] = float(value)
 
-    def mean(self, candidate: Candidate) -> tuple[float, int]:
-        values = [v for v in self.scores.get(self.space.variant(candidate).key, {}).values() if not math.isnan(v)]
+    def mean(self, candidate: Candidate, seeds: Sequence[int] | None = None) -> tuple[float, int]:
+        """The candidate's mean score over ``seeds`` (default: every seed it has had), and how many."""
+        scores = self.scores.get(self.space.variant(candidate).key, {})
+        values = [v for s, v in scores.items() if (seeds is None or s in seeds) and not math.isnan(v)]
         return (sum(values) / len(values), len(values)) if values else (math.nan, 0)
 
-    def rank(self, candidates: Sequence[Candidate]) -> list[Candidate]:
-        """Best first: mean over every seed a candidate has had, less ``TERM_COST`` per term; unscored last."""
+    def rank(self, candidates: Sequence[Candidate], seeds: Sequence[int] | None = None) -> list[Candidate]:
+        """Best first: mean over ``seeds`` (default: every seed a candidate has had), less ``TERM_COST`` per term;
+        unscored last."""
 
         def key(candidate: Candidate) -> float:
-            mean, _ = self.mean(candidate)
+            mean, _ = self.mean(candidate, seeds)
             return -math.inf if math.isnan(mean) else mean - TERM_COST * len(candidate.terms)
 
         return sorted(candidates, key=key, reverse=True)
@@ -136,7 +139,7 @@ def run_search(
 
 def _halving(search: _Search, seeds: list[int], budget: int) -> Candidate:
     """Rounds of ``population`` candidates on ``round_seeds`` new shared seeds; the best quarter stays, the rest are
-    replaced by mutations of it; a last round gives what budget is left to the survivors, as more seeds."""
+    replaced by mutations of it; a last round gives what budget is left to the survivors and the leader pruned."""
     spec, space = search.spec, search.space
     rng = random.Random(spec.seed)
     start = space.start()
@@ -152,7 +155,8 @@ def _halving(search: _Search, seeds: list[int], budget: int) -> Candidate:
         survivors = ranked[:keep]
         search.record_round(ranked, round_seeds, survivors, len(population) * len(round_seeds))
         left = budget - search.spent
-        if left < spec.round_images:
+        # Stop while the last round can still give each of its candidates a few more seeds.
+        if left < 2 * spec.round_images:
             break
         children: list[Candidate] = []
         for _ in range(spec.population - keep):
@@ -163,13 +167,23 @@ def _halving(search: _Search, seeds: list[int], budget: int) -> Candidate:
             tried.add(child.key)
             children.append(child)
         population = survivors + children
-    # The last round: the survivors on as many new seeds as the budget has left.
-    extra = min(left // keep, len(seeds) - used)
+    # The last round: the survivors, and the leader with each of its terms dropped (a word that earns nothing
+    # goes), on as many new seeds as the budget has left.
+    final = list(survivors)
+    for index in range(len(survivors[0].terms)):
+        pruned = space.arrange([t for i, t in enumerate(survivors[0].terms) if i != index], keep_order=True)
+        if pruned.key not in {c.key for c in final}:
+            final.append(pruned)
+    extra = min(left // len(final), len(seeds) - used)
+    if extra < 1:
+        final = survivors
+        extra = min(left // keep, len(seeds) - used)
     if extra >= 1:
         round_seeds = seeds[used : used + extra]
-        search.render([space.variant(c) for c in survivors], round_seeds, "search")
-        ranked = search.rank(survivors)
-        search.record_round(ranked, round_seeds, ranked[:1], len(survivors) * extra)
+        search.render([space.variant(c) for c in final], round_seeds, "search")
+        # Ranked on these seeds alone: the pruned candidates have no others, and all share them.
+        ranked = search.rank(final, round_seeds)
+        search.record_round(ranked, round_seeds, ranked[:1], len(final) * extra)
         survivors = ranked
     return survivors[0]
 
@@ -226,6 +240,7 @@ def _confirm(search: _Search, winner: Candidate, seeds: list[int]) -> SearchResu
         winner_prompt=variants["winner"].prompt.to_compel(),
         winner_prompt_a1111=variants["winner"].prompt.to_a1111(),
         winner_label=winner.label,
+        winner_terms=tuple(term.text for term in winner.terms),
         winner_key=variants["winner"].key,
         start_key=variants["start"].key,
         selection_seeds=tuple(sorted({s for r in search.rounds for s in r.seeds})),
