@@ -387,3 +387,25 @@ def test_promptlab_run_with_a_bad_lora_fails_in_one_line_and_records_no_run(lora
     assert lora in str(result.exception) and "\n" not in str(result.exception)
     with open_store() as store:
         assert store.list_runs() == []
+
+
+# The dashboard
+
+
+def test_builds_comparison_sweeps_a_loras_strength(loras: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(LORA_DIR_ENV, str(loras["detail"].parent))
+    at = AppTest.from_string("from promptlab.dashboard import build\nbuild.page()", default_timeout=300).run()
+    at.text_input(key="cmp_lora").set_value("detail").run()
+    at.text_input(key="cmp_lora_strengths").set_value("0, 0.5, 1").run()
+    at.text_input(key="cmp_name").set_value("lora-strength").run()
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    assert at.metric[-1].value == str(3 * 4)  # 3 strengths x 4 draft seeds
+    code = next(c.value for c in at.code if c.value.startswith('name = "lora-strength"'))
+    assert 'loras = [\n    "detail",\n]' in code and "lora_strength = [\n    0.0,\n    0.5,\n    1.0,\n]" in code, code
+    at.text_input(key="cmp_lora_strengths").set_value("0, strong").run()
+    assert at.error and "'0, strong' are not numbers" in at.error[0].value
+    at.text_input(key="cmp_lora_strengths").set_value("").run()
+    at.text_input(key="cmp_lora").set_value("no-such-lora").run()
+    assert at.error and "LoRA 'no-such-lora': no such file" in at.error[0].value

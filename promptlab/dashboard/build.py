@@ -236,6 +236,20 @@ def _weight_axes(prompt) -> dict[str, list[float]] | None:  # type: ignore[no-un
     return swept
 
 
+def _lora() -> tuple[str, list[float] | None]:
+    """A LoRA for every cell and its strengths, typed as numbers separated by commas; None strengths after an error shown."""
+    left, right = st.columns([2, 1])
+    lora = left.text_input("LoRA", key="cmp_lora", placeholder="e.g. detail, ./detail.safetensors, owner/name",
+                           help="A .safetensors file, a name in the LoRA folder (PROMPTLAB_LORA_DIR) or a hub id. Empty: no LoRA.")  # fmt: skip
+    text = right.text_input("LoRA strengths", key="cmp_lora_strengths", placeholder="e.g. 0, 0.5, 1",
+                            help="One: the LoRA at that strength in every cell. Several make an axis. Empty: 1.")  # fmt: skip
+    try:
+        return lora, [float(value) for value in text.split(",") if value.strip()]
+    except ValueError:
+        st.error(f"LoRA strengths {text!r} are not numbers; write them like 0, 0.5, 1")
+        return lora, None
+
+
 def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:  # type: ignore[no-untyped-def]
     st.caption("The subject and terms above are in every cell. Each axis adds one of its levels; every "
                "combination of levels is a cell, rendered once per seed.")  # fmt: skip
@@ -279,6 +293,9 @@ def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:
     schedulers = cols[-1].multiselect("Schedulers", list(SCHEDULERS), key="cmp_param_scheduler")
     if schedulers:
         param_axes["scheduler"] = schedulers
+    lora, lora_strengths = _lora()
+    if lora_strengths is None:
+        return
     left, middle, right = st.columns(3)
     seeds_text = left.text_input("Seeds: a count N (seeds 1..N) or a list", value=str(DRAFT_SEEDS), key="cmp_seeds")
     models = middle.text_input("Models", value=DRAFT_MODEL, key="cmp_model",
@@ -294,6 +311,7 @@ def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:
         raw = draft_comparison(
             prompt, name=name, vocab=vocab, axes=axes, param_axes=param_axes, intent=intent, negative=negative,
             negative_presets=presets, syntax=syntax, model=model, scorer=scorer, seeds=seeds, weight_axes=weight_axes,
+            lora=lora, lora_strengths=lora_strengths,
         )  # fmt: skip
         text = to_toml(raw)
         spec = parse_experiment(text, path, vocab=vocab)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import tomli_w
@@ -228,6 +229,8 @@ def draft_comparison(
     scorer: str | None = None,
     seeds: int | Sequence[int] = DRAFT_SEEDS,
     weight_axes: Mapping[str, Sequence[float]] | None = None,
+    lora: str | None = None,
+    lora_strengths: Sequence[float] = (),
 ) -> dict[str, Any]:
     """The experiment file (as a dict for ``to_toml``) that compares levels: ``draft_experiment``'s
     file for ``prompt`` (its subject and fixed terms) plus an axis per entry of ``axes``.
@@ -237,7 +240,9 @@ def draft_comparison(
     ``width``, ...) or ``model`` to its values (as text or typed): several make an axis, one sets it
     for every cell (the first model chooses the draft's scorer and size); ``params`` sets parameters
     for every cell; ``weight_axes`` maps a term of ``prompt`` to the weights it is rendered at
-    (``[axes.weights]``: the same term, weight by weight).
+    (``[axes.weights]``: the same term, weight by weight). ``lora`` (a file, a name in the LoRA folder
+    or a hub id) applies to every cell at its one strength of ``lora_strengths`` (1 if none), or makes
+    an axis of several (``loras = [lora]`` with ``[axes] lora_strength``).
 
     >>> from promptlab.vocab import load_vocab
     >>> raw = draft_comparison(Prompt("a fox", ()), name="fox", vocab=load_vocab(), seeds=2,
@@ -248,6 +253,10 @@ def draft_comparison(
     >>> draft_comparison(Prompt("a fox", (Term("red", 1.0, "color"),)), name="fox", vocab=load_vocab(),
     ...     axes={}, weight_axes={"red": [0.5, 1.0, 1.5]})["axes"]
     {'weights': {'red': [0.5, 1.0, 1.5]}}
+    >>> raw = draft_comparison(Prompt("a fox", ()), name="fox", vocab=load_vocab(), axes={},
+    ...     lora="teal", lora_strengths=[0, 0.5, 1])
+    >>> raw["loras"], raw["axes"]
+    (['teal'], {'lora_strength': [0.0, 0.5, 1.0]})
     """
     typed = {param: _param_levels(param, values) for param, values in (param_axes or {}).items()}
     model = typed["model"][0] if "model" in typed else model
@@ -271,6 +280,13 @@ def draft_comparison(
             swept[param] = values
         elif param != "model":
             raw["params"][param] = values[0]
+    if lora and lora.strip():
+        strengths = [float(strength) for strength in lora_strengths] or [1.0]
+        # A file named from where the user is goes in by its full path: the experiment file may be saved elsewhere.
+        lora = str(Path(lora.strip()).expanduser().resolve()) if Path(lora.strip()).expanduser().is_file() else lora.strip()
+        raw["loras"] = [lora if len(strengths) > 1 else f"{lora}:{strengths[0]:g}"]
+        if len(strengths) > 1:
+            swept["lora_strength"] = strengths
     if swept:
         raw["axes"] = swept
     return raw
