@@ -193,6 +193,20 @@ def test_a_lora_for_another_base_or_a_damaged_file_fails_in_one_line_naming_it(
     assert not any(adapter.startswith(name) for adapter in loaded_loras(base_pipeline("micro")))
 
 
+def test_a_lora_trained_on_sdxls_text_width_is_named_as_an_sdxl_lora(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from promptlab.render import RenderParams
+    from promptlab.render.engine import check_render
+
+    layer = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
+    path = tmp_path / "sdxl-style.safetensors"
+    save_file({f"{layer}.lora.down.weight": torch.zeros(4, 2048), f"{layer}.lora.up.weight": torch.zeros(64, 4)}, path)
+    with pytest.raises(ModelError, match=r"attn2.to_k is 2048 wide, the model's is 64; made for SDXL; it was made for another base"):
+        check_render(RenderParams(num_inference_steps=STEPS, loras=(parse_lora(str(path)),)), "micro")
+
+
 def test_a_hub_lora_not_on_this_machine_offline_names_the_download(monkeypatch: pytest.MonkeyPatch) -> None:
     from promptlab.render import RenderParams
     from promptlab.render.engine import check_render

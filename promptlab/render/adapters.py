@@ -325,9 +325,9 @@ def _load(pipe: DiffusionPipeline, lora: LoraSpec, name: str, model: str) -> Non
             pipe.load_lora_weights(lora.path, adapter_name=name)
     except Exception as error:  # noqa: BLE001 - peft and diffusers raise many types for a LoRA that does not fit
         _drop(pipe, name)
-        raise ModelError(_not_for_model(lora, model, pipe, _first_line(error))) from error
+        raise ModelError(_not_for_model(lora, model, _first_line(error))) from error
     if name not in loaded_loras(pipe):
-        raise ModelError(_not_for_model(lora, model, pipe, "none of its layers is a layer of the model"))
+        raise ModelError(_not_for_model(lora, model, "none of its layers is a layer of the model"))
     loaded.append(name)
 
 
@@ -368,8 +368,9 @@ def _check_fits(pipe: DiffusionPipeline, lora: LoraSpec, state: Mapping[str, Any
     if getattr(pipe, "text_encoder_2", None) is None and any(
         key.startswith(("text_encoder_2.", "te2.", "lora_te2_")) for key in state
     ):
-        raise ModelError(_not_for_model(lora, model, pipe, "it has layers for a second text encoder, as SDXL LoRAs do"))
+        raise ModelError(_not_for_model(lora, model, "it has layers for a second text encoder, as SDXL LoRAs do"))
     unet = pipe.unet
+    problems: list[str] = []
     for key, tensor in state.items():
         found = _unet_layer(key)
         if found is None or getattr(tensor, "ndim", 0) != 2:
@@ -378,15 +379,18 @@ def _check_fits(pipe: DiffusionPipeline, lora: LoraSpec, state: Mapping[str, Any
         try:
             module = unet.get_submodule(layer)
         except AttributeError:
-            raise ModelError(_not_for_model(lora, model, pipe, f"the model has no layer {layer}")) from None
+            problems.append(f"the model has no layer {layer}")
+            continue
         wanted = getattr(module, "in_features", None) if side == "down" else getattr(module, "out_features", None)
         width = int(tensor.shape[1] if side == "down" else tensor.shape[0])
         if wanted is not None and width != wanted:
             base = _BASE_WIDTHS.get(width) if layer.endswith("attn2.to_k") and side == "down" else None
-            made = f"; made for {base}" if base else ""
-            raise ModelError(
-                _not_for_model(lora, model, pipe, f"its layer {layer} is {width} wide, the model's is {wanted}{made}")
-            )
+            if base:
+                # The text conditioning's width names the base model the LoRA was trained on: the clearest reason.
+                raise ModelError(_not_for_model(lora, model, f"its layer {layer} is {width} wide, the model's is {wanted}; made for {base}"))
+            problems.append(f"its layer {layer} is {width} wide, the model's is {wanted}")
+    if problems:
+        raise ModelError(_not_for_model(lora, model, problems[0]))
 
 
 _OLD_PROCESSOR = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
@@ -408,7 +412,7 @@ def _unet_layer(key: str) -> tuple[str, str] | None:
     return key[: side.start()], side[1] or ("down" if side[2] == "A" else "up")
 
 
-def _not_for_model(lora: LoraSpec, model: str, pipe: DiffusionPipeline, why: str) -> str:
+def _not_for_model(lora: LoraSpec, model: str, why: str) -> str:
     return (
         f"LoRA file {lora.path} does not fit model {model}: {why}; it was made for another base model. "
         f"Use a LoRA trained for the same base as {model}, or render it with its own base model"
