@@ -3,7 +3,7 @@ It only routes; the pages live in promptlab.dashboard."""
 
 import streamlit as st
 
-from promptlab.dashboard import UNBOUND_MESSAGE, build, compare, export, history, home, insights, run, unbound
+from promptlab.dashboard import UNBOUND_MESSAGE, build, compare, export, history, home, insights, run, search, unbound
 
 st.set_page_config(page_title="promptlab", layout="wide")
 if unbound():
@@ -17,6 +17,7 @@ st.navigation(
         st.Page(lambda: st.switch_page(HOME), title="Home", url_path="home", visibility="hidden"),
         st.Page(build.page, title="Build", url_path="build"),
         st.Page(run.page, title="Run", url_path="run"),
+        st.Page(search.page, title="Search", url_path="search"),
         st.Page(compare.page, title="Compare", url_path="compare"),
         st.Page(insights.page, title="Insights", url_path="insights"),
         st.Page(history.page, title="History", url_path="history"),

@@ -49,6 +49,7 @@ from promptlab.search.spec import (
     SEARCH_KEYS,
     WEIGHT_STEP,
     SearchSpec,
+    draft_search,
     load_search,
     parse_search,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "SearchSpec",
     "Space",
     "TermStep",
+    "draft_search",
     "format_search",
     "load_search",
     "parse_search",

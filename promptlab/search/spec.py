@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -248,3 +248,59 @@ def _check_intent(name: str, intent: str) -> None:
             f"{name}: [prompt] intent is {tokens} tokens: the scorer reads {CLIP_WINDOW} (CLIP's 77 less start and "
             "end); shorten the intent to what the image must show"
         )
+
+
+#: Keys of an experiment file a search file leaves out (the search decides them).
+DROPPED_KEYS = ("axes", "seeds", "strategy", "samples", "random_seed", "subjects")
+
+
+def draft_search(
+    raw: Mapping[str, Any],
+    *,
+    budget: int,
+    categories: Sequence[str] = (),
+    terms: Mapping[str, Sequence[str]] | None = None,
+    scorer: str | None = None,
+    max_terms: int | None = None,
+    weights: tuple[float, float] = (1.0, 1.0),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A search file's parsed TOML from an experiment file's (the Build page's prompt and choices).
+
+    The experiment's subject, intent, fixed terms, model and parameters stay; its axes, seeds and
+    strategy go, and the terms its category axes compared join the pool, by category, with
+    ``terms``; ``parse_search(to_toml(...))`` reads the result. The name gains ``-search``.
+
+    >>> raw = {"name": "stars", "model": "micro", "seeds": 4, "prompt": {"subject": "a star"},
+    ...        "axes": {"color": ["red", "", "blue"]}}
+    >>> draft = draft_search(raw, budget=200, categories=["artist"])
+    >>> draft["name"], "axes" in draft, draft["search"]["terms"], draft["search"]["categories"]
+    ('stars-search', False, {'color': ['red', 'blue']}, ['artist'])
+    """
+    draft = {key: value for key, value in raw.items() if key not in DROPPED_KEYS and key != "search"}
+    draft["name"] = f"{raw.get('name', 'experiment')}-search"
+    pool: dict[str, list[str]] = {}
+    for name, levels in dict(raw.get("axes", {})).items():
+        if isinstance(levels, list) and all(isinstance(level, str) for level in levels) and name != "model":
+            for level in levels:
+                text = level.rsplit(":", 1)[0].strip() if ":" in level else level.strip()
+                if text and text not in pool.setdefault(name, []):
+                    pool[name].append(text)
+    for group, texts in (terms or {}).items():
+        for text in texts:
+            if text.strip() and text.strip() not in pool.setdefault(group, []):
+                pool[group].append(text.strip())
+    table: dict[str, Any] = {"budget": budget}
+    if scorer:
+        table["scorer"] = scorer
+    if categories:
+        table["categories"] = list(categories)
+    if max_terms:
+        table["max_terms"] = max_terms
+    if weights != (1.0, 1.0):
+        table["weights"] = [float(weights[0]), float(weights[1])]
+    table["seed"] = seed
+    if pool:
+        table["terms"] = {group: texts for group, texts in pool.items() if texts}
+    draft["search"] = table
+    return draft
