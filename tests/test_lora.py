@@ -423,3 +423,17 @@ def test_builds_comparison_sweeps_a_loras_strength(loras: dict[str, Path], monke
     at.text_input(key="cmp_lora_strengths").set_value("").run()
     at.text_input(key="cmp_lora").set_value("no-such-lora").run()
     assert at.error and "LoRA 'no-such-lora': no such file" in at.error[0].value
+
+
+def test_an_experiment_with_a_hub_lora_not_here_offline_fails_before_loading_anything(
+    loras: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promptlab.runner import run_experiment
+    from promptlab.store import open_store
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = parse_experiment(_experiment(loras["detail"].parent, f'loras = ["nobody/no-such-lora:0.5"]\n[prompt]\nsubject = "{PROMPT}"\n'))
+    with open_store() as store:
+        with pytest.raises(ModelError, match=r"LoRA 'nobody/no-such-lora' is not on this machine .*HF_HUB_OFFLINE=1"):
+            run_experiment(spec, store, scorer=lambda name: pytest.fail("the scorer loads after the offline check"))
+        assert store.list_runs() == []

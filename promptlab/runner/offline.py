@@ -25,16 +25,18 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def check_offline(models: Iterable[str], scorer: str | None) -> None:
-    """ModelError or ScoringError, in one line, for the first hub model or scorer that is not cached
+def check_offline(models: Iterable[str], scorer: str | None, loras: Iterable[str] = ()) -> None:
+    """ModelError or ScoringError, in one line, for the first hub model, hub LoRA or scorer that is not cached
     when ``HF_HUB_OFFLINE`` is set; nothing when online (loading decides there) or when all are here.
 
-    ``scorer`` None skips the scorer (the caller brings one already loaded).
+    ``scorer`` None skips the scorer (the caller brings one already loaded); ``loras`` are hub ids.
     """
     if not offline():
         return
     for model in sorted(set(models)):
         check_model_offline(model)
+    for lora in sorted(set(loras)):
+        check_lora_offline(lora)
     if scorer is not None:
         check_scorer_offline(scorer)
 
@@ -55,6 +57,20 @@ def check_model_offline(model: str) -> None:
         f"the network off): download it once with network (`huggingface-cli download {model}`), or use "
         f'model = "{OFFLINE_MODEL}" (built in), a local diffusers folder or a .safetensors file'
     )
+
+
+def check_lora_offline(hub_id: str) -> None:
+    """ModelError if hub LoRA ``hub_id`` has no copy in the local Hugging Face cache."""
+    from huggingface_hub import snapshot_download
+
+    from promptlab.render.adapters import LORA_SUFFIX, hub_lora_missing
+
+    try:
+        folder = Path(snapshot_download(hub_id, allow_patterns=[f"*{LORA_SUFFIX}"], local_files_only=True))
+    except Exception:  # noqa: BLE001 - the hub client raises many types for one cause: not in the cache
+        folder = None
+    if folder is None or not any(folder.rglob(f"*{LORA_SUFFIX}")):
+        raise ModelError(hub_lora_missing(hub_id, "not in the Hugging Face cache, and HF_HUB_OFFLINE=1 keeps the network off"))
 
 
 def check_scorer_offline(spec: str) -> None:

@@ -249,7 +249,8 @@ def check_setup(todo: Sequence[Cell], spec: ExperimentSpec, scorer: Any = None) 
     if not todo:
         return scorer
     # Offline, a missing hub model or scorer is found in the cache in milliseconds, not by loading it.
-    check_offline({cell.variant.model for cell in todo}, spec.scorer if scorer is None else None)
+    hub_loras = {lora.source for cell in todo for lora in cell.variant.loras if lora.kind == "hub"}
+    check_offline({cell.variant.model for cell in todo}, spec.scorer if scorer is None else None, hub_loras)
     scorer = scorer or load_scorer
     if callable(scorer) and not hasattr(scorer, "score"):
         scorer = scorer(spec.scorer)
