@@ -18,6 +18,11 @@ presets) and ``[axes]``, whose keys are:
 - ``order = [["style", "medium"], ...]``: the listed categories go first, in that order, the
   others follow in vocabulary order;
 - ``[axes.weights]`` ``"oil painting" = [0.8, 1.0, 1.3]``: the weights of a fixed term.
+- ``lora = ["none", "detail:0.5", "detail:1.0"]``: one more LoRA per level (``"none"``: none);
+- ``lora_strength = [0, 0.5, 1.0]``: the strengths of the one LoRA in ``loras``.
+
+Top-level ``loras = ["detail.safetensors:0.6"]`` apply to every variant, and ``lora_dir`` is the
+folder where LoRAs named without a path are found (``promptlab.experiment.loras``).
 
 Expanding an experiment (``expand``):
 
@@ -29,8 +34,8 @@ Expanding an experiment (``expand``):
 3. A variant's prompt is the subject, then its terms sorted by category (vocabulary order,
    or the order axis), fixed terms before axis terms within a category.
 4. A variant's key hashes what decides the image except the seed: model, task, the prompt's
-   texts and weights, the negative prompt, the parameters, the long-prompt policy and the
-   input images' contents. A combination that builds the same key as an earlier one is
+   texts and weights, the negative prompt, the parameters, the long-prompt policy, the
+   input images' contents and the LoRAs (each file's hash and strength). A combination that builds the same key as an earlier one is
    dropped (e.g. two orders of categories that are both absent).
 
 Writing one (``to_toml``): an experiment's parsed TOML back to text that parses to the same
