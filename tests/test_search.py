@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from promptlab.analysis.progress import planned_cells
 from promptlab.cli import app
 from promptlab.errors import ExperimentError, SearchError
 from promptlab.experiment import parse_experiment
@@ -72,6 +73,9 @@ def test_the_example_file_reads() -> None:
     assert set(spec.groups) == {"artist", "site", "resolution", "color", "background", "size", "position"}
     # An experiment file with a [search] table still reads as an experiment (Insights re-reads the stored file).
     assert parse_experiment((ROOT / "examples" / "star-search.toml").read_text()).name == "star-search"
+    # Its cells are planned round by round: Insights and Compare count the done ones and say why no more.
+    planned = planned_cells(spec.experiment.raw)
+    assert planned.count is None and "round by round" in planned.note
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,8 @@ def planned_cells(spec: Mapping[str, Any], source_path: str | None = None) -> Pl
     """
     if not spec:
         return PlannedCells(None, "the experiment has no stored file to count its planned cells from")
+    if "search" in spec:
+        return PlannedCells(None, "a search plans its cells round by round, as their scores come in")
     source: str | Path = Path(source_path) if source_path else str(spec.get("name", "<experiment>"))
     try:
         return PlannedCells(len(cells(parse_experiment(to_toml(spec), source))))
