@@ -174,3 +174,66 @@ def test_cli_render_without_a_control_image_fails_and_records_nothing(tmp_path: 
     assert result.exit_code == 1 and "needs control_image too" in str(result.exception)
     with open_store() as store:
         assert store.list_runs() == []
+
+
+# Experiment files.
+
+
+def _experiment(tmp_path: Path, body: str, top: str = "") -> object:
+    from promptlab.experiment import load_experiment
+
+    Image.new("L", (64, 64), 90).save(tmp_path / "edges.png")
+    Image.new("RGB", (64, 64), (200, 0, 0)).save(tmp_path / "other.png")
+    (tmp_path / "e.toml").write_text(f'name = "e"\nmodel = "tiny-sd"\nseeds = 2\n{top}[prompt]\nsubject = "a red circle"\n{body}')
+    return load_experiment(tmp_path / "e.toml")
+
+
+def test_a_controlnet_block_with_a_scale_axis_and_an_image_axis(tmp_path: Path) -> None:
+    from promptlab.experiment import expand
+    from promptlab.runner.recipe import render_params
+
+    spec = _experiment(tmp_path, '[controlnet]\nmodel = "tiny-sd-controlnet"\nimage = "edges.png"\n[axes]\ncontrolnet_conditioning_scale = [0, 0.5]\n')
+    off, half = expand(spec)
+    assert (off.params["controlnet"], off.params["controlnet_conditioning_scale"], half.params["controlnet_conditioning_scale"]) == ("tiny-sd-controlnet", 0.0, 0.5)
+    params = render_params(half)
+    assert (params.controlnet, params.control_image, params.controlnet_conditioning_scale) == ("tiny-sd-controlnet", str(tmp_path / "edges.png"), 0.5)
+    by_image = expand(_experiment(tmp_path, '[controlnet]\nmodel = "tiny-sd-controlnet"\n[axes]\ncontrol_image = ["edges.png", "other.png"]\n'))
+    assert [v.inputs["control_image"].name for v in by_image] == ["edges.png", "other.png"]
+    assert len({v.key for v in by_image}) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("[params]\ncontrolnet_conditioning_scale = 0.5\n", "a scale for a ControlNet"),
+        ('[controlnet]\nmodel = "tiny-sd-controlnet"\n', "[controlnet] image"),
+        ('[controlnet]\nmodel = "tiny-sd-controlnet"\nimage = "nope.png"\n', "an existing image file"),
+        ('[controlnet]\nmodel = "tiny-sd-controlnet"\nimage = "edges.png"\n[axes]\ncontrol_image = ["other.png"]\n', "not both"),
+        ('[controlnet]\nmodel = "tiny-sd-controlnet"\nimage = "edges.png"\n[axes]\ncontrolnet_conditioning_scale = [-1]\n', "a number >= 0"),
+    ],
+)
+def test_experiment_controlnet_errors(tmp_path: Path, body: str, words: str) -> None:
+    from promptlab.errors import ExperimentError
+
+    with pytest.raises(ExperimentError) as raised:
+        _experiment(tmp_path, body)
+    assert words in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.slow
+def test_an_experiment_sweeps_the_scale_and_records_it(tmp_path: Path) -> None:
+    from promptlab.runner import run_experiment
+    from promptlab.store import open_store
+
+    spec = _experiment(
+        tmp_path,
+        '[params]\nnum_inference_steps = 2\n[controlnet]\nmodel = "tiny-sd-controlnet"\nimage = "edges.png"\n'
+        "[axes]\ncontrolnet_conditioning_scale = [0, 1.0]\n",
+        top='scorer = "tiny-clip"\n',
+    )
+    with open_store() as store:
+        summary = run_experiment(spec, store)
+        runs = store.list_runs()
+    assert summary.ok and summary.rendered == 4
+    assert sorted(r.params["controlnet_conditioning_scale"] for r in runs) == [0.0, 0.0, 1.0, 1.0]
+    assert {r.params["controlnet"]["model"] for r in runs} == {"tiny-sd-controlnet"}

@@ -88,6 +88,7 @@ def _formats(tmp_path: Path) -> dict[str, EmbeddingFile]:
     }
 
 
+@pytest.mark.slow
 def test_every_format_reads_the_same_vectors_with_its_own_token(tmp_path: Path) -> None:
     files = _formats(tmp_path)
     read = {name: read_embedding(file) for name, file in files.items()}
@@ -109,6 +110,7 @@ def test_every_format_reads_the_same_vectors_with_its_own_token(tmp_path: Path) 
     _encode("tiny-sd", texts, ())
 
 
+@pytest.mark.slow
 def test_render_records_each_embedding_and_unloads_it_after(tmp_path: Path) -> None:
     file = EmbeddingFile(str(tiny_embedding_file("tiny-sd-embedding")), "<tiny>")
     items = [RenderItem("a <tiny> fox", 1)]
@@ -188,6 +190,7 @@ def _cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout if result.exit_code == 0 else f"{result.exception}\n"
 
 
+@pytest.mark.slow
 def test_cli_render_records_the_embedding_and_writes_ti_hashes(tmp_path: Path) -> None:
     from promptlab.store import RunEmbedding, open_store
 
@@ -263,3 +266,61 @@ def test_a_store_from_before_embeddings_upgrades(tmp_path: Path) -> None:
         assert "controlnet_conditioning_scale" in columns
         assert inspect(store.engine).has_table("run_embedding")
         assert store.list_runs() == []
+
+
+# Experiment files.
+
+
+def _experiment(tmp_path: Path, body: str, prompt: str = 'subject = "a red circle"') -> object:
+    import shutil
+
+    from promptlab.experiment import load_experiment
+
+    shutil.copy(tiny_embedding_file("tiny-sd-embedding"), tmp_path / "ink.safetensors")
+    (tmp_path / "e.toml").write_text(f'name = "e"\nmodel = "tiny-sd"\nseeds = 2\n{body}\n[prompt]\n{prompt}\n')
+    return load_experiment(tmp_path / "e.toml")
+
+
+def test_an_embedding_axis_works_like_a_term_axis(tmp_path: Path) -> None:
+    from promptlab.experiment import expand
+    from promptlab.runner.recipe import render_params
+
+    spec = _experiment(tmp_path, '[axes]\nembedding = ["none", "ink.safetensors:<ink>"]\n')
+    none, ink = expand(spec)
+    assert (none.axis_values, ink.axis_values) == ({"embedding": "none"}, {"embedding": "<ink>"})
+    assert none.prompt.to_compel() == "a red circle" and ink.prompt.to_compel() == "a red circle, <ink>"
+    assert "embeddings" not in none.params and [e["token"] for e in ink.params["embeddings"]] == ["<ink>"]
+    assert render_params(ink).embeddings == (EmbeddingFile(str((tmp_path / "ink.safetensors").resolve()), "<ink>"),)
+    # The key counts the file by content: the same file elsewhere gives the same key.
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "ink.safetensors").write_bytes((tmp_path / "ink.safetensors").read_bytes())
+    moved = _experiment(tmp_path, '[axes]\nembedding = ["none", "moved/ink.safetensors:<ink>"]\n')
+    assert expand(moved)[1].key == ink.key
+
+
+def test_a_fixed_embedding_loads_for_every_variant_where_its_token_is_written(tmp_path: Path) -> None:
+    from promptlab.experiment import expand
+
+    spec = _experiment(tmp_path, 'embeddings = ["ink.safetensors:<neg>"]\n', 'subject = "a red circle"\nnegative = "<neg>"')
+    (variant,) = expand(spec)
+    assert [e["token"] for e in variant.params["embeddings"]] == ["<neg>"] and variant.negative_prompt == "<neg>"
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ('embeddings = ["ink.safetensors:<neg>"]\n', "the token '<neg>' of"),
+        ('embeddings = ["nope.pt:<t>"]\n', 'embeddings = "nope.pt:<t>": embedding'),
+        ('[axes]\nembedding = ["none", "ink.safetensors:<a>", "ink.safetensors:<a>"]\n', "each embedding once"),
+        ('[axes]\nembedding = ["none", "ink.safetensors:cat"]\n', "is a word"),
+    ],
+)
+def test_experiment_embedding_errors(tmp_path: Path, body: str, words: str) -> None:
+    from promptlab.errors import ExperimentError
+    from promptlab.experiment import expand
+
+    with pytest.raises((ExperimentError, RenderError)) as raised:
+        expand(_experiment(tmp_path, body))
+        # A token that is a vocabulary word is found when the run loads the embedding.
+        render([RenderItem("a cat", 1)], RenderParams(**SMALL, embeddings=(EmbeddingFile(str(tmp_path / "ink.safetensors"), "cat"),)), "tiny-sd")
+    assert words in str(raised.value)

@@ -15,6 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from promptlab.errors import ExperimentError
+from promptlab.experiment.controlnet import controlnet_variant
+from promptlab.experiment.embeddings import embedding_params, embedding_term
 from promptlab.experiment.spec import KEY_VERSION, Cell, ExperimentSpec, Variant, term_spec
 from promptlab.prompt import Prompt, Term
 from promptlab.render.adapters import LoraSpec
@@ -64,7 +66,7 @@ def variant_key(
             for term in prompt.terms
         ],
         "negative_prompt": negative_prompt,
-        "params": dict(sorted(params.items())),
+        "params": dict(sorted(_key_params(params).items())),
         "long_prompt": long_prompt,
         "inputs": dict(sorted((input_hashes or {}).items())),
     }
@@ -75,6 +77,13 @@ def variant_key(
         payload["loras"] = [[lora.identity, float(lora.strength)] for lora in loras]
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _key_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` as the key counts them: embeddings by token and file content, not by where the file is."""
+    if not params.get("embeddings"):
+        return dict(params)
+    return {**params, "embeddings": [[e["token"], e["sha256"]] for e in params["embeddings"]]}
 
 
 def _build(
@@ -89,15 +98,22 @@ def _build(
     weights = {axis.term: choice[axis.name] for axis in spec.axes if axis.kind == "weight" and axis.name in choice}
     terms = [replace(t, weight=weights.get(t.text, t.weight)) for t in spec.terms if t != drop]
     terms += [choice[a.name] for a in spec.axes if a.kind == "category" and choice.get(a.name) is not None]
+    swept_embeddings = [choice[a.name] for a in spec.axes if a.kind == "embedding" and choice.get(a.name) is not None]
+    # An embedding axis works like a term axis: its level's token is a term of the prompt.
+    terms += [embedding_term(embedding) for embedding in swept_embeddings]
     # 2. Sort by category: the order axis's categories first, then vocabulary order.
     first = next((choice[a.name] for a in spec.axes if a.kind == "order" and a.name in choice), ())
     rank: dict[str, int] = {}
     for category in (*first, *spec.category_order):
         rank.setdefault(category, len(rank))
-    terms.sort(key=lambda t: rank[t.category])
+    # Terms of no vocabulary category (an embedding's token) go last.
+    terms.sort(key=lambda t: rank.get(t.category, len(rank)))
     # 3. Parameters and model.
     params = dict(spec.params)
     params.update({a.name: choice[a.name] for a in spec.axes if a.kind == "param" and a.name in choice})
+    params.update(embedding_params((*spec.embeddings, *swept_embeddings)))
+    control_params, control_inputs, control_hashes = controlnet_variant(spec.controlnet, choice)
+    params.update(control_params)
     model = next((choice[a.name] for a in spec.axes if a.kind == "model" and a.name in choice), spec.model)
     subject = next((choice[a.name] for a in spec.axes if a.kind == "subject" and a.name in choice), spec.subjects[0])
     prompt = Prompt(subject, tuple(terms), spec.negative, spec.negative_presets)
@@ -109,7 +125,7 @@ def _build(
         task=spec.task,
         params=params,
         long_prompt=spec.long_prompt,
-        input_hashes=spec.input_hashes,
+        input_hashes={**spec.input_hashes, **control_hashes},
         loras=loras,
     )
     return Variant(
@@ -123,7 +139,7 @@ def _build(
         task=spec.task,
         params=params,
         long_prompt=spec.long_prompt,
-        inputs=dict(spec.inputs),
+        inputs={**spec.inputs, **control_inputs},
         loras=loras,
     )
 

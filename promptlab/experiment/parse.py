@@ -13,6 +13,8 @@ from typing import Any
 from promptlab.compose import split_weight
 from promptlab.errors import ExperimentError, PromptSyntaxError, RenderError, VocabError
 from promptlab.experiment.check import Checker
+from promptlab.experiment.controlnet import CONTROL_AXES, check_controlnet, control_image_axis, read_controlnet
+from promptlab.experiment.embeddings import EMBEDDING_AXES, check_tokens_used, embedding_axis, fixed_embeddings
 from promptlab.experiment.loras import LORA_AXES, fixed_loras, lora_axis, read_lora_dir, subject_lora_tags
 from promptlab.experiment.spec import (
     ABSENT,
@@ -125,10 +127,16 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
     except RenderError as exc:
         check.fail("[prompt] negative", negative, f"a negative prompt the encoder can read ({exc})")
 
-    # 4. Parameters, input images and axes.
+    # 4. Parameters, input images, embeddings, ControlNet and axes.
     params = _params(check, raw, task)
     inputs = _inputs(check, raw, task, base_dir)
-    axes = _axes(check, raw, terms, vocab, task, subjects if "subjects" in raw else None, (loras, lora_dir, base_dir))
+    embeddings = fixed_embeddings(check, raw, base_dir)
+    controlnet = read_controlnet(check, raw, base_dir)
+    control = {"embeddings": embeddings, "controlnet": controlnet, "base_dir": base_dir}
+    axes = _axes(check, raw, terms, vocab, task, subjects if "subjects" in raw else None, (loras, lora_dir, base_dir), control)
+    controlnet = control["controlnet"]
+    check_controlnet(check, controlnet, params, axes)
+    check_tokens_used(check, embeddings, _prompt_texts(subjects, terms, axes, negative_prompt))
     category_order = tuple(vocab.categories)
     if samples is not None:
         total = math.prod(len(axis.levels) for axis in axes)
@@ -167,7 +175,16 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
         loras=loras,
         subject_loras={subject: found for subject, found in zip(subjects, tagged) if found},
         lora_dir=lora_dir,
+        embeddings=embeddings,
+        controlnet=controlnet,
     )
+
+
+def _prompt_texts(subjects: Sequence[str], terms: Sequence[Term], axes: Sequence[Axis], negative: str) -> list[str]:
+    """Every text a prompt of the experiment is made of: where a fixed embedding's token must appear."""
+    swept = [level.text for axis in axes if axis.kind == "category" for level in axis.levels if level is not None]
+    subject_levels = [str(level) for axis in axes if axis.kind == "subject" for level in axis.levels]
+    return [*subjects, *subject_levels, *(t.text for t in terms), *swept, negative]
 
 
 def _param_value(check: Checker, where: str, written: Any, rule: ParamRule) -> Any:
@@ -399,9 +416,13 @@ def _axes(
     task: str,
     subjects: tuple[str, ...] | None,
     lora_context: tuple[tuple[Any, ...], Path | None, Path] = ((), None, Path()),
+    control: dict[str, Any] | None = None,
 ) -> tuple[Axis, ...]:
+    """The axes; ``control`` holds the fixed embeddings, the ``[controlnet]`` block (replaced by the one with
+    the control_image axis's images) and the experiment's folder."""
+    control = control if control is not None else {"embeddings": (), "controlnet": None, "base_dir": Path()}
     table = check.table(raw, "axes")
-    known = (*vocab.categories, *PARAMS, "model", "order", "weights", *LORA_AXES)
+    known = (*vocab.categories, *PARAMS, "model", "order", "weights", *LORA_AXES, *EMBEDDING_AXES, *CONTROL_AXES)
     check.keys(table, known, "[axes]")
     axes: list[Axis] = [Axis("subject", "subject", subjects)] if subjects else []
     for name, value in table.items():
@@ -413,6 +434,11 @@ def _axes(
             check.fail(where, value, "a non-empty list of levels")
         if name in LORA_AXES:
             axes.append(lora_axis(check, name, value, *lora_context))
+        elif name in EMBEDDING_AXES:
+            axes.append(embedding_axis(check, value, control["embeddings"], control["base_dir"]))
+        elif name in CONTROL_AXES:
+            axis, control["controlnet"] = control_image_axis(check, value, control["controlnet"], control["base_dir"])
+            axes.append(axis)
         elif name == "order":
             axes.append(Axis(name, "order", _order_levels(check, value, vocab, terms, table)))
         elif name in vocab.categories:

@@ -25,6 +25,8 @@ TASK_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 # The level of a category axis meaning "without this category".
 ABSENT = ""
+# The level of an embedding axis meaning "no embedding".
+NO_EMBEDDING = "none"
 DEFAULT_SCORER = "clip"
 #: The scorer of a file that names none, by model where it is not ``DEFAULT_SCORER``: micro's own
 #: micro-clip, trained on the same scenes (CLIP ViT-L knows nothing of them and is not there offline).
@@ -50,7 +52,7 @@ TOP_KEYS = (
     "name", "description", "model", "task", "seeds", "strategy", "samples", "random_seed",
     "scorer", "batch_size", "long_prompt", "subjects", "image", "mask", "depth",
     "params", "prompt", "axes", "syntax", "search",
-    "loras", "lora_dir",
+    "loras", "lora_dir", "embeddings", "controlnet",
 )  # fmt: skip
 # How the file's subject and negative prompt are read: compel's syntax, or A1111's.
 PROMPT_SYNTAXES = SOURCE_SYNTAXES
@@ -81,6 +83,7 @@ PARAMS: dict[str, ParamRule] = {
     "clip_skip": ParamRule(int, "an integer >= 1", lambda v: v >= 1),
     "guidance_rescale": ParamRule(float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
     "eta": ParamRule(float, "a number >= 0", lambda v: v >= 0),
+    "controlnet_conditioning_scale": ParamRule(float, "a number >= 0 (0: no ControlNet effect)", lambda v: v >= 0),
 }
 # Parameters that only an image-to-image task reads.
 IMAGE_TASK_PARAMS = ("strength",)
@@ -94,7 +97,8 @@ class Axis:
     Levels by kind: ``category`` a ``Term`` or None (absent), ``param`` and ``model`` the
     value, ``weight`` a float (for the fixed term ``term``), ``order`` a tuple of
     categories, ``subject`` a string, ``lora`` a ``LoraSpec`` or None (no LoRA), ``lora_strength``
-    a float (for the fixed LoRA named ``term``).
+    a float (for the fixed LoRA named ``term``), ``embedding`` a ``render.embeddings.Embedding`` or
+    None (none), ``control_image`` the image file as written.
     """
 
     name: str
@@ -110,6 +114,8 @@ class Axis:
             return " > ".join(level)
         if self.kind == "lora":
             return NO_LORA if level is None else level.describe()
+        if self.kind == "embedding":
+            return NO_EMBEDDING if level is None else level.token
         return level
 
     def describe(self, level: Any) -> str:
@@ -152,6 +158,9 @@ class ExperimentSpec:
     loras: tuple[LoraSpec, ...] = ()
     subject_loras: dict[str, tuple[LoraSpec, ...]] = field(default_factory=dict)
     lora_dir: Path | None = None
+    #: Embeddings every variant loads (``embeddings``), and the ``[controlnet]`` block (``experiment.controlnet``).
+    embeddings: tuple[Any, ...] = ()
+    controlnet: Any = None
 
     @property
     def subject(self) -> str:

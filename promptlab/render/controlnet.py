@@ -31,15 +31,7 @@ from promptlab.builtin import BUILTIN_MODELS
 from promptlab.errors import ModelError, RenderError
 from promptlab.model_cache import ModelCache
 from promptlab.render.images import read_image
-from promptlab.render.models import (
-    _HUB_ID,
-    ModelSource,
-    _hub_revision,
-    _looks_like_path,
-    _reason,
-    _torch_dtype,
-    resolve_model,
-)
+from promptlab.render.models import ModelSource, resolve_model
 from promptlab.render.quiet import quiet_libraries
 from promptlab.render.tiny import TINY_CONTROLNETS, tiny_controlnet_folder
 
@@ -84,13 +76,15 @@ def resolve_controlnet(model: str) -> ModelSource:
     """Where ControlNet ``model`` comes from, without loading it; ModelError if it cannot be one."""
     if model in TINY_CONTROLNETS:
         return ModelSource(model, "builtin", str(tiny_controlnet_folder(model)))
-    path = Path(model).expanduser()
-    if model not in BUILTIN_MODELS and not path.exists() and (_looks_like_path(model) or not _HUB_ID.match(model)):
+    try:
+        source = resolve_model(model, what="controlnet")
+    except ModelError as error:
+        if model in BUILTIN_MODELS or Path(model).expanduser().exists():
+            raise
         raise ModelError(
             f"controlnet {model!r}: no such file or folder, and not a hub id (owner/name) or built-in ControlNet "
             f"({', '.join(TINY_CONTROLNETS)}); give a ControlNet folder (config.json + weights), .safetensors file or hub id"
-        )
-    source = resolve_model(model, what="controlnet")
+        ) from error
     if source.kind in ("folder", "builtin") and not (Path(source.location) / "config.json").is_file():
         raise ModelError(
             f"controlnet {model!r} is a whole pipeline (model_index.json), not a ControlNet; give a ControlNet's "
@@ -99,10 +93,24 @@ def resolve_controlnet(model: str) -> ModelSource:
     return source
 
 
+def _reason(error: Exception) -> str:
+    """The first sentence of a library error: it says why."""
+    return str(error).split("\n", 1)[0].split(". ", 1)[0][:300]
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The cached snapshot's commit hash, read from the hub cache without network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    return Path(cached).parent.name if isinstance(cached, str) else None
+
+
 def _load(source: ModelSource, dtype: str, device: str) -> ControlNetModel:
+    import torch
     from diffusers import ControlNetModel
 
-    torch_dtype = _torch_dtype(dtype)
+    torch_dtype = getattr(torch, dtype)
     try:
         with quiet_libraries():
             if source.kind == "file":
@@ -169,6 +177,7 @@ def controlnet_pipeline(
 ) -> DiffusionPipeline:
     """diffusers' ControlNet pipeline for ``task``, sharing ``pipe``'s components (no weights are loaded)."""
     import diffusers
+    import torch
 
     if family not in CONTROLNET_PIPELINES.get(task, {}):
         have = ", ".join(CONTROLNET_PIPELINES)
@@ -178,7 +187,7 @@ def controlnet_pipeline(
     if key not in built:
         cls = getattr(diffusers, CONTROLNET_PIPELINES[task][family])
         with quiet_libraries():
-            control_pipe = cls.from_pipe(pipe, controlnet=controlnet, dtype=_torch_dtype(dtype))
+            control_pipe = cls.from_pipe(pipe, controlnet=controlnet, dtype=getattr(torch, dtype))
         control_pipe.set_progress_bar_config(disable=True)
         built[key] = control_pipe
     return built[key]
