@@ -20,9 +20,15 @@ presets) and ``[axes]``, whose keys are:
 - ``[axes.weights]`` ``"oil painting" = [0.8, 1.0, 1.3]``: the weights of a fixed term.
 - ``lora = ["none", "detail:0.5", "detail:1.0"]``: one more LoRA per level (``"none"``: none);
 - ``lora_strength = [0, 0.5, 1.0]``: the strengths of the one LoRA in ``loras``.
+- ``embedding = ["none", "ink.safetensors:<ink>"]``: like a term axis, each level loads its
+  textual-inversion embedding and adds its token to the prompt (``promptlab.experiment.embeddings``);
+- ``control_image = ["a.png", "b.png"]``: the ControlNet's conditioning image per level, and
+  ``controlnet_conditioning_scale = [0, 0.5, 1.0]`` its scale (``promptlab.experiment.controlnet``).
 
 Top-level ``loras = ["detail.safetensors:0.6"]`` apply to every variant, and ``lora_dir`` is the
 folder where LoRAs named without a path are found (``promptlab.experiment.loras``).
+Top-level ``embeddings = ["FILE:TOKEN"]`` load for every variant (each token must appear in a
+prompt), and a ``[controlnet]`` block (``model``, ``image``) adds a ControlNet to every variant.
 
 Expanding an experiment (``expand``):
 
@@ -35,7 +41,8 @@ Expanding an experiment (``expand``):
    or the order axis), fixed terms before axis terms within a category.
 4. A variant's key hashes what decides the image except the seed: model, task, the prompt's
    texts and weights, the negative prompt, the parameters, the long-prompt policy, the
-   input images' contents and the LoRAs (each file's hash and strength). A combination that builds the same key as an earlier one is
+   input images' contents (a ControlNet's image too), the LoRAs (each file's hash and strength)
+   and the embeddings (each token and file hash). A combination that builds the same key as an earlier one is
    dropped (e.g. two orders of categories that are both absent).
 
 Writing one (``to_toml``): an experiment's parsed TOML back to text that parses to the same
