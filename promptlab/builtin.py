@@ -28,6 +28,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "micro" / "weights"
 MICRO_MODELS: dict[str, Path] = {"micro": WEIGHTS_DIR / "micro"}
 MICRO_CLIP_DIR = WEIGHTS_DIR / "micro-clip"
 MICRO_CLIP_WEIGHTS = MICRO_CLIP_DIR / "micro-clip.safetensors"
+#: micro's teal LoRA (diffusers format: ``pipe.load_lora_weights(MICRO_TEAL_LORA)``): teal is not in
+#: micro's palette, the LoRA teaches it; ``promptlab micro train-lora`` remakes it from seeds.
+MICRO_TEAL_LORA = WEIGHTS_DIR / "micro-teal-lora"
 #: How the shipped weights are remade (README's "The micro-world" says more).
 RETRAIN_COMMAND = "promptlab micro train"
 #: micro-clip's open_clip architecture: ViT on 8x8 patches of 64x64 scenes, open_clip's text tower.
