@@ -437,3 +437,13 @@ def test_an_experiment_with_a_hub_lora_not_here_offline_fails_before_loading_any
         with pytest.raises(ModelError, match=r"LoRA 'nobody/no-such-lora' is not on this machine .*HF_HUB_OFFLINE=1"):
             run_experiment(spec, store, scorer=lambda name: pytest.fail("the scorer loads after the offline check"))
         assert store.list_runs() == []
+
+
+def test_a_render_setup_with_loras_reads_back_from_json(loras: dict[str, Path]) -> None:
+    import dataclasses
+
+    from promptlab.render import RenderParams
+
+    params = RenderParams(num_inference_steps=STEPS, loras=(parse_lora(f"{loras['detail']}:0.5"),))
+    again = RenderParams(**json.loads(json.dumps(dataclasses.asdict(params))))
+    assert again == params

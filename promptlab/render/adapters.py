@@ -94,6 +94,14 @@ class LoraSpec:
         """``name:strength``, as an axis level or the CLI writes it."""
         return f"{self.name}:{self.strength:g}"
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoraSpec:
+        """A LoRA from ``to_dict``'s or ``dataclasses.asdict``'s dict (a setup read back from JSON)."""
+        known = {"source", "strength", "name", "sha256", "path", "a1111_hash"}
+        if not isinstance(data.get("source"), str):
+            raise ModelError(f"LoRA {dict(data)!r}: expected a mapping with its source (a .safetensors file or a hub id)")
+        return cls(**{key: value for key, value in data.items() if key in known})
+
     def to_dict(self) -> dict[str, Any]:
         """What a run records of the LoRA."""
         return {

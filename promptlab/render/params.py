@@ -201,6 +201,9 @@ class RenderParams:
             raise RenderError(f"negative_prompt {self.negative_prompt!r} must be text")
         self._check_inputs()
         self._check_adapters()
+        if isinstance(self.loras, (list, tuple)):
+            # A setup read back from JSON (``RenderSetup.to_dict``) gives each LoRA as a dict of LoraSpec's fields.
+            object.__setattr__(self, "loras", tuple(LoraSpec.from_dict(lora) if isinstance(lora, dict) else lora for lora in self.loras))
         if not isinstance(self.loras, tuple) or not all(isinstance(lora, LoraSpec) for lora in self.loras):
             raise RenderError(f"loras {self.loras!r} must be a tuple of LoraSpec (promptlab.render.adapters.parse_lora reads NAME[:STRENGTH])")
 
