@@ -20,22 +20,22 @@ def variant_table(frame: pd.DataFrame) -> list[VariantStats]:
     # 1. one value per (variant, seed): the mean over subjects and repeats
     per_seed = scored.groupby(["variant_key", "seed"], sort=True)["score"].mean()
     by_variant = {key: values.to_numpy() for key, values in per_seed.groupby(level="variant_key")}
-    # 2. best run and descriptive columns
-    best = scored.loc[scored.groupby("variant_key")["score"].idxmax()].set_index("variant_key")
-    first = runs.drop_duplicates("variant_key").set_index("variant_key")
-    counts = runs.groupby("variant_key")["score"].agg(["size", "count"])
+    # 2. best run and descriptive columns, as one dict per variant (a lookup per cell of a frame is slow)
+    best = scored.loc[scored.groupby("variant_key")["score"].idxmax()].set_index("variant_key").to_dict("index")
+    first = runs.drop_duplicates("variant_key").set_index("variant_key").to_dict("index")
+    counts = runs.groupby("variant_key")["score"].agg(["size", "count"]).to_dict("index")
     axes = axis_columns(runs)
     table = []
-    for key in first.index:
+    for key, row in first.items():
         values = by_variant.get(key, np.empty(0))
         mean, low, high = t_interval(values) if len(values) else (math.nan, math.nan, math.nan)
-        n_runs, n_scored = int(counts.at[key, "size"]), int(counts.at[key, "count"])
-        found = key in best.index
-        source = best if found else first
+        n_runs, n_scored = int(counts[key]["size"]), int(counts[key]["count"])
+        found = best.get(key)
+        source = found if found is not None else row
         table.append(
             VariantStats(
                 variant_key=key,
-                label=str(first.at[key, "label"]),
+                label=str(row["label"]),
                 mean=float(mean),
                 sd=float(np.std(values, ddof=1)) if len(values) >= 2 else math.nan,
                 ci_low=float(low),
@@ -44,13 +44,13 @@ def variant_table(frame: pd.DataFrame) -> list[VariantStats]:
                 n=len(values),
                 n_runs=n_scored,
                 n_failed=n_runs - n_scored,
-                best_score=float(best.at[key, "score"]) if found else math.nan,
-                best_image=str(best.at[key, "image"]) if found else "",
-                best_run_id=python_value(best.at[key, "run_id"]) if found else None,
-                prompt=str(source.at[key, "prompt"]),
-                negative_prompt=str(source.at[key, "negative_prompt"]),
-                axes={c[len(AXIS_PREFIX) :]: python_value(first.at[key, c]) for c in axes},
-                note=_variant_note(runs[runs["variant_key"] == key], len(values)),
+                best_score=float(found["score"]) if found is not None else math.nan,
+                best_image=str(found["image"]) if found is not None else "",
+                best_run_id=python_value(found["run_id"]) if found is not None else None,
+                prompt=str(source["prompt"]),
+                negative_prompt=str(source["negative_prompt"]),
+                axes={c[len(AXIS_PREFIX) :]: python_value(row[c]) for c in axes},
+                note=_variant_note(runs, key, len(values)),
             )
         )
     return table
@@ -61,9 +61,11 @@ def best_prompts(frame: pd.DataFrame, top: int = 5) -> list[BestPrompt]:
     return rank_best(variant_table(frame), top)
 
 
-def _variant_note(runs: pd.DataFrame, n_seeds: int) -> str:
-    """Why a variant has no mean or no interval, or why its interval is so wide; "" otherwise."""
+def _variant_note(runs: pd.DataFrame, key: str, n_seeds: int) -> str:
+    """Why variant ``key`` (of all the ``runs``) has no mean or no interval, or why its interval is so wide; "" otherwise."""
     if n_seeds == 0:
+        # only a variant without a score reads its runs: a filter of the frame for every variant is slow
+        runs = runs[runs["variant_key"] == key]
         failed = runs["status"].eq("failed").sum() if "status" in runs.columns else len(runs)
         first = first_error(runs, 100)
         error = "" if first is None else f": {first}"
