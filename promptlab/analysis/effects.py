@@ -29,7 +29,11 @@ from promptlab.errors import PromptlabError
 
 @dataclass(frozen=True)
 class _AxisFit:
-    """One axis's least-squares fit within (seed, subject) blocks: the cells it uses, an orthonormal basis of its design, its groups."""
+    """One axis's least-squares fit within (seed, subject) blocks: the cells it uses, an orthonormal basis of its design, its groups.
+
+    ``seed_svds`` holds, per seed, the left singular vectors and singular values of the seed's rows
+    of ``basis``: every comparison of the axis needs them for its CR2 weights, so they are found once.
+    """
 
     rows: np.ndarray
     names: list[tuple[str, Level]]
@@ -39,6 +43,7 @@ class _AxisFit:
     block_starts: np.ndarray
     block_sizes: np.ndarray
     seed_starts: np.ndarray
+    seed_svds: tuple[tuple[np.ndarray, np.ndarray], ...]
 
 
 @dataclass(frozen=True)
@@ -213,11 +218,10 @@ def _cr2(fit: _AxisFit, weights: np.ndarray) -> tuple[np.ndarray, float, int]:
     adjusted = np.zeros_like(weights)
     degenerate = False
     bounds = np.r_[fit.seed_starts, len(weights)]
-    for low, high in zip(bounds[:-1], bounds[1:]):
+    for low, high, (left, singular) in zip(bounds[:-1], bounds[1:], fit.seed_svds):
         own = weights[low:high]
         if not own.any():
             continue
-        left, singular, _ = np.linalg.svd(fit.basis[low:high], full_matrices=False)
         remaining = 1 - singular**2
         # a cell with leverage 1 (say, a level scored on one seed only) leaves no residual to learn its noise from
         factor = np.where(remaining > 1e-10, 1 / np.sqrt(np.maximum(remaining, 1e-300)), 0.0)
@@ -272,15 +276,22 @@ def _fit_axis(cells: pd.DataFrame, column: str, levels: list[Level], others: lis
     eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
     keep = eigenvalues > eigenvalues.max(initial=0.0) * 1e-10
     singular, row_space = np.sqrt(eigenvalues[keep]), vectors[:, keep].T
+    basis = centred @ row_space.T / singular
+    # 4. each seed's rows of the basis, decomposed once for all of the axis's comparisons (see _cr2)
+    bounds = np.r_[seed_starts, len(basis)]
+    seed_svds = tuple(
+        tuple(np.linalg.svd(basis[low:high], full_matrices=False)[:2]) for low, high in zip(bounds[:-1], bounds[1:])
+    )
     return _AxisFit(
         rows=np.flatnonzero(cells[column].notna().to_numpy()),
         names=names,
-        basis=centred @ row_space.T / singular,
+        basis=basis,
         singular=singular,
         row_space=row_space,
         block_starts=block_starts,
         block_sizes=block_sizes,
         seed_starts=seed_starts,
+        seed_svds=seed_svds,  # type: ignore[arg-type]
     )
 
 
