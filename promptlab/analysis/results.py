@@ -14,7 +14,11 @@ from promptlab.analysis.progress import CellCounts
 
 @dataclass(frozen=True)
 class VariantStats:
-    """One variant's score over its seeds and its best image; ``note`` says why a number is missing."""
+    """One variant's score over its seeds and its best image; ``note`` says why a number is missing.
+
+    ``n`` counts the seeds with a score (the interval's n), ``n_runs`` the runs with a score and
+    ``n_failed`` the runs without one (failed or not scored); ``axes`` is its level of each axis.
+    """
 
     variant_key: str
     label: str
