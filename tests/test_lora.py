@@ -447,3 +447,17 @@ def test_a_render_setup_with_loras_reads_back_from_json(loras: dict[str, Path]) 
     params = RenderParams(num_inference_steps=STEPS, loras=(parse_lora(f"{loras['detail']}:0.5"),))
     again = RenderParams(**json.loads(json.dumps(dataclasses.asdict(params))))
     assert again == params
+
+
+def test_a_built_in_lora_is_found_by_name_or_named_with_the_command_that_remakes_it(
+    loras: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promptlab.render import adapters
+
+    monkeypatch.setitem(adapters.BUILTIN_LORAS, "micro-teal", (tmp_path / "micro-teal-lora", "promptlab micro train-lora"))
+    with pytest.raises(ModelError, match=r"built-in LoRA 'micro-teal' has no weights at .*micro-teal-lora; .*`promptlab micro train-lora`"):
+        parse_lora("micro-teal:0.5")
+    (tmp_path / "micro-teal-lora").mkdir()
+    (tmp_path / "micro-teal-lora" / "pytorch_lora_weights.safetensors").write_bytes(loras["detail"].read_bytes())
+    teal = parse_lora("micro-teal:0.5")
+    assert (teal.name, teal.strength, Path(teal.source).name) == ("micro-teal", 0.5, "pytorch_lora_weights.safetensors")

@@ -8,7 +8,8 @@ CLI's ``--lora`` and an experiment file's ``loras`` take it:
     (('detail.safetensors', 0.6), ('owner/style-lora', None))
 
 A name without a folder is looked up in the LoRA folder (``lora_dir`` in an experiment file, else
-``PROMPTLAB_LORA_DIR``), with or without its ``.safetensors``, as A1111's ``<lora:name:0.8>`` is.
+``PROMPTLAB_LORA_DIR``), with or without its ``.safetensors``, as A1111's ``<lora:name:0.8>`` is;
+``micro-teal`` is built in (``BUILTIN_LORAS``: micro's teal LoRA, trained by ``promptlab.micro``).
 Files in diffusers' format and in kohya's (A1111's, ``lora_unet_...``) both load: diffusers
 converts kohya's keys itself.
 
@@ -34,12 +35,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptlab.builtin import MICRO_TEAL_LORA
 from promptlab.errors import ModelError
 from promptlab.hashing import file_sha256
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
+#: LoRAs shipped with promptlab, by the name a LoRA spec gives them, and the command that remakes each.
+BUILTIN_LORAS: dict[str, tuple[Path, str]] = {
+    "micro-teal": (MICRO_TEAL_LORA, "promptlab micro train-lora"),
+}
 #: The environment variable naming the folder where LoRAs are found by name.
 LORA_DIR_ENV = "PROMPTLAB_LORA_DIR"
 #: The level of a LoRA axis meaning "no LoRA".
@@ -161,6 +167,8 @@ def parse_lora(
     check_strength(value, name)
     folder = lora_folder(lora_dir)
     path = find_lora_file(name, folder, base_dir)
+    if path is None and name in BUILTIN_LORAS:
+        path = _builtin_lora(name)
     if path is not None:
         return LoraSpec(str(path), value, lora_name(name), file_sha256(path), str(path), addnet_sha256(path))
     if _HUB_ID.match(name) and not name.lower().endswith((LORA_SUFFIX, *_PICKLE_SUFFIXES)):
@@ -170,6 +178,17 @@ def parse_lora(
         f"LoRA {name!r}: no such file ({where}; looked for {', '.join(map(str, _candidates(name, folder, base_dir)))}); "
         f"give a .safetensors file, a file name in the LoRA folder, or a hub id (owner/name)"
     )
+
+
+def _builtin_lora(name: str) -> Path:
+    """The file of a built-in LoRA; ModelError naming the command that remakes it when its weights are missing."""
+    folder, command = BUILTIN_LORAS[name]
+    if not folder.is_dir() or not any(folder.glob(f"*{LORA_SUFFIX}")):
+        raise ModelError(
+            f"built-in LoRA {name!r} has no weights at {folder}; install promptlab from a full checkout or remake "
+            f"them with `{command}`"
+        )
+    return _file_in_folder(folder, name).resolve()
 
 
 def _candidates(name: str, folder: Path | None, base_dir: Path | None) -> list[Path]:
