@@ -14,10 +14,20 @@ from typer.testing import CliRunner
 
 from promptlab.errors import RenderError
 from promptlab.render.conditioning import encode_prompts
-from promptlab.render.embeddings import apply_embeddings, read_embedding, textual_inversion_manager, unused_embeddings
+from promptlab.render.embeddings import (
+    apply_embeddings,
+    read_embedding,
+    textual_inversion_manager,
+    unused_embeddings,
+)
 from promptlab.render.engine import render
 from promptlab.render.models import load_model
-from promptlab.render.params import EmbeddingFile, RenderItem, RenderParams, parse_embedding
+from promptlab.render.params import (
+    EmbeddingFile,
+    RenderItem,
+    RenderParams,
+    parse_embedding,
+)
 from promptlab.render.tiny import tiny_embedding_file
 
 SMALL = {"num_inference_steps": 2, "width": 64, "height": 64}
@@ -239,13 +249,13 @@ def test_cli_one_line_error(tmp_path: Path) -> None:
     spec = f"{tiny_embedding_file('tiny-sdxl-embedding')}:<t>"
     args = ["render", "a <t> fox", "--model", "tiny-sd", "--steps", "2", "--embedding", spec, "--out", str(tmp_path)]
     code = "from promptlab.cli import main; main()"
-    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code, *args], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: embedding ") and "tiny-sdxl-embedding" in result.stderr
 
 
 def test_a_store_from_before_embeddings_upgrades(tmp_path: Path) -> None:
-    from sqlalchemy import create_engine, inspect, insert
+    from sqlalchemy import create_engine, insert, inspect
 
     from promptlab.store import MIGRATIONS, open_store
     from promptlab.store.migrations import MIGRATION_TABLE

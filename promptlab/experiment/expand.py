@@ -83,7 +83,8 @@ def _key_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` as the key counts them: embeddings by token and file content, not by where the file is."""
     if not params.get("embeddings"):
         return dict(params)
-    return {**params, "embeddings": [[e["token"], e["sha256"]] for e in params["embeddings"]]}
+    # A variant's are mappings (``Embedding.to_dict``); a render's recipe has them as [token, sha256] already.
+    return {**params, "embeddings": [[e["token"], e["sha256"]] if isinstance(e, Mapping) else e for e in params["embeddings"]]}
 
 
 def _build(
