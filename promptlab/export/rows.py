@@ -62,13 +62,24 @@ def export_rows(frame: pd.DataFrame, top: int | None = 5) -> list[ExportRow]:
     count = top if top is not None else scored["variant_key"].nunique()
     if count < 1:
         raise ExportError(f"top must be at least 1, got {top}")
-    return [_export_row(best, frame) for best in best_prompts(frame, count)]
+    subjects = _subjects(frame)
+    return [_export_row(best, subjects) for best in best_prompts(frame, count)]
 
 
-def _export_row(best: BestPrompt, frame: pd.DataFrame) -> ExportRow:
-    runs = frame[frame["variant_key"] == best.variant_key]
-    best_run = runs[runs["image"].astype(str) == best.image]
-    subject = str((best_run if not best_run.empty else runs)["subject"].iloc[0])
+def _subjects(frame: pd.DataFrame) -> dict[tuple[str, str | None], str]:
+    """The subject of each variant's first run with each image, and (image None) of its first run, in one pass."""
+    images = frame["image"].astype(str)
+    by_image = frame.assign(image=images).drop_duplicates(["variant_key", "image"])
+    first = frame.drop_duplicates("variant_key")
+    return {
+        **{(key, None): str(subject) for key, subject in zip(first["variant_key"], first["subject"])},
+        **{(key, image): str(subject) for key, image, subject in zip(by_image["variant_key"], by_image["image"], by_image["subject"])},
+    }
+
+
+def _export_row(best: BestPrompt, subjects: dict[tuple[str, str | None], str]) -> ExportRow:
+    # the subject of the run that made the best image, else of the variant's first run
+    subject = subjects.get((best.variant_key, best.image), subjects[(best.variant_key, None)])
     return ExportRow(
         rank=best.rank,
         variant_key=best.variant_key,
