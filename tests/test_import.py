@@ -558,3 +558,17 @@ def test_a_style_no_file_can_hold_writes_nothing(tmp_path: Path) -> None:
         save_styles_as_vocab([Style("Lone", "x {prompt}", "bad \ud800", "fooocus", None)], vocab_dir)
     assert {p: p.read_bytes() for p in vocab_dir.rglob("*") if p.is_file()} == before
     load_vocab([vocab_dir], use_env=False)
+
+
+def test_an_imported_images_loras_are_the_runs_loras(tmp_path: Path) -> None:
+    """A1111's <lora:...> tags come out of the prompt and into the run's loras and the store's run_lora rows (the file unknown)."""
+    from sqlalchemy import text
+
+    path = _png(tmp_path / "fox.png", {"parameters": A1111_INFOTEXT})
+    with open_store() as store:
+        run = store.get_run(store_imported(store, import_image(path)).id)
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT name, sha256, strength FROM run_lora WHERE run_id = :id"), {"id": run.id}).all()
+    assert run.params["loras"] == [{"name": "add_detail", "source": "add_detail", "sha256": None, "strength": 0.6}]
+    assert run.params["source_loras"] == [["add_detail", 0.6]]
+    assert rows == [("add_detail", None, 0.6)]

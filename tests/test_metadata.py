@@ -676,3 +676,28 @@ def test_run_png_is_the_runs_infotext_and_record_and_the_same_bytes_each_time(tm
     assert meta.promptlab_record["scores"] == [dataclasses.asdict(scores[0])]
     with pytest.raises(ExportError, match=r"run \(experiment 7, variant v1, seed 42\) cannot be stored as JSON"):
         run_png(replace(record, params={"dtype": object()}), image, scores, "foxes")
+
+
+def test_a_runs_loras_are_written_as_a1111_writes_them_and_read_back(tmp_path: Path) -> None:
+    """A1111's extensions-builtin/Lora: the <lora:name:w> tags in the prompt and "Lora hashes" (name: the first
+    12 hex digits of the addnet hash, the file's tensors without its header); A1111's parser keeps them."""
+    from promptlab.importer import imported_prompt
+    from promptlab.metadata import run_png
+    from promptlab.prompt import Prompt
+    from promptlab.store import RunRecord
+
+    loras = [
+        {"name": "detail", "source": "/l/detail.safetensors", "sha256": "a" * 64, "strength": 0.6, "a1111_hash": "7c6bad76eb54" + "0" * 52},
+        {"name": "my,style", "source": "o/style", "sha256": None, "strength": 1.0, "a1111_hash": "c396551d82ee" + "0" * 52},
+        {"name": "imported", "source": "imported.safetensors", "sha256": None, "strength": 0.5},
+    ]  # fmt: skip
+    record = RunRecord(7, "v1", 42, Prompt("a fox"), "micro", params={"num_inference_steps": 4, "guidance_scale": 6.5, "loras": loras})
+    path = tmp_path / "run.png"
+    path.write_bytes(run_png(record, Image.new("RGB", (8, 8)), (), "foxes"))
+    meta = read_image_metadata(path)
+    first_line = meta.chunks["parameters"].splitlines()[0]
+    assert first_line == "a fox <lora:detail:0.6> <lora:my,style:1> <lora:imported:0.5>"
+    # a name loses its "," and ":" in Lora hashes, as A1111 writes a mentioned name; a LoRA with no hash is left out
+    assert meta.parameters.extra["Lora hashes"] == "detail: 7c6bad76eb54, mystyle: c396551d82ee"
+    assert meta.parameters.loras == (("detail", 0.6), ("my,style", 1.0), ("imported", 0.5))
+    assert imported_prompt(meta).loras == (("detail", 0.6), ("my,style", 1.0), ("imported", 0.5))
