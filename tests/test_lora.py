@@ -20,7 +20,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from promptlab.cli import app
-from promptlab.errors import ExperimentError, ModelError, PromptlabError, PromptSyntaxError
+from promptlab.errors import ExperimentError, ModelError, PromptlabError, PromptSyntaxError, RenderError
 from promptlab.experiment import cells, expand, parse_experiment
 from promptlab.prompt.a1111 import LoraTag, a1111_parts, lora_tags
 from promptlab.render.adapters import (
@@ -373,6 +373,7 @@ def test_comfyui_lora_loaders_come_back_as_the_runs_loras(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_promptlab_render_takes_loras_and_a1111_tags(loras: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptlab.runner import rerender
     from promptlab.store import open_store
 
     monkeypatch.setenv(LORA_DIR_ENV, str(loras["detail"].parent))
@@ -385,7 +386,22 @@ def test_promptlab_render_takes_loras_and_a1111_tags(loras: dict[str, Path], tmp
     assert json.loads(by_option.output)[0]["run_id"] == json.loads(by_tag.output)[0]["run_id"]
     with open_store() as store:
         (run,) = store.list_runs()
-    assert [(lora["name"], lora["strength"]) for lora in run.params["loras"]] == [("detail", 0.7)]
+        assert [(lora["name"], lora["strength"]) for lora in run.params["loras"]] == [("detail", 0.7)]
+        # rendered again from its record, LoRA and all: the same image
+        (again,) = rerender(run.id, store)
+        assert again.identical, again
+    # a LoRA file changed since the run is named, not silently replaced
+    changed = tmp_path / "loras"
+    changed.mkdir()
+    (changed / "detail.safetensors").write_bytes(loras["style"].read_bytes())
+    monkeypatch.setenv(LORA_DIR_ENV, str(changed))
+    result = cli.invoke(app, [*base, PROMPT, "--lora", "detail:0.7"])
+    assert result.exit_code == 0
+    with open_store() as store:
+        moved = next(r for r in store.list_runs() if r.params.get("loras") and r.params["loras"][0]["source"].startswith(str(changed)))
+        (changed / "detail.safetensors").write_bytes(loras["detail"].read_bytes())
+        with pytest.raises(RenderError, match=r"its LoRA .*detail.safetensors has changed since the run \(sha256 differs\)"):
+            rerender(moved.id, store)
 
 
 @pytest.mark.parametrize("name", ["xl", "broken", "missing"])
