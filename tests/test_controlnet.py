@@ -237,3 +237,44 @@ def test_an_experiment_sweeps_the_scale_and_records_it(tmp_path: Path) -> None:
     assert summary.ok and summary.rendered == 4
     assert sorted(r.params["controlnet_conditioning_scale"] for r in runs) == [0.0, 0.0, 1.0, 1.0]
     assert {r.params["controlnet"]["model"] for r in runs} == {"tiny-sd-controlnet"}
+
+
+@pytest.mark.slow
+def test_a_lora_and_an_embedding_apply_alike_with_and_without_a_controlnet(tmp_path: Path) -> None:
+    """SDXL: LoRA + embedding through the ControlNet pipeline at scale 0 is the same image as without one,
+    and switching between the two pipelines keeps the model's state (no LoRA, no embedding: its own image)."""
+    import copy
+
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from promptlab.render.adapters import parse_lora
+    from promptlab.render.models import base_pipeline
+    from promptlab.render.params import EmbeddingFile
+    from promptlab.render.tiny import tiny_embedding_file
+
+    unet = copy.deepcopy(base_pipeline("tiny-sdxl").unet)
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, parameter in unet.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionXLPipeline.save_lora_weights(tmp_path, unet_lora_layers=layers, weight_name="xl.safetensors")
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(tmp_path / "control.png")
+    adapters = {
+        "loras": (parse_lora(f"{tmp_path / 'xl.safetensors'}:1.0"),),
+        "embeddings": (EmbeddingFile(str(tiny_embedding_file("tiny-sdxl-embedding")), "<t>"),),
+    }
+    control = {"controlnet": "tiny-sdxl-controlnet", "control_image": str(tmp_path / "control.png"), "controlnet_conditioning_scale": 0.0}
+    items = [RenderItem("a <t> fox", 4)]
+    plain = _pixels(render(items, RenderParams(**STEPS, width=64, height=64), "tiny-sdxl"))
+    adapted = _pixels(render(items, RenderParams(**STEPS, width=64, height=64, **adapters), "tiny-sdxl"))
+    through_controlnet = _pixels(render(items, RenderParams(**STEPS, **adapters, **control), "tiny-sdxl"))
+    controlnet_alone = _pixels(render(items, RenderParams(**STEPS, **control), "tiny-sdxl"))
+    assert np.abs(adapted - plain).max() > 0
+    assert np.array_equal(adapted, through_controlnet)
+    assert np.array_equal(plain, controlnet_alone)
