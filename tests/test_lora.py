@@ -20,7 +20,13 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from promptlab.cli import app
-from promptlab.errors import ExperimentError, ModelError, PromptlabError, PromptSyntaxError, RenderError
+from promptlab.errors import (
+    ExperimentError,
+    ModelError,
+    PromptlabError,
+    PromptSyntaxError,
+    RenderError,
+)
 from promptlab.experiment import cells, expand, parse_experiment
 from promptlab.prompt.a1111 import LoraTag, a1111_parts, lora_tags
 from promptlab.render.adapters import (
@@ -175,8 +181,8 @@ def test_both_formats_load_change_the_image_and_switch_without_reloading_the_bas
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("xl", r"LoRA file .*xl.safetensors does not fit model 'micro' \(sd1\): its layer down_blocks.1.* is 32 wide, "
-               r"the model's is 64; it was made for another base model. Use a LoRA trained for the same base"),
+        ("xl", (r"LoRA file .*xl.safetensors does not fit model 'micro' \(sd1\): its layer down_blocks.1.* is 32 wide, "
+                r"the model's is 64; it was made for another base model. Use a LoRA trained for the same base")),
         ("broken", r"LoRA file .*broken.safetensors cannot be read as a LoRA .*: the file is damaged or not a LoRA; download it again"),
     ],
 )  # fmt: skip

@@ -22,7 +22,14 @@ from promptlab.errors import ExperimentError, ModelError, PromptSyntaxError
 from promptlab.experiment.check import Checker
 from promptlab.experiment.spec import Axis, show_value
 from promptlab.prompt.a1111 import lora_tags
-from promptlab.render.adapters import MAX_LORA_STRENGTH, NO_LORA, LoraSpec, check_strength, lora_folder, parse_lora
+from promptlab.render.adapters import (
+    MAX_LORA_STRENGTH,
+    NO_LORA,
+    LoraSpec,
+    check_strength,
+    lora_folder,
+    parse_lora,
+)
 
 #: The ``[axes]`` keys that sweep LoRAs.
 LORA_AXES = ("lora", "lora_strength")
