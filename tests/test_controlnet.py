@@ -221,22 +221,33 @@ def test_experiment_controlnet_errors(tmp_path: Path, body: str, words: str) -> 
 
 
 @pytest.mark.slow
-def test_an_experiment_sweeps_the_scale_and_records_it(tmp_path: Path) -> None:
+def test_an_experiment_sweeps_the_scale_and_an_embedding_and_analyses_both(tmp_path: Path) -> None:
+    import shutil
+
+    from promptlab.analysis import analyze
+    from promptlab.render.tiny import tiny_embedding_file
     from promptlab.runner import run_experiment
     from promptlab.store import open_store
 
+    shutil.copy(tiny_embedding_file("tiny-sd-embedding"), tmp_path / "ink.safetensors")
     spec = _experiment(
         tmp_path,
         '[params]\nnum_inference_steps = 2\n[controlnet]\nmodel = "tiny-sd-controlnet"\nimage = "edges.png"\n'
-        "[axes]\ncontrolnet_conditioning_scale = [0, 1.0]\n",
+        '[axes]\ncontrolnet_conditioning_scale = [0, 1.0]\nembedding = ["none", "ink.safetensors:<ink>"]\n',
         top='scorer = "tiny-clip"\n',
     )
     with open_store() as store:
         summary = run_experiment(spec, store)
         runs = store.list_runs()
-    assert summary.ok and summary.rendered == 4
-    assert sorted(r.params["controlnet_conditioning_scale"] for r in runs) == [0.0, 0.0, 1.0, 1.0]
+        frame = store.runs_frame("e", "intent")
+    assert summary.ok and summary.rendered == 8
+    assert sorted(r.params["controlnet_conditioning_scale"] for r in runs) == [0.0] * 4 + [1.0] * 4
     assert {r.params["controlnet"]["model"] for r in runs} == {"tiny-sd-controlnet"}
+    assert sorted(len(r.params.get("embeddings", ())) for r in runs) == [0] * 4 + [1] * 4
+    # Axes like any other: each level's paired effect against the first, with its interval.
+    effects = {(e.axis, str(e.level), str(e.reference)): e for e in analyze(frame, score_kind="intent").effects}
+    assert set(effects) == {("controlnet_conditioning_scale", "1.0", "0.0"), ("embedding", "<ink>", "none")}
+    assert all(e.n_seeds == 2 and e.ci_low <= e.mean_diff <= e.ci_high for e in effects.values())
 
 
 @pytest.mark.slow
