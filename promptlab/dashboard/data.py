@@ -67,7 +67,19 @@ def experiment(name: str) -> ExperimentSummary:
 
 def version(name: str) -> str:
     """What changes when the experiment gets new runs (run count and last run time): keys cached reads."""
-    summary = experiment(name)
+    # A page asks once per experiment: a copy of every summary each time made a page of N experiments cost N^2.
+    known = _versions(database_url()).get(name)
+    return known if known is not None else _version(experiment(name))
+
+
+@st.cache_resource(ttl=5, show_spinner=False)
+def _versions(url: str) -> dict[str, str]:
+    # a resource, not data: shared, not copied on every call (only read, never changed); read from the
+    # store, not from _experiments' copy, so that a version is never older than its 5 seconds
+    return {summary.name: _version(summary) for summary in _store(url).list_experiments()}
+
+
+def _version(summary: ExperimentSummary) -> str:
     return f"{summary.runs}:{summary.last_run_at}"
 
 
@@ -288,6 +300,7 @@ def show_image(container: Any, path: str | Path, caption: str | None = None, *, 
 def refresh() -> None:
     """Forget cached reads after this session wrote to the store."""
     _experiments.clear()
+    _versions.clear()
     _runs_frame.clear()
     _analysis.clear()
     _planned.clear()
