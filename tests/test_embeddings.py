@@ -323,6 +323,7 @@ def test_a_fixed_embedding_loads_for_every_variant_where_its_token_is_written(tm
         ('embeddings = ["nope.pt:<t>"]\n', 'embeddings = "nope.pt:<t>": embedding'),
         ('[axes]\nembedding = ["none", "ink.safetensors:<a>", "ink.safetensors:<a>"]\n', "each embedding once"),
         ('[axes]\nembedding = ["none", "ink.safetensors:cat"]\n', "is a word"),
+        ('[axes]\nembedding = ["none", "ink.safetensors:pop-art"]\n', "is also a term of the vocabulary (category style)"),
     ],
 )
 def test_experiment_embedding_errors(tmp_path: Path, body: str, words: str) -> None:

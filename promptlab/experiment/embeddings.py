@@ -13,7 +13,8 @@ to the prompt as a term.
 Every file is read, checked and hashed here, so a missing or corrupt one fails before anything
 renders; whether it fits the model's text encoder (SD 1.x, SDXL) is checked when the run loads it.
 A fixed embedding whose token no prompt of the experiment uses is refused: it would be recorded on
-every run and change none.
+every run and change none; so is a token that is also a term of the vocabulary (the analysis could
+not tell the embedding from the term).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from promptlab.errors import ExperimentError, RenderError
 from promptlab.experiment.check import Checker
 from promptlab.experiment.spec import NO_EMBEDDING, Axis, show_value
-from promptlab.prompt import Term
+from promptlab.prompt import Term, TermLookup
 from promptlab.render.embeddings import Embedding, read_embedding, unused_embeddings
 from promptlab.render.params import parse_embedding
 
@@ -91,6 +92,18 @@ def check_tokens_used(check: Checker, fixed: Sequence[Embedding], texts: Iterabl
             "negative prompt, so it would change nothing; write it where the embedding should act (e.g. in [prompt] "
             "negative for a negative embedding), or sweep it with [axes] embedding"
         )
+
+
+def check_tokens_are_not_terms(check: Checker, embeddings: Iterable[Embedding], vocab: TermLookup) -> None:
+    """ExperimentError if an embedding's token is a term of the vocabulary: the analysis could not tell them apart."""
+    for embedding in embeddings:
+        term = vocab.find(embedding.token)
+        if term is not None:
+            raise ExperimentError(
+                f"{check.source}: embedding {embedding.path}: its token {embedding.token!r} is also a term of the vocabulary "
+                f"(category {term.category}), so a run could not tell the embedding from the term; give it a token of "
+                f"its own with FILE:TOKEN, e.g. <{embedding.token}>"
+            )
 
 
 def embedding_term(embedding: Embedding) -> Term:

@@ -14,7 +14,13 @@ from promptlab.compose import split_weight
 from promptlab.errors import ExperimentError, PromptSyntaxError, RenderError, VocabError
 from promptlab.experiment.check import Checker
 from promptlab.experiment.controlnet import CONTROL_AXES, check_controlnet, control_image_axis, read_controlnet
-from promptlab.experiment.embeddings import EMBEDDING_AXES, check_tokens_used, embedding_axis, fixed_embeddings
+from promptlab.experiment.embeddings import (
+    EMBEDDING_AXES,
+    check_tokens_are_not_terms,
+    check_tokens_used,
+    embedding_axis,
+    fixed_embeddings,
+)
 from promptlab.experiment.loras import LORA_AXES, fixed_loras, lora_axis, read_lora_dir, subject_lora_tags
 from promptlab.experiment.spec import (
     ABSENT,
@@ -137,6 +143,8 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
     controlnet = control["controlnet"]
     check_controlnet(check, controlnet, params, axes)
     check_tokens_used(check, embeddings, _prompt_texts(subjects, terms, axes, negative_prompt))
+    swept = [level for axis in axes if axis.kind == "embedding" for level in axis.levels if level is not None]
+    check_tokens_are_not_terms(check, (*embeddings, *swept), vocab)
     category_order = tuple(vocab.categories)
     if samples is not None:
         total = math.prod(len(axis.levels) for axis in axes)
