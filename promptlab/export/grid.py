@@ -194,11 +194,11 @@ def draw_grid(plan: GridPlan) -> Image.Image:
     font = ImageFont.load_default(size=plan.font_size)
     # 1. column labels, centred over their column
     for column, lines in enumerate(plan.x_lines):
-        left = plan.label_width + column * plan.cell_width
+        left = plan.cell_origin(0, column)[0]
         _draw_lines(draw, font, lines, (left, 0, left + plan.cell_width, plan.header_height), GRID_TEXT)
     # 2. row labels, centred beside their row
     for row, lines in enumerate(plan.y_lines):
-        top = plan.header_height + row * (plan.cell_height + plan.score_height)
+        top = plan.cell_origin(row, 0)[1]
         bottom = top + plan.cell_height + plan.score_height
         _draw_lines(draw, font, lines, (0, top, plan.label_width, bottom), GRID_TEXT)
     # 3. the cells
