@@ -284,6 +284,7 @@ def _thumbnail(path: str, changed: int, size: int) -> bytes | None:
 
 def show_image(container: Any, path: str | Path, caption: str | None = None, *, thumb: bool = False) -> bool:
     """Show an image file in ``container``, or a warning where it is missing; whether it was shown."""
+    # a "thumbnail" 10,000 pixels a side is the image itself, read (and cached) as the thumbnails are
     data = thumbnail(str(path)) if thumb else thumbnail(str(path), size=10_000)
     if data is None:
         container.warning(f"{caption + ': ' if caption else ''}{MISSING_IMAGE}")
