@@ -237,9 +237,11 @@ def _file_in_folder(folder: Path, name: str) -> Path:
 def fetch_lora(lora: LoraSpec) -> LoraSpec:
     """``lora`` with its local file and hash: a hub LoRA from the Hugging Face cache, or downloaded when online."""
     if lora.path is not None:
-        if lora.sha256 and lora.a1111_hash:
-            return lora
-        return replace(lora, sha256=file_sha256(Path(lora.path)), a1111_hash=addnet_sha256(Path(lora.path)))
+        # Hashed again (a stat and a memo lookup unless the file changed): what is recorded is what was loaded.
+        path = Path(lora.path)
+        if not path.is_file():
+            raise ModelError(f"LoRA file {path} is gone; put it back, or give another LoRA")
+        return replace(lora, sha256=file_sha256(path), a1111_hash=addnet_sha256(path))
     from huggingface_hub import snapshot_download
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
