@@ -184,6 +184,7 @@ def _experiment(tmp_path: Path, body: str, top: str = "") -> object:
 
     Image.new("L", (64, 64), 90).save(tmp_path / "edges.png")
     Image.new("RGB", (64, 64), (200, 0, 0)).save(tmp_path / "other.png")
+    Image.new("RGBA", (64, 64)).save(tmp_path / "rgba.png")
     (tmp_path / "e.toml").write_text(f'name = "e"\nmodel = "tiny-sd"\nseeds = 2\n{top}[prompt]\nsubject = "a red circle"\n{body}')
     return load_experiment(tmp_path / "e.toml")
 
@@ -208,6 +209,7 @@ def test_a_controlnet_block_with_a_scale_axis_and_an_image_axis(tmp_path: Path) 
         ("[params]\ncontrolnet_conditioning_scale = 0.5\n", "a scale for a ControlNet"),
         ('[controlnet]\nmodel = "tiny-sd-controlnet"\n', "[controlnet] image"),
         ('[controlnet]\nmodel = "tiny-sd-controlnet"\nimage = "nope.png"\n', "an existing image file"),
+        ('[controlnet]\nmodel = "tiny-sd-controlnet"\nimage = "rgba.png"\n', "has mode RGBA (an alpha channel)"),
         ('[controlnet]\nmodel = "tiny-sd-controlnet"\nimage = "edges.png"\n[axes]\ncontrol_image = ["other.png"]\n', "not both"),
         ('[controlnet]\nmodel = "tiny-sd-controlnet"\nimage = "edges.png"\n[axes]\ncontrolnet_conditioning_scale = [-1]\n', "a number >= 0"),
     ],

@@ -13,7 +13,8 @@ axis level (``[axes] control_image``), and ``controlnet_conditioning_scale`` as 
     # or one conditioning image per level, instead of [controlnet] image:
     # control_image = ["edges-a.png", "edges-b.png"]
 
-The images are read and hashed here (a missing one fails before anything renders); the model is
+The images are checked (RGB or grayscale) and hashed here, so a missing one or one of another mode
+fails before anything renders; the model is
 found when the run loads it, and its fit to the base (SD 1.x, SDXL) is checked then.
 """
 
@@ -25,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promptlab.errors import ExperimentError, RenderError
 from promptlab.experiment.check import Checker
-from promptlab.experiment.spec import Axis
+from promptlab.experiment.spec import Axis, show_value
+from promptlab.render.controlnet import check_control_image_mode
 
 #: The ``[axes]`` keys a ControlNet adds (its scale is a parameter: ``spec.PARAMS``).
 CONTROL_AXES = ("control_image",)
@@ -67,6 +70,10 @@ def _image(check: Checker, where: str, text: Any, base_dir: Path) -> tuple[Path,
     path = (base_dir / Path(text).expanduser()).resolve()
     if not path.is_file():
         check.fail(where, text, f"an existing image file, relative to the experiment file (looked for {path})")
+    try:
+        check_control_image_mode(str(path))
+    except RenderError as exc:
+        raise ExperimentError(f"{check.source}: {where} = {show_value(text)}: {exc}") from None
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 

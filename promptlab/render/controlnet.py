@@ -198,13 +198,7 @@ def read_control_image(path: str, *, width: int | None, height: int | None, mult
     from PIL import Image
 
     image = read_image(path, "RGB", "control image")  # opens, checks and loads it; its mode is read below
-    with Image.open(path) as opened:
-        mode = opened.mode
-    if mode not in CONTROL_IMAGE_MODES:
-        raise RenderError(
-            f"control image {path!r} has mode {mode} ({_MODE_WORDS.get(mode, 'not RGB or grayscale')}); a ControlNet reads "
-            "RGB, and converting it would change what it sees: save it as RGB (or 8-bit grayscale) first"
-        )
+    check_control_image_mode(path)
     target = (width or image.width, height or image.height)
     if target[0] % multiple or target[1] % multiple:
         raise RenderError(
@@ -212,6 +206,22 @@ def read_control_image(path: str, *, width: int | None, height: int | None, mult
             "pass width and height (--size WxH) to resize it"
         )
     return image if target == image.size else image.resize(target, Image.Resampling.LANCZOS)
+
+
+def check_control_image_mode(path: str) -> None:
+    """RenderError unless the image file at ``path`` is RGB or 8-bit grayscale (read without decoding its pixels)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            mode = opened.mode
+    except (OSError, UnidentifiedImageError) as error:
+        raise RenderError(f"control image file {path!r} cannot be read as an image: {error}") from error
+    if mode not in CONTROL_IMAGE_MODES:
+        raise RenderError(
+            f"control image {path!r} has mode {mode} ({_MODE_WORDS.get(mode, 'not RGB or grayscale')}); a ControlNet reads "
+            "RGB, and converting it would change what it sees: save it as RGB (or 8-bit grayscale) first"
+        )
 
 
 _MODE_WORDS = {
