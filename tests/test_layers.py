@@ -58,7 +58,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     # The shells: they call everything and nothing calls them.
     ("search", ("promptlab.search",)),
-    ("shells", ("promptlab.cli", "promptlab.dashboard", "promptlab._data", "app")),
+    ("shells", ("promptlab.cli", "promptlab.__main__", "promptlab.dashboard", "promptlab._data", "app")),
 )
 
 
