@@ -198,15 +198,14 @@ def test_cli_search_json(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_truth_in_the_micro_world_fast() -> None:
-    """bench/search.py's measurement at a small budget: the judge reads the winner's confirmation images."""
-    rates = {}
+    """bench/search.py's measurement at a small budget: the judge reads each winner's confirmation images,
+    and both searches' winners beat the bare subject on the fresh seeds."""
     with open_store() as store:
         for method in ("halving", "random"):
-            spec = parse_search(small(name=f"star-{method}", method=method, budget=72, population=8, round_seeds=2,
-                                      confirm_seeds=4, steps=4), "star.toml")  # fmt: skip
+            spec = parse_search(small(name=f"star-{method}", method=method, budget=32, round_seeds=2, confirm_seeds=4),
+                                "star.toml")  # fmt: skip
             result = run_search(spec, store)
             truth = search_truth(store, result)
-            assert truth.images == 4 and 0 <= truth.rate <= 1
+            assert truth.images == 4 and 0 <= truth.rate <= 1 and result.spent <= 32
             assert set(truth.null_terms) <= set(null_words()) and set(truth.null_terms) <= set(result.winner_terms)
-            rates[method] = (truth.rate, result.winner_mean)
-    assert rates["halving"][1] >= rates["random"][1] - 20
+            assert result.gain is not None and result.gain.mean_diff > 0, format_search(result)
