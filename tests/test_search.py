@@ -17,7 +17,14 @@ from promptlab.cli import app
 from promptlab.errors import ExperimentError, SearchError
 from promptlab.experiment import parse_experiment
 from promptlab.micro.data import null_words
-from promptlab.search import Space, format_search, load_search, parse_search, run_search, search_seeds
+from promptlab.search import (
+    Space,
+    format_search,
+    load_search,
+    parse_search,
+    run_search,
+    search_seeds,
+)
 from promptlab.search.truth import search_truth
 from promptlab.store import open_store
 
@@ -58,10 +65,10 @@ INTENT = "a red star on a sky blue background, large, left"
 
 
 def small(**changes: object) -> str:
-    values: dict[str, object] = dict(
-        name="star-search", steps=2, intent=INTENT, budget=16, method="halving", seed=0, population=4,
-        round_seeds=1, confirm_seeds=2,
-    )  # fmt: skip
+    values: dict[str, object] = {
+        "name": "star-search", "steps": 2, "intent": INTENT, "budget": 16, "method": "halving", "seed": 0,
+        "population": 4, "round_seeds": 1, "confirm_seeds": 2,
+    }  # fmt: skip
     values.update(changes)
     return SMALL.format(**values)
 
@@ -121,7 +128,7 @@ def test_cli_refuses_before_rendering_anything(tmp_path: Path) -> None:
     file = tmp_path / "star.toml"
     file.write_text(small(budget=5))
     code = "from promptlab.cli import main; main()"
-    result = subprocess.run([sys.executable, "-c", code, "search", str(file)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code, "search", str(file)], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: {file}: [search] budget = 5: smaller than one round")
     assert "set budget >= 8" in result.stderr

@@ -16,7 +16,14 @@ from promptlab.dashboard import compare, data, insights
 from promptlab.dashboard.run import experiment_files
 from promptlab.errors import ExperimentError, PromptlabError
 from promptlab.experiment import to_toml
-from promptlab.search import SearchProgress, SearchResult, draft_search, format_search, parse_search, run_search
+from promptlab.search import (
+    SearchProgress,
+    SearchResult,
+    draft_search,
+    format_search,
+    parse_search,
+    run_search,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib

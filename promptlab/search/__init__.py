@@ -39,8 +39,21 @@ recorded scores, and the runner renders only the cells the store lacks.
 """
 
 from promptlab.search.candidates import ORDER_AXIS, Candidate, Space
-from promptlab.search.result import Round, Scored, SearchProgress, SearchResult, TermStep, format_search
-from promptlab.search.rounds import PROMPT_AXIS, TERM_COST, SearchCallback, run_search, search_seeds
+from promptlab.search.result import (
+    Round,
+    Scored,
+    SearchProgress,
+    SearchResult,
+    TermStep,
+    format_search,
+)
+from promptlab.search.rounds import (
+    PROMPT_AXIS,
+    TERM_COST,
+    SearchCallback,
+    run_search,
+    search_seeds,
+)
 from promptlab.search.spec import (
     DEFAULT_CONFIRM_SEEDS,
     DEFAULT_POPULATION,

@@ -19,7 +19,13 @@ from promptlab.errors import PromptlabError, SearchError
 from promptlab.experiment import Cell, Variant
 from promptlab.runner import Plan, run_experiment
 from promptlab.search.candidates import Candidate, Space
-from promptlab.search.result import Round, Scored, SearchProgress, SearchResult, TermStep
+from promptlab.search.result import (
+    Round,
+    Scored,
+    SearchProgress,
+    SearchResult,
+    TermStep,
+)
 from promptlab.search.spec import SearchSpec
 from promptlab.store import Store
 
