@@ -83,6 +83,22 @@ def test_a_multi_vector_token_becomes_all_its_vectors_in_compel_as_in_diffusers(
     apply_embeddings(loaded.pipe, loaded.family, ())
 
 
+def test_unloading_removes_only_what_was_loaded() -> None:
+    """A model's own added token (some fine-tunes ship one) stays, with its vector, when embeddings come and go."""
+    loaded = load_model("tiny-sd")
+    pipe = loaded.pipe
+    own = torch.arange(32, dtype=torch.float32) / 32
+    pipe.load_textual_inversion(own, token="<model-own>")
+    try:
+        apply_embeddings(pipe, loaded.family, (EmbeddingFile(str(tiny_embedding_file("tiny-sd-embedding")), "<tiny>"),))
+        apply_embeddings(pipe, loaded.family, ())
+        token_id = pipe.tokenizer.convert_tokens_to_ids("<model-own>")
+        assert "<tiny>" not in pipe.tokenizer.get_vocab()
+        assert torch.equal(pipe.text_encoder.get_input_embeddings().weight[token_id], own)
+    finally:
+        pipe.unload_textual_inversion("<model-own>")
+
+
 def _formats(tmp_path: Path) -> dict[str, EmbeddingFile]:
     vectors = _vectors("sd1")["emb_params"]
     torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": vectors}, "name": "old", "step": 3}, tmp_path / "a1111.pt")

@@ -244,6 +244,8 @@ class _Loaded:
     key: tuple[tuple[str, str], ...]
     #: First token id -> the ids of all the embedding's vectors (multi-vector embeddings).
     expansions: Mapping[int, tuple[int, ...]]
+    #: Every token added (``<t>``, ``<t>_1``, ...): unloading removes these and no other.
+    added: tuple[str, ...] = ()
 
 
 # What each text encoder holds now (encoders are shared by the task pipelines of one model).
@@ -278,10 +280,12 @@ def apply_embeddings(pipe: DiffusionPipeline, family: str, files: Sequence[Embed
             held = _STATE.get(encoder)
             if held is not None and held.key == key:
                 continue
-            if held is not None and held.key:
-                pipe.unload_textual_inversion(tokenizer=tokenizer, text_encoder=encoder)
+            if held is not None and held.added:
+                # Only what was loaded here: a model's own added tokens stay.
+                pipe.unload_textual_inversion(list(held.added), tokenizer=tokenizer, text_encoder=encoder)
             _STATE[encoder] = _Loaded((), {})
             expansions: dict[int, tuple[int, ...]] = {}
+            added: list[str] = []
             for embedding, vectors in read:
                 matrix = vectors[encoder_name if encoder_name in vectors else "text_encoder"]
                 pipe.load_textual_inversion(
@@ -290,7 +294,8 @@ def apply_embeddings(pipe: DiffusionPipeline, family: str, files: Sequence[Embed
                 names = [embedding.token, *(f"{embedding.token}_{i}" for i in range(1, matrix.shape[0]))]
                 ids = tuple(tokenizer.convert_tokens_to_ids(name) for name in names)
                 expansions[ids[0]] = ids
-            _STATE[encoder] = _Loaded(key, expansions)
+                added += names
+            _STATE[encoder] = _Loaded(key, expansions, tuple(added))
     return tuple(embedding for embedding, _ in read)
 
 
