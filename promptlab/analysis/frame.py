@@ -10,6 +10,7 @@ import pandas as pd
 
 from promptlab.errors import PromptlabError
 
+#: The columns every runs frame has (``Store.runs_frame`` makes them), besides one per axis.
 REQUIRED_COLUMNS = (
     "run_id",
     "variant_key",
@@ -22,20 +23,19 @@ REQUIRED_COLUMNS = (
     "negative_prompt",
 )
 
-
+#: An axis's column is this prefix and its name: ``axis:style``.
 AXIS_PREFIX = "axis:"
 
-
+#: A text axis's level when the variant has no term of it.
 ABSENT = ""
 
-
+#: The confidence level of each variant's interval over seeds.
 VARIANT_LEVEL = 0.95
-
 
 # Below this many standard deviations of a score scale, a difference or an SE is rounding error.
 RELATIVE_TOLERANCE = 1e-9
 
-
+#: An axis level as the analysis reads it: a term's text ("" when absent), or a parameter's value.
 Level = str | float | int | bool
 
 
