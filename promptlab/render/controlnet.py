@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptlab.builtin import BUILTIN_MODELS
+from promptlab.device import release_memory
 from promptlab.errors import ModelError, RenderError
 from promptlab.model_cache import ModelCache
 from promptlab.render.images import read_image
@@ -129,8 +130,12 @@ def _load(source: ModelSource, dtype: str, device: str) -> ControlNetModel:
     return controlnet.to(device)
 
 
+def _evicted(key: tuple[str, str, str]) -> None:
+    release_memory(key[2])
+
+
 #: Loaded ControlNets by (location, dtype, device), least recently used first.
-_CONTROLNETS: ModelCache[tuple[str, str, str], tuple[Any, ModelSource]] = ModelCache("controlnets")
+_CONTROLNETS: ModelCache[tuple[str, str, str], tuple[Any, ModelSource]] = ModelCache("controlnets", on_evict=_evicted)
 
 
 def load_controlnet(model: str, dtype: str, device: str) -> tuple[ControlNetModel, ModelSource]:
@@ -168,12 +173,13 @@ def check_fits(controlnet: ControlNetModel, pipe: DiffusionPipeline, family: str
         )
 
 
-# ControlNet pipelines built on a task pipeline, by (ControlNet location, dtype): they go when it goes.
-_PIPES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], Any]] = weakref.WeakKeyDictionary()
+# The last ControlNet pipeline built on each task pipeline: it goes when the task pipeline goes, and
+# holds no ControlNet the cache has dropped (a sweep over ControlNets keeps only the cache's).
+_PIPES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def controlnet_pipeline(
-    pipe: DiffusionPipeline, controlnet: ControlNetModel, source: ModelSource, task: str, family: str, dtype: str
+    pipe: DiffusionPipeline, controlnet: ControlNetModel, task: str, family: str, dtype: str
 ) -> DiffusionPipeline:
     """diffusers' ControlNet pipeline for ``task``, sharing ``pipe``'s components (no weights are loaded)."""
     import diffusers
@@ -182,15 +188,14 @@ def controlnet_pipeline(
     if family not in CONTROLNET_PIPELINES.get(task, {}):
         have = ", ".join(CONTROLNET_PIPELINES)
         raise RenderError(f"diffusers has no ControlNet pipeline for task {task} on {_family_words(family)} models (it has: {have})")
-    built = _PIPES.setdefault(pipe, {})
-    key = (source.location, dtype)
-    if key not in built:
+    control_pipe = _PIPES.get(pipe)
+    if control_pipe is None or control_pipe.controlnet is not controlnet:
         cls = getattr(diffusers, CONTROLNET_PIPELINES[task][family])
         with quiet_libraries():
             control_pipe = cls.from_pipe(pipe, controlnet=controlnet, dtype=getattr(torch, dtype))
         control_pipe.set_progress_bar_config(disable=True)
-        built[key] = control_pipe
-    return built[key]
+        _PIPES[pipe] = control_pipe
+    return control_pipe
 
 
 def read_control_image(path: str, *, width: int | None, height: int | None, multiple: int = 8) -> Image.Image:

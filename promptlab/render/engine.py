@@ -360,7 +360,7 @@ def _controlnet(
             f"control image {params.control_image!r} is {control.width}x{control.height} but image file {params.image!r} "
             f"is {images.width}x{images.height}; give them the same size, or pass width and height to resize both"
         )
-    pipe = controlnet_pipeline(loaded.pipe, controlnet, source, params.task, loaded.family, loaded.dtype)
+    pipe = controlnet_pipeline(loaded.pipe, controlnet, params.task, loaded.family, loaded.dtype)
     scale = DEFAULT_SCALE if params.controlnet_conditioning_scale is None else params.controlnet_conditioning_scale
     image_sha256 = next(f.sha256 for f in files if f.role == "control_image")
     return dataclasses.replace(loaded, pipe=pipe), ControlNetUsed(source, image_sha256, float(scale)), control
