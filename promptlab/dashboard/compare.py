@@ -14,6 +14,7 @@ import math
 import pandas as pd
 import streamlit as st
 
+from promptlab.analysis import VARIANT_LEVEL, format_level
 from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
 from promptlab.export import GridPlan, grid_axes
@@ -76,7 +77,7 @@ def _grid(name: str, frame: pd.DataFrame, kind: str) -> None:
     low, high = (min(means), max(means)) if means else (math.nan, math.nan)
     st.caption(
         f"Each cell shows its best-scoring seed and that run's {kind} score, as the exported grid does; "
-        "below it the cell's mean over its seeds with the 95% interval"
+        f"below it the cell's mean over its seeds with the {format_level(VARIANT_LEVEL)} interval"
         + (", from red (the grid's lowest mean) to green (its highest)" if colour else "")
         + ", and its seeds' images."
     )
