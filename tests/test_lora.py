@@ -335,6 +335,13 @@ def test_a_lora_strength_sweep_is_recorded_exported_and_analysed(loras: dict[str
         frame = store.runs_frame(spec.name)
     effects = effects_table(frame)
     assert [(effect.axis, effect.level, effect.reference) for effect in effects] == [("lora_strength", 1.0, 0.0)]
+    # exported as A1111 takes a LoRA: the variant's tag after its A1111 prompt, and in its style
+    from promptlab.export import export_rows
+    from promptlab.export.styles import style_template
+
+    rows = {row.label: row for row in export_rows(frame, top=None)}
+    assert rows["lora_strength=1.0"].prompt_a1111 == f"{PROMPT} <lora:detail:1>"
+    assert style_template(rows["lora_strength=0.0"]) == "{prompt} <lora:detail:0>"
     # the image's A1111 parameters: the tag in the prompt, the hash under Lora hashes, as A1111 writes them
     assert runs[-1].image_path is not None
     written = read_image_metadata(runs[-1].image_path)

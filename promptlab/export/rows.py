@@ -20,6 +20,7 @@ from promptlab.analysis import BestPrompt, best_prompts, check_frame
 from promptlab.analysis.frame import jsonable
 from promptlab.errors import ExportError, PromptSyntaxError
 from promptlab.prompt import convert
+from promptlab.prompt.a1111 import lora_tag
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ def export_rows(frame: pd.DataFrame, top: int | None = 5) -> list[ExportRow]:
     count = top if top is not None else scored["variant_key"].nunique()
     if count < 1:
         raise ExportError(f"top must be at least 1, got {top}")
-    subjects = _subjects(frame)
-    return [_export_row(best, subjects) for best in best_prompts(frame, count)]
+    subjects, tags = _subjects(frame), _lora_tags(frame)
+    return [_export_row(best, subjects, tags.get(best.variant_key, [])) for best in best_prompts(frame, count)]
 
 
 def _subjects(frame: pd.DataFrame) -> dict[tuple[str, str | None], str]:
@@ -77,7 +78,7 @@ def _subjects(frame: pd.DataFrame) -> dict[tuple[str, str | None], str]:
     }
 
 
-def _export_row(best: BestPrompt, subjects: dict[tuple[str, str | None], str]) -> ExportRow:
+def _export_row(best: BestPrompt, subjects: dict[tuple[str, str | None], str], lora_tags: list[str]) -> ExportRow:
     # the subject of the run that made the best image, else of the variant's first run
     subject = subjects.get((best.variant_key, best.image), subjects[(best.variant_key, None)])
     return ExportRow(
@@ -86,7 +87,8 @@ def _export_row(best: BestPrompt, subjects: dict[tuple[str, str | None], str]) -
         label=best.label,
         subject=subject,
         prompt=best.prompt,
-        prompt_a1111=_to_a1111(best.prompt, "prompt", best),
+        # A variant's LoRAs go with its A1111 prompt as A1111 takes them: <lora:name:w> tags after it.
+        prompt_a1111=" ".join(part for part in (_to_a1111(best.prompt, "prompt", best), *lora_tags) if part),
         negative_prompt=best.negative_prompt,
         negative_prompt_a1111=_to_a1111(best.negative_prompt, "negative_prompt", best),
         best_score=best.best_score,
@@ -96,6 +98,22 @@ def _export_row(best: BestPrompt, subjects: dict[tuple[str, str | None], str]) -
         n=best.n,
         image=best.image,
     )
+
+
+def _lora_tags(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Each variant's ``<lora:name:w>`` tags, from its first run (every run of a variant applies the same LoRAs)."""
+    if "params" not in frame.columns:
+        return {}  # a frame made without the runs' params (by hand): no LoRAs to tell
+    first = frame.drop_duplicates("variant_key")
+    tags: dict[str, list[str]] = {}
+    for key, params in zip(first["variant_key"], first["params"]):
+        loras = params.get("loras") if isinstance(params, dict) else None
+        tags[key] = [
+            lora_tag(lora["name"], float(lora["strength"]))
+            for lora in loras or ()
+            if isinstance(lora, dict) and isinstance(lora.get("name"), str) and isinstance(lora.get("strength"), (int, float))
+        ]
+    return tags
 
 
 def _to_a1111(text: str, what: str, best: BestPrompt) -> str:

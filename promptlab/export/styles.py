@@ -20,6 +20,7 @@ from typing import Any
 from promptlab.errors import ExportError, PromptSyntaxError
 from promptlab.export.rows import ExportRow
 from promptlab.prompt import STYLE_PLACEHOLDER, Prompt, parse_compel
+from promptlab.prompt.a1111 import lora_tags
 
 A1111_STYLE_COLUMNS = ("name", "prompt", "negative_prompt")
 
@@ -44,7 +45,10 @@ def style_template(row: ExportRow) -> str:
     """The variant as a style prompt: ``{prompt}, `` then its terms in A1111 syntax, its subject left out."""
     terms = _terms_without_subject(row)
     rendered = Prompt("", terms).to_a1111()
-    return f"{STYLE_PLACEHOLDER}, {rendered}" if rendered else STYLE_PLACEHOLDER
+    style = f"{STYLE_PLACEHOLDER}, {rendered}" if rendered else STYLE_PLACEHOLDER
+    # The variant's LoRAs, as the tags its A1111 prompt ends with: a style applies them as A1111 reads them.
+    tags = [tag.tag for tag in lora_tags(row.prompt_a1111)[1]]
+    return " ".join([style, *tags])
 
 
 def _terms_without_subject(row: ExportRow) -> tuple[Any, ...]:
