@@ -158,9 +158,19 @@ def shrink(config: dict[str, Any]) -> dict[str, Any]:
 def build(name: str, folder: Path, smoke: bool) -> Path:
     """Build ``name``'s pipeline (sd15 or sdxl) with random weights and save it as a diffusers folder."""
     import torch
-    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline,
-                           UNet2DConditionModel)  # fmt: skip
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
 
     from promptlab.render.tiny import SD_BETAS, START_ID
     from promptlab.tokens import END_TOKEN, save_clip_tokenizer

@@ -24,7 +24,12 @@ import pytest
 from promptlab.errors import PromptlabError, StoreError
 from promptlab.experiment import cells, parse_experiment
 from promptlab.runner import distributed, plan_batches
-from promptlab.runner.distributed import Launch, check_shared_store, even_batches, launch_command
+from promptlab.runner.distributed import (
+    Launch,
+    check_shared_store,
+    even_batches,
+    launch_command,
+)
 from promptlab.store import open_store
 
 EXPERIMENT = """
@@ -301,3 +306,39 @@ def test_two_machines_with_a_sqlite_store_are_refused_in_one_line(tmp_path: Path
     assert errors and "SQLite file" in errors[0] and "set PROMPTLAB_DB" in errors[0]
     with open_store(url, read_only=True) as store:
         assert store.list_experiments() == []  # refused before the plan: no experiment, no run
+
+
+TORCH_REPORT = """
+============================================================
+promptlab FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 29999)  (SIGTERM)
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  rank      : 1 (local_rank: 1)
+  exitcode  : {code} (pid: 30000)
+  error_file: <N/A>
+============================================================
+"""
+
+
+@pytest.mark.parametrize(("code", "said"), [("-9", "process 1 of the launch died (SIGKILL"), ("1", None)])
+def test_a_launch_shows_progress_and_each_error_once_without_the_launchers_logs(code: str, said: str | None) -> None:
+    """What torch's launcher and two processes wrote to stderr when process 1 failed (taken from a real launch)."""
+    shown: list[str] = []
+    output = distributed.LaunchOutput(shown.append)
+    for chunk in ["\rrun: 0img", " [00:00]", "\rrun: 1/4 [00:01]error: no model 'x'\n", "error: no model 'x'\n",
+                  "\rrun: 2/4W1203 04:12:30.675000 29921 torch/distributed/elastic/api.py:1028] Sending SIGTERM\n",
+                  "E1203 04:12:30.793000 29921 torch/distributed/elastic/api.py:1002] failed (exitcode: 1)\n",
+                  TORCH_REPORT.format(code=code)]:  # fmt: skip
+        output.feed(chunk)
+    output.close()
+    text = "".join(shown)
+    assert text.count("error: no model 'x'") == 1 and "torch/" not in text and "=====" not in text
+    lines = text.replace("\r", "\n").splitlines()
+    assert "error: no model 'x'" in lines  # on a line of its own, not after the bar
+    assert (said in text) if said else "died" not in text

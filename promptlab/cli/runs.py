@@ -112,7 +112,7 @@ def run(
     if processes != 1 and not distributed.launched():
         args = [*(["--debug"] if OPTIONS.debug else []), "run", str(experiment), "--format", fmt.value]
         args += ["--batch-size", str(batch_size)] if batch_size else []
-        raise typer.Exit(distributed.launch_run(args, distributed.Launch(processes)))
+        raise typer.Exit(distributed.launch_run(args, distributed.Launch(processes), show=_write_stderr))
     spec = load_experiment(experiment)
     main = distributed.is_main_process()
     with open_store() as store, (_progress_bar(spec.name) if main else nullcontext()) as progress:
@@ -139,6 +139,11 @@ def demo(fmt: OutputFormat = FORMAT_OPTION) -> None:
         typer.echo("Next: promptlab analyze demo   |   promptlab dashboard")
     if not summary.ok:
         raise typer.Exit(1)
+
+
+def _write_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 def _progress_bar(name: str) -> Any:

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,14 +88,14 @@ def launch_command(args: Sequence[str], launch: Launch) -> list[str]:
     ``--multi_gpu`` selects accelerate's multi-process launcher (torchrun) on a CPU as well; each
     process then finds its device itself (``run_distributed``).
 
-    >>> launch_command(["run", "x.toml"], Launch(2))[3:]
+    >>> launch_command(["run", "x.toml"], Launch(2))[4:]
     ['--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'promptlab', 'run', 'x.toml']
     """
     if launch.processes < 1:
         raise PromptlabError(f"--processes {launch.processes}: give at least 1")
     if launch.machines > 1 and not launch.main_process_ip:
         raise PromptlabError(f"{launch.machines} machines: give the main machine's address (--main_process_ip)")
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(launch.processes)]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--quiet", "--multi_gpu", "--num_processes", str(launch.processes)]
     command += ["--num_machines", str(launch.machines), "--mixed_precision", "no", "--dynamo_backend", "no"]
     if launch.machines > 1:
         command += ["--machine_rank", str(launch.machine_rank), "--main_process_ip", str(launch.main_process_ip)]
@@ -103,15 +104,120 @@ def launch_command(args: Sequence[str], launch: Launch) -> list[str]:
     return [*command, "-m", "promptlab", *args]
 
 
-def launch_run(args: Sequence[str], launch: Launch) -> int:
-    """Run ``promptlab ARGS`` in the processes ``launch`` asks for, through ``accelerate launch``; its exit status."""
+def launch_run(args: Sequence[str], launch: Launch, show: Callable[[str], None] | None = None) -> int:
+    """Run ``promptlab ARGS`` in the processes ``launch`` asks for, through ``accelerate launch``; its exit status.
+
+    ``show`` gets the processes' stderr as it comes (progress, errors) through ``LaunchOutput``,
+    which drops the launcher's own logs; without it, stderr is passed through as it is.
+    """
     if launch.machines == 1 and launch.main_process_port is None:
         # accelerate's default port (29500) would make two runs started at once on this machine meet.
         launch = dataclasses.replace(launch, main_process_port=free_port())
     env = dict(os.environ)
     # accelerate's --num_cpu_threads_per_process reads it (else 1); a count set here is kept.
     env.setdefault("OMP_NUM_THREADS", str(cpu_threads(launch.processes // launch.machines)))
-    return subprocess.run(launch_command(args, launch), env=env, check=False).returncode
+    command = launch_command(args, launch)
+    if show is None:
+        return subprocess.run(command, env=env, check=False).returncode
+    output = LaunchOutput(show)
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE) as launcher:
+        assert launcher.stderr is not None
+        for chunk in iter(lambda: os.read(launcher.stderr.fileno(), 65536), b""):  # type: ignore[union-attr]
+            output.feed(chunk.decode(errors="replace"))
+        output.close()
+        return launcher.wait()
+
+
+class LaunchOutput:
+    """The stderr of a launch as a person wants it: the processes' progress and error lines (each
+    distinct error once), without torch's launcher logs and failure report; a process that died
+    of a signal (kill -9, the kernel's out-of-memory killer) is said in one line instead.
+
+    >>> lines = []
+    >>> out = LaunchOutput(lines.append)
+    >>> out.feed("W1203 04:12:30.675000 29921 torch/distributed/elastic/api.py:1028] Sending SIGTERM\\n")
+    >>> out.feed("error: no model\\nerror: no model\\n")
+    >>> out.close()
+    >>> lines
+    ['error: no model\\n']
+    """
+
+    def __init__(self, show: Callable[[str], None]) -> None:
+        self.show = show
+        self.pending = ""
+        self.errors: set[str] = set()
+        self.report: list[str] | None = None  # torch's failure report, while it is being read
+        self.in_bar = False  # the last text shown was a progress bar's, with no line end yet
+
+    def feed(self, text: str) -> None:
+        self.pending += text
+        while self.pending:
+            head = self.pending
+            if head.startswith("\n") and self.in_bar:
+                self.show("\n")
+                self.pending, self.in_bar = head[1:], False
+                continue
+            if head.startswith("\r") or (self.in_bar and not _LINE_START.match(head)):
+                # A progress bar's redraw, up to the next one, its line's end or a line of another
+                # process: shown at once.
+                cut = _BAR_END.search(head, 1)
+                end = cut.start() if cut else len(head)
+                self.show(head[:end])
+                self.pending, self.in_bar = head[end:], True
+                continue
+            end = head.find("\n")
+            if end < 0:
+                return
+            self.pending = head[end + 1 :]
+            self._line(head[: end + 1])
+
+    def close(self) -> None:
+        if self.pending:
+            self._line(self.pending)
+            self.pending = ""
+
+    def _line(self, line: str) -> None:
+        text = line.strip("\r\n")
+        if _TORCH_LOG.match(text) or (not text and self.report is None):
+            return
+        if re.fullmatch(r"={20,}", text):
+            if self.report is None:
+                self.report = []
+            else:
+                self._died(self.report)
+                self.report = None
+            return
+        if self.report is not None:
+            self.report.append(text)
+            return
+        if text.startswith("error: "):
+            if text in self.errors:
+                return
+            self.errors.add(text)
+        self._show_line(line)
+
+    def _show_line(self, line: str) -> None:
+        if self.in_bar:  # on a line of its own, not after the bar
+            self.show("\n")
+            self.in_bar = False
+        self.show(line)
+
+    def _died(self, report: list[str]) -> None:
+        """One line for a process that a signal ended (an error it printed itself was shown already)."""
+        cause = report[report.index("Root Cause (first observed failure):") :] if "Root Cause (first observed failure):" in report else report
+        rank = next((m.group(1) for m in map(re.compile(r"\s*rank\s*:\s*(\d+)").match, cause) if m), "?")
+        signal_ = next((m.group(1) for m in map(re.compile(r"\s*exitcode\s*:\s*-(\d+)").match, cause) if m), None)
+        if signal_ is not None:
+            name = "SIGKILL: killed, by hand or by the kernel for want of memory" if signal_ == "9" else f"signal {signal_}"
+            self._show_line(
+                f"error: process {rank} of the launch died ({name}), and the launcher stopped the others; "
+                "what was recorded stays: run the same command again to render the rest\n"
+            )
+
+
+_TORCH_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ ")
+_LINE_START = re.compile(r"error: |[IWEF]\d{4} \d\d:\d\d:\d\d\.")
+_BAR_END = re.compile(r"[\r\n]|error: |[IWEF]\d{4} \d\d:\d\d:\d\d\.")
 
 
 def free_port() -> int:
