@@ -279,6 +279,13 @@ def test_a1111_lora_tags_in_a_subject_load_the_named_lora_from_the_lora_folder(l
     assert spec.raw["prompt"]["subject"].endswith("<lora:detail:0.7>")  # the file is kept as written
 
 
+def test_a_subjects_lora_tag_for_a_lora_given_elsewhere_is_refused(loras: dict[str, Path]) -> None:
+    with pytest.raises(ExperimentError, match=r"\[prompt\] subject = \"<lora:detail:0.7>\": expected a LoRA tag for a LoRA that loras"):
+        parse_experiment(
+            _experiment(loras["detail"].parent, f'loras = ["detail"]\n[prompt]\nsubject = "{PROMPT} <lora:detail:0.7>"\n', syntax="a1111")
+        )
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

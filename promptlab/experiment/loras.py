@@ -116,3 +116,19 @@ def subject_lora_tags(
         check.fail(where, text, "each <lora:...> tag once")
     # A1111 leaves the text around a tag as it was; a tag alone between commas leaves ", ," behind.
     return " ".join(rest.split()).replace(" ,", ","), loras
+
+
+def check_lora_repeats(
+    check: Checker, fixed: Sequence[LoraSpec], tagged: Sequence[Sequence[LoraSpec]], axes: Sequence[Axis]
+) -> None:
+    """ExperimentError for a subject's ``<lora:...>`` tag naming a LoRA that ``loras`` or ``[axes] lora`` gives too:
+    a variant would apply it twice, at two strengths."""
+    elsewhere = {lora.identity for lora in fixed}
+    elsewhere |= {lora.identity for axis in axes if axis.kind == "lora" for lora in axis.levels if lora is not None}
+    for found in tagged:
+        for lora in found:
+            if lora.identity in elsewhere:
+                check.fail(
+                    "[prompt] subject", f"<lora:{lora.name}:{lora.strength:g}>",
+                    "a LoRA tag for a LoRA that loras and [axes] lora do not give too (each LoRA once, at one strength)",
+                )  # fmt: skip

@@ -21,7 +21,7 @@ from promptlab.experiment.embeddings import (
     embedding_axis,
     fixed_embeddings,
 )
-from promptlab.experiment.loras import LORA_AXES, fixed_loras, lora_axis, read_lora_dir, subject_lora_tags
+from promptlab.experiment.loras import LORA_AXES, check_lora_repeats, fixed_loras, lora_axis, read_lora_dir, subject_lora_tags
 from promptlab.experiment.spec import (
     ABSENT,
     IMAGE_TASK_PARAMS,
@@ -140,6 +140,7 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
     controlnet = read_controlnet(check, raw, base_dir)
     control = {"embeddings": embeddings, "controlnet": controlnet, "base_dir": base_dir}
     axes = _axes(check, raw, terms, vocab, task, subjects if "subjects" in raw else None, (loras, lora_dir, base_dir), control)
+    check_lora_repeats(check, loras, tagged, axes)
     controlnet = control["controlnet"]
     check_controlnet(check, controlnet, params, axes)
     check_tokens_used(check, embeddings, _prompt_texts(subjects, terms, axes, negative_prompt))
