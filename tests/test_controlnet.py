@@ -128,6 +128,24 @@ def test_errors_name_the_file_and_the_fix(
 
 
 @pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ("nobody/no-such-controlnet", "controlnet 'nobody/no-such-controlnet' cannot be loaded"),
+        ("{tmp}/broken.safetensors", "broken.safetensors' cannot be loaded"),
+    ],
+)
+def test_a_controlnet_that_cannot_load_offline_fails_naming_it(
+    model: str, words: str, images: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
+    model = model.format(tmp=tmp_path)
+    with pytest.raises(ModelError) as raised:
+        render([RenderItem("a fox", 1)], RenderParams(**STEPS, controlnet=model, control_image=images["rgb"]), "tiny-sd")
+    assert words in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
     ("values", "words"),
     [
         ({"controlnet": "tiny-sd-controlnet"}, "needs control_image too"),

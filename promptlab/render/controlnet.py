@@ -22,6 +22,8 @@ pipeline's for the same seed.
 
 from __future__ import annotations
 
+import os
+import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,17 +114,24 @@ def _load(source: ModelSource, dtype: str, device: str) -> ControlNetModel:
     from diffusers import ControlNetModel
 
     torch_dtype = getattr(torch, dtype)
+    # Read when loading, not when huggingface_hub was imported: a caller may go offline later.
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
     try:
-        with quiet_libraries():
+        with quiet_libraries(), warnings.catch_warnings():
+            # diffusers passes huggingface_hub an argument it has deprecated; a notice for diffusers, not users.
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
             if source.kind == "file":
-                controlnet = ControlNetModel.from_single_file(source.location, dtype=torch_dtype)
+                controlnet = ControlNetModel.from_single_file(source.location, dtype=torch_dtype, local_files_only=offline)
             else:
-                controlnet = ControlNetModel.from_pretrained(source.location, dtype=torch_dtype)
+                controlnet = ControlNetModel.from_pretrained(
+                    source.location, dtype=torch_dtype, local_files_only=offline and source.kind == "hub"
+                )
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         hint = (
             "download it once with network access, or give a local ControlNet folder"
             if source.kind == "hub"
-            else "diffusers reads a config from the hub for single files: with no network, give a ControlNet folder"
+            else "the file is damaged, or diffusers could not read its config from the hub (it does for single files): "
+            "download the file again, or with no network give a ControlNet folder"
             if source.kind == "file"
             else "check that the folder holds a ControlNet's config.json and weights"
         )
