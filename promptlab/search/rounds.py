@@ -16,7 +16,7 @@ from typing import Any
 
 from promptlab.analysis import analyze
 from promptlab.errors import PromptlabError, SearchError
-from promptlab.experiment import Cell, Variant
+from promptlab.experiment import Cell, Variant, term_spec
 from promptlab.runner import Plan, run_experiment
 from promptlab.search.candidates import Candidate, Space
 from promptlab.search.result import (
@@ -66,7 +66,7 @@ class _Search:
         self.spent = 0
         self.rendered = 0
         self.rounds: list[Round] = []
-        # Every term that survived a round, as (group, text), in the order they first did.
+        # Every term that survived a round, as (group, TEXT:WEIGHT as a file writes it), in the order they first did.
         self.survived: dict[tuple[str, str], None] = {}
 
     def render(self, variants: Sequence[Variant], seeds: Sequence[int], phase: str) -> None:
@@ -110,7 +110,7 @@ class _Search:
         self.rounds.append(Round(len(self.rounds), tuple(seeds), standings, tuple(c.label for c in kept), images))
         for candidate in kept:
             for term in candidate.terms:
-                self.survived.setdefault((term.category or "", term.text), None)
+                self.survived.setdefault((term.category or "", term_spec(term)), None)
         self.report("search", ranked[0])
 
     def report(self, phase: str, best: Candidate) -> None:
@@ -279,9 +279,9 @@ def _path(search: _Search, winner: Candidate) -> tuple[TermStep, ...]:
     """Each term that ever survived a round: its effect over the selection runs, and whether the winner kept it."""
     survived = dict(search.survived)
     for term in winner.terms:
-        survived.setdefault((term.category or "", term.text), None)
+        survived.setdefault((term.category or "", term_spec(term)), None)
     effects = _selection_effects(search)
-    kept = {(t.category or "", t.text) for t in winner.terms}
+    kept = {(t.category or "", term_spec(t)) for t in winner.terms}
     steps = []
     for group, text in survived:
         effect, n = effects.get((group, text), (math.nan, 0))
@@ -290,7 +290,8 @@ def _path(search: _Search, winner: Candidate) -> tuple[TermStep, ...]:
 
 
 def _selection_effects(search: _Search) -> dict[tuple[str, str], tuple[float, int]]:
-    """Each term's mean paired difference over the selection seeds, vs its group without a term (``promptlab.analysis``)."""
+    """Each term's effect over the selection runs against its group without a term: ``promptlab.analysis``'s, paired by
+    seed and adjusted for the other groups."""
     seeds = {s for r in search.rounds for s in r.seeds}
     frame = search.store.runs_frame(search.spec.name, "intent")
     frame = frame[frame["seed"].isin(seeds)]
@@ -305,7 +306,6 @@ def _selection_effects(search: _Search) -> dict[tuple[str, str], tuple[float, in
     found: dict[tuple[str, str], tuple[float, int]] = {}
     for effect in result.effects:
         if effect.reference == "" and isinstance(effect.level, str):
-            text = effect.level.rsplit(":", 1)[0] if ":" in effect.level else effect.level
-            found.setdefault((effect.axis, text), (effect.mean_diff, effect.n_seeds))
+            found[(effect.axis, effect.level)] = (effect.mean_diff, effect.n_seeds)
     return found
 
