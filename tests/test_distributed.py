@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -342,3 +343,82 @@ def test_a_launch_shows_progress_and_each_error_once_without_the_launchers_logs(
     lines = text.replace("\r", "\n").splitlines()
     assert "error: no model 'x'" in lines  # on a line of its own, not after the bar
     assert (said in text) if said else "died" not in text
+
+
+class _Proxy:
+    """A TCP relay on loopback in front of the test's PostgreSQL server, which the test can cut:
+    the database dropping out from under a run, as a server restart or a network fault does."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.open = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while self.open:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: Any, sink: Any) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+
+    def cut(self) -> None:
+        import socket
+
+        self.open = False
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
+@pytest.mark.slow
+def test_a_postgresql_that_drops_mid_run_stops_it_in_one_line_and_a_rerun_completes_it(tmp_path: Path, postgres_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    real = make_url(postgres_url)
+    proxy = _Proxy(real.host or "127.0.0.1", real.port or 5432)
+    through = real.set(port=proxy.port).render_as_string(hide_password=False)
+    path = write_experiment(tmp_path, "dropped", batch_size=1)
+    command = [sys.executable, "-m", "promptlab", "run", str(path), "--processes", "2"]
+    with (tmp_path / "err.log").open("w") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=launch_env(through))
+        try:
+            wait_for_runs(postgres_url, "dropped", 2, proc)
+            proxy.cut()
+            assert proc.wait(timeout=300) == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    lines = [line for line in (tmp_path / "err.log").read_text().replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors and all(str(proxy.port) in line for line in errors), lines
+    # The process whose transaction the drop cut says what it means; a process that found the
+    # database gone on its next write says the server refused it.
+    assert any("connection to the database was lost" in line and "run the same command again" in line for line in errors), errors
+    assert not [line for line in lines if "Traceback" in line or "torch/" in line or "WARNING" in line], lines
+    before = recorded(postgres_url, "dropped")
+    assert 2 <= len(before) < 24
+    again = run_cli(path, postgres_url, "--processes", "2")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["rendered"] == 24 - len(before)
+    assert len(recorded(postgres_url, "dropped")) == 24

@@ -178,7 +178,7 @@ class LaunchOutput:
 
     def _line(self, line: str) -> None:
         text = line.strip("\r\n")
-        if _TORCH_LOG.match(text) or (not text and self.report is None):
+        if _NOISE.match(text) or (not text and self.report is None):
             return
         if re.fullmatch(r"={20,}", text):
             if self.report is None:
@@ -215,9 +215,11 @@ class LaunchOutput:
             )
 
 
-_TORCH_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ ")
-_LINE_START = re.compile(r"error: |[IWEF]\d{4} \d\d:\d\d:\d\d\.")
-_BAR_END = re.compile(r"[\r\n]|error: |[IWEF]\d{4} \d\d:\d\d:\d\d\.")
+# torch's launcher logs (glog's format), and libraries' warnings in logging's default format
+# (psycopg's "error ignored terminating ..." after a lost connection): the error line says it.
+_NOISE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ |(?:WARNING|INFO|DEBUG):[\w.]+:)")
+_LINE_START = re.compile(r"error: |[IWEF]\d{4} \d\d:\d\d:\d\d\.|(?:WARNING|INFO|DEBUG):[\w.]+:")
+_BAR_END = re.compile(r"[\r\n]|error: |[IWEF]\d{4} \d\d:\d\d:\d\d\.|(?:WARNING|INFO|DEBUG):[\w.]+:")
 
 
 def free_port() -> int:

@@ -87,10 +87,18 @@ def looks_read_only(exc: BaseException) -> bool:
 
 def database_reason(exc: BaseException) -> str:
     """The database's own message in one line: SQLAlchemy's adds the SQL, its parameters and a link,
-    which stay on the exception (``promptlab --debug`` shows them)."""
+    which stay on the exception (``promptlab --debug`` shows them). Where the connection was lost
+    (SQLAlchemy's disconnect detection), it says what that means for a run."""
     orig = getattr(exc, "orig", None)
     message = str(orig if orig is not None else exc).strip()
-    return message.splitlines()[0].strip() if message else type(exc).__name__
+    reason = message.splitlines()[0].strip() if message else type(exc).__name__
+    return reason + LOST_HINT if getattr(exc, "connection_invalidated", False) else reason
+
+
+LOST_HINT = (
+    " (the connection to the database was lost: each batch is recorded whole or not at all, so what was "
+    "recorded stays; run the same command again once the database is back to render the rest)"
+)
 
 
 def sqlite_reader(path: Path) -> Callable[[], sqlite3.Connection]:
