@@ -422,3 +422,40 @@ def test_a_postgresql_that_drops_mid_run_stops_it_in_one_line_and_a_rerun_comple
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["rendered"] == 24 - len(before)
     assert len(recorded(postgres_url, "dropped")) == 24
+
+
+@pytest.mark.slow
+def test_a_device_out_of_memory_stops_the_run_in_one_line_and_records_no_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's own out-of-memory error, raised where a GPU's allocator would (no GPU here to fill)."""
+    import torch
+
+    from promptlab.render import engine
+    from promptlab.runner import run_experiment
+
+    def no_memory(*args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 1; 23.65 GiB total)")
+
+    monkeypatch.setattr(engine, "render", no_memory)
+    path = write_experiment(tmp_path, "oom", batch_size=4)
+    with open_store() as store:
+        with pytest.raises(PromptlabError) as caught:
+            run_experiment(parse_experiment(path.read_text(), path), store)
+        message = str(caught.value)
+        assert "\n" not in message and "ran out of memory rendering a batch of 4 images of micro at 64x64" in message
+        assert "smaller --batch-size (now 4)" in message and "CUDA out of memory" in message
+        assert store.count_runs(experiment="oom") == 0  # nothing recorded as failed: the rerun renders it all
+    monkeypatch.undo()
+    with open_store() as store:
+        assert run_experiment(parse_experiment(path.read_text(), path), store).rendered == 24
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [(MemoryError(), True), (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"), True),
+     (RuntimeError("MPS backend out of memory (MPS allocated: 9.00 GB)"), True), (RuntimeError("shape mismatch"), False),
+     (ValueError("out of memory"), False)],
+)  # fmt: skip
+def test_out_of_memory_is_told_from_other_errors(error: BaseException, expected: bool) -> None:
+    from promptlab.runner.sweep import out_of_memory
+
+    assert out_of_memory(error) is expected

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from promptlab.errors import CellTakenError, PromptlabError, StoreError
+from promptlab.errors import CellTakenError, PromptlabError, RenderError, StoreError
 from promptlab.experiment import Cell, ExperimentSpec, Variant, cells
 from promptlab.metadata import run_png
 from promptlab.runner.offline import check_offline
@@ -335,6 +335,9 @@ def _run_batch(
     except PromptlabError as error:
         return partial(_record_failures, store, experiment_id, batch, str(error), lost)
     except Exception as error:  # noqa: BLE001 - one failing batch must not stop the sweep
+        if out_of_memory(error):
+            # Every later batch would fail alike: the run stops, and no cell of it is recorded as failed.
+            raise RenderError(_memory_message(batch, size, error)) from error
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         return partial(_record_failures, store, experiment_id, batch, detail, lost)
     setup = setup_params(result.setup)
@@ -348,6 +351,35 @@ def _run_batch(
         if not all_black(image)
     }
     return partial(_record_batch, store, experiment_id, spec.name, batch, runs, lost)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says the device (a GPU's memory, Apple's MPS, or the CPU's RAM) ran out of memory."""
+    import torch
+
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _memory_message(batch: Sequence[Cell], size: int, error: BaseException) -> str:
+    """One line: which device ran out of memory on what, and the fixes."""
+    from promptlab.device import choose_device
+
+    variant = batch[0].variant
+    device = choose_device()
+    if device == "cuda":
+        import torch
+
+        device = f"cuda:{torch.cuda.current_device()}"
+    shape = f"{variant.params.get('width', 'default')}x{variant.params.get('height', 'default')}"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"{device} ran out of memory rendering a batch of {len(batch)} images of {variant.model} at {shape} ({reason}): "
+        f"give a smaller --batch-size (now {size}) or image size, or start fewer processes per device; "
+        "the batch was not recorded, and running the same command again renders it"
+    )
 
 
 def run_record(experiment_id: int, variant: Variant, seed: int, **extra: Any) -> RunRecord:
