@@ -243,9 +243,10 @@ def wait_for_runs(url: str, experiment: str, at_least: int, launcher: subprocess
 
 
 @contextlib.contextmanager
-def launched(command: list[str], url: str, log: Path) -> Iterator[subprocess.Popen[str]]:
+def launched(command: list[str], url: str, log: Path, **env: str) -> Iterator[subprocess.Popen[str]]:
     with log.open("w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, env=launch_env(url), start_new_session=True)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, env={**launch_env(url), **env},
+                                start_new_session=True)  # fmt: skip
         try:
             yield proc
         finally:
@@ -459,3 +460,16 @@ def test_out_of_memory_is_told_from_other_errors(error: BaseException, expected:
     from promptlab.runner.sweep import out_of_memory
 
     assert out_of_memory(error) is expected
+
+
+@pytest.mark.slow
+def test_a_machine_that_does_not_share_the_images_folder_is_refused_in_one_line(tmp_path: Path, postgres_url: str) -> None:
+    path = write_experiment(tmp_path, "unshared")
+    port = distributed.free_port()
+    with launched(machine_group(path, 0, port), postgres_url, tmp_path / "m0.log", PROMPTLAB_HOME=str(tmp_path / "home-0")) as first, \
+         launched(machine_group(path, 1, port), postgres_url, tmp_path / "m1.log", PROMPTLAB_HOME=str(tmp_path / "home-1")) as second:  # fmt: skip
+        assert first.wait(timeout=300) != 0 and second.wait(timeout=300) != 0
+    errors = [line for line in (tmp_path / "m1.log").read_text().splitlines() if line.startswith("error:")]
+    assert errors and "does not see the main process's images folder" in errors[0] and "PROMPTLAB_HOME" in errors[0]
+    with open_store(postgres_url, read_only=True) as store:
+        assert store.count_runs(experiment="unshared") == 0

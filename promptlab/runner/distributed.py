@@ -42,7 +42,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from promptlab.errors import PromptlabError, StoreError
@@ -289,7 +288,7 @@ def run_distributed(
         # accelerate passes --num_cpu_threads_per_process as OMP_NUM_THREADS; never more than a fair share.
         torch.set_num_threads(min(_env_int("OMP_NUM_THREADS", cpu_threads(local)), cpu_threads(local)))
     # 2. The plan, made once by the main process; every process finds the main one's images folder.
-    plan, marker = _shared_plan(state, spec, store)
+    plan = _shared_plan(state, spec, store)
 
     # 3. This process's share of the batches, rendered; the main process reports for all.
     def share(batches: list[list[Cell]]) -> list[list[Cell]]:
@@ -303,18 +302,17 @@ def run_distributed(
     )  # fmt: skip
     # 4. Wait for the others (the main process reporting meanwhile), then sum up.
     _wait_for_everyone(state, tracker)
-    if state.is_main_process:
-        marker.unlink(missing_ok=True)
     summaries: list[RunSummary] = gather_object([mine])
     return combine(plan, summaries, time.perf_counter() - started)
 
 
-def _shared_plan(state: Any, spec: ExperimentSpec, store: Store) -> tuple[Plan, Path]:
-    """The main process's plan, sent to every process (or its error, so that none waits for it), and a
-    file the main process made in its images folder, which every process must see in its own."""
+def _shared_plan(state: Any, spec: ExperimentSpec, store: Store) -> Plan:
+    """The main process's plan, sent to every process (or its error, so that none waits for it); every
+    process must see, in its own images folder, a file the main process made in its one."""
     from accelerate.utils import broadcast_object_list
 
     sent: list[Any] = [None]
+    failed: PromptlabError | None = None
     if state.is_main_process:
         try:
             marker = store.images_dir / f".promptlab-launch-{uuid.uuid4().hex[:12]}"
@@ -322,10 +320,13 @@ def _shared_plan(state: Any, spec: ExperimentSpec, store: Store) -> tuple[Plan, 
             marker.touch()
             sent[0] = (plan_run(spec, store), marker.name)
         except PromptlabError as error:
-            sent[0] = str(error)
+            failed, sent[0] = error, str(error)
         except OSError as error:
-            sent[0] = f"cannot write in the images folder {store.images_dir}: {error}"
+            failed = StoreError(f"cannot write in the images folder {store.images_dir}: {error}")
+            sent[0] = str(failed)
     broadcast_object_list(sent, from_process=0)
+    if failed is not None:
+        raise failed
     if isinstance(sent[0], str):
         raise PromptlabError(f"the main process could not plan the run: {sent[0]}")
     plan, name = sent[0]
@@ -335,7 +336,10 @@ def _shared_plan(state: Any, spec: ExperimentSpec, store: Store) -> tuple[Plan, 
             f"process {state.process_index} does not see the main process's images folder: its own is {store.images_dir}; "
             "set PROMPTLAB_HOME on every machine to one folder they all share (a network share), as PROMPTLAB_DB is one database"
         )
-    return plan, marker
+    state.wait_for_everyone()  # every process has looked: the file can go
+    if state.is_main_process:
+        marker.unlink(missing_ok=True)
+    return plan
 
 
 def combine(plan: Plan, summaries: Sequence[RunSummary], seconds: float) -> RunSummary:
