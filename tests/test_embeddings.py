@@ -51,7 +51,10 @@ def _encode(model: str, texts: list[str], files: tuple[EmbeddingFile, ...]) -> t
         return encode_prompts(loaded.pipe, loaded.family, texts, [""] * len(texts)).prompt_embeds.clone()
 
 
-@pytest.mark.parametrize(("model", "name"), [("tiny-sd", "tiny-sd-embedding"), ("tiny-sdxl", "tiny-sdxl-embedding")])
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [("tiny-sd", "tiny-sd-embedding"), pytest.param("tiny-sdxl", "tiny-sdxl-embedding", marks=pytest.mark.slow)],
+)
 def test_the_embedding_changes_the_conditioning_at_its_token_and_only_there(model: str, name: str) -> None:
     files = (EmbeddingFile(str(tiny_embedding_file(name)), "<tiny>"),)
     texts = ["a red fox", "a <tiny> fox"]
