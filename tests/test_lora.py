@@ -497,3 +497,23 @@ def test_a_built_in_lora_is_found_by_name_or_named_with_the_command_that_remakes
     (tmp_path / "micro-teal-lora" / "pytorch_lora_weights.safetensors").write_bytes(loras["detail"].read_bytes())
     teal = parse_lora("micro-teal:0.5")
     assert (teal.name, teal.strength, Path(teal.source).name) == ("micro-teal", 0.5, "pytorch_lora_weights.safetensors")
+
+
+@pytest.mark.slow
+def test_a_render_with_a_lora_is_diffusers_own_pixel_for_pixel(loras: dict[str, Path]) -> None:
+    """promptlab's render at a strength equals a fresh diffusers pipeline with load_lora_weights + set_adapters."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from promptlab.builtin import MICRO_MODELS
+    from promptlab.render import RenderItem, RenderParams, render
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(MICRO_MODELS["micro"]), dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(loras["detail-kohya"]), adapter_name="detail")
+    pipe.set_adapters(["detail"], adapter_weights=[0.6])
+    with torch.inference_mode():
+        theirs = pipe(PROMPT, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(3), width=64, height=64).images[0]
+    params = RenderParams(num_inference_steps=STEPS, width=64, height=64, loras=(parse_lora(f"{loras['detail-kohya']}:0.6"),))
+    mine = render([RenderItem(PROMPT, 3)], params, "micro").images[0].image
+    assert np.abs(np.asarray(theirs, dtype=np.int16) - np.asarray(mine, dtype=np.int16)).max() == 0
