@@ -517,3 +517,19 @@ def test_a_render_with_a_lora_is_diffusers_own_pixel_for_pixel(loras: dict[str, 
     params = RenderParams(num_inference_steps=STEPS, width=64, height=64, loras=(parse_lora(f"{loras['detail-kohya']}:0.6"),))
     mine = render([RenderItem(PROMPT, 3)], params, "micro").images[0].image
     assert np.abs(np.asarray(theirs, dtype=np.int16) - np.asarray(mine, dtype=np.int16)).max() == 0
+
+
+def test_readmes_lora_strength_file_parses() -> None:
+    import re
+
+    from promptlab.builtin import MICRO_TEAL_LORA
+
+    if not any(MICRO_TEAL_LORA.glob("*.safetensors")):
+        pytest.skip(f"micro's teal LoRA is not at {MICRO_TEAL_LORA} (promptlab micro train-lora makes it)")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### LoRAs") :]
+    block = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert block is not None
+    variants = expand(parse_experiment(block.group(1)))
+    assert len(variants) == 2 * 5
+    assert [lora.describe() for lora in variants[-1].loras] == ["micro-teal:1"]
