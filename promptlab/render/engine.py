@@ -292,7 +292,7 @@ def render_batches(
     for item in items:
         if not isinstance(item, RenderItem):
             raise RenderError(f"render item {item!r} must be a RenderItem(prompt, seed)")
-    # 2.-4. The model, the input images and size, the scheduler.
+    # 2.-6. The model, the input images and size, the scheduler, the LoRAs and the embeddings.
     plan, scheduler = _plan(params, model)
     return _run(items, plan, batch_size, progress, scheduler)
 
