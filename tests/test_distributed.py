@@ -413,9 +413,8 @@ def test_a_postgresql_that_drops_mid_run_stops_it_in_one_line_and_a_rerun_comple
     lines = [line for line in (tmp_path / "err.log").read_text().replace("\r", "\n").splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error:")]
     assert errors and all(str(proxy.port) in line for line in errors), lines
-    # The process whose transaction the drop cut says what it means; a process that found the
-    # database gone on its next write says the server refused it.
-    assert any("connection to the database was lost" in line and "run the same command again" in line for line in errors), errors
+    # Whether the cut came mid-transaction or between two (the server then refuses the next connection).
+    assert all("the database cannot be reached" in line and "run the same command again" in line for line in errors), errors
     assert not [line for line in lines if "Traceback" in line or "torch/" in line or "WARNING" in line], lines
     before = recorded(postgres_url, "dropped")
     assert 2 <= len(before) < 24
@@ -436,16 +435,15 @@ def test_a_device_out_of_memory_stops_the_run_in_one_line_and_records_no_cell(tm
     def no_memory(*args: Any, **kwargs: Any) -> Any:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 1; 23.65 GiB total)")
 
-    monkeypatch.setattr(engine, "render", no_memory)
     path = write_experiment(tmp_path, "oom", batch_size=4)
-    with open_store() as store:
+    with monkeypatch.context() as patched, open_store() as store:
+        patched.setattr(engine, "render", no_memory)
         with pytest.raises(PromptlabError) as caught:
             run_experiment(parse_experiment(path.read_text(), path), store)
         message = str(caught.value)
         assert "\n" not in message and "ran out of memory rendering a batch of 4 images of micro at 64x64" in message
         assert "smaller --batch-size (now 4)" in message and "CUDA out of memory" in message
         assert store.count_runs(experiment="oom") == 0  # nothing recorded as failed: the rerun renders it all
-    monkeypatch.undo()
     with open_store() as store:
         assert run_experiment(parse_experiment(path.read_text(), path), store).rendered == 24
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlmodel import create_engine
 
 from promptlab.errors import StoreError
@@ -87,18 +87,27 @@ def looks_read_only(exc: BaseException) -> bool:
 
 def database_reason(exc: BaseException) -> str:
     """The database's own message in one line: SQLAlchemy's adds the SQL, its parameters and a link,
-    which stay on the exception (``promptlab --debug`` shows them). Where the connection was lost
-    (SQLAlchemy's disconnect detection), it says what that means for a run."""
+    which stay on the exception (``promptlab --debug`` shows them). Where a database server dropped
+    or refused the connection, it says what that means for a run."""
     orig = getattr(exc, "orig", None)
     message = str(orig if orig is not None else exc).strip()
     reason = message.splitlines()[0].strip() if message else type(exc).__name__
-    return reason + LOST_HINT if getattr(exc, "connection_invalidated", False) else reason
+    return reason + LOST_HINT if lost_connection(exc) else reason
 
 
 LOST_HINT = (
-    " (the connection to the database was lost: each batch is recorded whole or not at all, so what was "
+    " (the database cannot be reached: each batch is recorded whole or not at all, so what was "
     "recorded stays; run the same command again once the database is back to render the rest)"
 )
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether a database server dropped or refused the connection: SQLAlchemy's disconnect
+    detection, or a server's error at connecting (not SQLite's, whose file is no server)."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, OperationalError) and not isinstance(orig, sqlite3.Error) and "connect" in str(orig).lower()
 
 
 def sqlite_reader(path: Path) -> Callable[[], sqlite3.Connection]:
