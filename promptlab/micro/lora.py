@@ -301,6 +301,8 @@ def train_and_save(
     from promptlab.micro.lora_sweep import measure
 
     report = LoraReport(out)
+    # The revision of the code that trains, read before others' commits can move HEAD.
+    revision = code_revision()
     started = time.perf_counter(), time.process_time()
     unet, text_encoder = train_lora(config, progress, report)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -315,7 +317,7 @@ def train_and_save(
         base = MICRO_MODELS["micro"]
         record = {
             "command": command,
-            "revision": code_revision(),
+            "revision": revision,
             "config": asdict(config),
             "base": {
                 "model": "micro",
