@@ -425,7 +425,9 @@ def test_a_postgresql_that_drops_mid_run_stops_it_in_one_line_and_a_rerun_comple
 
 
 @pytest.mark.slow
-def test_a_device_out_of_memory_stops_the_run_in_one_line_and_records_no_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_device_out_of_memory_is_said_in_one_line_on_each_cell_and_a_rerun_renders_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """torch's own out-of-memory error, raised where a GPU's allocator would (no GPU here to fill)."""
     import torch
 
@@ -438,14 +440,16 @@ def test_a_device_out_of_memory_stops_the_run_in_one_line_and_records_no_cell(tm
     path = write_experiment(tmp_path, "oom", batch_size=4)
     with monkeypatch.context() as patched, open_store() as store:
         patched.setattr(engine, "render", no_memory)
-        with pytest.raises(PromptlabError) as caught:
-            run_experiment(parse_experiment(path.read_text(), path), store)
-        message = str(caught.value)
+        summary = run_experiment(parse_experiment(path.read_text(), path), store)
+        assert (summary.failed, summary.rendered) == (24, 0)
+        errors = {run.error for run in store.list_runs(experiment="oom", status="failed", limit=100)}
+        (message,) = {error for error in errors if error}
         assert "\n" not in message and "ran out of memory rendering a batch of 4 images of micro at 64x64" in message
         assert "smaller --batch-size (now 4)" in message and "CUDA out of memory" in message
-        assert store.count_runs(experiment="oom") == 0  # nothing recorded as failed: the rerun renders it all
     with open_store() as store:
-        assert run_experiment(parse_experiment(path.read_text(), path), store).rendered == 24
+        again = run_experiment(parse_experiment(path.read_text(), path), store)
+        assert (again.rendered, again.failed) == (24, 0)
+        assert len(recorded(f"sqlite:///{store.db_path()}", "oom")) == 24  # each cell once, now ok
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from promptlab.errors import CellTakenError, PromptlabError, RenderError, StoreError
+from promptlab.errors import CellTakenError, PromptlabError, StoreError
 from promptlab.experiment import Cell, ExperimentSpec, Variant, cells
 from promptlab.metadata import run_png
 from promptlab.runner.offline import check_offline
@@ -336,9 +336,13 @@ def _run_batch(
         return partial(_record_failures, store, experiment_id, batch, str(error), lost)
     except Exception as error:  # noqa: BLE001 - one failing batch must not stop the sweep
         if out_of_memory(error):
-            # Every later batch would fail alike: the run stops, and no cell of it is recorded as failed.
-            raise RenderError(_memory_message(batch, size, error)) from error
-        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+            from promptlab.device import choose_device, release_memory
+
+            # Said plainly, and the device's cache given back: a later batch (a smaller size) may fit.
+            detail = _memory_message(batch, size, error)
+            release_memory(choose_device())
+        else:
+            detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         return partial(_record_failures, store, experiment_id, batch, detail, lost)
     setup = setup_params(result.setup)
     runs = {
@@ -377,8 +381,8 @@ def _memory_message(batch: Sequence[Cell], size: int, error: BaseException) -> s
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return (
         f"{device} ran out of memory rendering a batch of {len(batch)} images of {variant.model} at {shape} ({reason}): "
-        f"give a smaller --batch-size (now {size}) or image size, or start fewer processes per device; "
-        "the batch was not recorded, and running the same command again renders it"
+        f"give a smaller --batch-size (now {size}) or image size, or start fewer processes per device, "
+        "and run the same command again: it renders the cells recorded as failed"
     )
 
 
