@@ -291,8 +291,8 @@ def overlap_writes() -> bool:
     """Whether the runner writes a batch on a second thread while the next batch renders.
 
     It pays where rendering leaves a core idle: on a GPU, or when torch runs fewer threads than
-    the machine has cores. Where torch's threads fill every core (its default on a CPU), the
-    writer only takes time from them: on 2 cores, promptlab took 1.17-1.30x bare diffusers'
+    the machine has cores (counting every process a launcher started here). Where torch's threads
+    fill every core (its default on a CPU), the writer only takes time from them: on 2 cores, promptlab took 1.17-1.30x bare diffusers'
     time writing in turn and 1.27-1.43x with the writer thread (bench/grid.py's grid, 25
     alternated rounds, twice).
     """
@@ -300,7 +300,9 @@ def overlap_writes() -> bool:
 
     from promptlab.device import choose_device
 
-    return choose_device() != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1)
+    # Processes a launcher started on this machine share its cores (runner.distributed).
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return choose_device() != "cpu" or torch.get_num_threads() * local_processes < (os.cpu_count() or 1)
 
 
 def _run_batch(
