@@ -118,6 +118,8 @@ class Plan:
     total_cells: int
     todo: tuple[Cell, ...]
     lost: Mapping[tuple[str, int], int]
+    #: Whether planning created the experiment's row (so a setup that fails can take it back).
+    new: bool = False
 
     @property
     def skipped(self) -> int:
@@ -126,6 +128,7 @@ class Plan:
 
 def plan_run(spec: ExperimentSpec, store: Store) -> Plan:
     """The experiment's row (created if new) and the cells still to do: not recorded, or recorded with a lost image."""
+    new = _absent(store, spec.name)
     experiment = store.get_or_create_experiment(spec.name, spec.raw, spec.path, subject=spec.subject)
     assert experiment.id is not None
     store.clean_partials()
@@ -133,7 +136,15 @@ def plan_run(spec: ExperimentSpec, store: Store) -> Plan:
     done = store.existing_cells(experiment.id)
     lost = {(b.variant_key, b.seed): b.run_id for b in store.broken_images(experiment.id)}
     todo = tuple(cell for cell in every if cell.key not in done or cell.key in lost)
-    return Plan(experiment.id, len(every), todo, lost)
+    return Plan(experiment.id, len(every), todo, lost, new)
+
+
+def _absent(store: Store, name: str) -> bool:
+    try:
+        store.get_experiment(name)
+    except StoreError:
+        return True
+    return False
 
 
 def plan_batches(todo: Iterable[Cell], size: int) -> list[list[Cell]]:
@@ -171,8 +182,13 @@ def run_experiment(
         batches = share(batches)
     todo = [cell for batch in batches for cell in batch]
     skipped = plan.skipped
-    # 2. What fails for every cell alike fails now, once.
-    scorer = check_setup(todo, spec, scorer)
+    # 2. What fails for every cell alike fails now, once, and leaves no empty experiment behind.
+    try:
+        scorer = check_setup(todo, spec, scorer)
+    except PromptlabError:
+        if plan.new:
+            store.drop_empty_experiment(plan.experiment_id)
+        raise
     outcomes: list[CellOutcome] = []
     passed = 0  # cells another runner recorded or holds: not this runner's to render
     left = 0  # of those, the ones it holds (still rendering them)

@@ -129,6 +129,18 @@ class Store(StoreReader):
             # Another process created it between our read and our write.
             return self.get_or_create_experiment(name, spec, source_path, subject=subject, intent=intent)
 
+    def drop_empty_experiment(self, experiment_id: int) -> bool:
+        """Delete the experiment's row if it holds no runs (a run whose setup failed made it); whether it went."""
+        with self._session(write=True) as session:
+            if session.exec(select(Run.id).where(Run.experiment_id == experiment_id).limit(1)).first() is not None:
+                return False
+            row = session.get(Experiment, experiment_id)
+            if row is None:
+                return False
+            session.delete(row)
+            session.commit()
+            return True
+
     def record_run(
         self, record: RunRecord, image: bytes, scores: Sequence[ScoreRecord] = (), *, replace: Collection[int] = ()
     ) -> Run:
