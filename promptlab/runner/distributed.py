@@ -303,7 +303,19 @@ def run_distributed(
     # 4. Wait for the others (the main process reporting meanwhile), then sum up.
     _wait_for_everyone(state, tracker)
     summaries: list[RunSummary] = gather_object([mine])
+    _leave(state)
     return combine(plan, summaries, time.perf_counter() - started)
+
+
+def _leave(state: Any) -> None:
+    """Leave the process group together and take it down, so that no process exits while gloo's threads
+    still serve it (a process with nothing to render, exiting first, died in C++: "terminate called
+    without an active exception", signal 6)."""
+    import torch.distributed as dist
+
+    if state.num_processes > 1 and dist.is_initialized():
+        state.wait_for_everyone()
+        dist.destroy_process_group()
 
 
 def _shared_plan(state: Any, spec: ExperimentSpec, store: Store) -> Plan:
