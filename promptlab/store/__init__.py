@@ -12,6 +12,7 @@
     store.record_runs([NewRun(record, png, scores), ...])   # a batch: its files, then its rows at once
     store.list_runs(search="oil painting", limit=50)
     store.runs_frame("squirrel-styles")      # one row per run, for promptlab.analysis
+    store.record_vote(left_run_id, right_run_id, "left")   # a person's vote between two images (``votes``)
 
 How it stays safe:
 
@@ -40,7 +41,7 @@ How it stays safe:
 The package, one job per module: ``schema`` (the tables), ``migrations`` (numbered schema
 changes, applied on open), ``records`` (what goes in and comes out), ``files`` (image and input
 files), ``connection`` (opening a database), ``queries`` (the reads), ``claims`` (runners
-sharing a store) and ``writes`` (``Store``).
+sharing a store), ``votes`` (people's votes between two images) and ``writes`` (``Store``).
 The store takes finished PNG bytes and knows nothing of experiments or image metadata.
 """
 
@@ -55,6 +56,7 @@ from promptlab.store.records import (
     ExperimentSummary,
     NewRun,
     RunRecord,
+    RunToScore,
     RunView,
     ScoreRecord,
     ScoreView,
@@ -64,6 +66,7 @@ from promptlab.store.schema import (
     PARAM_COLUMNS,
     SCORE_KINDS,
     STATUSES,
+    VOTE_CHOICES,
     CellClaim,
     Experiment,
     Image,
@@ -72,7 +75,9 @@ from promptlab.store.schema import (
     RunLora,
     RunTerm,
     Score,
+    Vote,
 )
+from promptlab.store.votes import UNKNOWN_VOTER, VoteRun, VoteView, default_voter
 from promptlab.store.writes import Store, open_store
 
 __all__ = [
@@ -87,6 +92,8 @@ __all__ = [
     "SCORE_KINDS",
     "SQLITE_BUSY_TIMEOUT_MS",
     "STATUSES",
+    "UNKNOWN_VOTER",
+    "VOTE_CHOICES",
     "BrokenImage",
     "CellClaim",
     "Claim",
@@ -98,6 +105,7 @@ __all__ = [
     "RunEmbedding",
     "RunLora",
     "RunRecord",
+    "RunToScore",
     "RunTerm",
     "RunView",
     "Score",
@@ -105,6 +113,10 @@ __all__ = [
     "ScoreView",
     "Store",
     "StoreReader",
+    "Vote",
+    "VoteRun",
+    "VoteView",
+    "default_voter",
     "migrate",
     "open_store",
     "runner_id",

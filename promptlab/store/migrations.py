@@ -235,6 +235,30 @@ def m006_run_lora(conn: Connection) -> None:
     ).create(conn, checkfirst=True)  # fmt: skip
 
 
+def m007_vote(conn: Connection) -> None:
+    """Vote: a person's choice (left, right or tie) between two runs shown side by side, who and when.
+
+    A vote goes with either of its runs where that run is deleted (ON DELETE CASCADE).
+    """
+    meta = MetaData()
+    # The tables its foreign keys name, as m001 made them (only their keys matter here).
+    Table("experiment", meta, Column("id", Integer, primary_key=True))
+    Table("run", meta, Column("id", Integer, primary_key=True))
+    Table(
+        "vote", meta,
+        Column("id", Integer, primary_key=True),
+        Column("experiment_id", Integer, ForeignKey("experiment.id"), nullable=False),
+        Column("left_run_id", Integer, ForeignKey("run.id", ondelete="CASCADE"), nullable=False),
+        Column("right_run_id", Integer, ForeignKey("run.id", ondelete="CASCADE"), nullable=False),
+        Column("choice", String, nullable=False),
+        Column("voter", String, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Index("ix_vote_experiment_id", "experiment_id"),
+        Index("ix_vote_left_run_id", "left_run_id"),
+        Index("ix_vote_right_run_id", "right_run_id"),
+    ).create(conn, checkfirst=True)  # fmt: skip
+
+
 #: Applied in order on open; a name, once released, never changes meaning.
 MIGRATIONS: dict[str, Callable[[Connection], None]] = {
     "m001_initial": m001_initial,
@@ -243,6 +267,7 @@ MIGRATIONS: dict[str, Callable[[Connection], None]] = {
     "m004_experiment_counts": m004_experiment_counts,
     "m005_embeddings_controlnet": m005_embeddings_controlnet,
     "m006_run_lora": m006_run_lora,
+    "m007_vote": m007_vote,
 }
 
 

@@ -25,6 +25,7 @@ from promptlab.store.connection import READ_ONLY_HINT, database_reason, looks_re
 from promptlab.store.files import MAX_PARALLEL_WRITES, file_problem
 from promptlab.store.records import BrokenImage, ExperimentSummary, RunView, ScoreView, utc
 from promptlab.store.schema import PARAM_COLUMNS, SCORE_KINDS, STATUSES, Experiment, Image, Run, RunTerm, Score
+from promptlab.store.votes import VoteRun, VoteView, scores_frame, vote_runs_query, vote_scores_query, vote_view, votes_query
 
 # FTS5's trigram tokenizer matches substrings of 3 characters or more.
 FTS_MIN_CHARS = 3
@@ -249,6 +250,26 @@ class StoreReader:
         query = self._filtered(select(func.count(Run.id)), experiment, search, model, since, until, term, status)
         with self._session() as session:
             return int(session.exec(query).one())
+
+    def list_votes(self, experiment: str | int) -> list[VoteView]:
+        """The experiment's votes, oldest first, each with both runs' variants, seed and subject."""
+        row = self.get_experiment(experiment)
+        with self._session() as session:
+            return [vote_view(found) for found in session.exec(votes_query(row.id)).all()]
+
+    def vote_runs(self, experiment: str | int) -> list[VoteRun]:
+        """The experiment's finished runs with an image, by id: the runs a vote can show."""
+        row = self.get_experiment(experiment)
+        with self._session() as session:
+            found = session.exec(vote_runs_query(row.id)).all()
+        return [VoteRun(run_id, key, label, seed, subject, self.home / path) for run_id, key, label, seed, subject, path in found]
+
+    def vote_scores(self, experiment: str | int, kind: str = "intent") -> pd.DataFrame:
+        """The ``kind`` scores of the runs the experiment's votes name: columns run_id, scorer, value."""
+        row = self.get_experiment(experiment)
+        query = vote_scores_query(row.id, kind)
+        with self._session() as session:
+            return scores_frame(list(session.exec(query).all()))
 
     def run_timings(self, model: str, width: int | None = None, height: int | None = None, *, limit: int = 200) -> pd.DataFrame:
         """The seconds the newest ``limit`` successful runs of ``model`` at ``width`` x ``height`` (any size

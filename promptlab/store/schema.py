@@ -18,6 +18,9 @@ STATUSES = ("ok", "failed")
 
 SCORE_KINDS = ("intent", "prompt")
 
+#: A person's vote between two images shown side by side: the left one, the right one, or neither (a skip is not stored).
+VOTE_CHOICES = ("left", "right", "tie")
+
 # Parameters with a column of their own on Run (diffusers' names); the rest go to Run.params.
 PARAM_COLUMNS = RENDER_PARAM_NAMES
 
@@ -180,3 +183,21 @@ class CellClaim(SQLModel, table=True):
     owner: str
     expires_at: datetime = Field(sa_type=DateTime(timezone=True))
 
+
+
+class Vote(SQLModel, table=True):
+    """A person's choice between two runs of one seed and subject from two variants, as they were shown.
+
+    Both run ids are kept as shown (left, right), so a preference for one side can be measured. A vote
+    goes with its run where a run is deleted (replaced, its image lost): it judged an image that is gone.
+    """
+
+    __tablename__ = "vote"
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    left_run_id: int = Field(foreign_key="run.id", ondelete="CASCADE", index=True)
+    right_run_id: int = Field(foreign_key="run.id", ondelete="CASCADE", index=True)
+    choice: str
+    voter: str
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))

@@ -37,6 +37,7 @@ from promptlab.store.files import (
 from promptlab.store.queries import StoreReader
 from promptlab.store.records import Claim, NewRun, RunRecord, ScoreRecord, check_json, check_score, embedding_rows, lora_rows, run_row
 from promptlab.store.schema import Experiment, Image, Run, RunEmbedding, RunLora, RunTerm, Score
+from promptlab.store.votes import VoteView, default_voter, insert_vote, vote_view, votes_query_by_id
 
 
 
@@ -175,6 +176,17 @@ class Store(StoreReader):
     def record_failure(self, record: RunRecord, error: str) -> Run:
         """Record a cell that could not be rendered or scored, with its error text."""
         return self._insert_runs([_Prepared(record, run_row(record, "failed", error, None), (), None, b"")])[0]
+
+    def record_vote(self, left_run_id: int, right_run_id: int, choice: str, *, voter: str | None = None) -> VoteView:
+        """Record a person's vote between two runs as they were shown (left, right): ``left``, ``right`` or ``tie``.
+
+        The runs must be finished runs of one experiment, seed and subject from two variants;
+        ``voter`` defaults to the operating system's user name. Checked and written in one
+        transaction: a run deleted meanwhile is refused with StoreError naming it, and nothing is written.
+        """
+        with self._transaction() as conn:
+            vote_id = insert_vote(conn, left_run_id, right_run_id, choice, voter or default_voter(), self.url)
+            return vote_view(conn.execute(votes_query_by_id(vote_id)).one())
 
     def claim_cells(
         self,
