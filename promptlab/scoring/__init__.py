@@ -33,7 +33,14 @@ only warns about the mismatch and gives different embeddings). Stronger alternat
   and shipped with promptlab (``promptlab.micro``), or ``"tiny-clip"``, random weights for fast
   tests, written once to a file under ``cache_dir() / "tiny-clip"``. Both load like any local
   file, so their sha256 identifies them;
-- ``"micro-judge"``: the micro-world's judge (``JUDGE_SPECS``).
+- ``"micro-judge"``: the micro-world's judge (``JUDGE_SPECS``);
+- a published scorer (``PUBLISHED``): ``"aesthetic"`` (LAION aesthetic predictor, ``scoring.aesthetic``),
+  ``"pickscore"`` (``scoring.pickscore``), ``"hps-v2"`` / ``"hps-v2.1"`` (also ``"hps"``,
+  ``scoring.hps``); or a local copy of its weights, ``"aesthetic:/path/to/head.safetensors"``.
+
+Every scorer follows the ``Scorer`` protocol (``scoring.base``); ``scorer_traits(name)`` says,
+without loading weights, whether a scorer reads the text and whether its values only compare
+images of the same prompt.
 
 Each image gets two scores when variants are compared: against the **intent** (what the user
 wants to see) and against its **own prompt**. Rank variants by the intent score: ranking by
@@ -49,7 +56,7 @@ whether the added words show up in the image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +64,8 @@ from typing import TYPE_CHECKING, Any
 from promptlab.device import choose_device, release_memory
 from promptlab.errors import ScoringError
 from promptlab.model_cache import ModelCache
+from promptlab.scoring.aesthetic import AestheticScorer, aesthetic_head, load_aesthetic
+from promptlab.scoring.base import Scorer, ScorerTraits, scorer_traits
 from promptlab.scoring.builtin_clip import (
     BUILTIN_CLIP_MODELS,
     METADATA_MODEL,
@@ -78,7 +87,10 @@ from promptlab.scoring.clip import (
     seed_diversity,
     suggest_terms,
 )
+from promptlab.scoring.hps import HpsScorer, load_hps
 from promptlab.scoring.micro_judge import JudgeScore, MicroJudgeScorer, judge_score
+from promptlab.scoring.pickscore import PickScoreScorer, load_pickscore
+from promptlab.scoring.published import PUBLISHED, HubFile, PublishedScorer, missing_from_cache, missing_message
 from promptlab.scoring.spec import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
@@ -95,6 +107,8 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "aesthetic_head",
+    "AestheticScorer",
     "BUILTIN_CLIP_MODELS",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MODEL",
@@ -111,20 +125,33 @@ __all__ = [
     "ClipScorer",
     "file_model",
     "FileScore",
+    "HpsScorer",
+    "HubFile",
     "ImageScores",
     "JUDGE_SPECS",
     "judge_score",
     "JudgeScore",
+    "load_aesthetic",
+    "load_hps",
+    "load_pickscore",
     "load_scorer",
     "loaded_scorers",
     "MicroJudgeScorer",
+    "missing_from_cache",
+    "missing_message",
     "open_image",
     "parse_scorer_spec",
+    "PickScoreScorer",
+    "PUBLISHED",
+    "PublishedScorer",
     "register_builtin_clip",
     "Score",
     "score_files",
+    "Scorer",
     "ScorerInfo",
     "ScorerSpec",
+    "scorer_traits",
+    "ScorerTraits",
     "seed_diversity",
     "suggest_terms",
     "TermSuggestion",
@@ -145,9 +172,15 @@ class FileScore:
         return {"image": self.image, "prompt": self.prompt, "scorer": self.scorer, "value": self.value}
 
 
-#: Scorer classes by kind (``ScorerSpec.kind``); each scores PIL images against texts (``score``,
-#: ``score_pairs``). A CLIP scorer is made from its loaded open_clip model, the others from the spec.
-SCORERS: dict[str, type[ClipScorer | MicroJudgeScorer]] = {"clip": ClipScorer, "micro-judge": MicroJudgeScorer}
+#: Scorer classes by kind (``ScorerSpec.kind``); each follows the ``Scorer`` protocol. ``_LOADERS``
+#: builds each kind's from its spec (weights from the hub cache or a local file).
+SCORERS: dict[str, type[Scorer]] = {
+    "clip": ClipScorer,
+    "micro-judge": MicroJudgeScorer,
+    "aesthetic": AestheticScorer,
+    "pickscore": PickScoreScorer,
+    "hps": HpsScorer,
+}
 
 
 def _evicted(key: tuple[ScorerSpec, str]) -> None:
@@ -156,16 +189,23 @@ def _evicted(key: tuple[ScorerSpec, str]) -> None:
 
 #: Loaded scorers by (spec, device), least recently used first; bounded like the pipelines
 #: (``promptlab.model_cache``), so scoring with many CLIP models holds only the last few.
-_SCORERS: ModelCache[tuple[ScorerSpec, str], ClipScorer | MicroJudgeScorer] = ModelCache("scorers", on_evict=_evicted)
+_SCORERS: ModelCache[tuple[ScorerSpec, str], Scorer] = ModelCache("scorers", on_evict=_evicted)
 
 
-def _load(spec: ScorerSpec, device: str) -> ClipScorer | MicroJudgeScorer:
-    if spec.kind == "clip":
-        return ClipScorer(spec, load_clip(spec.model, spec.pretrained, device), device)
-    return MicroJudgeScorer(spec, device)
+_LOADERS: dict[str, Callable[[ScorerSpec, str], Scorer]] = {
+    "clip": lambda spec, device: ClipScorer(spec, load_clip(spec.model, spec.pretrained, device), device),
+    "micro-judge": MicroJudgeScorer,
+    "aesthetic": load_aesthetic,
+    "pickscore": load_pickscore,
+    "hps": load_hps,
+}
 
 
-def load_scorer(spec: str = DEFAULT_SPEC, *, device: str | None = None) -> ClipScorer | MicroJudgeScorer:
+def _load(spec: ScorerSpec, device: str) -> Scorer:
+    return _LOADERS[spec.kind](spec, device)
+
+
+def load_scorer(spec: str = DEFAULT_SPEC, *, device: str | None = None) -> Scorer:
     """The scorer for ``spec`` on ``device`` (default: cuda, else mps, else cpu); the last few loaded are kept."""
     parsed, chosen = parse_scorer_spec(spec), choose_device(device)
     return _SCORERS.get_or_load((parsed, chosen), lambda: _load(parsed, chosen))
@@ -199,7 +239,7 @@ def open_image(path: Path | str) -> Image:
 
 
 def score_files(
-    paths: Sequence[Path | str], prompts: Sequence[str], scorer: ClipScorer | MicroJudgeScorer, batch_size: int | None = None
+    paths: Sequence[Path | str], prompts: Sequence[str], scorer: Scorer, batch_size: int | None = None
 ) -> list[FileScore]:
     """Score image files against texts (one per file), reading one batch of files at a time."""
     if len(paths) != len(prompts):

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from promptlab.builtin import builtin_clip_dir
 from promptlab.errors import ScoringError
@@ -67,14 +67,16 @@ class TermSuggestion(NamedTuple):
 
 
 @dataclass(frozen=True)
-class _LoadedClip:
+class LoadedClip:
+    """An open_clip model with its image transform, tokenizer and (for a local file) weights hash."""
+
     model: Any
     preprocess: Any
     tokenizer: Any
     weights_sha256: str | None
 
 
-def load_clip(model_name: str, pretrained: str | None, device: str) -> _LoadedClip:
+def load_clip(model_name: str, pretrained: str | None, device: str) -> LoadedClip:
     """An open_clip model with its weights on ``device`` (``load_scorer`` keeps the last few loaded)."""
     import open_clip
 
@@ -100,14 +102,18 @@ def load_clip(model_name: str, pretrained: str | None, device: str) -> _LoadedCl
             f"'{model_name}:/path/to/open_clip_model.safetensors'"
         ) from error
     model.eval()
-    return _LoadedClip(model, preprocess, open_clip.get_tokenizer(model_name), sha)
+    return LoadedClip(model, preprocess, open_clip.get_tokenizer(model_name), sha)
 
 
 class ClipScorer:
     """CLIPScore with one open_clip model: batched images, cached text embeddings."""
 
+    reads_text: ClassVar[bool] = True
+    #: CLIPScore is on one scale for every text (an image that shows the words scores high).
+    within_prompt: ClassVar[bool] = False
+
     def __init__(
-        self, spec: ScorerSpec, loaded: _LoadedClip, device: str, batch_size: int = DEFAULT_BATCH_SIZE
+        self, spec: ScorerSpec, loaded: LoadedClip, device: str, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> None:
         self.spec = spec
         self.model = loaded.model

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from promptlab.errors import ScoringError
 from promptlab.micro.world import caption_attributes, color_match, judge
@@ -72,6 +72,9 @@ def judge_score(image: Image, caption: str) -> JudgeScore:
 
 class MicroJudgeScorer:
     """Scores micro-world pictures against captions with the pixel judge (no model, no device work)."""
+
+    reads_text: ClassVar[bool] = True
+    within_prompt: ClassVar[bool] = False
 
     def __init__(self, spec: ScorerSpec, device: str, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.spec = spec

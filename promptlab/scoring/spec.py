@@ -1,4 +1,5 @@
-"""Scorer specs: the text a user writes to name a scorer (a CLIP model: built-in, open_clip name and tag, or weights file; or the micro-world judge), read and checked."""
+"""Scorer specs: the text a user writes to name a scorer (a CLIP model: built-in, open_clip name and tag, or weights file;
+a published scorer such as ``aesthetic`` or ``pickscore``, or its local copy; or the micro-world judge), read and checked."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from promptlab.errors import ScoringError
 from promptlab.scoring.builtin_clip import BUILTIN_CLIP_MODELS, METADATA_MODEL
+from promptlab.scoring.published import ALIASES, FAMILIES, PUBLISHED, local_weights
 
 DEFAULT_SPEC = "clip"
 
@@ -46,7 +48,9 @@ def _spec_forms() -> str:
         "valid forms: 'clip' (ViT-L-14-quickgelu, OpenAI weights), 'NAME:PRETRAINED_TAG' "
         "(e.g. 'ViT-H-14:laion2b_s32b_b79k'), 'NAME:/path/to/weights.safetensors', "
         f"'/path/to/weights.safetensors' (a file that names its model), a built-in: {builtins}, "
-        f"or the micro-world's judge: {', '.join(repr(name) for name in JUDGE_SPECS)}"
+        f"a published scorer: {', '.join(repr(name) for name in [*PUBLISHED, *ALIASES])} (or its local copy, "
+        "'aesthetic:/path/to/head.pth'), or the micro-world's judge: "
+        f"{', '.join(repr(name) for name in JUDGE_SPECS)}"
     )
 
 
@@ -103,13 +107,32 @@ def _check_quick_gelu(spec: str, name: str, tag: str) -> None:
     )
 
 
+def _published_spec(spec: str, text: str) -> ScorerSpec | None:
+    """A published scorer's spec (``aesthetic``, ``hps``, ...) or its local copy (``aesthetic:/path``), else None."""
+    name = ALIASES.get(text, text)
+    if name in PUBLISHED:
+        scorer = PUBLISHED[name]
+        return ScorerSpec(scorer.name, scorer.model, None, kind=scorer.kind)
+    family, sep, location = text.partition(":")
+    if not sep or family not in FAMILIES:
+        return None
+    scorer = PUBLISHED[FAMILIES[family]]
+    if not location.strip():
+        raise ScoringError(f"scorer {spec!r}: nothing after ':'; use '{scorer.name}' or '{scorer.local}'")
+    path = local_weights(spec, location.strip(), folder=scorer.kind == "pickscore")
+    return ScorerSpec(f"{scorer.kind}:{path}", scorer.model, str(path), kind=scorer.kind)
+
+
 def parse_scorer_spec(spec: str) -> ScorerSpec:
     """Read a scorer spec (forms in the module docstring); ScoringError names a bad one."""
-    import open_clip
-
     text = spec.strip()
     if not text:
         raise ScoringError(f"scorer spec is empty; {_spec_forms()}")
+    published = _published_spec(spec, text)
+    if published is not None:
+        return published
+
+    import open_clip
     if text == DEFAULT_SPEC:
         return ScorerSpec(DEFAULT_SPEC, DEFAULT_MODEL, DEFAULT_PRETRAINED)
     if text in BUILTIN_CLIP_MODELS:
