@@ -74,13 +74,21 @@ def check_lora_offline(hub_id: str) -> None:
 
 
 def check_scorer_offline(spec: str) -> None:
-    """ScoringError if scorer ``spec`` names open_clip weights on the hub that are not in the local cache."""
+    """ScoringError if scorer ``spec`` names open_clip weights, or a published scorer's files, on the hub
+    that are not in the local cache."""
     import open_clip
     from huggingface_hub import try_to_load_from_cache
 
-    from promptlab.scoring import parse_scorer_spec
+    from promptlab.scoring import missing_from_cache, missing_message, parse_scorer_spec
 
     parsed = parse_scorer_spec(spec)
+    if parsed.kind != "clip":
+        # A published scorer (aesthetic, pickscore, hps) knows its files; the micro judge needs none.
+        missing = missing_from_cache(parsed.name if parsed.pretrained is None else parsed.kind, parsed.pretrained)
+        if missing is not None:
+            why = "not in the Hugging Face cache, and HF_HUB_OFFLINE=1 keeps the network off"
+            raise ScoringError(missing_message(spec, *missing, why))
+        return
     if parsed.pretrained is None or Path(parsed.pretrained).is_file():
         return
     hub = open_clip.get_pretrained_cfg(parsed.model, parsed.pretrained).get("hf_hub")

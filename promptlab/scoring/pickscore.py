@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptlab.errors import ScoringError
 from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ImageScores, Score, ScorerInfo
-from promptlab.scoring.published import PICKSCORE_PROCESSOR, PUBLISHED, hub_folder, local_weights
+from promptlab.scoring.published import PICKSCORE_PROCESSOR, PICKSCORE_PROCESSOR_FILES, PUBLISHED, hub_folder, local_weights
 from promptlab.scoring.spec import ScorerSpec
 
 if TYPE_CHECKING:
@@ -31,14 +31,7 @@ if TYPE_CHECKING:
 
 #: The files a transformers CLIP model and its processor are read from.
 MODEL_PATTERNS = ("config.json", "model.safetensors")
-PROCESSOR_PATTERNS = (
-    "preprocessor_config.json",
-    "tokenizer_config.json",
-    "tokenizer.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-)
+PROCESSOR_PATTERNS = PICKSCORE_PROCESSOR_FILES
 
 #: The tokens PickScore reads of a text, as in the authors' README (CLIP's context).
 MAX_LENGTH = 77

@@ -36,11 +36,13 @@ class HubFile:
     filename: str
     #: Other files that serve instead (e.g. a .bin where the .safetensors is missing).
     alternatives: tuple[str, ...] = ()
+    #: Files of the same repository that are read with it (a model's config, a tokenizer's vocabulary).
+    companions: tuple[str, ...] = ()
 
     @property
     def command(self) -> str:
-        """The shell command that downloads it into the hub cache."""
-        return f"hf download {self.repo} {self.filename}"
+        """The shell command that downloads it (and its companions) into the hub cache."""
+        return " ".join(("hf download", self.repo, self.filename, *self.companions))
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,11 @@ class PublishedScorer:
     model: str
     #: The files its published weights come in, all needed.
     files: tuple[HubFile, ...]
-    #: What a local copy is, for messages: ``FAMILY:/path/to/...``.
+    #: Its local form, ``FAMILY:/path/to/...``, and what the path must hold.
     local: str
+    local_holds: str
+    #: The hub files still needed with a local copy of the weights (the aesthetic head's CLIP, PickScore's processor).
+    with_local: tuple[HubFile, ...]
     #: Whether the score depends on the text (False: the image alone is scored).
     reads_text: bool
     #: Whether its values compare only images scored against the same text.
@@ -68,11 +73,29 @@ class PublishedScorer:
 #: The open_clip model and tag the aesthetic predictor's head was trained on (OpenAI's CLIP ViT-L/14).
 AESTHETIC_CLIP = ("ViT-L-14-quickgelu", "openai")
 
+#: The processor PickScore's authors use (CLIP ViT-H/14's: 224 px, CLIP's mean and std, its tokenizer).
 PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+PICKSCORE_PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+)
 
 #: HPS v2 is OpenCLIP ViT-H-14 (laion2B) fine-tuned; its published checkpoints hold the whole model.
 HPS_MODEL, HPS_PRETRAINED_CFG = "ViT-H-14", "laion2b_s32b_b79k"
 
+# The CLIP the aesthetic head reads, as open_clip downloads it for ViT-L-14-quickgelu:openai.
+_AESTHETIC_CLIP_FILE = HubFile(
+    "timm/vit_large_patch14_clip_224.openai", "open_clip_model.safetensors", ("open_clip_pytorch_model.bin",)
+)
+_PICKSCORE_PROCESSOR = (
+    HubFile(PICKSCORE_PROCESSOR, PICKSCORE_PROCESSOR_FILES[0], companions=PICKSCORE_PROCESSOR_FILES[1:]),
+    HubFile(PICKSCORE_PROCESSOR, PICKSCORE_PROCESSOR_FILES[1], companions=PICKSCORE_PROCESSOR_FILES[2:]),
+)
+_STATE_DICT_COPY = "the published file, or a .safetensors copy of its state dict"
 _HPS_MEASURES = "human preference (HPD v2 choices) between images of the same prompt"
 
 #: Published scorers by canonical spec. ``hps`` names the newest HPS, ``hps-v2.1`` (``ALIASES``).
@@ -81,12 +104,10 @@ PUBLISHED: dict[str, PublishedScorer] = {
         "aesthetic",
         "aesthetic",
         AESTHETIC_CLIP[0],
-        (
-            HubFile("camenduru/improved-aesthetic-predictor", "sac+logos+ava1-l14-linearMSE.pth"),
-            # The CLIP the head reads, as open_clip downloads it for ViT-L-14-quickgelu:openai.
-            HubFile("timm/vit_large_patch14_clip_224.openai", "open_clip_model.safetensors", ("open_clip_pytorch_model.bin",)),
-        ),
-        "aesthetic:/path/to/sac+logos+ava1-l14-linearMSE.pth (or a .safetensors copy of its state dict)",
+        (HubFile("camenduru/improved-aesthetic-predictor", "sac+logos+ava1-l14-linearMSE.pth"), _AESTHETIC_CLIP_FILE),
+        "aesthetic:/path/to/sac+logos+ava1-l14-linearMSE.pth",
+        _STATE_DICT_COPY,
+        (_AESTHETIC_CLIP_FILE,),
         reads_text=False,
         within_prompt=False,
         measures="how much people like the image on average (1-10, LAION aesthetic predictor); ignores the prompt",
@@ -96,12 +117,13 @@ PUBLISHED: dict[str, PublishedScorer] = {
         "pickscore",
         "yuvalkirstain/PickScore_v1",
         (
-            HubFile("yuvalkirstain/PickScore_v1", "config.json"),
-            HubFile("yuvalkirstain/PickScore_v1", "model.safetensors", ("pytorch_model.bin",)),
-            HubFile(PICKSCORE_PROCESSOR, "preprocessor_config.json"),
-            HubFile(PICKSCORE_PROCESSOR, "tokenizer_config.json"),
+            HubFile("yuvalkirstain/PickScore_v1", "config.json", companions=("model.safetensors",)),
+            HubFile("yuvalkirstain/PickScore_v1", "model.safetensors", ("pytorch_model.bin",), ("config.json",)),
+            *_PICKSCORE_PROCESSOR,
         ),
-        "pickscore:/path/to/folder (a transformers CLIPModel saved with save_pretrained, its processor alongside)",
+        "pickscore:/path/to/folder",
+        "a transformers CLIPModel saved with save_pretrained, its processor alongside",
+        _PICKSCORE_PROCESSOR,
         reads_text=True,
         within_prompt=True,
         measures="which image of the same prompt people would pick (Pick-a-Pic choices)",
@@ -111,7 +133,9 @@ PUBLISHED: dict[str, PublishedScorer] = {
         "hps",
         HPS_MODEL,
         (HubFile("xswu/HPSv2", "HPS_v2_compressed.pt"),),
-        "hps:/path/to/HPS_v2_compressed.pt (or a .safetensors copy of its state dict)",
+        "hps:/path/to/HPS_v2_compressed.pt",
+        _STATE_DICT_COPY,
+        (),
         reads_text=True,
         within_prompt=True,
         measures=_HPS_MEASURES,
@@ -121,7 +145,9 @@ PUBLISHED: dict[str, PublishedScorer] = {
         "hps",
         HPS_MODEL,
         (HubFile("xswu/HPSv2", "HPS_v2.1_compressed.pt"),),
-        "hps:/path/to/HPS_v2.1_compressed.pt (or a .safetensors copy of its state dict)",
+        "hps:/path/to/HPS_v2.1_compressed.pt",
+        _STATE_DICT_COPY,
+        (),
         reads_text=True,
         within_prompt=True,
         measures=_HPS_MEASURES,
@@ -149,18 +175,25 @@ def missing_message(spec: str, scorer: PublishedScorer, missing: HubFile, why: s
     """One line: which file of ``scorer`` is not here, how to download it, and how to point at a local copy."""
     return (
         f"scorer {spec!r} ({missing.filename} from {missing.repo}) is not on this machine ({why}): "
-        f"download it once with network (`{missing.command}`), or point at a local copy, "
+        f"download it once with network (`{missing.command}`), or point at a local copy ({scorer.local_holds}): "
         f"scorer = \"{scorer.local}\", or use scorer = \"{OFFLINE_FALLBACK}\" (built in)"
     )
 
 
-def missing_from_cache(scorer: PublishedScorer) -> HubFile | None:
-    """The first of ``scorer``'s hub files that is not in the local Hugging Face cache, or None."""
+def missing_from_cache(name: str, local: str | None = None) -> tuple[PublishedScorer, HubFile] | None:
+    """For published scorer ``name`` (a spec name, or with ``local`` weights its family): the first hub file
+    it needs that is not in the local Hugging Face cache, with the scorer; None when all are (or it is no published scorer)."""
     from huggingface_hub import try_to_load_from_cache
 
-    for file in scorer.files:
-        if not any(isinstance(try_to_load_from_cache(file.repo, name), str) for name in (file.filename, *file.alternatives)):
-            return file
+    scorer = published(name)
+    if scorer is None:
+        return None
+    needed = scorer.files if local is None else scorer.with_local
+    if local is not None and (Path(local) / "preprocessor_config.json").is_file():
+        needed = ()  # a local transformers folder with its own processor needs nothing from the hub
+    for file in needed:
+        if not any(isinstance(try_to_load_from_cache(file.repo, f), str) for f in (file.filename, *file.alternatives)):
+            return scorer, file
     return None
 
 
