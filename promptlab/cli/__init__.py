@@ -18,7 +18,7 @@ from promptlab.errors import PromptlabError
 
 # Each module adds its commands to ``app`` as it is imported, in the order --help lists them.
 # isort: off
-from promptlab.cli import prompts, models, runs, search, files  # noqa: F401,E402
+from promptlab.cli import prompts, models, runs, search, files, votes  # noqa: F401,E402
 # isort: on
 
 
