@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 MODEL_PATTERNS = ("config.json", "model.safetensors")
 PROCESSOR_PATTERNS = PICKSCORE_PROCESSOR_FILES
 
+def has_own_processor(folder: Path) -> bool:
+    """Whether a saved folder holds an image processor (transformers 4 writes preprocessor_config.json, 5 processor_config.json)."""
+    return any((folder / name).is_file() for name in ("preprocessor_config.json", "processor_config.json"))
+
+
 #: The tokens PickScore reads of a text, as in the authors' README (CLIP's context).
 MAX_LENGTH = 77
 
@@ -134,7 +139,7 @@ def load_pickscore(spec: ScorerSpec, device: str) -> PickScoreScorer:
     published = PUBLISHED["pickscore"]
     if spec.pretrained is not None:
         model_dir = local_weights(spec.name, spec.pretrained, folder=True)
-        has_processor = (model_dir / "preprocessor_config.json").is_file()
+        has_processor = has_own_processor(model_dir)
         processor_dir = model_dir if has_processor else hub_folder(spec.name, published, PICKSCORE_PROCESSOR, PROCESSOR_PATTERNS)
         source = str(model_dir)
     else:

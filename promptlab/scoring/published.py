@@ -189,7 +189,7 @@ def missing_from_cache(name: str, local: str | None = None) -> tuple[PublishedSc
     if scorer is None:
         return None
     needed = scorer.files if local is None else scorer.with_local
-    if local is not None and (Path(local) / "preprocessor_config.json").is_file():
+    if local is not None and any((Path(local) / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")):
         needed = ()  # a local transformers folder with its own processor needs nothing from the hub
     for file in needed:
         if not any(isinstance(try_to_load_from_cache(file.repo, f), str) for f in (file.filename, *file.alternatives)):
