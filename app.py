@@ -3,7 +3,7 @@ It only routes; the pages live in promptlab.dashboard."""
 
 import streamlit as st
 
-from promptlab.dashboard import UNBOUND_MESSAGE, build, compare, export, history, home, insights, run, search, unbound
+from promptlab.dashboard import UNBOUND_MESSAGE, build, compare, export, history, home, insights, judge, run, search, unbound
 
 st.set_page_config(page_title="promptlab", layout="wide")
 if unbound():
@@ -19,6 +19,7 @@ st.navigation(
         st.Page(run.page, title="Run", url_path="run"),
         st.Page(search.page, title="Search", url_path="search"),
         st.Page(compare.page, title="Compare", url_path="compare"),
+        st.Page(judge.page, title="Judge", url_path="judge"),
         st.Page(insights.page, title="Insights", url_path="insights"),
         st.Page(history.page, title="History", url_path="history"),
         st.Page(export.page, title="Export", url_path="export"),

@@ -93,7 +93,7 @@ def test_cli_and_insights_show_the_same_numbers_and_every_variant() -> None:
 
     at = _insights("mixed")
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert [s.value for s in at.subheader] == ["Term and parameter effects", "Score distributions per variant", "Best prompts"]
+    assert [s.value for s in at.subheader] == ["Term and parameter effects", "Score distributions per variant", "Best prompts", "Your votes"]
     assert at.code[0].value.splitlines() == expected
     variants = at.dataframe[1].value
     assert len(variants) == 6 and variants["note"].str.startswith("no score: every run failed").sum() == 1

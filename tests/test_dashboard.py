@@ -311,7 +311,7 @@ def test_insights_shows_effects_and_best(filled: Path) -> None:
     at = page("insights")
     at.selectbox(key="insights_experiment").select("dash").run()
     no_errors(at)
-    assert [s.value for s in at.subheader] == ["Term and parameter effects", "Score distributions per variant", "Best prompts"]
+    assert [s.value for s in at.subheader] == ["Term and parameter effects", "Score distributions per variant", "Best prompts", "Your votes"]
     assert len(at.get("vega_lite_chart")) == 2
     assert len(at.dataframe[-1].value) == 2
 

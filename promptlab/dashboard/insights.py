@@ -20,7 +20,7 @@ from promptlab.analysis import (
     how_to_read,
     report_tables,
 )
-from promptlab.dashboard import data
+from promptlab.dashboard import data, judge
 from promptlab.errors import PromptlabError
 from promptlab.store import SCORE_KINDS
 
@@ -50,6 +50,7 @@ def page() -> None:
     _effects(result, effects)
     _distributions(frame, result, variants)
     _best(result)
+    judge.votes_section(name)
     with st.expander("As `promptlab analyze` prints it"):
         st.code("\n".join(format_report(result)), language=None)
 
