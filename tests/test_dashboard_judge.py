@@ -165,3 +165,85 @@ def test_insights_says_where_to_judge_then_shows_strengths_and_each_scorers_agre
 def test_the_app_lists_the_judge_page() -> None:
     app = (Path(__file__).resolve().parent.parent / "app.py").read_text()
     assert 'st.Page(judge.page, title="Judge", url_path="judge")' in app
+
+
+# In a real browser: the keys vote
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+@pytest.fixture
+def judge_url(judged: dict[tuple[str, int], int], promptlab_home: Path) -> Any:
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from promptlab.dashboard import APP_PATH, dashboard_command
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PROMPTLAB_HOME": str(promptlab_home)}
+    process = subprocess.Popen(dashboard_command(port), cwd=APP_PATH.parent, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("streamlit did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)")
+def test_the_arrow_keys_vote_in_a_browser(judge_url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    def wait_for_votes(count: int) -> None:
+        for _ in range(200):
+            if len(votes()) == count:
+                return
+            page.wait_for_timeout(50)
+        raise AssertionError(f"expected {count} votes, found {len(votes())}")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{judge_url}/judge")
+            expect(page.get_by_text("0 votes by ana on this experiment")).to_be_visible(timeout=60_000)
+            expect(page.get_by_test_id("stImage")).to_have_count(2)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "judge.png"))
+            page.keyboard.press("ArrowLeft")
+            wait_for_votes(1)
+            expect(page.get_by_text("1 votes by ana on this experiment")).to_be_visible(timeout=30_000)
+            page.keyboard.press("ArrowUp")  # skip: no vote
+            page.keyboard.press("ArrowDown")
+            wait_for_votes(2)
+            expect(page.get_by_text("2 votes by ana on this experiment")).to_be_visible(timeout=30_000)
+            page.keyboard.press("ArrowRight")
+            wait_for_votes(3)
+            assert [v.choice for v in votes()] == ["left", "tie", "right"]
+            assert len({frozenset((v.left_run_id, v.right_run_id)) for v in votes()}) == 3
+            expect(page.get_by_text("3 votes by ana on this experiment")).to_be_visible(timeout=30_000)
+            page.get_by_text("Which was which (your last vote)").click()
+            expect(page.get_by_text("You chose right")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "judge-revealed.png"))
+        finally:
+            browser.close()
