@@ -21,9 +21,11 @@ The choices, and why (``tests/test_votes.py`` checks each interval by simulating
 2. Pairs: for each two variants, the share of their votes the first won (ties half) with a Wilson
    interval.
 3. Agreement: for each vote that chose an image (not a tie), whether a scorer gave the chosen
-   image the higher score (its scores of ``kind`` "intent" on both runs). Votes where the scorer
-   gave both the same score are left out and counted (``scorer_ties``); the share of agreeing
-   votes has a Wilson interval.
+   image the higher score (its "intent" scores of both runs, as ``Store.vote_scores`` gives them).
+   Both images of a vote show one subject, so both were scored against the same intent text:
+   scorers meaningful only within one prompt (PickScore, HPS) compare like with like here. Votes
+   where the scorer gave both the same score are left out and counted (``scorer_ties``); the
+   share of agreeing votes has a Wilson interval.
 4. Sides: the share of decisive votes that chose the left image, with a Wilson interval; 50% when
    people look at the images, not at where they are.
 """

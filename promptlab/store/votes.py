@@ -148,7 +148,7 @@ def _vote_columns(left: Any, right: Any) -> Any:
             Vote.id, Vote.experiment_id, Experiment.name, Vote.left_run_id, Vote.right_run_id,
             left.variant_key, right.variant_key, left.label, right.label, left.seed, left.subject,
             Vote.choice, Vote.voter, Vote.created_at,
-        )  # fmt: skip
+        )
         .join(Experiment, Experiment.id == Vote.experiment_id)
         .join(left, left.id == Vote.left_run_id)
         .join(right, right.id == Vote.right_run_id)
