@@ -593,14 +593,20 @@ def test_runs_frame_is_one_query_whatever_the_number_of_runs(store: Store) -> No
     assert statements() == few
 
 
-def test_runs_frame_asks_which_scorer_when_there_are_several(store: Store) -> None:
-    experiment = store.add_experiment("e", {})
+def test_runs_frame_ranks_by_the_files_first_scorer_and_gives_any_other_asked(store: Store) -> None:
+    experiment = store.add_experiment("e", {"scorers": ["tiny-clip", "clip"]})
     store.record_run(make_record(experiment.id, 1), png(1), [intent(0.1, "clip"), intent(0.2, "tiny-clip")])
-    with pytest.raises(StoreError, match=r"experiment 'e' has intent scores from several scorers \(clip, tiny-clip\); pass scorer="):
-        store.runs_frame("e")
-    assert list(store.runs_frame("e", scorer="tiny-clip")["score"]) == [0.2]
+    assert list(store.runs_frame("e")["score"]) == [0.2]
+    assert store.scorers("e") == ["tiny-clip", "clip"]
+    assert list(store.runs_frame("e", scorer="clip")["score"]) == [0.1]
+    with pytest.raises(StoreError, match=r"scorer 'pickscore': experiment 'e' has no intent scores from it; it has scores from clip, tiny-clip"):
+        store.runs_frame("e", scorer="pickscore")
     with pytest.raises(StoreError, match="score kind 'beauty'"):
         store.runs_frame("e", "beauty")
+    # A file that names no scorer (or one with no scores): the first scorer that scored a run ranks.
+    other = store.add_experiment("f", {})
+    store.record_run(make_record(other.id, 1), png(2), [intent(0.3, "clip"), intent(0.4, "tiny-clip")])
+    assert store.scorers("f") == ["clip", "tiny-clip"] and list(store.runs_frame("f")["score"]) == [0.3]
 
 
 def test_runs_frame_of_an_empty_experiment_has_the_columns(store: Store) -> None:

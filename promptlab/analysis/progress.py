@@ -152,8 +152,8 @@ def best_image(frame: pd.DataFrame) -> BestImage | None:
 def experiment_state(store: StoreReader, name: str, score_kind: str = "intent") -> ExperimentState:
     """Planned, done and failed cells of the stored experiment ``name`` and its best image by ``score_kind``.
 
-    One read of its runs and one expansion of its stored file. StoreError where there is no such
-    experiment, or where it has several scorers of ``score_kind`` (``Store.runs_frame`` names them).
+    One read of its runs (scored by its ranking scorer: ``Store.runs_frame``) and one expansion of
+    its stored file. StoreError where there is no such experiment.
     """
     row = store.get_experiment(name)
     frame = store.runs_frame(name, score_kind)

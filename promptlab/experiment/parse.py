@@ -152,6 +152,8 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
         if samples > total:
             check.fail("samples", samples, f"at most {total}, the number of combinations of the axes")
 
+    scorers = _scorers(check, raw)
+
     # 5. Limits: what the whole sweep asks for, before anything is built or rendered.
     _check_limits(check, strategy, samples, seeds, subjects, terms, params, axes)
 
@@ -166,7 +168,8 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
         strategy=strategy,
         samples=samples,
         random_seed=check.integer(raw, "random_seed", "", minimum=0) or 0,
-        scorer=check.string(raw, "scorer", "", nonempty=True) or default_scorer(_models(model, axes)),
+        scorer=scorers[0] if scorers else default_scorer(_models(model, axes)),
+        more_scorers=tuple(scorers[1:]),
         batch_size=check.integer(raw, "batch_size", "", minimum=1) or 1,
         long_prompt=check.choice(raw, "long_prompt", tuple(LONG_PROMPT_POLICIES), "", default="truncate"),
         subjects=subjects,
@@ -187,6 +190,20 @@ def parse_experiment(text: str, source: str | Path = "<experiment>", *, vocab: V
         embeddings=embeddings,
         controlnet=controlnet,
     )
+
+
+def _scorers(check: Checker, raw: Mapping[str, Any]) -> list[str]:
+    """The file's scorers, the ranking one first: ``scorer = "NAME"`` or ``scorers = ["NAME", ...]``; [] for none."""
+    if "scorer" in raw and "scorers" in raw:
+        check.fail("scorers", raw["scorers"], f"either scorer or scorers, not both (scorer = {show_value(raw['scorer'])})")
+    if "scorers" not in raw:
+        one = check.string(raw, "scorer", "", nonempty=True)
+        return [one] if one else []
+    scorers = check.string_list(raw, "scorers", "") or check.fail("scorers", raw["scorers"], "a non-empty list of scorer names")
+    twice = sorted({name for name in scorers if scorers.count(name) > 1})
+    if twice:
+        check.fail("scorers", raw["scorers"], f"each scorer once ({', '.join(twice)} given twice)")
+    return scorers
 
 
 def _prompt_texts(subjects: Sequence[str], terms: Sequence[Term], axes: Sequence[Axis], negative: str) -> list[str]:

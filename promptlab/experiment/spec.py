@@ -50,7 +50,7 @@ KEY_VERSION = 1
 
 TOP_KEYS = (
     "name", "description", "model", "task", "seeds", "strategy", "samples", "random_seed",
-    "scorer", "batch_size", "long_prompt", "subjects", "image", "mask", "depth",
+    "scorer", "scorers", "batch_size", "long_prompt", "subjects", "image", "mask", "depth",
     "params", "prompt", "axes", "syntax", "search",
     "loras", "lora_dir", "embeddings", "controlnet",
 )  # fmt: skip
@@ -144,7 +144,9 @@ class ExperimentSpec:
     path: Path | None = None
     samples: int | None = None
     random_seed: int = 0
+    #: The scorer that ranks (``scorer``, or the first of ``scorers``), and the others every image also gets.
     scorer: str = DEFAULT_SCORER
+    more_scorers: tuple[str, ...] = ()
     batch_size: int = 1
     long_prompt: str = "truncate"
     intent: str | None = None
@@ -161,6 +163,11 @@ class ExperimentSpec:
     #: Embeddings every variant loads (``embeddings``), and the ``[controlnet]`` block (``experiment.controlnet``).
     embeddings: tuple[Any, ...] = ()
     controlnet: Any = None
+
+    @property
+    def scorers(self) -> tuple[str, ...]:
+        """Every scorer each image is scored with, the ranking one first."""
+        return (self.scorer, *(name for name in self.more_scorers if name != self.scorer))
 
     @property
     def subject(self) -> str:

@@ -16,8 +16,9 @@ from typing import Any
 from promptlab.errors import CellTakenError, PromptlabError, StoreError
 from promptlab.experiment import Cell, ExperimentSpec, Variant, cells
 from promptlab.metadata import run_png
-from promptlab.runner.offline import check_offline
+from promptlab.runner.offline import check_offline, offline
 from promptlab.runner.recipe import BLACK_IMAGE_ERROR, all_black, render_params, setup_params
+from promptlab.runner.rescore import score_record, score_runs
 from promptlab.store import CLAIM_TTL_S, NewRun, RunRecord, ScoreRecord, Store, runner_id
 
 
@@ -168,7 +169,8 @@ def run_experiment(
 ) -> RunSummary:
     """Render, score and record every cell of ``spec`` that ``store`` does not hold yet (or holds with a lost image).
 
-    ``scorer`` is a scorer, or a callable that makes one from ``spec.scorer`` (default ``load_scorer``).
+    Every image is scored by each of ``spec.scorers``: ``scorer`` is the ranking one, loaded, or a
+    callable that loads one by name (default ``load_scorer``), which also loads the others.
     ``plan`` is what to do (default: ``plan_run`` now), and ``share`` picks the batches this
     process renders of it, where several processes split one run (``runner.distributed``).
     """
@@ -184,7 +186,7 @@ def run_experiment(
     skipped = plan.skipped
     # 2. What fails for every cell alike fails now, once, and leaves no empty experiment behind.
     try:
-        scorer = check_setup(todo, spec, scorer)
+        scorers = check_setup(todo, spec, scorer)
     except PromptlabError:
         if plan.new:
             store.drop_empty_experiment(plan.experiment_id)
@@ -225,7 +227,7 @@ def run_experiment(
                 batch = [cell for cell in cells_ if cell.key in mine]
                 if not batch:
                     continue
-                write = _run_batch(batch, plan.experiment_id, spec, store, scorer, size, lost)
+                write = _run_batch(batch, plan.experiment_id, spec, store, scorers, size, lost)
                 if writing is not None:
                     collect(writing)
                     writing = None
@@ -239,6 +241,8 @@ def run_experiment(
             if writing is not None:
                 writing.exception()  # the batch in flight is written (or failed) before the claims go
             store.release_claims(owner)
+    if share is None:
+        _score_the_rest(spec, store, scorers, scorer, batch_size)
     failed = sum(o.status == "failed" for o in outcomes)
     taken = sum(o.status == "taken" for o in outcomes) + left
     return RunSummary(
@@ -254,27 +258,55 @@ def run_experiment(
     )
 
 
-def check_setup(todo: Sequence[Cell], spec: ExperimentSpec, scorer: Any = None) -> Any:
-    """The scorer, loaded; and for each render setup of ``todo``, its model loaded and its scheduler,
-    size and input images checked (``check_render``). What fails here would fail every cell alike,
-    so it raises once, before any cell is rendered or recorded.
+def check_setup(todo: Sequence[Cell], spec: ExperimentSpec, scorer: Any = None) -> list[Any]:
+    """The scorers of ``spec`` (``spec.scorers``, the ranking one first), loaded; and for each render
+    setup of ``todo``, its model loaded and its scheduler, size and input images checked
+    (``check_render``). What fails here would fail every cell alike, so it raises once, before any
+    cell is rendered or recorded. With nothing to do, nothing is loaded: [].
+
+    ``scorer`` is the ranking scorer already loaded, or a callable loading a scorer by name.
     """
     from promptlab.render.engine import check_render
+    from promptlab.runner.offline import check_scorer_offline
     from promptlab.scoring import load_scorer
 
     if not todo:
-        return scorer
+        return []
+    given = scorer if scorer is not None and not _loader(scorer) else None
+    load = scorer if scorer is not None and _loader(scorer) else load_scorer
     # Offline, a missing hub model or scorer is found in the cache in milliseconds, not by loading it.
     hub_loras = {lora.source for cell in todo for lora in cell.variant.loras if lora.kind == "hub"}
-    check_offline({cell.variant.model for cell in todo}, spec.scorer if scorer is None else None, hub_loras)
-    scorer = scorer or load_scorer
-    if callable(scorer) and not hasattr(scorer, "score"):
-        scorer = scorer(spec.scorer)
+    check_offline({cell.variant.model for cell in todo}, spec.scorer if given is None else None, hub_loras)
+    if offline():
+        for name in spec.scorers[1:]:
+            check_scorer_offline(name)
+    first = given if given is not None else load(spec.scorer)
+    # Scorer objects load by themselves through load_scorer; a caller's loader loads the others too.
+    scorers = [first, *(load(name) if _loader(load) else load_scorer(name) for name in spec.scorers[1:])]
     # Last to first: models stay loaded up to the cache's bound, so the first to render are the ones kept.
     for group in reversed(render_groups(todo)):
         variant = group[0].variant
         check_render(render_params(variant), variant.model)
-    return scorer
+    return scorers
+
+
+def _score_the_rest(spec: ExperimentSpec, store: Store, loaded: Sequence[Any], scorer: Any, batch_size: int | None) -> None:
+    """Give each recorded image of ``spec`` the scores of its scorers it lacks (a scorer added to the
+    file since), loading only the scorers some image lacks. A ranking scorer the caller brought
+    loaded is the caller's: only the file's other scorers are filled in then."""
+    from promptlab.scoring import load_scorer
+
+    given = scorer is not None and not _loader(scorer)
+    load = scorer if scorer is not None and _loader(scorer) else load_scorer
+    ready = dict(zip(spec.scorers, loaded))
+    for name in spec.scorers[1:] if given else spec.scorers:
+        if store.runs_to_score(spec.name, name):
+            score_runs(store, spec.name, ready.get(name) or load(name), batch_size=batch_size)
+
+
+def _loader(scorer: Any) -> bool:
+    """Whether ``scorer`` loads scorers by name (a function) rather than scoring (a loaded scorer)."""
+    return callable(scorer) and not hasattr(scorer, "score")
 
 
 class _Heartbeat:
@@ -326,11 +358,12 @@ def _run_batch(
     experiment_id: int,
     spec: ExperimentSpec,
     store: Store,
-    scorer: Any,
+    scorers: Sequence[Any],
     size: int,
     lost: Mapping[tuple[str, int], int],
 ) -> Callable[[], list[CellOutcome]]:
-    """Render and score one batch; return the call that records it (every cell failed on an error).
+    """Render one batch and score it with each of ``scorers``; return the call that records it (every
+    cell failed on an error).
 
     ``lost`` maps the cells whose recorded image was lost to their runs, which the new ones replace.
     """
@@ -347,8 +380,9 @@ def _run_batch(
         render_s = (time.perf_counter() - t0) / len(batch)
         t1 = time.perf_counter()
         images = [r.image for r in result.images]
-        # One image encoding for both texts: scoring twice would encode every image twice.
-        pairs = scorer.score_pairs(images, [c.variant.intent for c in batch], [texts[c.variant.key][1] for c in batch])
+        intents, prompts = [c.variant.intent for c in batch], [texts[c.variant.key][1] for c in batch]
+        # One image encoding per scorer for both texts: scoring twice would encode every image twice.
+        scored = [scorer.score_pairs(images, intents, prompts) for scorer in scorers]
         score_s = (time.perf_counter() - t1) / len(batch)
     except PromptlabError as error:
         return partial(_record_failures, store, experiment_id, batch, str(error), lost)
@@ -367,9 +401,9 @@ def _run_batch(
         cell.key: _Rendered(
             run_record(experiment_id, cell.variant, cell.seed, render_s=render_s, score_s=score_s, params=setup),
             image,
-            (_score_record("intent", pair.intent), _score_record("prompt", pair.prompt)),
+            tuple(record for pair in pairs for record in (score_record("intent", pair.intent), score_record("prompt", pair.prompt))),
         )
-        for cell, image, pair in zip(batch, images, pairs)
+        for cell, image, *pairs in zip(batch, images, *scored)
         if not all_black(image)
     }
     return partial(_record_batch, store, experiment_id, spec.name, batch, runs, lost)
@@ -478,22 +512,11 @@ def _record_batch(
                     run.id,
                     "ok",
                     image=str(store.image_path(run.image_sha256)) if run.image_sha256 else None,
-                    scores={score.kind: score.value for score in runs[cell.key].scores},
+                    # The ranking scorer's (the first); the others are in the store.
+                    scores={score.kind: score.value for score in reversed(runs[cell.key].scores)},
                 )
             )
     return outcomes
-
-
-def _score_record(kind: str, score: Any) -> ScoreRecord:
-    return ScoreRecord(
-        kind=kind,
-        scorer=score.scorer,
-        value=float(score.value),
-        text=score.text,
-        model=score.model,
-        pretrained=score.pretrained,
-        weights_sha256=getattr(score, "weights_sha256", None),
-    )
 
 
 def _record_failures(

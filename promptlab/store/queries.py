@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from promptlab.errors import StoreError
 from promptlab.store.connection import READ_ONLY_HINT, database_reason, looks_read_only
 from promptlab.store.files import MAX_PARALLEL_WRITES, file_problem
-from promptlab.store.records import BrokenImage, ExperimentSummary, RunView, ScoreView, utc
+from promptlab.store.records import BrokenImage, ExperimentSummary, RunToScore, RunView, ScoreView, utc
 from promptlab.store.schema import PARAM_COLUMNS, SCORE_KINDS, STATUSES, Experiment, Image, Run, RunTerm, Score
 from promptlab.store.votes import VoteRun, VoteView, scores_frame, vote_runs_query, vote_scores_query, vote_view, votes_query
 
@@ -291,13 +291,19 @@ class StoreReader:
         prompt_a1111, prompt_plain, negative_prompt, model, task, the ``PARAM_COLUMNS``,
         status, error, terms, params, axes, score (NaN when failed or unscored), image (the
         file's path, or None), render_s, score_s, created_at, and one ``axis:<name>`` column
-        per axis (the subject axis is the ``subject`` column). ``scorer`` picks among several
-        scorers of ``score_kind``; with several and none picked, StoreError lists them.
+        per axis (the subject axis is the ``subject`` column). ``scorer`` picks one of the
+        experiment's scorers (``scorers``); by default the one that ranks: the first its file names.
         """
         if score_kind not in SCORE_KINDS:
             raise StoreError(f"score kind {score_kind!r}: expected one of {', '.join(SCORE_KINDS)}")
         row = self.get_experiment(experiment)
-        scorer = scorer or self._only_scorer(row, score_kind)
+        found = self._scorers_of(row, score_kind)
+        if scorer is not None and found and scorer not in found:
+            raise StoreError(
+                f"scorer {scorer!r}: experiment {row.name!r} has no {score_kind} scores from it; it has scores from "
+                f"{', '.join(found)} (add some with `promptlab score --experiment {row.name} --scorer {scorer}`)"
+            )
+        scorer = scorer or self._ranking_scorer(row, found)
         score_join = and_(Score.run_id == Run.id, Score.kind == score_kind, Score.scorer == scorer)
         query = (
             select(
@@ -324,21 +330,45 @@ class StoreReader:
         axes = pd.DataFrame(frame["axes"].tolist(), index=frame.index).drop(columns="subject", errors="ignore")
         return pd.concat([frame, axes.add_prefix("axis:")], axis=1)
 
-    def _only_scorer(self, experiment: Experiment, kind: str) -> str | None:
+    def scorers(self, experiment: str | int, kind: str = "intent") -> list[str]:
+        """The scorers with ``kind`` scores in ``experiment``, the ranking one first: the first its file names."""
+        row = self.get_experiment(experiment)
+        found = self._scorers_of(row, kind)
+        ranking = self._ranking_scorer(row, found)
+        return [ranking, *(name for name in found if name != ranking)] if ranking else []
+
+    def runs_to_score(self, experiment: str | int, scorer: str) -> list[RunToScore]:
+        """The finished runs of ``experiment`` with an image but no intent score from ``scorer``, oldest first."""
+        row = self.get_experiment(experiment)
+        scored = select(Score.run_id).where(Score.scorer == scorer, Score.kind == "intent")
         query = (
-            select(Score.scorer)
-            .join(Run, Run.id == Score.run_id)
-            .where(Run.experiment_id == experiment.id, Score.kind == kind)
-            .distinct()
+            select(Run.id, Image.path, Run.intent, Run.prompt_plain)
+            .join(Image, Image.sha256 == Run.image_sha256)
+            .where(Run.experiment_id == row.id, Run.status == "ok", Run.id.not_in(scored))
+            .order_by(Run.id)
         )
         with self._session() as session:
-            scorers = sorted(session.exec(query).all())
-        if len(scorers) > 1:
-            raise StoreError(
-                f"experiment {experiment.name!r} has {kind} scores from several scorers "
-                f"({', '.join(scorers)}); pass scorer= one of them"
-            )
-        return scorers[0] if scorers else None
+            rows = session.exec(query).all()
+        return [RunToScore(run_id, self.home / path, intent, plain) for run_id, path, intent, plain in rows]
+
+    def _scorers_of(self, experiment: Experiment, kind: str) -> list[str]:
+        """The scorers of ``kind`` scores in ``experiment``, in the order of their first score."""
+        query = (
+            select(Score.scorer, func.min(Score.id))
+            .join(Run, Run.id == Score.run_id)
+            .where(Run.experiment_id == experiment.id, Score.kind == kind)
+            .group_by(Score.scorer)
+            .order_by(func.min(Score.id))
+        )
+        with self._session() as session:
+            return [name for name, _ in session.exec(query).all()]
+
+    @staticmethod
+    def _ranking_scorer(experiment: Experiment, found: Sequence[str]) -> str | None:
+        """Of the scorers ``found``, the one that ranks: the first its file names (``scorer``, or the
+        first of ``scorers``) where it has scores, else the first that scored a run."""
+        named = experiment.spec.get("scorers") or [experiment.spec.get("scorer")]
+        return next((name for name in named if name in found), found[0] if found else None)
 
     def _filtered(
         self,

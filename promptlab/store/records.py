@@ -162,6 +162,16 @@ class ExperimentSummary(BaseModel):
 
 
 @dataclass(frozen=True)
+class RunToScore:
+    """A finished run whose image a scorer has not scored yet: what scoring it needs."""
+
+    run_id: int
+    image_path: Path
+    intent: str
+    prompt_plain: str
+
+
+@dataclass(frozen=True)
 class Claim:
     """What ``Store.claim_cells`` found for each cell (variant key, seed): now the caller's, recorded
     meanwhile (done), or being rendered by another runner (taken)."""
@@ -196,11 +206,16 @@ def check_json(value: Any, what: str) -> Any:
 
 
 def check_score(score: ScoreRecord, record: RunRecord) -> None:
+    check_score_value(score, f"run ({record.cell})")
+
+
+def check_score_value(score: ScoreRecord, where: str) -> None:
+    """StoreError, naming ``where``, for a score of an unknown kind or a value that is no finite number."""
     if score.kind not in SCORE_KINDS:
-        raise StoreError(f"run ({record.cell}): score kind {score.kind!r}: expected one of {', '.join(SCORE_KINDS)}")
+        raise StoreError(f"{where}: score kind {score.kind!r}: expected one of {', '.join(SCORE_KINDS)}")
     if isinstance(score.value, bool) or not isinstance(score.value, (int, float)) or not math.isfinite(score.value):
         raise StoreError(
-            f"run ({record.cell}): {score.kind} score from {score.scorer!r} = {score.value!r}: expected a finite number; "
+            f"{where}: {score.kind} score from {score.scorer!r} = {score.value!r}: expected a finite number; "
             "record a scorer failure with record_failure"
         )
 

@@ -35,7 +35,7 @@ from promptlab.store.files import (
     write_file_atomically,
 )
 from promptlab.store.queries import StoreReader
-from promptlab.store.records import Claim, NewRun, RunRecord, ScoreRecord, check_json, check_score, embedding_rows, lora_rows, run_row
+from promptlab.store.records import Claim, NewRun, RunRecord, ScoreRecord, check_json, check_score, check_score_value, embedding_rows, lora_rows, run_row
 from promptlab.store.schema import Experiment, Image, Run, RunEmbedding, RunLora, RunTerm, Score
 from promptlab.store.votes import VoteView, default_voter, insert_vote, vote_view, votes_query_by_id
 
@@ -172,6 +172,36 @@ class Store(StoreReader):
         self._write_images({p.image.sha256: p.data for p in prepared if p.image is not None})
         # 3. The rows, in one transaction.
         return self._insert_runs(prepared, replace)
+
+    def add_scores(self, scores: Mapping[int, Sequence[ScoreRecord]]) -> int:
+        """Add scores to recorded runs (run id -> its new scores) in one transaction; the number added.
+
+        A score a run already has (same kind and scorer) is kept as it is and not counted; a run id
+        the store does not hold (deleted) is refused with StoreError, and then nothing is written.
+        """
+        for run_id, new in scores.items():
+            for score in new:
+                check_score_value(score, f"run {run_id}")
+        ids = sorted(scores)
+        if not ids:
+            return 0
+        with self._session(write=True) as session:
+            held = set(session.exec(select(Run.id).where(Run.id.in_(ids))).all())
+            missing = [run_id for run_id in ids if run_id not in held]
+            if missing:
+                raise StoreError(f"run {missing[0]} is not in {self.url} (deleted?); score only recorded runs")
+            had = select(Score.run_id, Score.kind, Score.scorer).where(Score.run_id.in_(ids))
+            seen = {tuple(row) for row in session.exec(had).all()}
+            rows = []
+            for run_id in ids:
+                for score in scores[run_id]:
+                    if (run_id, score.kind, score.scorer) not in seen:
+                        seen.add((run_id, score.kind, score.scorer))
+                        rows.append({"run_id": run_id, **score.__dict__})
+            if rows:
+                session.connection().execute(insert(Score.__table__), rows)
+            session.commit()
+        return len(rows)
 
     def record_failure(self, record: RunRecord, error: str) -> Run:
         """Record a cell that could not be rendered or scored, with its error text."""

@@ -1,0 +1,112 @@
+"""Several scorers in one experiment: every image gets every score, the first ranks, any other is asked for by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from promptlab.errors import ExperimentError
+from promptlab.experiment import parse_experiment
+from promptlab.runner import run_experiment
+from promptlab.runner.rescore import score_runs
+from promptlab.scoring import load_scorer
+from promptlab.store import Store, open_store
+
+RUN = """
+name = "two-judges"
+model = "micro"
+SCORERS
+seeds = 2
+[params]
+width = 64
+height = 64
+[prompt]
+subject = "a circle on a black background"
+[axes]
+color = ["red", "blue"]
+"""
+
+
+def parse(text: str):  # noqa: ANN201 - an ExperimentSpec
+    return parse_experiment(text, "t.toml")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    with open_store(f"sqlite:///{tmp_path / 'p.db'}") as opened:
+        yield opened
+
+
+def _scores(store: Store, name: str) -> dict[str, list[float]]:
+    by: dict[str, list[float]] = {}
+    for run in store.list_runs(name):
+        for score in run.scores:
+            if score.kind == "intent":
+                by.setdefault(score.scorer, []).append(score.value)
+    return by
+
+
+def test_every_image_gets_every_scorer_and_the_first_ranks(store: Store) -> None:
+    spec = parse(RUN.replace("SCORERS", 'scorers = ["micro-judge", "micro-clip"]'))
+    assert spec.scorer == "micro-judge" and spec.scorers == ("micro-judge", "micro-clip")
+    summary = run_experiment(spec, store)
+    assert summary.rendered == 4
+    by = _scores(store, "two-judges")
+    assert sorted(by) == ["micro-clip", "micro-judge"] and all(len(v) == 4 for v in by.values())
+    assert store.scorers("two-judges") == ["micro-judge", "micro-clip"]
+    judge, clip = store.runs_frame("two-judges"), store.runs_frame("two-judges", scorer="micro-clip")
+    assert sorted(judge["score"]) == sorted(by["micro-judge"]) and sorted(clip["score"]) == sorted(by["micro-clip"])
+    # The progress a run reports shows the ranking scorer's scores.
+    assert {o.scores["intent"] for o in summary.outcomes} <= set(by["micro-judge"])
+
+
+def test_a_scorer_added_to_the_file_scores_the_recorded_images_on_the_next_run(store: Store) -> None:
+    run_experiment(parse(RUN.replace("SCORERS", 'scorer = "micro-clip"')), store)
+    assert sorted(_scores(store, "two-judges")) == ["micro-clip"]
+    again = run_experiment(parse(RUN.replace("SCORERS", 'scorers = ["micro-clip", "micro-judge"]')), store)
+    assert again.rendered == 0 and again.skipped == 4
+    by = _scores(store, "two-judges")
+    assert sorted(by) == ["micro-clip", "micro-judge"] and all(len(v) == 4 for v in by.values())
+
+
+def test_score_runs_scores_only_what_is_missing_and_says_so(store: Store) -> None:
+    run_experiment(parse(RUN.replace("SCORERS", 'scorer = "micro-clip"')), store)
+    judge = load_scorer("micro-judge")
+    first = score_runs(store, "two-judges", judge, batch_size=3)
+    assert (first.scored, first.missing) == (4, 4)
+    second = score_runs(store, "two-judges", judge)
+    assert (second.scored, second.missing) == (0, 0)
+    # Both kinds, each against its own text: the intent, and the image's plain prompt.
+    run = store.list_runs("two-judges")[0]
+    texts = {s.kind: s.text for s in run.scores if s.scorer == "micro-judge"}
+    assert texts == {"intent": run.intent, "prompt": run.prompt_plain}
+
+
+def test_add_scores_refuses_a_run_that_is_not_there_and_writes_nothing(store: Store) -> None:
+    from promptlab.errors import StoreError
+    from promptlab.store import ScoreRecord
+
+    run_experiment(parse(RUN.replace("SCORERS", 'scorer = "micro-clip"')), store)
+    run_id = store.list_runs("two-judges")[0].id
+    new = ScoreRecord(kind="intent", scorer="other", value=1.0, text="x")
+    with pytest.raises(StoreError, match=r"run 999999 is not in .*\(deleted\?\)"):
+        store.add_scores({run_id: [new], 999999: [new]})
+    assert "other" not in _scores(store, "two-judges")
+    assert store.add_scores({run_id: [new, new]}) == 1
+    assert store.add_scores({run_id: [new]}) == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('scorer = "clip"\nscorers = ["micro-clip"]', "either scorer or scorers, not both"),
+        ("scorers = []", "a non-empty list of scorer names"),
+        ('scorers = ["micro-clip", "micro-clip"]', "each scorer once (micro-clip given twice)"),
+        ("scorers = [1]", "a list of non-empty strings"),
+    ],
+)
+def test_bad_scorers_are_named(line: str, message: str) -> None:
+    with pytest.raises(ExperimentError, match="scorers") as raised:
+        parse(RUN.replace("SCORERS", line))
+    assert message in str(raised.value)
