@@ -420,6 +420,9 @@ def test_offline_a_local_head_still_needs_the_clip_it_reads(tmp_path: Path, empt
     folder = tmp_path / "pickscore"
     folder.mkdir()
     (folder / "preprocessor_config.json").write_text("{}")
+    with pytest.raises(ScoringError, match="tokenizer_config.json from laion/CLIP-ViT-H-14-laion2B-s32B-b79K"):
+        check_scorer_offline(f"pickscore:{folder}")
+    (folder / "tokenizer_config.json").write_text("{}")
     check_scorer_offline(f"pickscore:{folder}")
 
 

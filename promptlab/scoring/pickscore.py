@@ -34,8 +34,10 @@ MODEL_PATTERNS = ("config.json", "model.safetensors")
 PROCESSOR_PATTERNS = PICKSCORE_PROCESSOR_FILES
 
 def has_own_processor(folder: Path) -> bool:
-    """Whether a saved folder holds an image processor (transformers 4 writes preprocessor_config.json, 5 processor_config.json)."""
-    return any((folder / name).is_file() for name in ("preprocessor_config.json", "processor_config.json"))
+    """Whether a saved folder holds a processor: an image processor's config (transformers 4 writes
+    preprocessor_config.json, 5 processor_config.json) and a tokenizer's."""
+    images = any((folder / name).is_file() for name in ("preprocessor_config.json", "processor_config.json"))
+    return images and (folder / "tokenizer_config.json").is_file()
 
 
 #: The tokens PickScore reads of a text, as in the authors' README (CLIP's context).

@@ -92,7 +92,8 @@ _AESTHETIC_CLIP_FILE = HubFile(
     "timm/vit_large_patch14_clip_224.openai", "open_clip_model.safetensors", ("open_clip_pytorch_model.bin",)
 )
 _PICKSCORE_PROCESSOR = (
-    HubFile(PICKSCORE_PROCESSOR, PICKSCORE_PROCESSOR_FILES[0], companions=PICKSCORE_PROCESSOR_FILES[1:]),
+    # A processor saved by transformers 5 is one processor_config.json.
+    HubFile(PICKSCORE_PROCESSOR, PICKSCORE_PROCESSOR_FILES[0], ("processor_config.json",), PICKSCORE_PROCESSOR_FILES[1:]),
     HubFile(PICKSCORE_PROCESSOR, PICKSCORE_PROCESSOR_FILES[1], companions=PICKSCORE_PROCESSOR_FILES[2:]),
 )
 _STATE_DICT_COPY = "the published file, or a .safetensors copy of its state dict"
@@ -189,10 +190,11 @@ def missing_from_cache(name: str, local: str | None = None) -> tuple[PublishedSc
     if scorer is None:
         return None
     needed = scorer.files if local is None else scorer.with_local
-    if local is not None and any((Path(local) / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")):
-        needed = ()  # a local transformers folder with its own processor needs nothing from the hub
     for file in needed:
-        if not any(isinstance(try_to_load_from_cache(file.repo, f), str) for f in (file.filename, *file.alternatives)):
+        names = (file.filename, *file.alternatives)
+        if local is not None and any((Path(local) / name).is_file() for name in names):
+            continue  # a local folder that holds it (PickScore's processor, ImageReward's tokenizer)
+        if not any(isinstance(try_to_load_from_cache(file.repo, name), str) for name in names):
             return scorer, file
     return None
 
