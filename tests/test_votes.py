@@ -453,3 +453,17 @@ def test_the_votes_commands_refuse_bad_input_with_exit_code_1(store: Store, args
     fill(store, keys=("a", "b"))
     result = runner.invoke(app, args)
     assert result.exit_code == 1 and message in str(result.exception), result.exception
+
+
+def test_votes_on_postgresql_are_checked_cascade_and_list_alike(postgres_url: str) -> None:
+    with open_store(postgres_url) as pg:
+        ids = fill(pg, keys=("a", "b"))
+        left, right = ids["a", 0, "a squirrel"], ids["b", 0, "a squirrel"]
+        vote = pg.record_vote(left, right, "left", voter="me")
+        assert vote.created_at.tzinfo is not None and vote.left_label == "style=a"
+        with pytest.raises(StoreError, match="run 999 is not in"):
+            pg.record_vote(left, 999, "left")
+        pg.record_vote(ids["b", 1, "a squirrel"], ids["a", 1, "a squirrel"], "tie", voter="me")
+        assert sorted(pg.vote_scores("e")["scorer"].unique()) == ["aesthetic", "clip"]
+        pg.record_run(record(pg.get_experiment("e").id, "a", 0), png(99), replace=[left])
+        assert [v.choice for v in pg.list_votes("e")] == ["tie"]
