@@ -136,6 +136,19 @@ def test_a_run_deleted_while_shown_is_refused_in_one_red_line_and_nothing_is_wri
     assert len(votes()) == 1
 
 
+def test_with_one_pair_in_all_it_comes_again_after_each_vote(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, "ana")
+    with open_store() as store:
+        fill(store, "judged", keys=("a", "b"), seeds=1)
+    at = judge_page()
+    assert queue(at).upcoming is None or queue(at).upcoming.key == queue(at).current.key
+    for count in (1, 2, 3):
+        at.button(key="judge_left").click().run()
+        no_errors(at)
+        assert len(votes()) == count and len(at.get("image")) == 2
+
+
 def test_an_experiment_of_one_variant_has_no_pair_to_judge(monkeypatch: pytest.MonkeyPatch) -> None:
     with open_store() as store:
         fill(store, "judged", keys=("a",))

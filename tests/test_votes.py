@@ -262,6 +262,10 @@ def test_an_excluded_pair_is_left_out_while_there_are_others_and_no_pair_is_none
     second = next_pair(runs, [], voter="me", rng=random.Random(0), exclude={first.key})
     assert second is not None and second.key != first.key
     assert next_pair(runs, [], voter="me", rng=random.Random(0), exclude={first.key, second.key}) is not None
+    # a pair voted on comes again only after every other, excluded ones too
+    voted = [view(0, first.left, first.right, "left")]
+    again = next_pair(runs, voted, voter="me", rng=random.Random(0), exclude={second.key})
+    assert again is not None and again.key == second.key
     assert next_pair(runs_of(("a",), seeds=3), [], voter="me", rng=random.Random(0)) is None
     assert next_pair([], [], voter="me", rng=random.Random(0)) is None
 

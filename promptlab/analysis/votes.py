@@ -163,7 +163,7 @@ def next_pair(
     Never a pair ``voter`` voted on before until they have voted on every pair (then the ones they
     voted on least); of those, the variant pairs with the fewest votes from anybody; one of them at
     random (``rng``), its sides shuffled. Pairs in ``exclude`` (skipped, or shown now) are left out
-    while there are others.
+    while there are others ``voter`` has voted on as few times; never at the cost of a pair again.
     """
     # 1. Every pair the experiment offers
     by_cell: dict[tuple[int, str], list[VoteRun]] = defaultdict(list)
@@ -178,7 +178,7 @@ def next_pair(
     mine = Counter(frozenset((v.left_run_id, v.right_run_id)) for v in votes if v.voter == voter)
     fewest_mine = min(mine[p.key] for p in pairs)
     pool = [p for p in pairs if mine[p.key] == fewest_mine]
-    pool = [p for p in pool if p.key not in exclude] or [p for p in pairs if p.key not in exclude] or pool
+    pool = [p for p in pool if p.key not in exclude] or pool
     # 3. Of those, the variant pairs with the fewest votes from anybody
     by_variants = Counter(frozenset((v.left_variant_key, v.right_variant_key)) for v in votes)
     fewest = min(by_variants[_variants(p)] for p in pool)

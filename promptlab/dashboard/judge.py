@@ -165,4 +165,6 @@ def _vote(name: str, voter: str, choice: str) -> None:
             _vote_runs.clear()
             return
         queue.last = (pair, choice)
-    queue.current, queue.upcoming = queue.upcoming, None
+    # the preloaded pair is the one just judged only where it was the last one left: then pick afresh
+    upcoming = queue.upcoming if queue.upcoming is not None and queue.upcoming.key != pair.key else None
+    queue.current, queue.upcoming = upcoming, None
