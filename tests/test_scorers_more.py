@@ -1,4 +1,4 @@
-"""The published scorers (aesthetic, pickscore, hps): each on a small random-weight model of its architecture,
+"""The published scorers (aesthetic, pickscore, hps, imagereward): each on a small random-weight model of its architecture,
 built here without network, checked on the path its authors' preprocessing takes; their specs, traits and
 offline errors.
 
@@ -66,6 +66,8 @@ def test_every_scorer_class_states_its_traits_and_has_the_protocols_methods(kind
         ("hps-v2", True, True),
         ("hps-v2.1", True, True),
         ("hps:/models/HPS_v2.1_compressed.pt", True, True),
+        ("imagereward", True, True),
+        ("imagereward:/models/imagereward", True, True),
     ],
 )
 def test_scorer_traits_come_from_the_stored_name_alone(name: str, reads_text: bool, within_prompt: bool) -> None:
@@ -334,6 +336,151 @@ def test_hps_names_a_checkpoint_of_another_architecture(tmp_path: Path) -> None:
         load_hps_model(tmp_path / "wrong.pt", "hps", "cpu", "tiny-clip")
 
 
+# --- ImageReward ------------------------------------------------------------------------------------
+
+TINY_VIT = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "image_size": 32, "patch_size": 8, "hidden_act": "gelu", "layer_norm_eps": 1e-6}
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "blue", "circle", "on", "black", "background"]
+
+
+def _blip_names(vision: dict, prefix: str = "blip.visual_encoder.") -> dict:
+    """transformers' BlipVisionModel tensors under BLIP's own ViT names, as the authors' checkpoint has them."""
+    import re
+
+    renames = [
+        (r"^embeddings\.class_embedding$", "cls_token"),
+        (r"^embeddings\.position_embedding$", "pos_embed"),
+        (r"^embeddings\.patch_embedding\.", "patch_embed.proj."),
+        (r"^encoder\.layers\.(\d+)\.layer_norm1\.", r"blocks.\1.norm1."),
+        (r"^encoder\.layers\.(\d+)\.layer_norm2\.", r"blocks.\1.norm2."),
+        (r"^encoder\.layers\.(\d+)\.self_attn\.qkv\.", r"blocks.\1.attn.qkv."),
+        (r"^encoder\.layers\.(\d+)\.self_attn\.projection\.", r"blocks.\1.attn.proj."),
+        (r"^encoder\.layers\.(\d+)\.mlp\.", r"blocks.\1.mlp."),
+        (r"^post_layernorm\.", "norm."),
+    ]
+    out = {}
+    for key, value in vision.items():
+        for pattern, replacement in renames:
+            if re.search(pattern, key):
+                out[prefix + re.sub(pattern, replacement, key)] = value
+                break
+        else:
+            raise AssertionError(f"no BLIP name for {key}")
+    return out
+
+
+def _tiny_imagereward_folder(folder: Path) -> Path:
+    """A checkpoint in ImageReward's published format (BLIP's names, plus parts the score does not use),
+    its med_config.json and a bert tokenizer: tiny and random, as a local copy."""
+    import json
+
+    import torch
+    from transformers import BertTokenizer
+
+    from promptlab.scoring.imagereward import build_parts
+
+    folder.mkdir(parents=True, exist_ok=True)
+    med = {"vocab_size": len(TINY_VOCAB) + 2, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
+           "num_attention_heads": 2, "max_position_embeddings": 64, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+           "pad_token_id": 0, "encoder_width": 32, "add_cross_attention": True}
+    (folder / "med_config.json").write_text(json.dumps(med))
+    torch.manual_seed(1)
+    parts = build_parts(med, TINY_VIT)
+    # transformers' initialisation makes BLIP's ViT all but zero (initializer_range 1e-10): spread every weight.
+    with torch.no_grad():
+        for module in (parts.vision, parts.text, parts.head):
+            for name, param in module.named_parameters():
+                norm_weight = "norm" in name.lower() and name.endswith("weight")
+                param.copy_(torch.randn_like(param) * 0.2 + (1.0 if norm_weight else 0.0))
+    state = _blip_names(parts.vision.state_dict())
+    state |= {f"blip.text_encoder.{k}": v for k, v in parts.text.state_dict().items()}
+    state |= {f"mlp.{k}": v for k, v in parts.head.state_dict().items()}
+    state |= {"blip.vision_proj.weight": torch.zeros(8, 32), "blip.text_proj.weight": torch.zeros(8, 32)}
+    # BLIP's text embeddings kept their position ids as a persistent buffer.
+    state["blip.text_encoder.embeddings.position_ids"] = torch.arange(64)[None]
+    torch.save(state, folder / "ImageReward.pt")
+    (folder / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(str(folder))
+    return folder
+
+
+def _blip_vit_reference(state: dict, pixels, heads: int, eps: float = 1e-6):
+    """BLIP's VisionTransformer.forward written out from its own weights (models/vit.py), to check the renaming."""
+    import torch
+    from torch.nn import functional as F
+
+    w = {k.removeprefix("blip.visual_encoder."): v for k, v in state.items() if k.startswith("blip.visual_encoder.")}
+    x = F.conv2d(pixels, w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], stride=w["patch_embed.proj.weight"].shape[-1])
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat([w["cls_token"].expand(x.shape[0], -1, -1), x], dim=1) + w["pos_embed"][:, : x.shape[1] + 1]
+    batch, tokens, width = x.shape
+    depth = len({k.split(".")[1] for k in w if k.startswith("blocks.")})
+    for i in range(depth):
+        b = lambda name: (w[f"blocks.{i}.{name}.weight"], w[f"blocks.{i}.{name}.bias"])  # noqa: E731
+        h = F.layer_norm(x, (width,), *b("norm1"), eps=eps)
+        qkv = F.linear(h, *b("attn.qkv")).reshape(batch, tokens, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
+        attention = (qkv[0] @ qkv[1].transpose(-2, -1) * (width // heads) ** -0.5).softmax(dim=-1)
+        x = x + F.linear((attention @ qkv[2]).transpose(1, 2).reshape(batch, tokens, width), *b("attn.proj"))
+        h = F.layer_norm(x, (width,), *b("norm2"), eps=eps)
+        x = x + F.linear(F.gelu(F.linear(h, *b("mlp.fc1"))), *b("mlp.fc2"))
+    return F.layer_norm(x, (width,), w["norm.weight"], w["norm.bias"], eps=eps)
+
+
+@pytest.mark.slow
+def test_imagereward_renames_blips_checkpoint_faithfully_and_scores_the_normalised_mlp_of_the_cls_state(tmp_path: Path) -> None:
+    import torch
+
+    from promptlab.scoring.imagereward import MEAN, STD, ImageRewardScorer, load_imagereward
+
+    folder = _tiny_imagereward_folder(tmp_path / "imagereward")
+    spec = parse_scorer_spec(f"imagereward:{folder}")
+    assert (spec.kind, spec.pretrained) == ("imagereward", str(folder))
+    scorer = load_imagereward(spec, "cpu", vision=TINY_VIT)
+    assert isinstance(scorer, ImageRewardScorer) and (scorer.reads_text, scorer.within_prompt) == (True, True)
+
+    # The image encoder with renamed weights computes what BLIP's own ViT computes from the original names.
+    state = torch.load(folder / "ImageReward.pt", weights_only=True)
+    images = [_picture(64, 48, "red"), _picture(32, 32, "blue")]
+    pixels = torch.stack([scorer.preprocess(im) for im in images])
+    assert pixels.shape == (2, 3, 32, 32)  # resized and centre-cropped to the ViT's input
+    with torch.no_grad():
+        ours = scorer.vision(pixel_values=pixels).last_hidden_state
+    reference = _blip_vit_reference(state, pixels, heads=2)
+    assert reference.abs().max() > 0.5 and torch.allclose(ours, reference, atol=1e-5)
+
+    texts = ["a red circle", "a blue circle on a black background"]
+    scores = scorer.score(images, texts)
+    with torch.no_grad():
+        tokens = scorer.tokenizer(texts, padding="max_length", truncation=True, max_length=35, return_tensors="pt")
+        assert tokens["input_ids"].shape == (2, 35)
+        states = scorer.text(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
+                             encoder_hidden_states=ours, encoder_attention_mask=torch.ones(ours.shape[:-1], dtype=torch.long),
+                             is_decoder=False).last_hidden_state
+        expected = ((scorer.head(states[:, 0, :]).squeeze(-1) - MEAN) / STD).tolist()
+    assert [s.value for s in scores] == pytest.approx(expected, abs=1e-5)
+    # The text encoder reads the prompt both ways (an encoder, as BLIP's multimodal mode): a later word moves [CLS].
+    assert scorer.score(images[:1], ["a red circle"])[0].value != pytest.approx(scorer.score(images[:1], ["a red square"])[0].value)
+    # The image reaches [CLS] through the cross-attention in every layer.
+    with torch.no_grad():
+        other = scorer.text(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
+                            encoder_hidden_states=ours.flip(0), encoder_attention_mask=torch.ones(ours.shape[:-1], dtype=torch.long),
+                            is_decoder=False).last_hidden_state
+    assert not torch.allclose(states[:, 0, :], other[:, 0, :], atol=1e-6)
+
+
+def test_imagereward_refuses_a_checkpoint_missing_a_weight(tmp_path: Path) -> None:
+    import torch
+
+    from promptlab.scoring.imagereward import load_parts
+
+    folder = _tiny_imagereward_folder(tmp_path / "imagereward")
+    state = torch.load(folder / "ImageReward.pt", weights_only=True)
+    del state["blip.visual_encoder.blocks.1.attn.qkv.weight"]
+    torch.save(state, folder / "ImageReward.pt")
+    with pytest.raises(ScoringError, match=r"does not fit ImageReward's image encoder \(missing encoder.layers.1.self_attn.qkv.weight"):
+        load_parts(folder / "ImageReward.pt", folder / "med_config.json", "imagereward", TINY_VIT)
+
+
 # --- every published kind --------------------------------------------------------------------------
 
 
@@ -351,16 +498,22 @@ def _tiny_published(kind: str, tmp_path: Path) -> tuple[Scorer, float, float]:
     if kind == "pickscore":
         scorer = load_scorer(f"pickscore:{_tiny_pickscore_folder(tmp_path / 'pickscore', 50.0)}", device="cpu")
         return scorer, -50.0, 50.0
+    if kind == "imagereward":
+        from promptlab.scoring.imagereward import load_imagereward
+
+        folder = _tiny_imagereward_folder(tmp_path / "imagereward")
+        # A normalised MLP output: no bound of its own, only finite.
+        return load_imagereward(parse_scorer_spec(f"imagereward:{folder}"), "cpu", vision=TINY_VIT), -math.inf, math.inf
     path = _tiny_hps_checkpoint(tmp_path / "hps.pt")
     return load_hps(ScorerSpec(f"hps:{path}", "tiny-clip", str(path), "hps"), "cpu"), -1.0, 1.0
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["aesthetic", "hps", "pickscore"])
+@pytest.mark.parametrize("kind", ["aesthetic", "hps", "imagereward", "pickscore"])
 def test_every_published_scorer_gives_finite_values_in_its_range(kind: str, tmp_path: Path) -> None:
     from PIL import Image
 
-    assert {scorer.kind for scorer in PUBLISHED.values()} == {"aesthetic", "hps", "pickscore"}
+    assert {scorer.kind for scorer in PUBLISHED.values()} == {"aesthetic", "hps", "imagereward", "pickscore"}
     scorer, low, high = _tiny_published(kind, tmp_path)
     assert isinstance(scorer, SCORERS[kind]) and isinstance(scorer, Scorer)
     images = [_picture(64, 64, c) for c in ("red", "blue")] + [Image.new("RGB", (48, 80), c) for c in ("black", "white")]
@@ -390,6 +543,7 @@ def empty_hub_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("pickscore", "yuvalkirstain/PickScore_v1", "config.json"),
         ("hps", "xswu/HPSv2", "HPS_v2.1_compressed.pt"),
         ("hps-v2", "xswu/HPSv2", "HPS_v2_compressed.pt"),
+        ("imagereward", "THUDM/ImageReward", "ImageReward.pt"),
     ],
 )
 def test_offline_a_published_scorer_without_its_weights_says_how_to_get_them_in_one_line(

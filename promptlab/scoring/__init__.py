@@ -36,7 +36,8 @@ only warns about the mismatch and gives different embeddings). Stronger alternat
 - ``"micro-judge"``: the micro-world's judge (``JUDGE_SPECS``);
 - a published scorer (``PUBLISHED``): ``"aesthetic"`` (LAION aesthetic predictor, ``scoring.aesthetic``),
   ``"pickscore"`` (``scoring.pickscore``), ``"hps-v2"`` / ``"hps-v2.1"`` (also ``"hps"``,
-  ``scoring.hps``); or a local copy of its weights, ``"aesthetic:/path/to/head.safetensors"``.
+  ``scoring.hps``), ``"imagereward"`` (``scoring.imagereward``); or a local copy of its weights,
+  ``"aesthetic:/path/to/head.safetensors"``.
 
 Every scorer follows the ``Scorer`` protocol (``scoring.base``); ``scorer_traits(name)`` says,
 without loading weights, whether a scorer reads the text and whether its values only compare
@@ -88,6 +89,7 @@ from promptlab.scoring.clip import (
     suggest_terms,
 )
 from promptlab.scoring.hps import HpsScorer, load_hps
+from promptlab.scoring.imagereward import ImageRewardScorer, load_imagereward
 from promptlab.scoring.micro_judge import JudgeScore, MicroJudgeScorer, judge_score
 from promptlab.scoring.pickscore import PickScoreScorer, load_pickscore
 from promptlab.scoring.published import PUBLISHED, HubFile, PublishedScorer, missing_from_cache, missing_message
@@ -127,12 +129,14 @@ __all__ = [
     "FileScore",
     "HpsScorer",
     "HubFile",
+    "ImageRewardScorer",
     "ImageScores",
     "JUDGE_SPECS",
     "judge_score",
     "JudgeScore",
     "load_aesthetic",
     "load_hps",
+    "load_imagereward",
     "load_pickscore",
     "load_scorer",
     "loaded_scorers",
@@ -180,6 +184,7 @@ SCORERS: dict[str, type[Scorer]] = {
     "aesthetic": AestheticScorer,
     "pickscore": PickScoreScorer,
     "hps": HpsScorer,
+    "imagereward": ImageRewardScorer,
 }
 
 
@@ -198,6 +203,7 @@ _LOADERS: dict[str, Callable[[ScorerSpec, str], Scorer]] = {
     "aesthetic": load_aesthetic,
     "pickscore": load_pickscore,
     "hps": load_hps,
+    "imagereward": load_imagereward,
 }
 
 

@@ -1,7 +1,7 @@
 """Scorers trained by others and published with their weights: where each file lives, and reading it safely.
 
 A published scorer is named by its spec (``PUBLISHED``): ``aesthetic``, ``pickscore``, ``hps-v2``,
-``hps-v2.1`` (also ``hps``). Its weights come from the Hugging Face hub, downloaded once into the
+``hps-v2.1`` (also ``hps``), ``imagereward``. Its weights come from the Hugging Face hub, downloaded once into the
 hub cache (``HF_HOME``) and read from there offline (``HF_HUB_OFFLINE=1``); or from a local copy,
 ``FAMILY:/path``, e.g. ``aesthetic:/models/sac+logos+ava1-l14-linearMSE.pth``. A weights file is
 read without running any code: safetensors, or a pickle through ``torch.load(weights_only=True)``,
@@ -68,6 +68,8 @@ class PublishedScorer:
     within_prompt: bool
     #: What it measures, in one line.
     measures: str
+    #: Whether its local copy is a folder (a transformers model, or weights with their config) rather than one file.
+    local_folder: bool = False
 
 
 #: The open_clip model and tag the aesthetic predictor's head was trained on (OpenAI's CLIP ViT-L/14).
@@ -128,6 +130,7 @@ PUBLISHED: dict[str, PublishedScorer] = {
         reads_text=True,
         within_prompt=True,
         measures="which image of the same prompt people would pick (Pick-a-Pic choices)",
+        local_folder=True,
     ),
     "hps-v2": PublishedScorer(
         "hps-v2",
@@ -155,11 +158,40 @@ PUBLISHED: dict[str, PublishedScorer] = {
     ),
 }
 
+#: BLIP's tokenizer, which ImageReward reads prompts with.
+IMAGEREWARD_TOKENIZER = "google-bert/bert-base-uncased"
+_IMAGEREWARD_TOKENIZER_FILE = HubFile(IMAGEREWARD_TOKENIZER, "vocab.txt", companions=("tokenizer_config.json",))
+
+PUBLISHED["imagereward"] = PublishedScorer(
+    "imagereward",
+    "imagereward",
+    "THUDM/ImageReward",
+    (
+        HubFile("THUDM/ImageReward", "ImageReward.pt", companions=("med_config.json",)),
+        HubFile("THUDM/ImageReward", "med_config.json", companions=("ImageReward.pt",)),
+        _IMAGEREWARD_TOKENIZER_FILE,
+    ),
+    "imagereward:/path/to/folder",
+    "a folder with ImageReward.pt, or a .safetensors copy named ImageReward.safetensors, and med_config.json",
+    (_IMAGEREWARD_TOKENIZER_FILE,),
+    reads_text=True,
+    within_prompt=True,
+    measures="human preference (ImageReward's expert rankings) between images of the same prompt, about -2..2",
+    local_folder=True,
+)
+
 #: Other names of published scorers.
 ALIASES: dict[str, str] = {"hps": "hps-v2.1"}
 
 #: The published scorer a local form ``FAMILY:/path`` stands for (its architecture and traits).
-FAMILIES: dict[str, str] = {"aesthetic": "aesthetic", "pickscore": "pickscore", "hps": "hps-v2.1", "hps-v2": "hps-v2", "hps-v2.1": "hps-v2.1"}
+FAMILIES: dict[str, str] = {
+    "aesthetic": "aesthetic",
+    "pickscore": "pickscore",
+    "hps": "hps-v2.1",
+    "hps-v2": "hps-v2",
+    "hps-v2.1": "hps-v2.1",
+    "imagereward": "imagereward",
+}
 
 
 def published(name: str) -> PublishedScorer | None:

@@ -119,7 +119,7 @@ def _published_spec(spec: str, text: str) -> ScorerSpec | None:
     scorer = PUBLISHED[FAMILIES[family]]
     if not location.strip():
         raise ScoringError(f"scorer {spec!r}: nothing after ':'; use '{scorer.name}' or '{scorer.local}'")
-    path = local_weights(spec, location.strip(), folder=scorer.kind == "pickscore")
+    path = local_weights(spec, location.strip(), folder=scorer.local_folder)
     return ScorerSpec(f"{scorer.kind}:{path}", scorer.model, str(path), kind=scorer.kind)
 
 
