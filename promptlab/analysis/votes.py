@@ -13,7 +13,9 @@ The choices, and why (``tests/test_votes.py`` checks each interval by simulating
    is then the expected share of a vote). Strengths are centred (their mean is 0), and
    ``win_chance`` is the chance to be preferred to a variant of average strength, 1 / (1 + exp(-s)).
    The interval is Wald's on the centred strength, from the inverse information matrix scaled by
-   the ties' dispersion: a half win varies less than a win or a loss (by the share of ties / 4).
+   the ties' dispersion: a half win varies less than a win or a loss (p(1 - p) - ties / 4 against
+   p(1 - p)), the share of ties estimated as (ties + 1) / (votes + 2), so that votes all tied
+   still give a width.
    It counts votes as independent: right for votes on different pairs of images, which is what
    the Judge page shows one person; votes by several people on the same pair are not. Votes that
    never link two groups of variants (several subjects: a vote compares one subject's images)
@@ -391,8 +393,10 @@ def _fit_group(votes: Sequence[VoteView], keys: list[str], labels: dict[str, str
     # 2. The fit and its covariance, then centred
     beta, info = _firth_logit(x, y)
     p = _expit(x @ beta)
-    # A tie (half a win) varies less than a win or a loss: Var(y) = p(1 - p) - ties / 4.
-    dispersion = float(np.mean(1 - np.mean(y == TIE_SHARE) / (4 * p * (1 - p))))
+    # A tie (half a win) varies less than a win or a loss: Var(y) = p(1 - p) - ties / 4. The share of ties
+    # counts one more tie and one more decisive vote; never narrower than votes all tied (1 / (n + 2)).
+    ties = (float(np.sum(y == TIE_SHARE)) + 1) / (len(y) + 2)
+    dispersion = max(float(np.mean(np.clip(1 - ties / (4 * p * (1 - p)), 0.0, None))), 1 / (len(y) + 2))
     cov = np.zeros((k, k))
     cov[1:, 1:] = np.linalg.inv(info) * dispersion
     theta = np.concatenate([[0.0], beta])
@@ -421,11 +425,11 @@ def _fit_group(votes: Sequence[VoteView], keys: list[str], labels: dict[str, str
 def _firth_logit(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
     """Logistic regression (no intercept) with Firth's penalty: coefficients and the Fisher information at them.
 
-    Newton steps on the modified score X'(y - p + h (1/2 - p)), h the hat matrix's diagonal; a step
-    is halved while it would move a coefficient by more than 5 (far past any real preference).
+    Newton steps on the modified score X'(y - p + h (1/2 - p)), h the hat matrix's diagonal, each
+    halved until the penalised log-likelihood rises (as R's logistf does), and none longer than 5.
     """
     beta = np.zeros(x.shape[1])
-    info = np.eye(x.shape[1])
+    best = _penalised_loglik(x, y, beta)
     for _ in range(max_iter):
         p = _expit(x @ beta)
         w = p * (1 - p)
@@ -434,13 +438,28 @@ def _firth_logit(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float =
         hat = w * np.einsum("ij,jk,ik->i", x, inverse, x)
         step = inverse @ (x.T @ (y - p + hat * (0.5 - p)))
         largest = float(np.max(np.abs(step))) if step.size else 0.0
-        if largest > 5:
-            step *= 5 / largest
-        beta = beta + step
         if largest < tol:
             break
+        step *= min(1.0, 5 / largest)
+        for _ in range(30):
+            found = _penalised_loglik(x, y, beta + step)
+            if found >= best:
+                break
+            step /= 2
+        else:
+            break
+        beta, best = beta + step, found
     p = _expit(x @ beta)
     return beta, x.T @ (x * (p * (1 - p))[:, None])
+
+
+def _penalised_loglik(x: np.ndarray, y: np.ndarray, beta: np.ndarray) -> float:
+    """The log-likelihood of shares ``y`` plus Firth's penalty, half the log-determinant of the information."""
+    eta = x @ beta
+    loglik = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+    p = _expit(eta)
+    sign, logdet = np.linalg.slogdet(x.T @ (x * (p * (1 - p))[:, None]))
+    return loglik + 0.5 * logdet if sign > 0 else -math.inf
 
 
 def _expit(value: Any) -> Any:
