@@ -110,3 +110,50 @@ def test_bad_scorers_are_named(line: str, message: str) -> None:
     with pytest.raises(ExperimentError, match="scorers") as raised:
         parse(RUN.replace("SCORERS", line))
     assert message in str(raised.value)
+
+
+def test_cli_scores_an_experiment_with_another_scorer_and_analyses_by_it(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from promptlab.cli import app
+
+    runner = CliRunner()
+    path = tmp_path / "two.toml"
+    path.write_text(RUN.replace("SCORERS", 'scorer = "micro-clip"'))
+    assert runner.invoke(app, ["run", str(path), "--format", "json"]).exit_code == 0
+    scored = runner.invoke(app, ["score", "--experiment", "two-judges", "--scorer", "micro-judge", "--format", "json"])
+    assert scored.exit_code == 0, scored.output
+    assert {k: json.loads(scored.stdout)[k] for k in ("scorer", "scored", "missing")} == {"scorer": "micro-judge", "scored": 4, "missing": 4}
+    again = runner.invoke(app, ["score", "--experiment", "two-judges", "--scorer", "micro-judge"])
+    assert "0 images scored by micro-judge" in again.stdout and "every image had its scores already" in again.stdout
+    by_judge = json.loads(runner.invoke(app, ["analyze", "two-judges", "--scorer", "micro-judge", "--format", "json"]).stdout)
+    by_clip = json.loads(runner.invoke(app, ["analyze", "two-judges", "--format", "json"]).stdout)
+    assert (by_judge["scorer"], by_clip["scorer"]) == ("micro-judge", "micro-clip")
+    assert by_judge["variants"] != by_clip["variants"]
+    text = runner.invoke(app, ["analyze", "two-judges", "--scorer", "micro-judge"]).stdout
+    assert "intent score from micro-judge" in text
+    unknown = runner.invoke(app, ["analyze", "two-judges", "--scorer", "pickscore"])
+    assert unknown.exit_code == 1 and "has scores from micro-clip, micro-judge" in str(unknown.exception)
+    exported = runner.invoke(app, ["export", "two-judges", "--scorer", "micro-judge", "--to", "json"])
+    assert exported.exit_code == 0, exported.output
+
+
+def test_a_within_prompt_scorer_is_analysed_on_one_text_and_says_so() -> None:
+    import pandas as pd
+
+    from promptlab.analysis import analyze, scorer_note
+    from promptlab.errors import PromptlabError
+
+    rows = [
+        {"run_id": i, "variant_key": k, "label": f"color={c}", "seed": s, "subject": "x", "score": v, "status": "ok", "prompt": f"{c} x", "negative_prompt": "",
+         "axis:color": c, "scorer": "pickscore", "image": None, "error": None}
+        for i, (k, c, s, v) in enumerate([("a", "red", 1, 20.0), ("b", "blue", 1, 21.0), ("a", "red", 2, 19.0), ("b", "blue", 2, 21.5)])
+    ]
+    result = analyze(pd.DataFrame(rows), score_kind="intent")
+    assert result.scorer == "pickscore" and "compares images only against one text" in result.scorer_note
+    with pytest.raises(PromptlabError, match=r"pickscore compares images only against one text.*--score intent"):
+        analyze(pd.DataFrame(rows), score_kind="prompt")
+    assert scorer_note("aesthetic", "prompt") == "aesthetic reads no text: its intent and prompt scores are the same"
+    assert scorer_note("micro-clip", "prompt") == ""

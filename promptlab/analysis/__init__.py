@@ -116,6 +116,7 @@ from promptlab.analysis.votes import (
     votes_table,
 )
 from promptlab.errors import PromptlabError
+from promptlab.scoring import scorer_traits
 
 __all__ = [
     "ABSENT",
@@ -140,6 +141,7 @@ __all__ = [
     "VoteAnalysis",
     "VotePair",
     "analyze",
+    "scorer_note",
     "analyze_votes",
     "axis_columns",
     "axis_values",
@@ -195,15 +197,22 @@ def analyze(
     score_kind: str = "intent",
     experiment: str = "",
     planned: PlannedCells | None = None,
+    scorer: str | None = None,
 ) -> Analysis:
     """Variants, effects and best prompts of one experiment's runs frame for one score kind.
 
     ``planned`` (``planned_cells`` of the experiment's file) lets the result say how many of the
     planned cells are done; without it only failed cells mark the experiment incomplete.
+    ``scorer`` names the scores' scorer (default: the frame's ``scorer`` column): a scorer whose
+    values compare images only against one text (PickScore, HPS) is analysed on the intent score,
+    where every image of a (seed, subject) block, which the effects pair within, shares its text.
 
-    Raises ``PromptlabError`` when no run has a usable score, saying how many runs failed.
+    Raises ``PromptlabError`` when no run has a usable score, saying how many runs failed, or when
+    a within-prompt scorer's own-prompt scores are asked for.
     """
     # 1. Check the request
+    scorer = scorer or _frame_scorer(frame)
+    note = scorer_note(scorer, score_kind, experiment)
     runs = all_runs(frame)
     n_scored = int(runs["score"].notna().sum())
     if n_scored == 0:
@@ -224,7 +233,39 @@ def analyze(
         effects=effects,
         best=rank_best(variants, top),
         cells=cell_counts(runs, planned),
+        scorer=scorer,
+        scorer_note=note,
     )
+
+
+def _frame_scorer(frame: pd.DataFrame) -> str:
+    if "scorer" not in frame.columns:
+        return ""
+    names = {str(name) for name in frame["scorer"].dropna().unique()}
+    return names.pop() if len(names) == 1 else ""
+
+
+def scorer_note(scorer: str, score_kind: str, experiment: str = "") -> str:
+    """What ``scorer``'s ``score_kind`` scores allow, in one line ("" for CLIP-like scorers); PromptlabError
+    where they allow no comparison: a within-prompt scorer's own-prompt scores (each image's own text).
+
+    >>> scorer_note("pickscore", "intent")
+    'pickscore compares images only against one text: every effect pairs images of one seed and subject, all scored against its intent'
+    """
+    if not scorer:
+        return ""
+    traits = scorer_traits(scorer)
+    if traits.within_prompt and score_kind == "prompt":
+        where = f" of experiment {experiment!r}" if experiment else ""
+        raise PromptlabError(
+            f"{scorer} compares images only against one text, but the prompt scores{where} score each image "
+            "against its own prompt, which differs between variants: analyse its intent scores (--score intent)"
+        )
+    if traits.within_prompt:
+        return f"{scorer} compares images only against one text: every effect pairs images of one seed and subject, all scored against its intent"
+    if not traits.reads_text:
+        return f"{scorer} reads no text: its intent and prompt scores are the same"
+    return ""
 
 
 def _no_scores_message(runs: pd.DataFrame, score_kind: str, experiment: str) -> str:

@@ -70,7 +70,10 @@ def format_report(result: Analysis) -> list[str]:
     # a frame analysed without its plan and without failures claims nothing either way
     lines = [format_cells(cells)] if cells is not None and (cells.planned is not None or cells.incomplete or cells.note) else []
     failed = f", {result.n_failed} of {result.n_runs} runs without a score" if result.n_failed else ""
-    lines.append(f"Variants ({result.score_kind} score: mean over seeds, {format_level(VARIANT_LEVEL)} t-interval{failed}):")
+    by = f" from {result.scorer}" if result.scorer else ""
+    if result.scorer_note:
+        lines.append(f"Scorer: {result.scorer_note}.")
+    lines.append(f"Variants ({result.score_kind} score{by}: mean over seeds, {format_level(VARIANT_LEVEL)} t-interval{failed}):")
     for v in _best_first(result.variants):
         lines.append(f"  {format_variant(v)}  {v.label}")
     if not result.effects:

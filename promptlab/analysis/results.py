@@ -98,6 +98,9 @@ class Analysis:
     effects: list[Effect]
     best: list[BestPrompt]
     cells: CellCounts | None = None
+    #: The scorer whose scores these are ("" when not known), and what its scores allow (``scorer_note``).
+    scorer: str = ""
+    scorer_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN becomes null, numpy scalars become Python numbers."""
@@ -105,6 +108,8 @@ class Analysis:
             {
                 "experiment": self.experiment,
                 "score_kind": self.score_kind,
+                "scorer": self.scorer,
+                "scorer_note": self.scorer_note,
                 "effect_size": self.effect_size,
                 "alpha": self.alpha,
                 "power": self.power,

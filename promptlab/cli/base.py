@@ -78,6 +78,10 @@ LongPrompt = choices("LongPrompt", LONG_PROMPT_POLICIES)
 
 
 FORMAT_OPTION = typer.Option(OutputFormat.text, "--format", help="text for people, json for scripts.")
+#: Which of an experiment's scorers ranks (``Store.scorers``); the first its file names when not given.
+SCORER_OPTION = typer.Option(
+    None, "--scorer", help="Which of the experiment's scorers ranks (e.g. aesthetic); default: the first its file names."
+)
 
 
 VOCAB_OPTION = typer.Option(

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from promptlab.cli.base import FORMAT_OPTION, OutputFormat, ScoreKind, app, choices, emit_json, printable
+from promptlab.cli.base import FORMAT_OPTION, SCORER_OPTION, OutputFormat, ScoreKind, app, choices, emit_json, printable
 from promptlab.export.names import EXPORT_FORMAT_NAMES
 
 ExportFormat = choices("ExportFormat", EXPORT_FORMAT_NAMES)
@@ -24,6 +24,7 @@ def export(
     y: Optional[str] = typer.Option(None, "--y", help="Grid rows: an axis or seed."),
     zip_: bool = typer.Option(False, "--zip", help="Write a zip of the images (metadata intact) and the table."),
     score: ScoreKind = typer.Option(ScoreKind.intent, "--score", help="Rank by the intent or the own-prompt score."),
+    scorer: Optional[str] = SCORER_OPTION,
 ) -> None:
     """Export an experiment's best prompts (JSON, CSV, Markdown, A1111/Fooocus styles, prompt lists), a grid, or a zip."""
     from promptlab.errors import ExportError
@@ -33,7 +34,7 @@ def export(
     if (grid or zip_) and out is None:
         raise ExportError(f"--{'grid' if grid else 'zip'} needs --out FILE")
     with open_store(read_only=True) as store:
-        frame = store.runs_frame(experiment, score.value)
+        frame = store.runs_frame(experiment, score.value, scorer)
         name = store.get_experiment(experiment).name
         if grid:
             if not x or not y:

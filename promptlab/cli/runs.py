@@ -12,6 +12,7 @@ import typer
 from promptlab.cli.base import (
     FORMAT_OPTION,
     OPTIONS,
+    SCORER_OPTION,
     LongPrompt,
     OutputFormat,
     ScoreKind,
@@ -294,6 +295,7 @@ def analyze(
     experiment: str = typer.Argument(..., help="Experiment name or id."),
     score: ScoreKind = typer.Option(ScoreKind.intent, "--score", help="intent: against what the image should show; prompt: against its own prompt."),
     effect_size: float = typer.Option(1.0, "--effect-size", help="The effect (score points) the seeds-needed column plans 80% power for."),
+    scorer: Optional[str] = SCORER_OPTION,
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Variants with mean score and 95% t-interval, and each term's and parameter's effect (paired by seed, adjusted for the other axes, starred after Holm)."""
@@ -302,7 +304,7 @@ def analyze(
     from promptlab.store import open_store
 
     with open_store(read_only=True) as store:
-        frame = store.runs_frame(experiment, score.value)
+        frame = store.runs_frame(experiment, score.value, scorer)
         row = store.get_experiment(experiment)
     planned = planned_cells(row.spec, row.source_path)
     result = run_analysis(frame, score_kind=score.value, effect_size=effect_size, experiment=experiment, planned=planned)
@@ -315,21 +317,64 @@ def analyze(
 
 @app.command()
 def score(
-    images: list[Path] = typer.Argument(..., help="PNG/JPEG/WebP files to score."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="The text to score against (default: each image's own prompt from its metadata)."),
-    model: str = typer.Option("clip", "--model", help="'clip' (ViT-L-14-quickgelu, OpenAI weights), micro-clip, tiny-clip, or an open_clip model name with --pretrained."),
+    images: Optional[list[Path]] = typer.Argument(None, help="PNG/JPEG/WebP files to score (or --experiment)."),
+    scorer: Optional[str] = typer.Option(
+        None, "--scorer", help="clip, aesthetic, pickscore, hps, micro-clip, micro-judge, NAME:TAG, or a weights file (default: clip)."
+    ),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="Score the stored images of this experiment that the scorer has not scored yet."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="The text to score files against (default: each image's own prompt from its metadata)."),
+    model: Optional[str] = typer.Option(None, "--model", help="An open_clip model name, with --pretrained (or use --scorer NAME:TAG)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Pretrained tag (e.g. laion2b_s32b_b79k) or local weights file for --model."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
-    """CLIPScore (100 * max(cos, 0)) of each image against a prompt or its own recorded prompt."""
+    """Score image files against a prompt or their own recorded prompt, or give an experiment's stored images a scorer's scores."""
+    from promptlab.errors import ScoringError
+    from promptlab.scoring import load_scorer
+
+    if pretrained and not model:
+        raise ScoringError(f"--pretrained {pretrained} needs --model NAME (or use --scorer NAME:{pretrained})")
+    if scorer and model:
+        raise ScoringError(f"--scorer {scorer} and --model {model}: give one (--scorer NAME:TAG names an open_clip model too)")
+    spec = scorer or (f"{model}:{pretrained}" if model and pretrained else model) or "clip"
+    if experiment is not None:
+        if images or prompt is not None:
+            raise ScoringError("--experiment scores the experiment's stored images against their own texts: give no image files or --prompt")
+        return _score_experiment(experiment, spec, fmt)
+    if not images:
+        raise ScoringError("nothing to score: give image files, or --experiment NAME")
     from promptlab.importer import image_prompt
-    from promptlab.scoring import load_scorer, score_files
+    from promptlab.scoring import score_files
 
     texts = [prompt if prompt is not None else image_prompt(path) for path in images]
-    scorer = load_scorer(f"{model}:{pretrained}" if pretrained else model)
-    results = score_files(images, texts, scorer)
+    results = score_files(images, texts, load_scorer(spec))
     if fmt is OutputFormat.json:
         return emit_json([r.to_dict() for r in results])
     for r in results:
         typer.echo(f"{r.value:6.2f}  {r.image}")
+    return None
+
+
+def _score_experiment(experiment: str, spec: str, fmt: OutputFormat) -> None:
+    from tqdm import tqdm
+
+    from promptlab.runner.rescore import score_runs
+    from promptlab.scoring import load_scorer
+    from promptlab.store import open_store
+
+    with open_store() as store:
+        store.get_experiment(experiment)  # an unknown name fails before the scorer loads
+        loaded = load_scorer(spec)
+        with tqdm(desc=f"{spec}", unit="img", disable=fmt is OutputFormat.json or not sys.stderr.isatty()) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            result = score_runs(store, experiment, loaded, progress=progress)
+    if fmt is OutputFormat.json:
+        return emit_json(result.to_dict())
+    typer.echo(
+        f"{result.experiment}: {result.scored} images scored by {result.scorer} in {result.seconds:.1f}s"
+        + ("" if result.missing else " (every image had its scores already)")
+    )
     return None

@@ -289,7 +289,8 @@ class StoreReader:
 
         Columns: run_id, variant_key, label, seed, subject, intent, prompt (compel syntax),
         prompt_a1111, prompt_plain, negative_prompt, model, task, the ``PARAM_COLUMNS``,
-        status, error, terms, params, axes, score (NaN when failed or unscored), image (the
+        status, error, terms, params, axes, score (NaN when failed or unscored), scorer (its
+        name, or None when the experiment has no scores of ``score_kind``), image (the
         file's path, or None), render_s, score_s, created_at, and one ``axis:<name>`` column
         per axis (the subject axis is the ``subject`` column). ``scorer`` picks one of the
         experiment's scorers (``scorers``); by default the one that ranks: the first its file names.
@@ -326,6 +327,7 @@ class StoreReader:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read database {self.url}: {database_reason(exc)}") from exc
         frame["score"] = pd.to_numeric(frame["score"]).astype(float)
+        frame["scorer"] = scorer
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
         axes = pd.DataFrame(frame["axes"].tolist(), index=frame.index).drop(columns="subject", errors="ignore")
         return pd.concat([frame, axes.add_prefix("axis:")], axis=1)
