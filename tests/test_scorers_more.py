@@ -89,6 +89,16 @@ def test_the_loaded_builtin_scorers_follow_the_protocol() -> None:
         assert isinstance(load_scorer(name, device="cpu"), Scorer)
 
 
+def test_clip_only_helpers_name_a_scorer_without_embeddings() -> None:
+    from promptlab.scoring import seed_diversity, suggest_terms
+
+    judge = load_scorer("micro-judge", device="cpu")
+    with pytest.raises(ScoringError, match="suggest_terms needs a CLIP scorer's embeddings, and scorer 'micro-judge'"):
+        suggest_terms(judge, "a red circle", ["blue"])
+    with pytest.raises(ScoringError, match="seed_diversity needs a CLIP scorer"):
+        seed_diversity(judge, [_picture(), _picture()])
+
+
 def test_published_specs_parse_without_loading_and_hps_names_v2_1(tmp_path: Path) -> None:
     assert parse_scorer_spec("hps") == parse_scorer_spec("hps-v2.1") == ScorerSpec("hps-v2.1", "ViT-H-14", None, "hps")
     assert parse_scorer_spec(" aesthetic ") == ScorerSpec("aesthetic", "ViT-L-14-quickgelu", None, "aesthetic")

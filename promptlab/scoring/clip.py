@@ -225,8 +225,15 @@ class ClipScorer:
         return (emb @ emb.T).tolist()
 
 
+def _need_clip(scorer: object, what: str) -> None:
+    if not isinstance(scorer, ClipScorer):
+        name = getattr(getattr(scorer, "spec", None), "name", type(scorer).__name__)
+        raise ScoringError(f"{what} needs a CLIP scorer's embeddings, and scorer {name!r} has none; use 'clip', 'micro-clip' or an open_clip 'NAME:TAG'")
+
+
 def seed_diversity(scorer: ClipScorer, images: Sequence[Image]) -> float:
     """Mean pairwise (1 - cos) between images: how much a prompt's images vary across seeds."""
+    _need_clip(scorer, "seed_diversity")
     if len(images) < 2:
         raise ScoringError(f"seed_diversity needs at least 2 images, got {len(images)}")
     matrix = scorer.image_similarity(images)
@@ -237,6 +244,7 @@ def seed_diversity(scorer: ClipScorer, images: Sequence[Image]) -> float:
 
 def suggest_terms(scorer: ClipScorer, prompt: str, terms: Sequence[str], top: int = 10) -> list[TermSuggestion]:
     """The ``top`` terms closest to ``prompt`` by CLIP text similarity, best first."""
+    _need_clip(scorer, "suggest_terms")
     if top < 1:
         raise ScoringError(f"suggest_terms: top={top}, expected at least 1")
     ranked = sorted(zip(terms, scorer.text_similarity(prompt, terms)), key=lambda pair: -pair[1])
