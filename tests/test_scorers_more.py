@@ -577,8 +577,10 @@ def test_offline_a_local_head_still_needs_the_clip_it_reads(tmp_path: Path, empt
 
     head = tmp_path / "head.pth"
     head.write_bytes(b"")
-    with pytest.raises(ScoringError, match="open_clip_model.safetensors from timm/vit_large_patch14_clip_224.openai"):
+    with pytest.raises(ScoringError, match="open_clip_model.safetensors from timm/vit_large_patch14_clip_224.openai") as raised:
         check_scorer_offline(f"aesthetic:{head}")
+    # A local copy of the head would not help: the message does not offer one.
+    assert "local copy" not in str(raised.value) and 'scorer = "micro-clip"' in str(raised.value)
     # A local HPS checkpoint and a local PickScore folder with its processor need nothing from the hub.
     check_scorer_offline(f"hps:{head}")
     folder = tmp_path / "pickscore"

@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, ClassVar
 from promptlab.errors import ScoringError
 from promptlab.hashing import file_sha256
 from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ImageScores, Score, ScorerInfo, LoadedClip, load_clip
-from promptlab.scoring.published import AESTHETIC_CLIP, PUBLISHED, hub_file, local_weights, read_state_dict
+from promptlab.scoring.published import (
+    AESTHETIC_CLIP,
+    PUBLISHED,
+    hub_file,
+    hub_offline,
+    local_weights,
+    missing_message,
+    read_state_dict,
+)
 from promptlab.scoring.spec import ScorerSpec
 
 if TYPE_CHECKING:
@@ -156,6 +164,12 @@ def load_aesthetic(spec: ScorerSpec, device: str) -> AestheticScorer:
         path = hub_file(spec.name, published, published.files[0])
         source, sha = f"{published.files[0].repo}/{published.files[0].filename}", None
     head = load_aesthetic_head(path, spec.name)
-    # 2. The CLIP model it reads embeddings from.
-    clip = load_clip(*AESTHETIC_CLIP, device)
+    # 2. The CLIP model it reads embeddings from (offline and absent: say so in the aesthetic scorer's terms).
+    try:
+        clip = load_clip(*AESTHETIC_CLIP, device)
+    except ScoringError as error:
+        if not hub_offline():
+            raise
+        published = PUBLISHED["aesthetic"]
+        raise ScoringError(missing_message(spec.name, published, published.files[1], "HF_HUB_OFFLINE=1 keeps the network off")) from error
     return AestheticScorer(spec, clip, head, device, source, sha)

@@ -205,11 +205,16 @@ def hub_offline() -> bool:
 
 
 def missing_message(spec: str, scorer: PublishedScorer, missing: HubFile, why: str) -> str:
-    """One line: which file of ``scorer`` is not here, how to download it, and how to point at a local copy."""
+    """One line: which file of ``scorer`` is not here, how to download it, and (when a local copy of the
+    weights would do without it) how to point at one."""
+    local = (
+        ""
+        if missing in scorer.with_local  # needed with a local copy of the weights too
+        else f"point at a local copy ({scorer.local_holds}): scorer = \"{scorer.local}\", or "
+    )
     return (
         f"scorer {spec!r} ({missing.filename} from {missing.repo}) is not on this machine ({why}): "
-        f"download it once with network (`{missing.command}`), or point at a local copy ({scorer.local_holds}): "
-        f"scorer = \"{scorer.local}\", or use scorer = \"{OFFLINE_FALLBACK}\" (built in)"
+        f"download it once with network (`{missing.command}`), or {local}use scorer = \"{OFFLINE_FALLBACK}\" (built in)"
     )
 
 
