@@ -278,6 +278,11 @@ def scorer_agreement(votes: Sequence[VoteView], scores: pd.DataFrame, level: flo
 # 3. How it reads
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 vote``, ``2 votes``, ``0 ties``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def format_agreement(agreement: Agreement) -> str:
     """``aesthetic agrees with you on 71% (95% CI 63-78%) of 120 pairs``, or why there is no share."""
     if agreement.n == 0:
@@ -301,7 +306,7 @@ def format_strength(strength: Strength) -> str:
 def format_votes(result: VoteAnalysis) -> list[str]:
     """The lines ``promptlab votes list`` prints: counts, strengths, pair records, agreements, sides."""
     voters = ", ".join(result.voters)
-    lines = [f"{result.n_votes} votes ({result.n_ties} ties) by {voters}"]
+    lines = [f"{counted(result.n_votes, 'vote')} ({counted(result.n_ties, 'tie')}) by {voters}"]
     lines.append("Strength (Bradley-Terry, ties half a win; centred, so 0 is an average variant):")
     for group in range(result.groups):
         if result.groups > 1:

@@ -16,6 +16,7 @@ from streamlit.delta_generator import DeltaGenerator
 from promptlab.analysis import (
     VotePair,
     analyze_votes,
+    counted,
     format_agreement,
     format_level,
     next_pair,
@@ -80,7 +81,7 @@ def page() -> None:
         )
     # 2. The two images, labels hidden
     mine = sum(v.voter == voter for v in votes)
-    st.caption(f"{mine} votes by {voter} on this experiment, {len(votes)} by everybody. Keys: ← left, → right, ↓ tie, ↑ skip.")
+    st.caption(f"{counted(mine, 'vote')} by {voter} on this experiment, {len(votes)} by everybody. Keys: ← left, → right, ↓ tie, ↑ skip.")
     left, right = st.columns(2)
     _show(left, queue.current.left)
     _show(right, queue.current.right)
@@ -113,7 +114,7 @@ def votes_section(name: str) -> None:
         data.show_error(error)
         return
     st.caption(
-        f"{result.n_votes} votes ({result.n_ties} ties) by {', '.join(result.voters)}. Strength: Bradley-Terry, a tie half a "
+        f"{counted(result.n_votes, 'vote')} ({counted(result.n_ties, 'tie')}) by {', '.join(result.voters)}. Strength: Bradley-Terry, a tie half a "
         f"win each, centred so 0 is an average variant, with its {format_level(result.level)} CI."
     )
     st.dataframe(strengths_table(result), hide_index=True, width="stretch",
