@@ -56,7 +56,8 @@ def load_hps_model(path: Path, spec: str, device: str, architecture: str = HPS_M
     state = state.get("state_dict", state)
     if all(key.startswith("module.") for key in state):
         state = {key.removeprefix("module."): value for key, value in state.items()}
-    model = open_clip.create_model(architecture, pretrained=None, device="cpu")
+    # Built on the device (its random initialisation is quick there), then overwritten by the checkpoint.
+    model = open_clip.create_model(architecture, pretrained=None, device=device)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

@@ -151,7 +151,8 @@ def load_pickscore(spec: ScorerSpec, device: str) -> PickScoreScorer:
     # 2. Load them (transformers reads safetensors, or a .bin with its own safe loader).
     try:
         model = CLIPModel.from_pretrained(str(model_dir))
-        processor = CLIPProcessor.from_pretrained(str(processor_dir))
+        # The PIL image processor, as the authors' transformers had (version 5 defaults to a torchvision one).
+        processor = CLIPProcessor.from_pretrained(str(processor_dir), use_fast=False)
     except Exception as error:  # noqa: BLE001 - transformers raises many types for a bad folder
         detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         raise ScoringError(f"scorer {spec.name!r}: cannot load a CLIP model and processor from {Path(model_dir)}: {detail}") from error
