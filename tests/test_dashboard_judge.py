@@ -173,6 +173,8 @@ def test_insights_says_where_to_judge_then_shows_strengths_and_each_scorers_agre
     lines = [m.value for m in at.markdown if "agrees with you" in m.value]
     assert lines == ["- clip agrees with you on 100% \\(95% CI 57\\-100%\\) of 5 pairs",
                      "- aesthetic agrees with you on 0% \\(95% CI 0\\-43%\\) of 5 pairs"]  # fmt: skip
+    (download,) = at.get("download_button")
+    assert download.proto.label == "Download the votes (CSV)"
 
 
 def test_the_app_lists_the_judge_page() -> None:

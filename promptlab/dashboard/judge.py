@@ -21,6 +21,7 @@ from promptlab.analysis import (
     format_level,
     next_pair,
     strengths_table,
+    votes_table,
 )
 from promptlab.dashboard import data
 from promptlab.errors import PromptlabError
@@ -123,6 +124,8 @@ def votes_section(name: str) -> None:
         st.caption("No vote links some variants to others (several subjects?): strengths compare only within a group.")
     for agreement in result.agreements:
         st.markdown(f"- {data.markdown_text(format_agreement(agreement))}")
+    st.download_button("Download the votes (CSV)", votes_table(votes).to_csv(index=False), file_name=f"{name}-votes.csv",
+                       mime="text/csv", key="insights_votes_csv")  # fmt: skip
 
 
 def vote_runs(name: str) -> list[VoteRun]:
