@@ -157,3 +157,34 @@ def test_a_within_prompt_scorer_is_analysed_on_one_text_and_says_so() -> None:
         analyze(pd.DataFrame(rows), score_kind="prompt")
     assert scorer_note("aesthetic", "prompt") == "aesthetic reads no text: its intent and prompt scores are the same"
     assert scorer_note("micro-clip", "prompt") == ""
+
+
+@pytest.mark.slow
+def test_compare_insights_and_export_rank_by_the_scorer_picked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PROMPTLAB_HOME", str(tmp_path))
+    monkeypatch.delenv("PROMPTLAB_DB", raising=False)
+    with open_store() as store:
+        run_experiment(parse(RUN.replace("SCORERS", 'scorers = ["micro-clip", "micro-judge"]')), store)
+        by_clip, by_judge = store.runs_frame("two-judges"), store.runs_frame("two-judges", scorer="micro-judge")
+
+    def shown(at: AppTest) -> list[str]:
+        return sorted(c.value.split(" ")[1] for c in at.caption if c.value.startswith("score "))
+
+    for page in ("compare", "insights", "export"):
+        at = AppTest.from_string(f"from promptlab.dashboard import {page}\n{page}.page()", default_timeout=120).run()
+        at.selectbox(key=f"{page}_experiment").select("two-judges").run()
+        assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+        assert at.selectbox(key=f"{page}_scorer").options == ["micro-clip", "micro-judge"]
+        # Compare's grid: colour by seed, one run per cell.
+        if page == "compare":
+            assert shown(at) == sorted(f"{v:.2f}" for v in by_clip["score"])
+        at.selectbox(key=f"{page}_scorer").select("micro-judge").run()
+        assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+        if page == "compare":
+            assert shown(at) == sorted(f"{v:.2f}" for v in by_judge["score"])
+        if page == "insights":
+            report = next(c.value for c in at.code if "Variants (" in c.value)
+            assert "intent score from micro-judge" in report
+        assert any("micro-world judge" in c.value for c in at.caption)

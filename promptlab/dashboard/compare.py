@@ -21,7 +21,6 @@ from promptlab.export import GridPlan, grid_axes
 from promptlab.export.compare import DIFFERENCE_GAIN, SHOW_PX, score_colour
 from promptlab.export.grid import CellScores
 from promptlab.render.params import RENDER_PARAM_NAMES
-from promptlab.store import SCORE_KINDS
 
 ROWS_PER_PAGE = 8
 MAX_COLUMNS = 8
@@ -37,21 +36,20 @@ def page() -> None:
     name = data.pick_experiment("compare_experiment")
     if name is None:
         return
-    kind = st.radio("Score", SCORE_KINDS, horizontal=True, key="compare_kind",
-                    help="intent: against what the image should show; prompt: against its own prompt")  # fmt: skip
+    kind, scorer = data.pick_score(name, "compare")
     try:
-        frame = data.runs_frame(name, kind)
+        frame = data.runs_frame(name, kind, scorer)
     except PromptlabError as error:
         data.show_error(error)
         return
     if frame.empty:
         st.info(f"Experiment {name!r} has no runs yet.")
         return
-    _grid(name, frame, kind)
+    _grid(name, frame, kind, scorer)
     _side_by_side(frame)
 
 
-def _grid(name: str, frame: pd.DataFrame, kind: str) -> None:
+def _grid(name: str, frame: pd.DataFrame, kind: str, scorer: str | None) -> None:
     axes = grid_axes(frame)
     left, right = st.columns(2)
     y = left.selectbox("Y axis (rows)", axes, index=0, key="compare_y")
@@ -62,8 +60,8 @@ def _grid(name: str, frame: pd.DataFrame, kind: str) -> None:
         return
     try:
         # A lost image file is a warning in its cell, not an error for the whole grid.
-        plan, lost = data.grid_plan(name, x, y, CELL_PX, kind, keep)
-        scores = data.grid_cell_scores(name, x, y, kind, keep)
+        plan, lost = data.grid_plan(name, x, y, CELL_PX, kind, keep, scorer)
+        scores = data.grid_cell_scores(name, x, y, kind, keep, scorer)
     except PromptlabError as error:
         data.show_error(error)
         return
@@ -76,7 +74,9 @@ def _grid(name: str, frame: pd.DataFrame, kind: str) -> None:
     means = [cell.mean for cell in scores if not math.isnan(cell.mean)]
     low, high = (min(means), max(means)) if means else (math.nan, math.nan)
     st.caption(
-        f"Each cell shows its best-scoring seed and that run's {kind} score, as the exported grid does; "
+        f"Each cell shows its best-scoring seed and that run's {kind} score"
+        + (f" from {scorer}" if scorer else "")
+        + ", as the exported grid does; "
         f"below it the cell's mean over its seeds with the {format_level(VARIANT_LEVEL)} interval"
         + (", from red (the grid's lowest mean) to green (its highest)" if colour else "")
         + ", and its seeds' images."

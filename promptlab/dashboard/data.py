@@ -20,7 +20,8 @@ from promptlab.export import GridPlan, plan_grid
 from promptlab.export.compare import ImageDifference, difference, upscaled
 from promptlab.export.grid import CellScores, cell_scores, grid_levels, keep_levels
 from promptlab.paths import database_url, home_dir
-from promptlab.store import ExperimentSummary, Store, open_store
+from promptlab.scoring import scorer_traits
+from promptlab.store import SCORE_KINDS, ExperimentSummary, Store, open_store
 from promptlab.vocab import Vocabulary, load_vocab
 
 THUMBNAIL_PX = 256
@@ -84,25 +85,37 @@ def _version(summary: ExperimentSummary) -> str:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _runs_frame(url: str, name: str, score_kind: str, version: str) -> pd.DataFrame:
-    return _store(url).runs_frame(name, score_kind)
+def _runs_frame(url: str, name: str, score_kind: str, version: str, scorer: str | None = None) -> pd.DataFrame:
+    return _store(url).runs_frame(name, score_kind, scorer)
 
 
-def runs_frame(name: str, score_kind: str = "intent") -> pd.DataFrame:
-    """``Store.runs_frame``, cached until the experiment gets new runs."""
-    return _runs_frame(database_url(), name, score_kind, version(name))
+def runs_frame(name: str, score_kind: str = "intent", scorer: str | None = None) -> pd.DataFrame:
+    """``Store.runs_frame`` (by ``scorer``, default the experiment's ranking one), cached until the experiment gets new runs."""
+    return _runs_frame(database_url(), name, score_kind, version(name), scorer)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _scorers(url: str, name: str, version: str) -> list[str]:
+    return _store(url).scorers(name)
+
+
+def scorers(name: str) -> list[str]:
+    """The experiment's scorers, the ranking one first (``Store.scorers``); cached until it gets new runs."""
+    return _scorers(database_url(), name, version(name))
 
 
 @st.cache_data(max_entries=32, show_spinner="Analysing...")
-def _analysis(url: str, name: str, score_kind: str, version: str, with_plan: bool = False) -> Analysis:
+def _analysis(url: str, name: str, score_kind: str, version: str, with_plan: bool = False, scorer: str | None = None) -> Analysis:
     planned = _planned(url, name, version) if with_plan else None
-    return analyze(_runs_frame(url, name, score_kind, version), score_kind=score_kind, experiment=name, planned=planned)
+    frame = _runs_frame(url, name, score_kind, version, scorer)
+    return analyze(frame, score_kind=score_kind, experiment=name, planned=planned)
 
 
-def analysis(name: str, score_kind: str = "intent", *, with_plan: bool = False) -> Analysis:
-    """``analyze`` of the experiment's runs, cached until the experiment gets new runs; ``with_plan``
-    counts its cells against those its stored file plans (``Analysis.cells``), which expands the file."""
-    return _analysis(database_url(), name, score_kind, version(name), with_plan)
+def analysis(name: str, score_kind: str = "intent", *, with_plan: bool = False, scorer: str | None = None) -> Analysis:
+    """``analyze`` of the experiment's runs (by ``scorer``, default its ranking one), cached until the
+    experiment gets new runs; ``with_plan`` counts its cells against those its stored file plans
+    (``Analysis.cells``), which expands the file."""
+    return _analysis(database_url(), name, score_kind, version(name), with_plan, scorer)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -115,36 +128,42 @@ def _planned(url: str, name: str, version: str) -> PlannedCells:
 Keep = tuple[tuple[str, tuple[str, ...]], ...]
 
 
-def _kept(url: str, name: str, score_kind: str, version: str, keep: Keep) -> pd.DataFrame:
-    frame = _runs_frame(url, name, score_kind, version)
+def _kept(url: str, name: str, score_kind: str, version: str, keep: Keep, scorer: str | None = None) -> pd.DataFrame:
+    frame = _runs_frame(url, name, score_kind, version, scorer)
     return keep_levels(frame, {axis: list(labels) for axis, labels in keep}) if keep else frame
 
 
 @st.cache_data(max_entries=16, show_spinner="Laying out the grid...")
 def _grid_plan(
-    url: str, name: str, score_kind: str, version: str, x: str, y: str, cell_px: int, keep: Keep = ()
+    url: str, name: str, score_kind: str, version: str, x: str, y: str, cell_px: int, keep: Keep = (), scorer: str | None = None
 ) -> tuple[GridPlan, int]:
-    shown, lost = without_lost_images(_kept(url, name, score_kind, version, keep))
+    shown, lost = without_lost_images(_kept(url, name, score_kind, version, keep, scorer))
     return plan_grid(shown, x, y, cell_size=cell_px), lost
 
 
-def grid_plan(name: str, x: str, y: str, cell_px: int, score_kind: str = "intent", keep: Keep = ()) -> tuple[GridPlan, int]:
+def grid_plan(
+    name: str, x: str, y: str, cell_px: int, score_kind: str = "intent", keep: Keep = (), scorer: str | None = None
+) -> tuple[GridPlan, int]:
     """``export.plan_grid`` of the experiment's runs, cells ``cell_px`` a side, with each run whose image
     file is gone shown as having no image; and how many those are. ``keep`` limits axes to some of
     their levels (``export.grid.keep_levels``). Cached until the experiment gets new runs, so paging
     through a big grid does not plan it again."""
-    return _grid_plan(database_url(), name, score_kind, version(name), x, y, cell_px, keep)
+    return _grid_plan(database_url(), name, score_kind, version(name), x, y, cell_px, keep, scorer)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _cell_scores(url: str, name: str, score_kind: str, version: str, x: str, y: str, keep: Keep) -> list[CellScores]:
-    return cell_scores(_kept(url, name, score_kind, version, keep), x, y)
+def _cell_scores(
+    url: str, name: str, score_kind: str, version: str, x: str, y: str, keep: Keep, scorer: str | None = None
+) -> list[CellScores]:
+    return cell_scores(_kept(url, name, score_kind, version, keep, scorer), x, y)
 
 
-def grid_cell_scores(name: str, x: str, y: str, score_kind: str = "intent", keep: Keep = ()) -> list[CellScores]:
+def grid_cell_scores(
+    name: str, x: str, y: str, score_kind: str = "intent", keep: Keep = (), scorer: str | None = None
+) -> list[CellScores]:
     """``export.grid.cell_scores`` of the cells ``grid_plan`` lays out: each cell's runs and its mean
     over seeds with the 95% interval; cached as ``grid_plan``."""
-    return _cell_scores(database_url(), name, score_kind, version(name), x, y, keep)
+    return _cell_scores(database_url(), name, score_kind, version(name), x, y, keep, scorer)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -342,6 +361,20 @@ _MARKDOWN_SPECIAL = str.maketrans({char: "\\" + char for char in "\\`*_{}[]()<>#
 def markdown_text(text: str) -> str:
     """``text`` escaped for ``st.markdown``, so a label such as "---", "*" or "1." shows as written."""
     return text.translate(_MARKDOWN_SPECIAL)
+
+
+def pick_score(name: str, key: str, label: str = "Score", where: Any = st) -> tuple[str, str | None]:
+    """The score kind (intent or prompt) and, where the experiment has several scorers, which one
+    ranks (its file's first by default): widgets keyed ``key``_kind and ``key``_scorer."""
+    left, right = where.columns(2)
+    kind = left.radio(label, SCORE_KINDS, horizontal=True, key=f"{key}_kind",
+                      help="intent: against what the image should show; prompt: against its own prompt")  # fmt: skip
+    found = scorers(name)
+    if len(found) < 2:
+        return kind, None
+    chosen = right.selectbox("Scorer", found, key=f"{key}_scorer", help="Which scorer ranks; the file's first by default.")
+    right.caption(scorer_traits(chosen).measures)
+    return kind, chosen
 
 
 def pick_experiment(key: str) -> str | None:

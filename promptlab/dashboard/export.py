@@ -10,28 +10,27 @@ from promptlab.dashboard import data, state
 from promptlab.errors import PromptlabError
 from promptlab.export import EXPORT_FILE_TYPES, EXPORT_FORMATS, export_rows, grid_axes, grid_image, zip_bytes
 from promptlab.paths import database_url
-from promptlab.store import SCORE_KINDS
 
 
 # Each cached call is keyed by the database, the experiment and its version, and reads the frame
 # through ``data.runs_frame`` (cached the same way), so new runs give new files.
 @st.cache_data(max_entries=8, show_spinner="Ranking the prompts...")
-def _export_texts(url: str, name: str, kind: str, version: str, top: int) -> dict[str, str]:
+def _export_texts(url: str, name: str, kind: str, scorer: str | None, version: str, top: int) -> dict[str, str]:
     """Every format's text from one ranking (the variants are ranked once, not once per format)."""
-    rows = export_rows(data.runs_frame(name, kind), top)
+    rows = export_rows(data.runs_frame(name, kind, scorer), top)
     return {fmt: writer(rows, name) for fmt, writer in EXPORT_FORMATS.items()}
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing the grid...")
-def _grid_png(url: str, name: str, kind: str, version: str, x: str, y: str) -> bytes:
+def _grid_png(url: str, name: str, kind: str, scorer: str | None, version: str, x: str, y: str) -> bytes:
     buffer = io.BytesIO()
-    grid_image(data.runs_frame(name, kind), x, y).save(buffer, format="PNG")
+    grid_image(data.runs_frame(name, kind, scorer), x, y).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 @st.cache_data(max_entries=4, show_spinner="Packing the zip...")
-def _zip_bytes(url: str, name: str, kind: str, version: str, top: int) -> bytes:
-    return zip_bytes(data.runs_frame(name, kind), top=top, experiment=name)
+def _zip_bytes(url: str, name: str, kind: str, scorer: str | None, version: str, top: int) -> bytes:
+    return zip_bytes(data.runs_frame(name, kind, scorer), top=top, experiment=name)
 
 
 def page() -> None:
@@ -40,10 +39,9 @@ def page() -> None:
     if name is None:
         return
     state.show_state(name)
-    left, right = st.columns(2)
-    top = left.number_input("Best prompts", min_value=1, max_value=100, value=5, key="export_top")
-    kind = right.radio("Rank by score", SCORE_KINDS, horizontal=True, key="export_score")
-    key = (database_url(), name, kind, data.version(name))
+    top = st.number_input("Best prompts", min_value=1, max_value=100, value=5, key="export_top")
+    kind, scorer = data.pick_score(name, "export", "Rank by score")
+    key = (database_url(), name, kind, scorer, data.version(name))
     try:
         st.subheader("Best prompts")
         columns = st.columns(4)
@@ -55,7 +53,7 @@ def page() -> None:
                 mime=file_type.mime, key=f"export_{fmt}",
             )  # fmt: skip
         st.subheader("X/Y grid")
-        axes = grid_axes(data.runs_frame(name, kind))
+        axes = grid_axes(data.runs_frame(name, kind, scorer))
         x_col, y_col = st.columns(2)
         x = x_col.selectbox("Columns (X)", axes, index=0, key="export_grid_x")
         y = y_col.selectbox("Rows (Y)", axes, index=min(1, len(axes) - 1), key="export_grid_y")

@@ -22,7 +22,6 @@ from promptlab.analysis import (
 )
 from promptlab.dashboard import data, judge
 from promptlab.errors import PromptlabError
-from promptlab.store import SCORE_KINDS
 
 ROW_PX = 40
 
@@ -32,11 +31,10 @@ def page() -> None:
     name = data.pick_experiment("insights_experiment")
     if name is None:
         return
-    kind = st.radio("Score", SCORE_KINDS, horizontal=True, key="insights_kind",
-                    help="intent: against what the image should show; prompt: against its own prompt")  # fmt: skip
+    kind, scorer = data.pick_score(name, "insights")
     try:
-        frame = data.runs_frame(name, kind)
-        result = data.analysis(name, kind, with_plan=True)
+        frame = data.runs_frame(name, kind, scorer)
+        result = data.analysis(name, kind, with_plan=True, scorer=scorer)
     except PromptlabError as error:
         data.show_error(error)
         return
@@ -44,6 +42,8 @@ def page() -> None:
         st.warning(f"{format_cells(result.cells)}: the numbers below are from the cells done so far.")
     elif result.cells is not None and result.cells.planned is not None:
         st.caption(format_cells(result.cells))
+    if result.scorer_note:
+        st.info(result.scorer_note)
     with st.expander("How to read this"):
         st.markdown(how_to_read(result))
     variants, effects = report_tables(result)
