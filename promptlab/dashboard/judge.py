@@ -56,7 +56,7 @@ def page() -> None:
     name = data.pick_experiment("judge_experiment")
     if name is None:
         return
-    voter = st.text_input("Voter", value=default_voter(), key="judge_voter", help="Your name on the votes you cast here.")
+    voter = st.text_input("Voter", value=default_voter(), key="judge_voter", help="Your name on the votes you cast here (by default the user the dashboard runs as).")
     voter = voter.strip() or default_voter()
     try:
         store = data.writable_store()
