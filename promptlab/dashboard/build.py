@@ -185,7 +185,7 @@ def _save(prompt, presets: list[str], negative: str, syntax: str) -> None:  # ty
     ).strip() or DRAFT_MODEL  # fmt: skip
     scorer = right.text_input(
         "Scorer", key="build_scorer", placeholder=draft_scorer(model),
-        help="Empty: the model's own (micro-clip for micro, clip for others).",
+        help="Empty: the model's own (micro-clip for micro, clip for others). Several, comma-separated: every image gets each score; the first ranks.",
     ).strip() or draft_scorer(model)  # fmt: skip
     default_name = experiment_name(prompt.subject)
     # Empty means "from the subject", so the name follows the subject until the user types one.
@@ -302,7 +302,8 @@ def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:
                                help="micro: built in, offline. Several separated by commas make an axis.")  # fmt: skip
     param_axes["model"] = [value.strip() for value in models.split(",") if value.strip()] or [DRAFT_MODEL]
     model = param_axes["model"][0]
-    scorer = right.text_input("Scorer", key="cmp_scorer", placeholder=draft_scorer(model)).strip() or draft_scorer(model)
+    scorer = right.text_input("Scorers", key="cmp_scorer", placeholder=draft_scorer(model),
+                              help="Several, comma-separated: every image gets each score; the first ranks.").strip() or draft_scorer(model)  # fmt: skip
     default_name = experiment_name(prompt.subject) + "-comparison"
     name = st.text_input("Comparison name (its experiment file and store name)", key="cmp_name", placeholder=default_name).strip() or default_name
     path = data.experiments_dir() / f"{name}.toml"

@@ -19,6 +19,8 @@ from promptlab.experiment import (
     default_scorer,
     parse_experiment,
     read_seeds,
+    scorer_keys,
+    scorer_text,
     to_toml,
 )
 from promptlab.paths import examples_dir
@@ -96,11 +98,12 @@ def _settings(raw: dict[str, Any], source: Path) -> tuple[dict[str, Any], bool]:
                                    value=model, key=f"{key}_model")  # fmt: skip
     task = raw.get("task", "txt2img")
     raw["task"] = middle.selectbox("Task", TASKS, index=TASKS.index(task) if task in TASKS else 0, key=f"{key}_task")
-    scorer = right.text_input("Scorer", value=raw.get("scorer", ""), placeholder=default_scorer([raw["model"]]),
-                              key=f"{key}_scorer", help="Empty: the model's own (micro-clip for micro, else clip).")  # fmt: skip
+    scorer = right.text_input("Scorers", value=scorer_text(raw), placeholder=default_scorer([raw["model"]]), key=f"{key}_scorer",
+                              help="Empty: the model's own (micro-clip for micro, else clip). Several, comma-separated: "
+                                   "every image gets each score; the first ranks.")  # fmt: skip
     raw.pop("scorer", None)
-    if scorer.strip():
-        raw["scorer"] = scorer.strip()
+    raw.pop("scorers", None)
+    raw |= scorer_keys(scorer)
     syntax = raw.get("syntax", "compel")
     raw["syntax"] = st.radio("Syntax of the subject and negative prompt", PROMPT_SYNTAXES, horizontal=True,
                              index=PROMPT_SYNTAXES.index(syntax) if syntax in PROMPT_SYNTAXES else 0,

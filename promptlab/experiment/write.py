@@ -114,7 +114,7 @@ def draft_experiment(
 
     ``model`` alone chooses the rest: micro (the default) is scored with micro-clip at 64x64, so the
     draft runs offline in seconds; another model gets ``draft_scorer(model)`` unless ``scorer`` is
-    given, and its pipeline's own size.
+    given (several, comma-separated, the ranking one first: ``scorer_keys``), and its pipeline's own size.
 
     An experiment orders categories, not single terms: where the prompt's categories are not in
     vocabulary order, an ``order`` axis of one level keeps them as they are (``order_terms`` makes
@@ -125,7 +125,7 @@ def draft_experiment(
         if term.category is None:
             raise ExperimentError(f"term {term.text!r} has no category; an experiment file lists terms by category")
         terms.setdefault(term.category, []).append(term_spec(term))
-    raw: dict[str, Any] = {"name": name, "model": model, "scorer": scorer or draft_scorer(model), "seeds": seeds}
+    raw: dict[str, Any] = {"name": name, "model": model, **scorer_keys(scorer or draft_scorer(model)), "seeds": seeds}
     if model in DRAFT_SIZES:
         raw["params"] = {"width": DRAFT_SIZES[model], "height": DRAFT_SIZES[model]}
     raw |= {
@@ -141,6 +141,26 @@ def draft_experiment(
     if list(terms) != [category for category in vocab.categories if category in terms]:
         raw["axes"] = {"order": [list(terms)]}
     return raw
+
+
+def scorer_keys(text: str) -> dict[str, Any]:
+    """An experiment file's scorer key(s) for ``text``: one name, or several comma-separated (the ranking one first).
+
+    >>> scorer_keys("micro-clip"), scorer_keys(" micro-clip, micro-judge "), scorer_keys("")
+    ({'scorer': 'micro-clip'}, {'scorers': ['micro-clip', 'micro-judge']}, {})
+    """
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return {} if not names else {"scorer": names[0]} if len(names) == 1 else {"scorers": names}
+
+
+def scorer_text(raw: Mapping[str, Any]) -> str:
+    """The scorer key(s) of a parsed experiment file as one line, as ``scorer_keys`` reads it back.
+
+    >>> scorer_text({"scorers": ["micro-clip", "micro-judge"]}), scorer_text({"scorer": "clip"}), scorer_text({})
+    ('micro-clip, micro-judge', 'clip', '')
+    """
+    found = raw.get("scorers") or ([raw["scorer"]] if raw.get("scorer") else [])
+    return ", ".join(str(name) for name in found)
 
 
 def draft_scorer(model: str) -> str:
