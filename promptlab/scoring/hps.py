@@ -11,7 +11,7 @@ The value only compares images scored against the **same** text, so variants are
 within one seed and prompt (``within_prompt``). Published weights: ``HPS_v2_compressed.pt`` and
 ``HPS_v2.1_compressed.pt`` in ``xswu/HPSv2`` (``hps`` names v2.1, which the authors recommend);
 a local copy: ``hps:/path/to/HPS_v2.1_compressed.pt`` (or a ``.safetensors`` of its state dict).
-Scored in float32 (the authors score under CUDA autocast, float16: values agree to about 1e-3).
+Scored in float32 (the authors score under CUDA autocast, in float16).
 """
 
 from __future__ import annotations
