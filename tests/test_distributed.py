@@ -2,8 +2,9 @@
 
 The slow tests start real launches of ``python -m promptlab run`` on the micro models, against
 SQLite and, where CI runs one, PostgreSQL: every cell recorded exactly once with its file, the
-pixels of a one-process run, a process killed with SIGKILL and the run completed by a rerun, and
-two launcher groups on loopback standing in for two machines.
+pixels of a one-process run, a process killed with SIGKILL and the run completed by the
+processes started again (or, without restarts, by a rerun), and two launcher groups on loopback
+standing in for two machines.
 """
 
 from __future__ import annotations
@@ -109,8 +110,11 @@ def test_the_launch_command_passes_accelerates_own_options() -> None:
     assert one[-4:] == ["-m", "promptlab", "run", "x.toml"] and "--machine_rank" not in one
     two = launch_command(["run", "x.toml"], Launch(4, machines=2, machine_rank=1, main_process_ip="10.0.0.1", main_process_port=29600))
     for option, value in [("--num_processes", "4"), ("--num_machines", "2"), ("--machine_rank", "1"),
-                          ("--main_process_ip", "10.0.0.1"), ("--main_process_port", "29600")]:  # fmt: skip
+                          ("--main_process_ip", "10.0.0.1"), ("--main_process_port", "29600"), ("--max_restarts", "1")]:  # fmt: skip
         assert two[two.index(option) + 1] == value
+    assert launch_command(["run", "x.toml"], Launch(2, restarts=0))[-6:-4] == ["--max_restarts", "0"]
+    with pytest.raises(PromptlabError, match="--restarts -1"):
+        launch_command(["run", "x.toml"], Launch(2, restarts=-1))
     with pytest.raises(PromptlabError, match="main machine's address"):
         launch_command(["run", "x.toml"], Launch(4, machines=2))
     with pytest.raises(PromptlabError, match="--processes 0"):
@@ -256,23 +260,45 @@ def launched(command: list[str], url: str, log: Path, **env: str) -> Iterator[su
 
 
 @pytest.mark.slow
-def test_a_process_killed_mid_run_loses_only_unfinished_cells_and_a_rerun_renders_exactly_those(
+def test_a_process_killed_mid_run_loses_only_unfinished_cells_and_the_others_finish_the_run(
     tmp_path: Path, store_url: str
 ) -> None:
     path = write_experiment(tmp_path, "killed", batch_size=1)
-    command = launch_command(["run", str(path)], Launch(2, main_process_port=distributed.free_port()))
+    command = launch_command(["run", str(path), "--format", "json"], Launch(2, main_process_port=distributed.free_port()))
     with launched(command, store_url, tmp_path / "launch.log") as launcher:
         victim = worker(launcher, rank=1)
         wait_for_runs(store_url, "killed", 2, launcher)
+        with open_store(store_url, read_only=True) as store:
+            at_kill = {(r.variant_key, r.seed): r.image_sha256 for r in store.list_runs(experiment="killed", limit=100)}
+        os.kill(victim, signal.SIGKILL)
+        # The launcher stops the other process and starts both again: they render what is missing.
+        assert launcher.wait(timeout=300) == 0, (tmp_path / "launch.log").read_text()[-3000:]
+    assert 2 <= len(at_kill) < 24, "the kill came too late to test anything"
+    after = recorded(store_url, "killed")
+    assert len(after) == 24
+    with open_store(store_url, read_only=True) as store:
+        kept = {(r.variant_key, r.seed): r.image_sha256 for r in store.list_runs(experiment="killed", limit=100)}
+    # What was recorded before the kill stays as it was: nothing is rendered twice.
+    assert all(kept[cell] == sha for cell, sha in at_kill.items())
+
+
+@pytest.mark.slow
+def test_without_restarts_a_kill_stops_the_launch_and_a_rerun_renders_exactly_what_is_missing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    path = write_experiment(tmp_path, "killed", batch_size=1)
+    command = launch_command(["run", str(path)], Launch(2, main_process_port=distributed.free_port(), restarts=0))
+    with launched(command, url, tmp_path / "launch.log") as launcher:
+        victim = worker(launcher, rank=1)
+        wait_for_runs(url, "killed", 2, launcher)
         os.kill(victim, signal.SIGKILL)
         assert launcher.wait(timeout=120) != 0
-    before = recorded(store_url, "killed")
+    before = recorded(url, "killed")
     assert 2 <= len(before) < 24, "the kill came too late to test anything"
-    rerun = run_cli(path, store_url, "--processes", "2")
+    rerun = run_cli(path, url, "--processes", "2")
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert summary["rendered"] == 24 - len(before) and summary["skipped"] == len(before)
-    after = recorded(store_url, "killed")
+    after = recorded(url, "killed")
     assert len(after) == 24 and all(after[key] == before[key] for key in before)
 
 

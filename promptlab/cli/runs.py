@@ -101,6 +101,7 @@ def run(
     experiment: Path = typer.Argument(..., help="An experiment TOML file (see examples/squirrel-styles.toml)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per pipeline call (default: the file's)."),
     processes: int = typer.Option(1, "--processes", help="Split the run between this many processes, started with accelerate launch: one per GPU, or CPU processes sharing the cores."),
+    restarts: int = typer.Option(1, "--restarts", help="With --processes: when a process dies, start them all again this many times to render what is missing (0: stop)."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Run an experiment: render, score and record every cell not yet in the store (resumable)."""
@@ -113,7 +114,7 @@ def run(
     if processes != 1 and not distributed.launched():
         args = [*(["--debug"] if OPTIONS.debug else []), "run", str(experiment), "--format", fmt.value]
         args += ["--batch-size", str(batch_size)] if batch_size else []
-        raise typer.Exit(distributed.launch_run(args, distributed.Launch(processes), show=_write_stderr))
+        raise typer.Exit(distributed.launch_run(args, distributed.Launch(processes, restarts=restarts), show=_write_stderr))
     spec = load_experiment(experiment)
     main = distributed.is_main_process()
     with open_store() as store, (_progress_bar(spec.name) if main else nullcontext()) as progress:

@@ -26,8 +26,12 @@ How it behaves:
 4. Only the main process reports progress, over every process's cells, read from the store.
 5. Processes on several machines need one store they all reach: PostgreSQL (``PROMPTLAB_DB``).
    A SQLite file is refused there: each machine would write a file of its own.
-6. accelerate's launcher stops every process when one dies; what was recorded stays, and running
-   the same command again renders exactly what is missing.
+6. When a process dies (kill -9, the out-of-memory killer, a lost machine), accelerate's launcher
+   stops the others (SIGTERM: each finishes writing the batch it rendered and gives its claims
+   back) and, ``Launch.restarts`` times (``--max_restarts``; ``promptlab run --restarts``), starts
+   them all again: they plan what is still missing and render it, so the command ends with every
+   cell recorded once. Past the restarts, what was recorded stays, and running the same command
+   again renders exactly what is missing.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class Launch:
     machine_rank: int = 0
     main_process_ip: str | None = None
     main_process_port: int | None = None
+    #: How many times the processes start again, together, after one of them died.
+    restarts: int = 1
 
 
 def launched() -> bool:
@@ -88,14 +94,17 @@ def launch_command(args: Sequence[str], launch: Launch) -> list[str]:
     process then finds its device itself (``run_distributed``).
 
     >>> launch_command(["run", "x.toml"], Launch(2))[4:]
-    ['--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'promptlab', 'run', 'x.toml']
+    ['--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '--max_restarts', '1', '-m', 'promptlab', 'run', 'x.toml']
     """
     if launch.processes < 1:
         raise PromptlabError(f"--processes {launch.processes}: give at least 1")
+    if launch.restarts < 0:
+        raise PromptlabError(f"--restarts {launch.restarts}: give 0 or more")
     if launch.machines > 1 and not launch.main_process_ip:
         raise PromptlabError(f"{launch.machines} machines: give the main machine's address (--main_process_ip)")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--quiet", "--multi_gpu", "--num_processes", str(launch.processes)]
     command += ["--num_machines", str(launch.machines), "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += ["--max_restarts", str(launch.restarts)]
     if launch.machines > 1:
         command += ["--machine_rank", str(launch.machine_rank), "--main_process_ip", str(launch.main_process_ip)]
     if launch.main_process_port is not None:
@@ -177,6 +186,14 @@ class LaunchOutput:
 
     def _line(self, line: str) -> None:
         text = line.strip("\r\n")
+        killed = _KILLED.search(text) if _NOISE.match(text) else None
+        if killed is not None:
+            rank, signal_ = killed.group(2), killed.group(1)
+            self._show_line(
+                f"process {rank} of the launch died ({_signal_name(signal_)}): the launcher stops the others, "
+                "and starts them all again to render what is missing while it has restarts left (--restarts)\n"
+            )
+            return
         if _NOISE.match(text) or (not text and self.report is None):
             return
         if re.fullmatch(r"={20,}", text):
@@ -207,13 +224,18 @@ class LaunchOutput:
         rank = next((m.group(1) for m in map(re.compile(r"\s*rank\s*:\s*(\d+)").match, cause) if m), "?")
         signal_ = next((m.group(1) for m in map(re.compile(r"\s*exitcode\s*:\s*-(\d+)").match, cause) if m), None)
         if signal_ is not None:
-            name = "SIGKILL: killed, by hand or by the kernel for want of memory" if signal_ == "9" else f"signal {signal_}"
             self._show_line(
-                f"error: process {rank} of the launch died ({name}), and the launcher stopped the others; "
+                f"error: process {rank} of the launch died ({_signal_name(signal_)}), and the launcher stopped the others; "
                 "what was recorded stays: run the same command again to render the rest\n"
             )
 
 
+def _signal_name(number: str) -> str:
+    return "SIGKILL: killed, by hand or by the kernel for want of memory" if number == "9" else f"signal {number}"
+
+
+# torch's agent log line for a process a signal ended: "failed (exitcode: -9) local_rank: 1 (pid: 123) of binary: ..."
+_KILLED = re.compile(r"failed \(exitcode: -(\d+)\) local_rank: (\d+)")
 # torch's launcher logs (glog's format), and libraries' warnings in logging's default format
 # (psycopg's "error ignored terminating ..." after a lost connection): the error line says it.
 _NOISE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ |(?:WARNING|INFO|DEBUG):[\w.]+:)")
@@ -278,7 +300,10 @@ def run_distributed(
     from accelerate.utils import gather_object
 
     started = time.perf_counter()
+    # 0. Stopped by the launcher (another process died), finish writing and give the claims back.
+    _exit_on_sigterm()
     # 1. This process's place and device; one store shared by every machine.
+    _join_process_group()
     state = PartialState(cpu=not _cuda_available())
     local = _env_int("LOCAL_WORLD_SIZE", state.num_processes)
     check_shared_store(store.url, machines=-(-state.num_processes // local))
@@ -305,6 +330,46 @@ def run_distributed(
     summaries: list[RunSummary] = gather_object([mine])
     _leave(state)
     return combine(plan, summaries, time.perf_counter() - started)
+
+
+def _join_process_group() -> None:
+    """Join the launch's process group, as accelerate would, but under a key prefix of this start's own.
+
+    The launcher's rendezvous store outlives a restart (torch's static rendezvous keeps one
+    TCPStore), so the processes started again would read the dead ones' gloo addresses and hang
+    connecting to them (measured: "Gloo connectFullMesh failed ... Connection refused"). Each
+    start (``TORCHELASTIC_RESTART_COUNT``) writes its keys apart; ``PartialState`` then finds the
+    group made and keeps it.
+    """
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized() or not launched():
+        return
+    rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    store, rank, world = next(dist.rendezvous("env://", rank, world, timeout=datetime.timedelta(minutes=30)))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, store=dist.PrefixStore(f"promptlab/start_{attempt}", store), rank=rank, world_size=world)
+
+
+def _exit_on_sigterm() -> None:
+    """Make the launcher's SIGTERM a ``SystemExit`` in this process's main thread, so that the runner's
+    ``finally`` blocks run: the batch being written is written and the process's claims go back at
+    once (a process killed outright leaves them until they lapse: at once on its machine, after
+    ``CLAIM_TTL_S`` on the others)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _leave(state: Any) -> None:
