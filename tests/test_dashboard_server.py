@@ -54,7 +54,8 @@ guidance_scale = [5.0, 7.5]
 
 #: Every page's URL path and the heading it shows; "" is the default page, "home" its name.
 PAGES = {"": "promptlab", "home": "promptlab", "build": "Build a prompt", "run": "Run an experiment",
-         "compare": "Compare", "insights": "Insights", "history": "History", "export": "Export"}  # fmt: skip
+         "search": "Search for a better prompt", "compare": "Compare", "judge": "Judge", "insights": "Insights",
+         "history": "History", "export": "Export"}  # fmt: skip
 #: What may not appear in the server's output.
 SERVER_TROUBLE = re.compile(r"Traceback|Error|Exception|ArrowInvalid|Serialization of dataframe")
 
@@ -203,7 +204,7 @@ ACTIONS = {"history": _open_a_run, "compare": _side_by_side, "insights": _score_
 def _run_pages_in_apptest() -> None:
     from streamlit.testing.v1 import AppTest
 
-    for name in ("home", "build", "run", "compare", "insights", "history", "export"):
+    for name in ("home", "build", "run", "search", "compare", "judge", "insights", "history", "export"):
         at = AppTest.from_string(f"from promptlab.dashboard import {name}\n{name}.page()", default_timeout=TIMEOUT_S)
         at.run()
         assert not at.exception, (name, [e.value for e in at.exception])

@@ -218,7 +218,7 @@ def test_a_hub_lora_not_on_this_machine_offline_names_the_download(monkeypatch: 
     from promptlab.render.engine import check_render
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError, match=r"LoRA 'nobody/no-such-lora' is not on this machine .*huggingface-cli download nobody/no-such-lora"):
+    with pytest.raises(ModelError, match=r"LoRA 'nobody/no-such-lora' is not on this machine .*hf download nobody/no-such-lora"):
         check_render(RenderParams(num_inference_steps=STEPS, loras=(parse_lora("nobody/no-such-lora"),)), "micro")
 
 

@@ -344,9 +344,11 @@ def score(
     if not images:
         raise ScoringError("nothing to score: give image files, or --experiment NAME")
     from promptlab.importer import image_prompt
-    from promptlab.scoring import score_files
+    from promptlab.scoring import score_files, scorer_traits
 
-    texts = [prompt if prompt is not None else image_prompt(path) for path in images]
+    # A scorer that reads no text (aesthetic) needs no prompt, recorded or given.
+    reads = scorer_traits(spec).reads_text
+    texts = [prompt if prompt is not None else image_prompt(path) if reads else "" for path in images]
     results = score_files(images, texts, load_scorer(spec))
     if fmt is OutputFormat.json:
         return emit_json([r.to_dict() for r in results])

@@ -277,7 +277,7 @@ def hub_lora_missing(hub_id: str, why: str) -> str:
     """The message for a hub LoRA that is not on this machine."""
     return (
         f"LoRA {hub_id!r} is not on this machine and could not be downloaded ({why}): download it once with "
-        f"network (`huggingface-cli download {hub_id}`), or give its .safetensors file, e.g. --lora ./{lora_name(hub_id)}.safetensors"
+        f"network (`hf download {hub_id}`), or give its .safetensors file, e.g. --lora ./{lora_name(hub_id)}.safetensors"
     )
 
 

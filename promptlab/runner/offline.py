@@ -54,7 +54,7 @@ def check_model_offline(model: str) -> None:
         return
     raise ModelError(
         f"model {model!r} is not on this machine (not in the Hugging Face cache, and HF_HUB_OFFLINE=1 keeps "
-        f"the network off): download it once with network (`huggingface-cli download {model}`), or use "
+        f"the network off): download it once with network (`hf download {model}`), or use "
         f'model = "{OFFLINE_MODEL}" (built in), a local diffusers folder or a .safetensors file'
     )
 
