@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptlab.errors import ScoringError
 from promptlab.hashing import file_sha256
-from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ImageScores, Score, ScorerInfo
+from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ScorerInfo
+from promptlab.scoring.paired import TextImageScorer
 from promptlab.scoring.published import HPS_MODEL, HPS_PRETRAINED_CFG, PUBLISHED, hub_file, local_weights, read_state_dict
 from promptlab.scoring.spec import ScorerSpec
 
@@ -67,7 +68,7 @@ def load_hps_model(path: Path, spec: str, device: str, architecture: str = HPS_M
     return model.to(device).eval()
 
 
-class HpsScorer:
+class HpsScorer(TextImageScorer):
     """HPS v2/v2.1: cosine of the fine-tuned OpenCLIP image and text embeddings."""
 
     reads_text: ClassVar[bool] = True
@@ -93,19 +94,6 @@ class HpsScorer:
         self.batch_size = batch_size
         self.info = ScorerInfo(spec.name, spec.model, weights, weights_sha256, device, self.tokenizer.context_length)
 
-    def _check(self, images: Sequence[Image], texts: Sequence[str], batch_size: int) -> None:
-        from PIL.Image import Image as PILImage
-
-        if len(images) != len(texts):
-            raise ScoringError(f"score: {len(images)} images but {len(texts)} texts; give one text per image")
-        if batch_size < 1:
-            raise ScoringError(f"batch_size {batch_size}: expected at least 1")
-        for index, (image, text) in enumerate(zip(images, texts)):
-            if not isinstance(image, PILImage):
-                raise ScoringError(f"image {index}: expected a PIL image, got {type(image).__name__}")
-            if not isinstance(text, str):
-                raise ScoringError(f"text {index}: expected a string, got {type(text).__name__}")
-
     def embed_images(self, images: Sequence[Image]) -> torch.Tensor:
         """Unit-norm image embeddings of one batch, through HPS's validation transform."""
         import torch
@@ -122,39 +110,9 @@ class HpsScorer:
         rows = {text: index for index, text in enumerate(distinct)}
         return features[torch.tensor([rows[t] for t in texts], device=features.device)]
 
-    def score(self, images: Sequence[Image], texts: Sequence[str], batch_size: int | None = None) -> list[Score]:
-        """Each image's HPS against its text (one text per image)."""
-        return [pair.intent for pair in self.score_pairs(images, texts, texts, batch_size)]
-
-    def score_pairs(
-        self, images: Sequence[Image], intents: Sequence[str], prompts: Sequence[str], batch_size: int | None = None
-    ) -> list[ImageScores]:
-        """Each image against its intent and its own prompt; each image encoded once."""
-        import torch
-
-        if not len(images) == len(intents) == len(prompts):
-            raise ScoringError(
-                f"score_pairs: {len(images)} images, {len(intents)} intents and {len(prompts)} prompts; "
-                "give one intent and one prompt per image"
-            )
-        size = self.batch_size if batch_size is None else batch_size
-        self._check(images, intents, size)
-        self._check(images, prompts, size)
-        i, out = self.info, []
-        with torch.inference_mode():
-            for start in range(0, len(images), size):
-                emb = self.embed_images(images[start : start + size])
-                chunk_a, chunk_b = intents[start : start + size], prompts[start : start + size]
-                a = (emb * self.embed_texts(chunk_a)).sum(dim=-1).tolist()
-                b = (emb * self.embed_texts(chunk_b)).sum(dim=-1).tolist()
-                for value_a, value_b, text_a, text_b in zip(a, b, chunk_a, chunk_b):
-                    out.append(
-                        ImageScores(
-                            Score(value_a, text_a, i.scorer, i.model, i.pretrained, i.weights_sha256),
-                            Score(value_b, text_b, i.scorer, i.model, i.pretrained, i.weights_sha256),
-                        )
-                    )
-        return out
+    def values(self, embedded: torch.Tensor, texts: Sequence[str]) -> list[float]:
+        """HPS: the plain cosine of each unit-norm image embedding with its text's."""
+        return (embedded * self.embed_texts(texts)).sum(dim=-1).tolist()
 
 
 def load_hps(spec: ScorerSpec, device: str) -> HpsScorer:

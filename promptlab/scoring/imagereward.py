@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from promptlab.errors import ScoringError
 from promptlab.hashing import file_sha256
 from promptlab.scoring.aesthetic import aesthetic_head
-from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ImageScores, Score, ScorerInfo
+from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ScorerInfo
+from promptlab.scoring.paired import TextImageScorer
 from promptlab.scoring.published import (
     IMAGEREWARD_TOKENIZER,
     PUBLISHED,
@@ -165,7 +166,7 @@ def load_parts(path: Path, med_config: Path, spec: str, vision: dict[str, Any] |
     return parts
 
 
-class ImageRewardScorer:
+class ImageRewardScorer(TextImageScorer):
     """ImageReward: BLIP's image-grounded text encoding of the prompt, scored by an MLP and normalised."""
 
     reads_text: ClassVar[bool] = True
@@ -195,19 +196,6 @@ class ImageRewardScorer:
         ])
         self.info = ScorerInfo(spec.name, spec.model, weights, weights_sha256, device, MAX_LENGTH)
 
-    def _check(self, images: Sequence[Image], texts: Sequence[str], batch_size: int) -> None:
-        from PIL.Image import Image as PILImage
-
-        if len(images) != len(texts):
-            raise ScoringError(f"score: {len(images)} images but {len(texts)} texts; give one text per image")
-        if batch_size < 1:
-            raise ScoringError(f"batch_size {batch_size}: expected at least 1")
-        for index, (image, text) in enumerate(zip(images, texts)):
-            if not isinstance(image, PILImage):
-                raise ScoringError(f"image {index}: expected a PIL image, got {type(image).__name__}")
-            if not isinstance(text, str):
-                raise ScoringError(f"text {index}: expected a string, got {type(text).__name__}")
-
     def embed_images(self, images: Sequence[Image]) -> torch.Tensor:
         """BLIP's image tokens for one batch (all of them: the text encoder attends to each)."""
         import torch
@@ -215,7 +203,7 @@ class ImageRewardScorer:
         pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device)
         return self.vision(pixel_values=pixels).last_hidden_state
 
-    def rewards(self, image_tokens: torch.Tensor, texts: Sequence[str]) -> list[float]:
+    def values(self, image_tokens: torch.Tensor, texts: Sequence[str]) -> list[float]:
         """The normalised reward of each image (its tokens) for its text."""
         import torch
 
@@ -231,40 +219,6 @@ class ImageRewardScorer:
             is_decoder=False,
         ).last_hidden_state
         return ((self.head(states[:, 0, :].float()).squeeze(-1) - MEAN) / STD).tolist()
-
-    def score(self, images: Sequence[Image], texts: Sequence[str], batch_size: int | None = None) -> list[Score]:
-        """Each image's ImageReward for its text (one text per image)."""
-        return [pair.intent for pair in self.score_pairs(images, texts, texts, batch_size)]
-
-    def score_pairs(
-        self, images: Sequence[Image], intents: Sequence[str], prompts: Sequence[str], batch_size: int | None = None
-    ) -> list[ImageScores]:
-        """Each image against its intent and its own prompt; each image encoded once."""
-        import torch
-
-        if not len(images) == len(intents) == len(prompts):
-            raise ScoringError(
-                f"score_pairs: {len(images)} images, {len(intents)} intents and {len(prompts)} prompts; "
-                "give one intent and one prompt per image"
-            )
-        size = self.batch_size if batch_size is None else batch_size
-        self._check(images, intents, size)
-        self._check(images, prompts, size)
-        i, out = self.info, []
-        with torch.inference_mode():
-            for start in range(0, len(images), size):
-                image_tokens = self.embed_images(images[start : start + size])
-                chunk_a, chunk_b = intents[start : start + size], prompts[start : start + size]
-                a = self.rewards(image_tokens, chunk_a)
-                b = a if chunk_a == chunk_b else self.rewards(image_tokens, chunk_b)
-                for value_a, value_b, text_a, text_b in zip(a, b, chunk_a, chunk_b):
-                    out.append(
-                        ImageScores(
-                            Score(value_a, text_a, i.scorer, i.model, i.pretrained, i.weights_sha256),
-                            Score(value_b, text_b, i.scorer, i.model, i.pretrained, i.weights_sha256),
-                        )
-                    )
-        return out
 
 
 def load_imagereward(spec: ScorerSpec, device: str, vision: dict[str, Any] | None = None) -> ImageRewardScorer:

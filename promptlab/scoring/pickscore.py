@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptlab.errors import ScoringError
-from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ImageScores, Score, ScorerInfo
+from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ScorerInfo
+from promptlab.scoring.paired import TextImageScorer
 from promptlab.scoring.published import PICKSCORE_PROCESSOR, PICKSCORE_PROCESSOR_FILES, PUBLISHED, hub_folder, local_weights
 from promptlab.scoring.spec import ScorerSpec
 
@@ -44,7 +45,7 @@ def has_own_processor(folder: Path) -> bool:
 MAX_LENGTH = 77
 
 
-class PickScoreScorer:
+class PickScoreScorer(TextImageScorer):
     """PickScore: the model's logit scale times the cosine of image and text embeddings."""
 
     reads_text: ClassVar[bool] = True
@@ -60,19 +61,6 @@ class PickScoreScorer:
         self.device = device
         self.batch_size = batch_size
         self.info = ScorerInfo(spec.name, spec.model, weights, None, device, MAX_LENGTH)
-
-    def _check(self, images: Sequence[Image], texts: Sequence[str], batch_size: int) -> None:
-        from PIL.Image import Image as PILImage
-
-        if len(images) != len(texts):
-            raise ScoringError(f"score: {len(images)} images but {len(texts)} texts; give one text per image")
-        if batch_size < 1:
-            raise ScoringError(f"batch_size {batch_size}: expected at least 1")
-        for index, (image, text) in enumerate(zip(images, texts)):
-            if not isinstance(image, PILImage):
-                raise ScoringError(f"image {index}: expected a PIL image, got {type(image).__name__}")
-            if not isinstance(text, str):
-                raise ScoringError(f"text {index}: expected a string, got {type(text).__name__}")
 
     def embed_images(self, images: Sequence[Image]) -> torch.Tensor:
         """Unit-norm image embeddings of one batch, preprocessed by the processor."""
@@ -95,42 +83,10 @@ class PickScoreScorer:
         rows = {text: index for index, text in enumerate(distinct)}
         return features[torch.tensor([rows[t] for t in texts], device=features.device)]
 
-    def _values(self, image_emb: torch.Tensor, texts: Sequence[str]) -> list[float]:
+    def values(self, image_emb: torch.Tensor, texts: Sequence[str]) -> list[float]:
+        """PickScore: ``logit_scale.exp() * cos`` of each image embedding with its text's."""
         scale = self.model.logit_scale.exp().float()
         return (scale * (image_emb * self.embed_texts(texts)).sum(dim=-1)).tolist()
-
-    def score(self, images: Sequence[Image], texts: Sequence[str], batch_size: int | None = None) -> list[Score]:
-        """Each image's PickScore against its text (one text per image)."""
-        return [pair.intent for pair in self.score_pairs(images, texts, texts, batch_size)]
-
-    def score_pairs(
-        self, images: Sequence[Image], intents: Sequence[str], prompts: Sequence[str], batch_size: int | None = None
-    ) -> list[ImageScores]:
-        """Each image against its intent and its own prompt; each image encoded once."""
-        import torch
-
-        if not len(images) == len(intents) == len(prompts):
-            raise ScoringError(
-                f"score_pairs: {len(images)} images, {len(intents)} intents and {len(prompts)} prompts; "
-                "give one intent and one prompt per image"
-            )
-        size = self.batch_size if batch_size is None else batch_size
-        self._check(images, intents, size)
-        self._check(images, prompts, size)
-        i, out = self.info, []
-        with torch.inference_mode():
-            for start in range(0, len(images), size):
-                emb = self.embed_images(images[start : start + size])
-                a = self._values(emb, intents[start : start + size])
-                b = self._values(emb, prompts[start : start + size])
-                for value_a, value_b, text_a, text_b in zip(a, b, intents[start : start + size], prompts[start : start + size]):
-                    out.append(
-                        ImageScores(
-                            Score(value_a, text_a, i.scorer, i.model, i.pretrained, None),
-                            Score(value_b, text_b, i.scorer, i.model, i.pretrained, None),
-                        )
-                    )
-        return out
 
 
 def load_pickscore(spec: ScorerSpec, device: str) -> PickScoreScorer:
