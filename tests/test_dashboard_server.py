@@ -182,13 +182,23 @@ def _open_a_run(page) -> None:  # type: ignore[no-untyped-def]
 
 
 def _side_by_side(page) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect
 
     for run in ("#1 ", "#2 "):
         # Streamlit's multiselect lists its options once something is typed into it.
         page.get_by_test_id("stMultiSelect").filter(has_text="Pick 2 to 4 runs").locator("input").click()
         page.keyboard.type(run)
-        page.get_by_role("option", name=re.compile(f"^{run}")).first.click()
+        option = page.get_by_role("option", name=re.compile(f"^{run}")).first
+        # Under load the list can redraw under a click for long (CI: "element was detached from the DOM"
+        # for 30 s): a few shorter tries.
+        for attempt in range(3):
+            try:
+                option.click(timeout=TIMEOUT_S * 1000 // 3)
+                break
+            except PlaywrightTimeoutError:
+                if attempt == 2:
+                    raise
         page.keyboard.press("Escape")
     expect(page.get_by_text("Highlighted: the terms and parameters that differ.")).to_be_visible(timeout=TIMEOUT_S * 1000)
 

@@ -110,8 +110,10 @@ def test_the_launch_command_passes_accelerates_own_options() -> None:
     assert one[-4:] == ["-m", "promptlab", "run", "x.toml"] and "--machine_rank" not in one
     two = launch_command(["run", "x.toml"], Launch(4, machines=2, machine_rank=1, main_process_ip="10.0.0.1", main_process_port=29600))
     for option, value in [("--num_processes", "4"), ("--num_machines", "2"), ("--machine_rank", "1"),
-                          ("--main_process_ip", "10.0.0.1"), ("--main_process_port", "29600"), ("--max_restarts", "1")]:  # fmt: skip
+                          ("--main_process_ip", "10.0.0.1"), ("--main_process_port", "29600"), ("--max_restarts", "0")]:  # fmt: skip
         assert two[two.index(option) + 1] == value
+    # Once on one machine by default; never across machines, where static rendezvous restarts one machine alone.
+    assert one[one.index("--max_restarts") + 1] == "1"
     assert launch_command(["run", "x.toml"], Launch(2, restarts=0))[-6:-4] == ["--max_restarts", "0"]
     with pytest.raises(PromptlabError, match="--restarts -1"):
         launch_command(["run", "x.toml"], Launch(2, restarts=-1))

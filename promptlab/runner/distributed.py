@@ -26,12 +26,14 @@ How it behaves:
 4. Only the main process reports progress, over every process's cells, read from the store.
 5. Processes on several machines need one store they all reach: PostgreSQL (``PROMPTLAB_DB``).
    A SQLite file is refused there: each machine would write a file of its own.
-6. When a process dies (kill -9, the out-of-memory killer, a lost machine), accelerate's launcher
-   stops the others (SIGTERM: each finishes writing the batch it rendered and gives its claims
-   back) and, ``Launch.restarts`` times (``--max_restarts``; ``promptlab run --restarts``), starts
-   them all again: they plan what is still missing and render it, so the command ends with every
-   cell recorded once. Past the restarts, what was recorded stays, and running the same command
-   again renders exactly what is missing.
+6. When a process dies (kill -9, the out-of-memory killer), accelerate's launcher stops the
+   others on its machine (SIGTERM: each finishes writing the batch it rendered and gives its
+   claims back) and, ``Launch.restarts`` times (``--max_restarts``; ``promptlab run --restarts``;
+   by default once on one machine and never across machines, where torch's static rendezvous
+   would start one machine's processes again alone), starts them all again: they plan what is
+   still missing and render it, so the command ends with every cell recorded once. Past the
+   restarts, what was recorded stays, and running the same command again renders exactly what
+   is missing.
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ class Launch:
     machine_rank: int = 0
     main_process_ip: str | None = None
     main_process_port: int | None = None
-    #: How many times the processes start again, together, after one of them died.
-    restarts: int = 1
+    #: How many times the processes start again, together, after one of them died; by default once
+    #: on one machine, never across machines (torch's static rendezvous restarts one machine's alone).
+    restarts: int | None = None
 
 
 def launched() -> bool:
@@ -98,13 +101,14 @@ def launch_command(args: Sequence[str], launch: Launch) -> list[str]:
     """
     if launch.processes < 1:
         raise PromptlabError(f"--processes {launch.processes}: give at least 1")
-    if launch.restarts < 0:
-        raise PromptlabError(f"--restarts {launch.restarts}: give 0 or more")
+    restarts = launch.restarts if launch.restarts is not None else (1 if launch.machines == 1 else 0)
+    if restarts < 0:
+        raise PromptlabError(f"--restarts {restarts}: give 0 or more")
     if launch.machines > 1 and not launch.main_process_ip:
         raise PromptlabError(f"{launch.machines} machines: give the main machine's address (--main_process_ip)")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--quiet", "--multi_gpu", "--num_processes", str(launch.processes)]
     command += ["--num_machines", str(launch.machines), "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--max_restarts", str(launch.restarts)]
+    command += ["--max_restarts", str(restarts)]
     if launch.machines > 1:
         command += ["--machine_rank", str(launch.machine_rank), "--main_process_ip", str(launch.main_process_ip)]
     if launch.main_process_port is not None:
@@ -338,15 +342,16 @@ def _join_process_group() -> None:
     The launcher's rendezvous store outlives a restart (torch's static rendezvous keeps one
     TCPStore), so the processes started again would read the dead ones' gloo addresses and hang
     connecting to them (measured: "Gloo connectFullMesh failed ... Connection refused"). Each
-    start (``TORCHELASTIC_RESTART_COUNT``) writes its keys apart; ``PartialState`` then finds the
-    group made and keeps it.
+    start after a restart (``TORCHELASTIC_RESTART_COUNT`` > 0) writes its keys apart;
+    ``PartialState`` then finds the group made and keeps it. A first start is left to accelerate.
     """
     import datetime
 
     import torch
     import torch.distributed as dist
 
-    if dist.is_initialized() or not launched():
+    # A first start joins as accelerate does; only a start after a restart needs keys of its own.
+    if dist.is_initialized() or not launched() or os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") in ("", "0"):
         return
     rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
     store, rank, world = next(dist.rendezvous("env://", rank, world, timeout=datetime.timedelta(minutes=30)))
