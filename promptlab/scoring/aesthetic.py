@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from promptlab.errors import ScoringError
 from promptlab.hashing import file_sha256
-from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ImageScores, Score, ScorerInfo, LoadedClip, load_clip
+from promptlab.scoring.checks import check_images, check_pairs, check_texts
+from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ImageScores, LoadedClip, Score, ScorerInfo, load_clip
 from promptlab.scoring.published import (
     AESTHETIC_CLIP,
     PUBLISHED,
@@ -106,21 +107,12 @@ class AestheticScorer:
         # The text is never read, so the context length is 0, like the micro judge's.
         self.info = ScorerInfo(spec.name, spec.model, weights, weights_sha256, device, 0)
 
-    def _check(self, images: Sequence[Image], batch_size: int) -> None:
-        from PIL.Image import Image as PILImage
-
-        if batch_size < 1:
-            raise ScoringError(f"batch_size {batch_size}: expected at least 1")
-        for index, image in enumerate(images):
-            if not isinstance(image, PILImage):
-                raise ScoringError(f"image {index}: expected a PIL image, got {type(image).__name__}")
-
     def predict(self, images: Sequence[Image], batch_size: int | None = None) -> list[float]:
         """Each image's predicted aesthetic rating (about 1..10)."""
         import torch
 
         size = self.batch_size if batch_size is None else batch_size
-        self._check(images, size)
+        check_images(images, size)
         values: list[float] = []
         with torch.inference_mode():
             for start in range(0, len(images), size):
@@ -134,8 +126,7 @@ class AestheticScorer:
 
     def score(self, images: Sequence[Image], texts: Sequence[str], batch_size: int | None = None) -> list[Score]:
         """Each image's aesthetic rating; ``texts`` (one per image) are checked but not read."""
-        if len(images) != len(texts):
-            raise ScoringError(f"score: {len(images)} images but {len(texts)} texts; give one text per image")
+        check_texts(images, texts)
         i = self.info
         return [Score(v, "", i.scorer, i.model, i.pretrained, i.weights_sha256) for v in self.predict(images, batch_size)]
 
@@ -143,11 +134,7 @@ class AestheticScorer:
         self, images: Sequence[Image], intents: Sequence[str], prompts: Sequence[str], batch_size: int | None = None
     ) -> list[ImageScores]:
         """The same rating twice per image (intent and prompt): the predictor does not read text."""
-        if not len(images) == len(intents) == len(prompts):
-            raise ScoringError(
-                f"score_pairs: {len(images)} images, {len(intents)} intents and {len(prompts)} prompts; "
-                "give one intent and one prompt per image"
-            )
+        check_pairs(images, intents, prompts)
         scores = self.score(images, [""] * len(images), batch_size)
         return [ImageScores(score, score) for score in scores]
 

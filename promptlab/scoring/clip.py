@@ -13,6 +13,7 @@ from promptlab.builtin import builtin_clip_dir
 from promptlab.errors import ScoringError
 from promptlab.hashing import file_sha256
 from promptlab.scoring.builtin_clip import BUILTIN_CLIP_MODELS, builtin_clip_weights, register_builtin_clip
+from promptlab.scoring.checks import check_images, check_pairs, check_texts
 from promptlab.scoring.spec import ScorerSpec
 
 if TYPE_CHECKING:
@@ -127,21 +128,12 @@ class ClipScorer:
         self._texts: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _check_images(self, images: Sequence[Image], batch_size: int) -> None:
-        from PIL.Image import Image as PILImage
-
-        if batch_size < 1:
-            raise ScoringError(f"batch_size {batch_size}: expected at least 1")
-        for index, image in enumerate(images):
-            if not isinstance(image, PILImage):
-                raise ScoringError(f"image {index}: expected a PIL image, got {type(image).__name__}")
-
     def embed_images(self, images: Sequence[Image], batch_size: int | None = None) -> torch.Tensor:
         """L2-normalised image embeddings, preprocessed and encoded in batches on the model's device."""
         import torch
 
         size = self.batch_size if batch_size is None else batch_size
-        self._check_images(images, size)
+        check_images(images, size)
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), size):
@@ -190,8 +182,7 @@ class ClipScorer:
 
     def score(self, images: Sequence[Image], texts: Sequence[str], batch_size: int | None = None) -> list[Score]:
         """CLIPScore of each image against its text (one text per image), each in 0..100."""
-        if len(images) != len(texts):
-            raise ScoringError(f"score: {len(images)} images but {len(texts)} texts; give one text per image")
+        check_texts(images, texts)
         if not images:
             return []
         return self._scores(self.embed_images(images, batch_size), texts)
@@ -200,11 +191,7 @@ class ClipScorer:
         self, images: Sequence[Image], intents: Sequence[str], prompts: Sequence[str], batch_size: int | None = None
     ) -> list[ImageScores]:
         """Each image against its intent (rank by this) and its own plain-text prompt; images encoded once."""
-        if not len(images) == len(intents) == len(prompts):
-            raise ScoringError(
-                f"score_pairs: {len(images)} images, {len(intents)} intents and {len(prompts)} prompts; "
-                "give one intent and one prompt per image"
-            )
+        check_pairs(images, intents, prompts)
         if not images:
             return []
         image_emb = self.embed_images(images, batch_size)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from promptlab.errors import ScoringError
 from promptlab.micro.world import caption_attributes, color_match, judge
+from promptlab.scoring.checks import check_inputs, check_pairs
 from promptlab.scoring.clip import DEFAULT_BATCH_SIZE, ImageScores, Score, ScorerInfo
 from promptlab.scoring.spec import ScorerSpec
 
@@ -83,22 +84,9 @@ class MicroJudgeScorer:
         # The judge has no weights and no context: it reads every word of any caption.
         self.info = ScorerInfo(spec.name, spec.model, None, None, device, 0)
 
-    def _check(self, images: Sequence[Image], texts: Sequence[str], batch_size: int | None) -> None:
-        from PIL.Image import Image as PILImage
-
-        if len(images) != len(texts):
-            raise ScoringError(f"score: {len(images)} images but {len(texts)} texts; give one text per image")
-        if batch_size is not None and batch_size < 1:
-            raise ScoringError(f"batch_size {batch_size}: expected at least 1")
-        for index, (image, text) in enumerate(zip(images, texts)):
-            if not isinstance(image, PILImage):
-                raise ScoringError(f"image {index}: expected a PIL image, got {type(image).__name__}")
-            if not isinstance(text, str):
-                raise ScoringError(f"text {index}: expected a string, got {type(text).__name__}")
-
     def score(self, images: Sequence[Image], texts: Sequence[str], batch_size: int | None = None) -> list[Score]:
         """Each image's judge score against its text (one text per image), each in 0..100."""
-        self._check(images, texts, batch_size)
+        check_inputs(images, texts, batch_size)
         i = self.info
         return [Score(judge_score(image, text).value, text, i.scorer, i.model, None, None) for image, text in zip(images, texts)]
 
@@ -106,11 +94,7 @@ class MicroJudgeScorer:
         self, images: Sequence[Image], intents: Sequence[str], prompts: Sequence[str], batch_size: int | None = None
     ) -> list[ImageScores]:
         """Each image against its intent (rank by this) and its own plain-text prompt."""
-        if not len(images) == len(intents) == len(prompts):
-            raise ScoringError(
-                f"score_pairs: {len(images)} images, {len(intents)} intents and {len(prompts)} prompts; "
-                "give one intent and one prompt per image"
-            )
+        check_pairs(images, intents, prompts)
         return [
             ImageScores(a, b)
             for a, b in zip(self.score(images, intents, batch_size), self.score(images, prompts, batch_size))

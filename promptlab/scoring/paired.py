@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptlab.errors import ScoringError
+from promptlab.scoring.checks import check_inputs, check_pairs
 from promptlab.scoring.clip import ImageScores, Score, ScorerInfo
 
 if TYPE_CHECKING:
@@ -36,19 +36,6 @@ class TextImageScorer:
         """The scores of one embedded batch, each image against its text."""
         raise NotImplementedError
 
-    def _check(self, images: Sequence[Image], texts: Sequence[str], batch_size: int) -> None:
-        from PIL.Image import Image as PILImage
-
-        if len(images) != len(texts):
-            raise ScoringError(f"score: {len(images)} images but {len(texts)} texts; give one text per image")
-        if batch_size < 1:
-            raise ScoringError(f"batch_size {batch_size}: expected at least 1")
-        for index, (image, text) in enumerate(zip(images, texts)):
-            if not isinstance(image, PILImage):
-                raise ScoringError(f"image {index}: expected a PIL image, got {type(image).__name__}")
-            if not isinstance(text, str):
-                raise ScoringError(f"text {index}: expected a string, got {type(text).__name__}")
-
     def score(self, images: Sequence[Image], texts: Sequence[str], batch_size: int | None = None) -> list[Score]:
         """Each image's score against its text (one text per image)."""
         return [pair.intent for pair in self.score_pairs(images, texts, texts, batch_size)]
@@ -59,14 +46,10 @@ class TextImageScorer:
         """Each image against its intent and its own prompt; each image encoded once."""
         import torch
 
-        if not len(images) == len(intents) == len(prompts):
-            raise ScoringError(
-                f"score_pairs: {len(images)} images, {len(intents)} intents and {len(prompts)} prompts; "
-                "give one intent and one prompt per image"
-            )
+        check_pairs(images, intents, prompts)
         size = self.batch_size if batch_size is None else batch_size
-        self._check(images, intents, size)
-        self._check(images, prompts, size)
+        check_inputs(images, intents, size)
+        check_inputs(images, prompts, size)
         i, out = self.info, []
         with torch.inference_mode():
             for start in range(0, len(images), size):
