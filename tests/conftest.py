@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +65,38 @@ def postgres_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def _served_dashboard(home: Path, log: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The dashboard (``promptlab dashboard``'s command) on a free port over ``home``, its output in ``log``;
+    its URL once it answers, and its process; stopped afterwards."""
+    from promptlab.dashboard import APP_PATH, dashboard_command
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with log.open("wb") as out:
+        process = subprocess.Popen(dashboard_command(port), cwd=APP_PATH.parent, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PROMPTLAB_HOME": str(home), **env})  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise RuntimeError(f"streamlit did not start: {log.read_text()}") from None
+                    time.sleep(0.5)
+            yield url, process
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+@pytest.fixture
+def serve_dashboard() -> Callable[..., Any]:
+    """``serve_dashboard(home, log, **env)``: a context manager serving the dashboard (``_served_dashboard``)."""
+    return _served_dashboard

@@ -3,17 +3,13 @@ by Playwright with Debian's Chromium; screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from promptlab.dashboard import APP_PATH, dashboard_command
 from test_dashboard import filled, filled_home  # noqa: F401 - the shared filled-store fixtures
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,26 +27,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def dashboard_url(filled: Path):  # type: ignore[no-untyped-def]
-    port = free_port()
-    env = {**os.environ, "PROMPTLAB_HOME": str(filled)}
-    process = subprocess.Popen(dashboard_command(port), cwd=APP_PATH.parent, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"streamlit did not start: {process.stdout.read().decode() if process.poll() is not None else 'timeout'}")
-                time.sleep(0.5)
+def dashboard_url(filled: Path, serve_dashboard: Any):  # type: ignore[no-untyped-def]
+    with serve_dashboard(filled, filled.parent / "streamlit.log") as (url, _):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @pytest.mark.slow

@@ -192,36 +192,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @pytest.fixture
-def judge_url(judged: dict[tuple[str, int], int], promptlab_home: Path) -> Any:
-    import os
-    import socket
-    import subprocess
-    import time
-    import urllib.request
-
-    from promptlab.dashboard import APP_PATH, dashboard_command
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "PROMPTLAB_HOME": str(promptlab_home)}
-    process = subprocess.Popen(dashboard_command(port), cwd=APP_PATH.parent, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("streamlit did not start") from None
-                time.sleep(0.5)
+def judge_url(judged: dict[tuple[str, int], int], promptlab_home: Path, serve_dashboard: Any) -> Any:
+    with serve_dashboard(promptlab_home, promptlab_home.parent / "judge-streamlit.log") as (url, _):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @pytest.mark.slow

@@ -4,17 +4,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, free_port
+from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 
-from promptlab.dashboard import APP_PATH, dashboard_command
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -25,28 +22,11 @@ pytestmark = [
 
 
 @pytest.fixture
-def served(promptlab_home: Path, promptlab_cache: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+def served(promptlab_home: Path, promptlab_cache: Path, serve_dashboard: Any) -> Iterator[tuple[str, subprocess.Popen]]:
     """The dashboard on a free port, over an empty PROMPTLAB_HOME; its log is checked after the walk."""
-    port = free_port()
-    env = {**os.environ, "PROMPTLAB_HOME": str(promptlab_home), "PROMPTLAB_CACHE": str(promptlab_cache)}
     log = promptlab_home.parent / "streamlit.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(dashboard_command(port), cwd=APP_PATH.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise RuntimeError(f"streamlit did not start: {log.read_text()}") from None
-                    time.sleep(0.5)
-            yield url, process
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+    with serve_dashboard(promptlab_home, log, PROMPTLAB_CACHE=str(promptlab_cache)) as served:
+        yield served
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
