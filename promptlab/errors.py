@@ -62,6 +62,10 @@ class CellTakenError(StoreError):
         super().__init__(message)
 
 
+class PeerStoppedError(PromptlabError):
+    """A process of a launch left a step every process takes together, because another one stopped first."""
+
+
 class ImportMetadataError(PromptlabError):
     """An image or file carries no metadata promptlab can read."""
 

@@ -374,6 +374,19 @@ def test_a_launch_shows_progress_and_each_error_once_without_the_launchers_logs(
     assert (said in text) if said else "died" not in text
 
 
+@pytest.mark.parametrize("cause", ["error: cannot write to database x (the database cannot be reached)\n", ""])
+def test_a_process_stopped_by_another_is_said_only_when_no_process_said_why(cause: str) -> None:
+    """A process whose barrier broke because another one left: its line waits for the end, and
+    shows only where no process said why (the cause was on another machine)."""
+    follower = f"error: process 1 of the launch stopped while waiting for the others to finish: {distributed.PEER_STOPPED}, ...\n"
+    shown: list[str] = []
+    output = distributed.LaunchOutput(shown.append)
+    for chunk in [follower, cause, follower]:
+        output.feed(chunk)
+    output.close()
+    assert "".join(shown) == (cause or follower)
+
+
 class _Proxy:
     """A TCP relay on loopback in front of the test's PostgreSQL server, which the test can cut:
     the database dropping out from under a run, as a server restart or a network fault does."""

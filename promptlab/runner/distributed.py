@@ -38,6 +38,7 @@ How it behaves:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -46,11 +47,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from promptlab.errors import PromptlabError, StoreError
+from promptlab.errors import PeerStoppedError, PromptlabError, StoreError
 from promptlab.experiment import Cell, ExperimentSpec
 from promptlab.runner.sweep import (
     Plan,
@@ -143,7 +144,9 @@ def launch_run(args: Sequence[str], launch: Launch, show: Callable[[str], None] 
 class LaunchOutput:
     """The stderr of a launch as a person wants it: the processes' progress and error lines (each
     distinct error once), without torch's launcher logs and failure report; a process that died
-    of a signal (kill -9, the kernel's out-of-memory killer) is said in one line instead.
+    of a signal (kill -9, the kernel's out-of-memory killer) is said in one line instead. A
+    process that stopped only because another one did is said at the end, and only when no
+    process said why (the cause was on another machine).
 
     >>> lines = []
     >>> out = LaunchOutput(lines.append)
@@ -157,9 +160,10 @@ class LaunchOutput:
     def __init__(self, show: Callable[[str], None]) -> None:
         self.show = show
         self.pending = ""
-        self.errors: set[str] = set()
+        self.errors: set[str] = set()  # the error lines shown, and the deaths by a signal said
         self.report: list[str] | None = None  # torch's failure report, while it is being read
         self.in_bar = False  # the last text shown was a progress bar's, with no line end yet
+        self.followers: list[str] = []  # lines of processes that stopped because another one did
 
     def feed(self, text: str) -> None:
         self.pending += text
@@ -187,12 +191,17 @@ class LaunchOutput:
         if self.pending:
             self._line(self.pending)
             self.pending = ""
+        if not self.errors:
+            for line in dict.fromkeys(self.followers):
+                self._show_line(line)
+        self.followers = []
 
     def _line(self, line: str) -> None:
         text = line.strip("\r\n")
         killed = _KILLED.search(text) if _NOISE.match(text) else None
         if killed is not None:
             rank, signal_ = killed.group(2), killed.group(1)
+            self.errors.add(text)
             self._show_line(
                 f"process {rank} of the launch died ({_signal_name(signal_)}): the launcher stops the others, "
                 "and starts them all again to render what is missing while it has restarts left (--restarts)\n"
@@ -209,6 +218,9 @@ class LaunchOutput:
             return
         if self.report is not None:
             self.report.append(text)
+            return
+        if text.startswith("error: ") and PEER_STOPPED in text:
+            self.followers.append(text + "\n")
             return
         if text.startswith("error: "):
             if text in self.errors:
@@ -228,6 +240,7 @@ class LaunchOutput:
         rank = next((m.group(1) for m in map(re.compile(r"\s*rank\s*:\s*(\d+)").match, cause) if m), "?")
         signal_ = next((m.group(1) for m in map(re.compile(r"\s*exitcode\s*:\s*-(\d+)").match, cause) if m), None)
         if signal_ is not None:
+            self.errors.add(f"signal {signal_} ended process {rank}")
             self._show_line(
                 f"error: process {rank} of the launch died ({_signal_name(signal_)}), and the launcher stopped the others; "
                 "what was recorded stays: run the same command again to render the rest\n"
@@ -330,9 +343,10 @@ def run_distributed(
         progress=tracker.own if tracker is not None else None,
     )  # fmt: skip
     # 4. Wait for the others (the main process reporting meanwhile), then sum up.
-    _wait_for_everyone(state, tracker)
-    summaries: list[RunSummary] = gather_object([mine])
-    _leave(state)
+    with _together(state, "waiting for the others to finish"):
+        _wait_for_everyone(state, tracker)
+        summaries: list[RunSummary] = gather_object([mine])
+        _leave(state)
     return combine(plan, summaries, time.perf_counter() - started)
 
 
@@ -377,6 +391,24 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+# In the line of a process that ``_together`` ended: ``LaunchOutput`` shows it only when no other process said why.
+PEER_STOPPED = "another process of the run stopped first"
+
+
+@contextlib.contextmanager
+def _together(state: Any, step: str) -> Iterator[None]:
+    """A step every process takes at once (a barrier, a broadcast, a gather). When another process
+    leaves the group meanwhile (its own error, a signal), torch's backend raises a RuntimeError in
+    this one (gloo: "Connection closed by peer"): said in one line instead of a traceback."""
+    try:
+        yield
+    except RuntimeError as error:  # torch's DistBackendError, gloo's and NCCL's errors
+        raise PeerStoppedError(
+            f"process {state.process_index} of the launch stopped while {step}: {PEER_STOPPED}, and its own error says why "
+            "(above, or in the terminal of the machine it ran on); what was recorded stays: run the same command again to render the rest"
+        ) from error
+
+
 def _leave(state: Any) -> None:
     """Leave the process group together and take it down, so that no process exits while gloo's threads
     still serve it (a process with nothing to render, exiting first, died in C++: "terminate called
@@ -406,7 +438,8 @@ def _shared_plan(state: Any, spec: ExperimentSpec, store: Store) -> Plan:
         except OSError as error:
             failed = StoreError(f"cannot write in the images folder {store.images_dir}: {error}")
             sent[0] = str(failed)
-    broadcast_object_list(sent, from_process=0)
+    with _together(state, "waiting for the main process's plan"):
+        broadcast_object_list(sent, from_process=0)
     if failed is not None:
         raise failed
     if isinstance(sent[0], str):
@@ -418,7 +451,8 @@ def _shared_plan(state: Any, spec: ExperimentSpec, store: Store) -> Plan:
             f"process {state.process_index} does not see the main process's images folder: its own is {store.images_dir}; "
             "set PROMPTLAB_HOME on every machine to one folder they all share (a network share), as PROMPTLAB_DB is one database"
         )
-    state.wait_for_everyone()  # every process has looked: the file can go
+    with _together(state, "checking the shared images folder"):
+        state.wait_for_everyone()  # every process has looked: the file can go
     if state.is_main_process:
         marker.unlink(missing_ok=True)
     return plan
