@@ -75,3 +75,25 @@ def test_a_search_runs_and_links_its_runs(promptlab_home: Path) -> None:
     assert [m.label for m in at.metric] == ["Best so far", "Budget left"] and at.metric[1].value == "0 images"
     with open_store() as store:
         assert len(store.runs_frame("stars-search", "intent")) <= 8
+
+
+def test_the_build_pages_prompt_starts_a_search_unsaved(promptlab_home: Path) -> None:
+    from promptlab.dashboard.build import BUILD_DRAFT
+    from promptlab.dashboard.search import BUILD_LIVE
+
+    build = AppTest.from_string("from promptlab.dashboard import build\nbuild.page()", default_timeout=TIMEOUT).run()
+    build.text_input(key="build_subject").set_value("a blue star").run()
+    build.multiselect(key="build_terms_medium").select("oil painting").run()
+    no_errors(build)
+    live = build.session_state[BUILD_DRAFT]
+    assert 'subject = "a blue star"' in live
+    at = AppTest.from_string("from promptlab.dashboard import search\nsearch.page()", default_timeout=TIMEOUT)
+    at.session_state[BUILD_DRAFT] = live
+    at.run()
+    no_errors(at)
+    # Nothing saved yet, and the live prompt is what the search starts from.
+    assert not list((promptlab_home / "experiments").glob("*.toml"))
+    assert at.selectbox(key="search_source").options[0] == BUILD_LIVE
+    code = at.code[0].value
+    assert 'subject = "a blue star"' in code and "-search" in code and "[search]" in code
+    assert at.multiselect(key="search_categories").value == ["medium"]

@@ -36,6 +36,8 @@ SUGGESTIONS = 10
 #: The level of a vocabulary axis meaning "no term of this category".
 NO_TERM = "(no term)"
 MAX_AXES = 6
+#: Where Build keeps its live experiment file (TOML, saved or not), for the Search page to start from.
+BUILD_DRAFT = "build_draft"
 #: The parameter axes, each typed as values separated by commas: the key, and what the field says.
 PARAM_AXES: dict[str, tuple[str, str]] = {
     "guidance_scale": ("Guidance scales", "e.g. 5, 7.5"),
@@ -199,6 +201,7 @@ def _save(prompt, presets: list[str], negative: str, syntax: str) -> None:  # ty
     except PromptlabError as error:
         data.show_error(error)
         return
+    st.session_state[BUILD_DRAFT] = text
     path = data.experiments_dir() / f"{name}.toml"
     st.code(text, language="toml")
     if st.button("Save experiment file", key="build_save"):
@@ -320,6 +323,7 @@ def _comparison(prompt, presets: list[str], negative: str, syntax: str) -> None:
     except PromptlabError as error:
         data.show_error(error)
         return
+    st.session_state[BUILD_DRAFT] = text
     left, right = st.columns([1, 3])
     left.metric("Cells", len(todo))
     right.text("Estimated time: " + format_estimate(estimate_time(todo, data.store())))

@@ -1,5 +1,6 @@
-"""Search: from an experiment file (the Build page's prompt and choices), set up a search, watch it spend its
-budget (best so far, images left), and open its runs in Compare and Insights.
+"""Search: from the Build page's prompt and choices (as they are, saved or not) or a saved experiment
+file, set up a search, watch it spend its budget (best so far, images left), and open its runs in
+Compare and Insights.
 
 The search is ``promptlab.search``'s: ``draft_search`` writes the file, ``run_search`` runs it,
 ``format_search`` says what it found, as ``promptlab search`` prints it.
@@ -13,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from promptlab.dashboard import compare, data, insights
+from promptlab.dashboard.build import BUILD_DRAFT
 from promptlab.dashboard.run import experiment_files
 from promptlab.errors import ExperimentError, PromptlabError
 from promptlab.experiment import to_toml
@@ -31,19 +33,23 @@ else:
     import tomli as tomllib
 
 DEFAULT_BUDGET = 400
+#: The first choice of "Start from" while the Build page holds a prompt.
+BUILD_LIVE = "The Build page's prompt and choices, as they are now"
 
 
 def page() -> None:
     st.title("Search for a better prompt")
     files = experiment_files()
-    if not files:
-        st.info("No experiment file yet: build one on the **Build** page; its prompt and choices start the search.")
+    live = st.session_state.get(BUILD_DRAFT)
+    if not files and not live:
+        st.info("Nothing to start from yet: set a prompt on the **Build** page; its prompt and choices start the search.")
         return
     chosen = st.session_state.get("run_file")
-    names = [str(f) for f in files]
-    source = Path(st.selectbox("Start from", names, index=names.index(chosen) if chosen in names else 0, key="search_source"))
+    names = [BUILD_LIVE] * bool(live) + [str(f) for f in files]
+    source = st.selectbox("Start from", names, index=names.index(chosen) if chosen in names else 0, key="search_source",
+                          help="The Build page's prompt and choices as they are now (saved or not), or a saved experiment file.")  # fmt: skip
     try:
-        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+        raw = tomllib.loads(live if source == BUILD_LIVE else Path(source).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         data.show_error(ExperimentError(f"{source}: cannot read it as TOML: {error}"))
         return
