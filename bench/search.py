@@ -10,8 +10,8 @@ searches (``[search] seed`` 0, 1, ...) by successive halving and as many random 
 the same budget, the same seeds and the same confirmation. For each, the judge reads the
 winner's confirmation images (fresh seeds): ``read_rate`` is the share it reads as the intent.
 Per scorer: the mean read rate, how many searches reached 80%, how many winners hold no null
-word, and ``wins_vs_random``: searches whose read rate beat random search's (a tie goes to the
-higher mean score on the confirmation seeds). Figures as one JSON object on the last line.
+word, how many did both, and ``wins_vs_random``: searches whose read rate beat random search's
+(a tie goes to the higher mean score on the confirmation seeds). Figures as one JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "random_mean_read_rate": round(statistics.mean(r["random"]["read_rate"] for r in runs), 3),
         "reached_80_percent": sum(h["read_rate"] >= 0.8 for h in halving),
         "no_null_term": sum(not h["null_terms"] for h in halving),
+        "read_80_percent_and_no_null_term": sum(h["read_rate"] >= 0.8 and not h["null_terms"] for h in halving),
         "wins_vs_random": sum(beats(r["halving"], r["random"]) for r in runs),
     }
 

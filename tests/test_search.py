@@ -157,6 +157,23 @@ def test_candidates_stay_in_the_pool() -> None:
             tried.add(child.key)
 
 
+def test_each_term_of_a_group_is_tried_before_any_is_tried_twice() -> None:
+    """A pool of 3 colours and every artist: random candidates draw each colour, and each artist, in turn
+    (counts never differ by more than one), so the few terms of a small group are not left to chance."""
+    from collections import Counter
+
+    spec = parse_search(small(), "star.toml")
+    space = Space(spec)
+    rng = random.Random(7)
+    drawn: Counter[tuple[str, str]] = Counter()
+    for _ in range(300):
+        drawn.update((t.category or "", t.text) for t in space.random(rng).terms)
+    for group, texts in spec.groups.items():
+        counts = [drawn[(group, text)] for text in texts]
+        assert max(counts) - min(counts) <= 1, (group, counts)
+    assert min(drawn[("color", text)] for text in spec.groups["color"]) > 20
+
+
 def test_selection_and_confirmation_seeds_never_meet() -> None:
     spec = parse_search(small(budget=400, confirm_seeds=16), "star.toml")
     selection, confirm = search_seeds(spec)

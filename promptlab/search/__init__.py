@@ -18,8 +18,15 @@ generations, written plainly over shared seeds.
 3. The best quarter survives and is rendered again next round (strong candidates collect more
    seeds); the others are dropped and replaced by mutations of the survivors (a term added,
    dropped or swapped within its group, a weight moved one step, a term moved when ``order``).
-4. When the budget cannot pay another round, the survivors and the leader with each of its
-   terms dropped share what is left as more seeds, and the best is the winner.
+   A term added or swapped in is one of its group's least drawn so far, so every colour of
+   seven is tried before any twice, however many artists share the pool.
+4. The rounds stop where the last one would get less than ``FINAL_SEEDS`` seeds for the leader
+   and each of its neighbours (a third of the budget at most). The last round renders the leader,
+   the leader with each of its terms dropped, and the leader with one more term from each group
+   it lacks (the group's term whose candidates scored best on average), all on the same new
+   seeds. The best of them on those seeds wins, less every one of the leader's terms whose drop
+   cost under ``TERM_COST`` there: a word that earns nothing goes, and two such words go
+   together (ranking alone would drop one at most).
 5. The winner and the starting prompt are rendered on ``confirm_seeds`` fresh seeds, never used
    to choose, and compared by ``promptlab.analysis`` (the paired effect, its calibrated CI):
    selection on the same seeds would inflate the gain.
@@ -48,6 +55,7 @@ from promptlab.search.result import (
     format_search,
 )
 from promptlab.search.rounds import (
+    FINAL_SEEDS,
     PROMPT_AXIS,
     TERM_COST,
     SearchCallback,
@@ -71,6 +79,7 @@ __all__ = [
     "DEFAULT_CONFIRM_SEEDS",
     "DEFAULT_POPULATION",
     "DEFAULT_ROUND_SEEDS",
+    "FINAL_SEEDS",
     "METHODS",
     "ORDER_AXIS",
     "PROMPT_AXIS",

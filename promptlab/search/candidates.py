@@ -9,6 +9,7 @@ Each candidate becomes an experiment ``Variant`` whose axis values name its term
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 from promptlab.experiment import ABSENT, Variant, term_spec, variant_key
@@ -47,6 +48,7 @@ class Space:
         self.spec = spec
         self.groups = [group for group, texts in spec.groups.items() if texts]
         self._rank = {group: index for index, group in enumerate(spec.groups)}
+        self._drawn: Counter[tuple[str, str]] = Counter()  # how often each (group, term) was drawn
 
     def start(self) -> Candidate:
         """The starting prompt: the file's fixed terms."""
@@ -63,7 +65,7 @@ class Space:
         """A candidate drawn at random: 0..max_terms groups, a term and a weight in each, in a random order."""
         most = min(self.spec.max_terms, len(self.groups))
         chosen = rng.sample(self.groups, rng.randint(0, most))
-        terms = [self._term(group, rng.choice(self.spec.groups[group]), rng.choice(self.spec.weights)) for group in chosen]
+        terms = [self._term(group, self._pick(group, rng), rng.choice(self.spec.weights)) for group in chosen]
         return self.arrange(terms)
 
     def mutate(self, parent: Candidate, rng: random.Random, tried: set[tuple[tuple[str, str, float], ...]]) -> Candidate | None:
@@ -99,14 +101,13 @@ class Space:
         if move == "add":
             group = rng.choice(free)
             weight = 1.0 if 1.0 in self.spec.weights else rng.choice(self.spec.weights)
-            terms.insert(rng.randint(0, len(terms)), self._term(group, rng.choice(self.spec.groups[group]), weight))
+            terms.insert(rng.randint(0, len(terms)), self._term(group, self._pick(group, rng), weight))
         elif move == "drop":
             terms.pop(rng.randrange(len(terms)))
         elif move == "swap":
             index = rng.choice(swappable)
             old = terms[index]
-            others = [text for text in self.spec.groups[old.category or ""] if text.casefold() != old.text.casefold()]
-            terms[index] = self._term(old.category or "", rng.choice(others), old.weight)
+            terms[index] = self._term(old.category or "", self._pick(old.category or "", rng, besides=old.text), old.weight)
         elif move == "weight":
             index = rng.randrange(len(terms))
             grid = self.spec.weights
@@ -117,6 +118,15 @@ class Space:
             term = terms.pop(rng.randrange(len(terms)))
             terms.insert(rng.randint(0, len(terms)), term)
         return self.arrange(terms)
+
+    def _pick(self, group: str, rng: random.Random, besides: str | None = None) -> str:
+        """A term of ``group`` (other than ``besides``) among those drawn least so far: each of a group's terms
+        is tried once before any is tried again, so a colour of seven is not left to chance in a pool of hundreds."""
+        texts = [text for text in self.spec.groups[group] if besides is None or text.casefold() != besides.casefold()]
+        fewest = min(self._drawn[(group, text)] for text in texts)
+        text = rng.choice([text for text in texts if self._drawn[(group, text)] == fewest])
+        self._drawn[(group, text)] += 1
+        return text
 
     def _term(self, group: str, text: str, weight: float) -> Term:
         return Term(text, weight, group)

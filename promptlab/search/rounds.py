@@ -17,6 +17,7 @@ from typing import Any
 from promptlab.analysis import analyze
 from promptlab.errors import PromptlabError, SearchError
 from promptlab.experiment import Cell, Variant, term_spec
+from promptlab.prompt import Term
 from promptlab.runner import Plan, run_experiment
 from promptlab.search.candidates import Candidate, Space
 from promptlab.search.result import (
@@ -31,6 +32,9 @@ from promptlab.store import Store
 
 #: Score points a term must earn to stay: of two candidates that score alike, the shorter prompt ranks first.
 TERM_COST = 1.0
+#: Seeds each candidate of the last round gets, where the budget allows: a word that shows on one seed in
+#: three (a background most seeds draw anyway) shows on some of twelve. Words are judged on half as many at least.
+FINAL_SEEDS = 12
 # Selection seeds and confirmation seeds are drawn from ranges that never meet.
 _SELECTION_SEEDS = range(1, 1_000_000)
 _CONFIRM_SEEDS = range(1_000_000, 2_000_000)
@@ -66,6 +70,7 @@ class _Search:
         self.spent = 0
         self.rendered = 0
         self.rounds: list[Round] = []
+        self.seen: dict[str, Candidate] = {}  # every candidate rendered, by variant key
         # Every term that survived a round, as (group, TEXT:WEIGHT as a file writes it), in the order they first did.
         self.survived: dict[tuple[str, str], None] = {}
 
@@ -81,6 +86,12 @@ class _Search:
             self.rendered += summary.rendered
         self.spent += len(every)
         self._read_scores({v.key for v in variants}, set(seeds))
+
+    def render_candidates(self, candidates: Sequence[Candidate], seeds: Sequence[int]) -> None:
+        """``render`` for the search's candidates, remembered by variant key."""
+        for candidate in candidates:
+            self.seen.setdefault(self.space.variant(candidate).key, candidate)
+        self.render([self.space.variant(c) for c in candidates], seeds, "search")
 
     def _read_scores(self, keys: set[str], seeds: set[int]) -> None:
         frame = self.store.runs_frame(self.spec.name, "intent")
@@ -152,17 +163,19 @@ def _halving(search: _Search, seeds: list[int], budget: int) -> Candidate:
     tried = {start.key}
     population = [start, *_fresh(space, rng, tried, spec.population - 1)]
     keep = max(1, spec.population // 4)
+    # The last round's share: FINAL_SEEDS seeds for the leader and a neighbour in every group, a third at most.
+    reserve = min(budget // 3, (1 + len(space.groups)) * FINAL_SEEDS)
     used = 0
     while True:
         round_seeds = seeds[used : used + spec.round_seeds]
         used += len(round_seeds)
-        search.render([space.variant(c) for c in population], round_seeds, "search")
+        search.render_candidates(population, round_seeds)
         ranked = search.rank(population)
         survivors = ranked[:keep]
         search.record_round(ranked, round_seeds, survivors, len(population) * len(round_seeds))
         left = budget - search.spent
-        # Stop while the last round can still give each of its candidates a few more seeds.
-        if left < 2 * spec.round_images:
+        # Stop where another round would leave the last one less than it needs.
+        if left - spec.round_images < reserve:
             break
         children: list[Candidate] = []
         for _ in range(spec.population - keep):
@@ -173,25 +186,60 @@ def _halving(search: _Search, seeds: list[int], budget: int) -> Candidate:
             tried.add(child.key)
             children.append(child)
         population = survivors + children
-    # The last round: the survivors, and the leader with each of its terms dropped (a word that earns nothing
-    # goes), on as many new seeds as the budget has left.
-    final = list(survivors)
-    for index in range(len(survivors[0].terms)):
-        pruned = space.arrange([t for i, t in enumerate(survivors[0].terms) if i != index], keep_order=True)
-        if pruned.key not in {c.key for c in final}:
-            final.append(pruned)
-    extra = min(left // len(final), len(seeds) - used)
+    # The last round: the leader and its neighbours (the leader with each of its terms dropped, and with a term
+    # of each group it lacks), on as many new seeds as the budget has left; a word that earns nothing goes.
+    # Where the budget gives them too few seeds to tell a word's worth, the additions go first, then the drops:
+    # the survivors then share what is left, and the best of them wins as it is.
+    leader = survivors[0]
+    prunings = [_without(space, leader, index) for index in range(len(leader.terms))]
+    for final in ([leader, *prunings, *_additions(search, leader)], [leader, *prunings], survivors):
+        final = list(dict.fromkeys(final))
+        extra = min(left // len(final), len(seeds) - used)
+        if extra >= FINAL_SEEDS // 2:
+            break
     if extra < 1:
-        final = survivors
-        extra = min(left // keep, len(seeds) - used)
-    if extra >= 1:
-        round_seeds = seeds[used : used + extra]
-        search.render([space.variant(c) for c in final], round_seeds, "search")
-        # Ranked on these seeds alone: the pruned candidates have no others, and all share them.
-        ranked = search.rank(final, round_seeds)
-        search.record_round(ranked, round_seeds, ranked[:1], len(final) * extra)
-        survivors = ranked
-    return survivors[0]
+        return leader
+    round_seeds = seeds[used : used + extra]
+    search.render_candidates(final, round_seeds)
+    # Ranked on these seeds alone: the new candidates have no others, and all share them.
+    ranked = search.rank(final, round_seeds)
+    idle = _idle_terms(search, leader, round_seeds) if leader in final and all(p in final for p in prunings) else []
+    winner = space.arrange([t for t in ranked[0].terms if t not in idle], keep_order=True)
+    search.record_round(ranked, round_seeds, [winner], len(final) * extra)
+    return winner
+
+
+def _additions(search: _Search, leader: Candidate) -> list[Candidate]:
+    """The leader with one more term: for each group it lacks, the term (with its weight) of that group whose
+    candidates scored best on average, each by its mean over its seeds; none where the leader has its most terms."""
+    if len(leader.terms) >= search.spec.max_terms:
+        return []
+    means: dict[Term, list[float]] = {}
+    for candidate in search.seen.values():
+        mean, _ = search.mean(candidate)
+        if not math.isnan(mean):
+            for term in candidate.terms:
+                means.setdefault(term, []).append(mean)
+    found = []
+    for group in search.space.groups:
+        if leader.group_term(group) is None:
+            scored = [(sum(values) / len(values), term_spec(term), term) for term, values in means.items() if term.category == group]
+            if scored:
+                found.append(search.space.arrange([*leader.terms, max(scored)[2]]))
+    return found
+
+
+def _without(space: Space, candidate: Candidate, index: int) -> Candidate:
+    return space.arrange([t for i, t in enumerate(candidate.terms) if i != index], keep_order=True)
+
+
+def _idle_terms(search: _Search, leader: Candidate, seeds: Sequence[int]) -> list[Term]:
+    """The leader's terms whose drop, on ``seeds`` (shared by the leader and each drop), costs less than
+    ``TERM_COST`` points; a drop with no score (its images failed) keeps its term. Ranking picks one drop
+    at most: with two null words, one would stay."""
+    top, _ = search.mean(leader, seeds)
+    costs = [top - search.mean(_without(search.space, leader, index), seeds)[0] for index in range(len(leader.terms))]
+    return [term for term, cost in zip(leader.terms, costs) if cost < TERM_COST]
 
 
 def _random_search(search: _Search, seeds: list[int], budget: int) -> Candidate:
@@ -206,7 +254,7 @@ def _random_search(search: _Search, seeds: list[int], budget: int) -> Candidate:
     best: list[Candidate] = []
     for begin in range(0, len(candidates), spec.population):
         batch = candidates[begin : begin + spec.population]
-        search.render([space.variant(c) for c in batch], round_seeds, "search")
+        search.render_candidates(batch, round_seeds)
         best = search.rank([*best, *batch])[:1]
         search.record_round(search.rank(batch), round_seeds, best, len(batch) * len(round_seeds))
     return best[0]
