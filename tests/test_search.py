@@ -233,3 +233,23 @@ def test_truth_in_the_micro_world_fast() -> None:
             assert truth.images == 4 and 0 <= truth.rate <= 1 and result.spent <= 32
             assert set(truth.null_terms) <= set(null_words()) and set(truth.null_terms) <= set(result.winner_terms)
             assert result.gain is not None and result.gain.mean_diff > 0, format_search(result)
+
+
+@pytest.mark.slow
+def test_the_last_round_judges_each_word_on_shared_seeds_and_the_path_says_so() -> None:
+    """Every term of the winner was measured on the last round's shared seeds and made at least TERM_COST
+    there; terms of earlier rounds carry no number (their averages over the rounds would describe their company)."""
+    from promptlab.search import TERM_COST
+
+    spec = parse_search(small(name="star-last", budget=96, population=4, round_seeds=1), "star.toml")
+    with open_store() as store:
+        result = run_search(spec, store)
+    seeds = len(result.rounds[-1].seeds)
+    measured = {step.term: step for step in result.path if step.n_seeds}
+    assert seeds >= 6 and all(step.n_seeds == seeds for step in measured.values())
+    assert {step.term for step in result.path if step.kept} == set(result.winner_label.split(", ")) - {"(subject only)"}
+    for step in result.path:
+        if step.kept:
+            assert step.term in measured and step.effect >= TERM_COST, step
+    lines = format_search(result)
+    assert any(line.startswith("Kept: ") and "shared seeds" in line for line in lines) or not measured

@@ -52,7 +52,9 @@ class SearchProgress:
 
 @dataclass(frozen=True)
 class TermStep:
-    """A term the search tried: its effect over the selection runs (vs its group without it), and whether it stayed."""
+    """A term the search tried, and whether the winner kept it. ``effect``: for a term the last round measured,
+    what it made on that round's ``n_seeds`` shared seeds (the leader with it less the leader without it);
+    NaN for the others, chosen or dropped in earlier rounds on fewer and unshared seeds."""
 
     group: str
     term: str
@@ -119,11 +121,14 @@ def format_search(result: SearchResult) -> list[str]:
         lines.append(f"  winner {result.winner_mean:.2f}, start {result.start_mean:.2f}")
     lines.append(f"Budget: {result.spent} of {result.budget} images spent ({result.rendered} rendered now)")
     helped = [step for step in result.path if step.kept]
-    dropped = [step for step in result.path if not step.kept]
+    dropped = [step for step in result.path if not step.kept and step.n_seeds]
+    earlier = [step.term for step in result.path if not step.kept and not step.n_seeds]
     if helped:
         lines.append("Kept: " + ", ".join(_step(s) for s in helped))
     if dropped:
-        lines.append("Dropped: " + ", ".join(_step(s) for s in dropped))
+        lines.append("Dropped in the last round: " + ", ".join(_step(s) for s in dropped))
+    if earlier:
+        lines.append("Dropped in earlier rounds: " + ", ".join(earlier))
     for item in result.rounds:
         lines.append(
             f"  round {item.index + 1}: {len(item.candidates)} candidates x {len(item.seeds)} seeds, "
@@ -133,10 +138,12 @@ def format_search(result: SearchResult) -> list[str]:
 
 
 def _step(step: TermStep) -> str:
-    """``red (+35.20 over 12 seeds)``: the term's effect over the selection runs, or why there is none."""
+    """``red (+35.20 on 12 shared seeds)``: what the term made in the last round, or that it was not measured there."""
+    if step.n_seeds == 0:
+        return f"{step.term} (earlier rounds)"
     if math.isnan(step.effect):
-        return f"{step.term} (no separate estimate from the selection runs)"
-    return f"{step.term} ({step.effect:+.2f} over {step.n_seeds} seeds)"
+        return f"{step.term} (its images in the last round failed)"
+    return f"{step.term} ({step.effect:+.2f} on {step.n_seeds} shared seeds)"
 
 
 def _mean(values: tuple[float, ...]) -> float:

@@ -71,6 +71,8 @@ class _Search:
         self.rendered = 0
         self.rounds: list[Round] = []
         self.seen: dict[str, Candidate] = {}  # every candidate rendered, by variant key
+        # What the last round measured of a term: (group, TEXT:WEIGHT) -> (score made on its seeds, those seeds).
+        self.measured: dict[tuple[str, str], tuple[float, int]] = {}
         # Every term that survived a round, as (group, TEXT:WEIGHT as a file writes it), in the order they first did.
         self.survived: dict[tuple[str, str], None] = {}
 
@@ -203,7 +205,10 @@ def _halving(search: _Search, seeds: list[int], budget: int) -> Candidate:
     search.render_candidates(final, round_seeds)
     # Ranked on these seeds alone: the new candidates have no others, and all share them.
     ranked = search.rank(final, round_seeds)
-    idle = _idle_terms(search, leader, round_seeds) if leader in final and all(p in final for p in prunings) else []
+    idle: list[Term] = []
+    if leader in final and all(p in final for p in prunings):
+        _measure(search, leader, [c for c in final if len(c.terms) > len(leader.terms)], round_seeds)
+        idle = [term for term in leader.terms if search.measured[(term.category or "", term_spec(term))][0] < TERM_COST]
     winner = space.arrange([t for t in ranked[0].terms if t not in idle], keep_order=True)
     search.record_round(ranked, round_seeds, [winner], len(final) * extra)
     return winner
@@ -233,13 +238,18 @@ def _without(space: Space, candidate: Candidate, index: int) -> Candidate:
     return space.arrange([t for i, t in enumerate(candidate.terms) if i != index], keep_order=True)
 
 
-def _idle_terms(search: _Search, leader: Candidate, seeds: Sequence[int]) -> list[Term]:
-    """The leader's terms whose drop, on ``seeds`` (shared by the leader and each drop), costs less than
-    ``TERM_COST`` points; a drop with no score (its images failed) keeps its term. Ranking picks one drop
-    at most: with two null words, one would stay."""
+def _measure(search: _Search, leader: Candidate, additions: Sequence[Candidate], seeds: Sequence[int]) -> None:
+    """What each of the leader's terms, and each term added to it, made on ``seeds`` (shared by all): the leader
+    less the leader without the term, the addition less the leader. A term the leader has keeps its place only
+    where this is ``TERM_COST`` or more; a drop with no score (NaN: its images failed) keeps its term."""
     top, _ = search.mean(leader, seeds)
-    costs = [top - search.mean(_without(search.space, leader, index), seeds)[0] for index in range(len(leader.terms))]
-    return [term for term, cost in zip(leader.terms, costs) if cost < TERM_COST]
+    for index, term in enumerate(leader.terms):
+        cost = top - search.mean(_without(search.space, leader, index), seeds)[0]
+        search.measured[(term.category or "", term_spec(term))] = (cost, len(seeds))
+    for addition in additions:
+        added = next(t for t in addition.terms if t not in leader.terms)
+        gain = search.mean(addition, seeds)[0] - top
+        search.measured[(added.category or "", term_spec(added))] = (gain, len(seeds))
 
 
 def _random_search(search: _Search, seeds: list[int], budget: int) -> Candidate:
@@ -324,36 +334,18 @@ def _gain(search: _Search, variants: dict[str, Variant], seeds: list[int]) -> An
 
 
 def _path(search: _Search, winner: Candidate) -> tuple[TermStep, ...]:
-    """Each term that ever survived a round: its effect over the selection runs, and whether the winner kept it."""
+    """Each term that ever survived a round or was tried in the last one, and whether the winner kept it; for
+    the terms the last round measured (the leader's, and those added to it), the score the term made on that
+    round's shared seeds. Scores over all the selection runs are not given: the rounds choose which candidates
+    hold a term, so a word's average there says more about its company than about the word."""
     survived = dict(search.survived)
+    survived.update(dict.fromkeys(search.measured))
     for term in winner.terms:
         survived.setdefault((term.category or "", term_spec(term)), None)
-    effects = _selection_effects(search)
     kept = {(t.category or "", term_spec(t)) for t in winner.terms}
     steps = []
     for group, text in survived:
-        effect, n = effects.get((group, text), (math.nan, 0))
+        effect, n = search.measured.get((group, text), (math.nan, 0))
         steps.append(TermStep(group, text, (group, text) in kept, effect, n))
     return tuple(sorted(steps, key=lambda s: (not s.kept, -(s.effect if not math.isnan(s.effect) else -math.inf))))
-
-
-def _selection_effects(search: _Search) -> dict[tuple[str, str], tuple[float, int]]:
-    """Each term's effect over the selection runs against its group without a term: ``promptlab.analysis``'s, paired by
-    seed and adjusted for the other groups."""
-    seeds = {s for r in search.rounds for s in r.seeds}
-    frame = search.store.runs_frame(search.spec.name, "intent")
-    frame = frame[frame["seed"].isin(seeds)]
-    if frame["score"].notna().sum() == 0:
-        return {}
-    groups = [g for g in search.spec.groups if f"axis:{g}" in frame.columns]
-    frame = frame.drop(columns=[c for c in frame.columns if c.startswith("axis:") and c[5:] not in groups])
-    try:
-        result = analyze(frame, experiment=search.spec.name)
-    except PromptlabError:
-        return {}
-    found: dict[tuple[str, str], tuple[float, int]] = {}
-    for effect in result.effects:
-        if effect.reference == "" and isinstance(effect.level, str):
-            found[(effect.axis, effect.level)] = (effect.mean_diff, effect.n_seeds)
-    return found
 
