@@ -97,3 +97,8 @@ def test_the_build_pages_prompt_starts_a_search_unsaved(promptlab_home: Path) ->
     code = at.code[0].value
     assert 'subject = "a blue star"' in code and "-search" in code and "[search]" in code
     assert at.multiselect(key="search_categories").value == ["medium"]
+    # Without an intent of its own, the search reads the prompt written so far; one typed here is the file's.
+    assert at.text_input(key="search_intent").value == "a blue star, oil painting"
+    assert 'intent = "a blue star, oil painting"' in code
+    at.text_input(key="search_intent").set_value("a blue star in oils").run()
+    assert 'intent = "a blue star in oils"' in at.code[0].value

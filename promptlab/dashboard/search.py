@@ -63,7 +63,7 @@ def page() -> None:
     with st.expander("Search file"):
         st.code(text, language="toml")
     st.caption(
-        f"{spec.pool_size} terms in {len(spec.groups)} groups; {spec.budget} images: rounds of {spec.population} "
+        f"{spec.pool_size} terms in {len(spec.groups)} group{'s' * (len(spec.groups) != 1)}; {spec.budget} images: rounds of {spec.population} "
         f"candidates x {spec.round_seeds} seeds, then {spec.confirmation_images} to confirm on fresh seeds."
     )
     if not st.button("Save and search", type="primary", key="search_run"):
@@ -90,25 +90,31 @@ def _setup(raw: dict) -> dict:  # type: ignore[type-arg]
     seed = int(right.number_input("Search seed", min_value=0, value=0, key="search_seed"))
     low, high = st.slider("Weight range", 0.0, 2.0, (1.0, 1.0), 0.1, key="search_weights")
     scorer = st.text_input("Scorer", key="search_scorer", placeholder=str(raw.get("scorer", "the file's"))).strip()
+    # Unless the file says what the image should show, the prompt written so far (weights aside) does.
+    prompt = raw.get("prompt", {})
+    fixed = [str(t).rsplit(":", 1)[0] for texts in dict(prompt.get("terms", {})).values() for t in texts]
+    written = ", ".join([str(prompt.get("subject", "")), *fixed])
+    intent = st.text_input("Intent: what the image should show, as the scorer reads it", key="search_intent",
+                           value=str(prompt.get("intent") or written)).strip()  # fmt: skip
     terms: dict[str, list[str]] = {}
     for line in extra.splitlines():
         group, _, listed = line.partition(":")
         if group.strip() and listed.strip():
             terms.setdefault(group.strip(), []).extend(t.strip() for t in listed.split(",") if t.strip())
     return draft_search(raw, budget=budget, categories=categories, terms=terms, scorer=scorer or None,
-                        max_terms=max_terms, weights=(low, high), seed=seed)  # fmt: skip
+                        max_terms=max_terms, weights=(low, high), seed=seed, intent=intent or None)  # fmt: skip
 
 
 def _run(spec) -> SearchResult | None:  # type: ignore[no-untyped-def]
     """Run the search with a progress bar, the best so far and the images left; None after showing why it stopped."""
     bar = st.progress(0.0, text="Loading the model...")
     best, left = st.columns(2)
-    best_box, left_box = best.empty(), left.empty()
+    best_box, label_box, left_box = best.empty(), best.empty(), left.empty()
 
     def progress(p: SearchProgress) -> None:
         bar.progress(min(p.spent / p.budget, 1.0), text=f"{p.phase} round {p.round}: {p.spent} of {p.budget} images")
         best_box.metric("Best so far", data.score_text(p.best_score), help=p.best_label)
-        best.caption(p.best_label)
+        label_box.caption(p.best_label)
         left_box.metric("Budget left", f"{p.left} images")
 
     try:

@@ -140,7 +140,7 @@ def format_search(result: SearchResult) -> list[str]:
 def _step(step: TermStep) -> str:
     """``red (+35.20 on 12 shared seeds)``: what the term made in the last round, or that it was not measured there."""
     if step.n_seeds == 0:
-        return f"{step.term} (earlier rounds)"
+        return f"{step.term} (no last round measured it: random search, or a budget too small for one)"
     if math.isnan(step.effect):
         return f"{step.term} (its images in the last round failed)"
     return f"{step.term} ({step.effect:+.2f} on {step.n_seeds} shared seeds)"

@@ -264,12 +264,14 @@ def draft_search(
     max_terms: int | None = None,
     weights: tuple[float, float] = (1.0, 1.0),
     seed: int = 0,
+    intent: str | None = None,
 ) -> dict[str, Any]:
     """A search file's parsed TOML from an experiment file's (the Build page's prompt and choices).
 
-    The experiment's subject, intent, fixed terms, model and parameters stay; its axes, seeds and
-    strategy go, and the terms its category axes compared join the pool, by category, with
-    ``terms``; ``parse_search(to_toml(...))`` reads the result. The name gains ``-search``.
+    The experiment's subject, intent (unless ``intent`` is given), fixed terms, model and parameters
+    stay; its axes, seeds and strategy go, and the terms its category axes compared join the pool,
+    by category, with ``terms``; ``parse_search(to_toml(...))`` reads the result. The name gains
+    ``-search``.
 
     >>> raw = {"name": "stars", "model": "micro", "seeds": 4, "prompt": {"subject": "a star"},
     ...        "axes": {"color": ["red", "", "blue"]}}
@@ -279,6 +281,8 @@ def draft_search(
     """
     draft = {key: value for key, value in raw.items() if key not in DROPPED_KEYS and key != "search"}
     draft["name"] = f"{raw.get('name', 'experiment')}-search"
+    if intent:
+        draft["prompt"] = {**dict(raw.get("prompt", {})), "intent": intent}
     pool: dict[str, list[str]] = {}
     for name, levels in dict(raw.get("axes", {})).items():
         if isinstance(levels, list) and all(isinstance(level, str) for level in levels) and name != "model":
