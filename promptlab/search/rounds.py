@@ -158,7 +158,7 @@ def run_search(
 
 def _halving(search: _Search, seeds: list[int], budget: int) -> Candidate:
     """Rounds of ``population`` candidates on ``round_seeds`` new shared seeds; the best quarter stays, the rest are
-    replaced by mutations of it; a last round gives what budget is left to the survivors and the leader pruned."""
+    replaced by mutations of it; a last round gives what budget is left to the leader and its neighbours."""
     spec, space = search.spec, search.space
     rng = random.Random(spec.seed)
     start = space.start()
