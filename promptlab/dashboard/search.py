@@ -25,6 +25,7 @@ from promptlab.search import (
     format_search,
     parse_search,
     run_search,
+    written_prompt,
 )
 
 if sys.version_info >= (3, 11):
@@ -91,11 +92,9 @@ def _setup(raw: dict) -> dict:  # type: ignore[type-arg]
     low, high = st.slider("Weight range", 0.0, 2.0, (1.0, 1.0), 0.1, key="search_weights")
     scorer = st.text_input("Scorer", key="search_scorer", placeholder=str(raw.get("scorer", "the file's"))).strip()
     # Unless the file says what the image should show, the prompt written so far (weights aside) does.
-    prompt = raw.get("prompt", {})
-    fixed = [str(t).rsplit(":", 1)[0] for texts in dict(prompt.get("terms", {})).values() for t in texts]
-    written = ", ".join([str(prompt.get("subject", "")), *fixed])
+    written = raw.get("prompt", {}).get("intent") or written_prompt(raw, data.vocab())
     intent = st.text_input("Intent: what the image should show, as the scorer reads it", key="search_intent",
-                           value=str(prompt.get("intent") or written)).strip()  # fmt: skip
+                           value=str(written)).strip()  # fmt: skip
     terms: dict[str, list[str]] = {}
     for line in extra.splitlines():
         group, _, listed = line.partition(":")

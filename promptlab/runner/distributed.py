@@ -160,7 +160,8 @@ class LaunchOutput:
     def __init__(self, show: Callable[[str], None]) -> None:
         self.show = show
         self.pending = ""
-        self.errors: set[str] = set()  # the error lines shown, and the deaths by a signal said
+        self.errors: set[str] = set()  # the error lines shown, each once
+        self.said_why = False  # a process's own error or death was shown
         self.report: list[str] | None = None  # torch's failure report, while it is being read
         self.in_bar = False  # the last text shown was a progress bar's, with no line end yet
         self.followers: list[str] = []  # lines of processes that stopped because another one did
@@ -191,7 +192,7 @@ class LaunchOutput:
         if self.pending:
             self._line(self.pending)
             self.pending = ""
-        if not self.errors:
+        if not self.said_why:
             for line in dict.fromkeys(self.followers):
                 self._show_line(line)
         self.followers = []
@@ -201,7 +202,7 @@ class LaunchOutput:
         killed = _KILLED.search(text) if _NOISE.match(text) else None
         if killed is not None:
             rank, signal_ = killed.group(2), killed.group(1)
-            self.errors.add(text)
+            self.said_why = True
             self._show_line(
                 f"process {rank} of the launch died ({_signal_name(signal_)}): the launcher stops the others, "
                 "and starts them all again to render what is missing while it has restarts left (--restarts)\n"
@@ -226,6 +227,7 @@ class LaunchOutput:
             if text in self.errors:
                 return
             self.errors.add(text)
+            self.said_why = True
         self._show_line(line)
 
     def _show_line(self, line: str) -> None:
@@ -240,7 +242,7 @@ class LaunchOutput:
         rank = next((m.group(1) for m in map(re.compile(r"\s*rank\s*:\s*(\d+)").match, cause) if m), "?")
         signal_ = next((m.group(1) for m in map(re.compile(r"\s*exitcode\s*:\s*-(\d+)").match, cause) if m), None)
         if signal_ is not None:
-            self.errors.add(f"signal {signal_} ended process {rank}")
+            self.said_why = True
             self._show_line(
                 f"error: process {rank} of the launch died ({_signal_name(signal_)}), and the launcher stopped the others; "
                 "what was recorded stays: run the same command again to render the rest\n"

@@ -73,6 +73,7 @@ from promptlab.search.spec import (
     draft_search,
     load_search,
     parse_search,
+    written_prompt,
 )
 
 __all__ = [
@@ -101,4 +102,5 @@ __all__ = [
     "parse_search",
     "run_search",
     "search_seeds",
+    "written_prompt",
 ]

@@ -76,7 +76,7 @@ class _Search:
         # Every term that survived a round, as (group, TEXT:WEIGHT as a file writes it), in the order they first did.
         self.survived: dict[tuple[str, str], None] = {}
 
-    def render(self, variants: Sequence[Variant], seeds: Sequence[int], phase: str) -> None:
+    def render(self, variants: Sequence[Variant], seeds: Sequence[int]) -> None:
         """Render, score and record every (variant, seed) the store lacks; read every score back."""
         every = [Cell(variant, seed) for variant in variants for seed in seeds]
         done = self.store.existing_cells(self.experiment_id)
@@ -93,7 +93,7 @@ class _Search:
         """``render`` for the search's candidates, remembered by variant key."""
         for candidate in candidates:
             self.seen.setdefault(self.space.variant(candidate).key, candidate)
-        self.render([self.space.variant(c) for c in candidates], seeds, "search")
+        self.render([self.space.variant(c) for c in candidates], seeds)
 
     def _read_scores(self, keys: set[str], seeds: set[int]) -> None:
         frame = self.store.runs_frame(self.spec.name, "intent")
@@ -289,7 +289,7 @@ def _confirm(search: _Search, winner: Candidate, seeds: list[int]) -> SearchResu
     spec, space = search.spec, search.space
     start = space.start()
     variants = {"start": space.variant(start), "winner": space.variant(winner)}
-    search.render(list({v.key: v for v in variants.values()}.values()), seeds, "confirm")
+    search.render(list({v.key: v for v in variants.values()}.values()), seeds)
     search.report("confirm", winner)
     scores = {name: tuple(search.scores.get(v.key, {}).get(s, math.nan) for s in seeds) for name, v in variants.items()}
     gain = None

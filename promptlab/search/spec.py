@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from promptlab.errors import ExperimentError, PromptSyntaxError, SearchError, VocabError
-from promptlab.experiment import ExperimentSpec, parse_experiment
+from promptlab.errors import ExperimentError, PromptlabError, PromptSyntaxError, SearchError, VocabError
+from promptlab.experiment import ExperimentSpec, parse_experiment, to_toml
 from promptlab.experiment.check import Checker
 from promptlab.prompt import Prompt, Term
 from promptlab.render.params import MAX_WEIGHT
@@ -308,3 +308,17 @@ def draft_search(
         table["terms"] = {group: texts for group, texts in pool.items() if texts}
     draft["search"] = table
     return draft
+
+
+def written_prompt(raw: Mapping[str, Any], vocab: Vocabulary | None = None) -> str:
+    """What an experiment file's prompt says, weights aside: its first subject and its fixed terms, the
+    intent a search aims for where the file gives none; the subject alone where the file does not read.
+
+    >>> written_prompt({"name": "s", "model": "micro", "prompt": {"subject": "a star", "terms": {"color": ["red:1.2"]}}})
+    'a star, red'
+    """
+    try:
+        spec = parse_experiment(to_toml(raw), vocab=vocab)
+    except PromptlabError:
+        return str(dict(raw.get("prompt", {})).get("subject", ""))
+    return Prompt(spec.subjects[0], spec.terms).to_plain()
